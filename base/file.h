@@ -1,0 +1,19 @@
+#pragma once
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace base {
+
+Result<std::string> ReadFile(const std::string& path);
+// Writes via a temp file + fsync + rename so readers never see a partial file.
+Result<> WriteFileAtomic(const std::string& path, std::string_view data, int mode = 0644);
+Result<> WriteFile(const std::string& path, std::string_view data);
+// mkdir -p.
+Result<> MkdirAll(const std::string& path, int mode = 0755);
+// rm -rf that does not cross mount points it finds (returns error on a busy mount).
+Result<> RemoveAll(const std::string& path);
+bool PathExists(const std::string& path);
+
+}  // namespace base

@@ -1,0 +1,19 @@
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace base {
+
+std::vector<std::string> Split(std::string_view s, char sep, bool skip_empty = false);
+std::string Join(const std::vector<std::string>& parts, std::string_view sep);
+std::string_view Trim(std::string_view s);
+bool StartsWith(std::string_view s, std::string_view prefix);
+bool EndsWith(std::string_view s, std::string_view suffix);
+std::string ToLower(std::string_view s);
+// Random lowercase alphanumeric string (for ids, generateName suffixes).
+std::string RandomAlnum(size_t n);
+// 64 hex chars of random data (container and sandbox ids, like containerd's).
+std::string RandomHexId();
+
+}  // namespace base

@@ -1,0 +1,43 @@
+#include <catch2/catch.hpp>
+
+#include "base/quantity.h"
+#include "base/strings.h"
+#include "base/time.h"
+
+TEST_CASE("quantities parse like resource.Quantity") {
+  CHECK(*base::ParseQuantityMilli("100m") == 100);
+  CHECK(*base::ParseQuantityMilli("2") == 2000);
+  CHECK(*base::ParseQuantityMilli("0.5") == 500);
+  CHECK(*base::ParseQuantityMilli("1.5m") == 2);  // rounds up
+  CHECK(*base::ParseQuantity("64Mi") == 64LL * 1024 * 1024);
+  CHECK(*base::ParseQuantity("1G") == 1000000000LL);
+  CHECK(*base::ParseQuantity("1e3") == 1000);
+  CHECK(*base::ParseQuantity("100m") == 1);
+  CHECK(*base::ParseQuantity("4046788Ki") == 4046788LL * 1024);
+  CHECK_FALSE(base::ParseQuantity("12q").has_value());
+  CHECK_FALSE(base::ParseQuantity("").has_value());
+  CHECK_FALSE(base::ParseQuantity("Mi").has_value());
+}
+
+TEST_CASE("RFC3339 formats as metav1.Time, MicroTime and CRI log time") {
+  auto t = base::FromUnixNanos(1700000000123456789LL);
+  CHECK(base::FormatRfc3339(t) == "2023-11-14T22:13:20Z");
+  CHECK(base::FormatRfc3339Micro(t) == "2023-11-14T22:13:20.123456Z");
+  CHECK(base::FormatRfc3339Nano(t) == "2023-11-14T22:13:20.123456789Z");
+  CHECK(base::FormatRfc3339Nano(base::FromUnixNanos(1700000000100000000LL)) == "2023-11-14T22:13:20.1Z");
+  auto p = base::ParseRfc3339("2023-11-14T22:13:20.123456789Z");
+  REQUIRE(p);
+  CHECK(base::ToUnixNanos(*p) == 1700000000123456789LL);
+  auto q = base::ParseRfc3339("2023-11-14T23:13:20+01:00");
+  REQUIRE(q);
+  CHECK(base::FormatRfc3339(*q) == "2023-11-14T22:13:20Z");
+  CHECK_FALSE(base::ParseRfc3339("2023-11-14 nonsense").has_value());
+}
+
+TEST_CASE("string helpers") {
+  CHECK(base::Split("a,b,,c", ',') == std::vector<std::string>{"a", "b", "", "c"});
+  CHECK(base::Split("a,b,,c", ',', true) == std::vector<std::string>{"a", "b", "c"});
+  CHECK(base::Trim("  x \n") == "x");
+  CHECK(base::RandomHexId().size() == 64);
+  CHECK(base::RandomAlnum(5).size() == 5);
+}
