@@ -1,0 +1,366 @@
+#include "netproxy/proxier.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+
+#include "base/file.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "netproxy/iptables_restore_backend.h"
+
+namespace netproxy {
+
+namespace log = base::log;
+using Clock = std::chrono::steady_clock;
+
+std::string_view ProxyModeName(ProxyMode m) {
+  switch (m) {
+    case ProxyMode::kIptables: return "iptables";
+    case ProxyMode::kNftables: return "nftables";
+    case ProxyMode::kUserspace: return "userspace";
+  }
+  return "iptables";
+}
+
+std::optional<ProxyMode> ParseProxyMode(std::string_view s) {
+  if (s == "iptables" || s.empty()) return ProxyMode::kIptables;
+  if (s == "nftables") return ProxyMode::kNftables;
+  if (s == "userspace") return ProxyMode::kUserspace;
+  return std::nullopt;
+}
+
+namespace {
+
+double UnixSeconds(WallTime t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+bool NodePortMatchAll(const std::vector<std::string>& cidrs) {
+  if (cidrs.empty()) return true;
+  return std::find(cidrs.begin(), cidrs.end(), "0.0.0.0/0") != cidrs.end();
+}
+
+// This host's IPv4 addresses inside any of `cidrs` (kube-proxy's NodePortAddresses.GetNodeIPs).
+std::vector<std::string> LocalAddressesIn(const std::vector<std::string>& cidrs) {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* a = list; a; a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
+    char buf[INET_ADDRSTRLEN];
+    auto* sin = reinterpret_cast<sockaddr_in*>(a->ifa_addr);
+    if (!inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf)) continue;
+    for (const auto& c : cidrs) {
+      if (CidrContainsIPv4(c, buf) &&
+          std::find(out.begin(), out.end(), buf) == out.end()) {
+        out.emplace_back(buf);
+      }
+    }
+  }
+  freeifaddrs(list);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool SysctlIsSet(const std::string& path) {
+  auto v = base::ReadFile(path);
+  return v && base::Trim(*v) != "0" && !base::Trim(*v).empty();
+}
+
+}  // namespace
+
+base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
+                                                       RulesBackendPtr backend) {
+  if (options.mode != ProxyMode::kIptables) {
+    return base::Fail("proxy mode " + std::string(ProxyModeName(options.mode)) +
+                      " is not implemented");
+  }
+  if (options.min_sync_period.count() < 0 || options.sync_period.count() <= 0) {
+    return base::Fail("proxy options: sync periods must be positive");
+  }
+  if (!options.cluster_cidr.empty()) {
+    auto net = options.cluster_cidr.substr(0, options.cluster_cidr.find('/'));
+    if (!IsIPv4(net) || options.cluster_cidr.find('/') == std::string::npos) {
+      return base::Fail("proxy options: cluster CIDR '" + options.cluster_cidr +
+                        "' is not an IPv4 CIDR");
+    }
+  }
+  for (const auto& c : options.nodeport_addresses) {
+    if (c.find('/') == std::string::npos || !IsIPv4(c.substr(0, c.find('/')))) {
+      return base::Fail("proxy options: nodeport address '" + c + "' is not an IPv4 CIDR");
+    }
+  }
+  if (options.masquerade_bit < 0 || options.masquerade_bit > 31) {
+    return base::Fail("proxy options: masquerade bit must be in 0..31");
+  }
+
+  IptablesRendererConfig cfg;
+  cfg.cluster_cidr = options.cluster_cidr;
+  cfg.masquerade_all = options.masquerade_all;
+  cfg.masquerade_bit = options.masquerade_bit;
+  cfg.topology_zone = options.topology_zone;
+  for (const auto& ip : options.node_ips) {
+    if (IsIPv4(ip)) {
+      cfg.node_ip = ip;
+      break;
+    }
+  }
+  // localhost NodePorts need loopback among the NodePort addresses.
+  cfg.localhost_nodeports = options.localhost_nodeports;
+  if (!NodePortMatchAll(options.nodeport_addresses)) {
+    bool has_loopback = false;
+    for (const auto& c : options.nodeport_addresses) {
+      if (CidrContainsIPv4(c, "127.0.0.1")) has_loopback = true;
+    }
+    if (!has_loopback) cfg.localhost_nodeports = false;
+  }
+  if (cfg.localhost_nodeports) {
+    // Lets NodePorts answer on 127.0.0.1 (k8s issue 90259; KUBE-FIREWALL closes the hole).
+    auto w = base::WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", "1");
+    if (!w) return tl::unexpected(w.error().Wrap("set net.ipv4.conf.all.route_localnet=1"));
+  }
+  cfg.conntrack_tcp_be_liberal =
+      SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
+
+  if (!backend) {
+    IptablesVariant v = DetectIptablesVariant();
+    backend = std::make_unique<IptablesRestoreBackend>(v);
+  }
+  log::Info("service proxy starting",
+            {{"mode", ProxyModeName(options.mode)}, {"backend", backend->Name()},
+             {"node", options.node_name}, {"clusterCIDR", options.cluster_cidr},
+             {"minSyncPeriod", std::to_string(options.min_sync_period.count()) + "ms"}});
+  if (options.cleanup_at_start) {
+    auto c = CleanupLeftovers(*backend);
+    if (!c) return tl::unexpected(c.error());
+  }
+  std::unique_ptr<Proxier> p(new Proxier(std::move(options), std::move(backend), std::move(cfg)));
+  p->thread_ = std::thread([raw = p.get()] { raw->SyncLoop(); });
+  return p;
+}
+
+Proxier::Proxier(ProxierOptions options, RulesBackendPtr backend, IptablesRendererConfig config)
+    : options_(std::move(options)),
+      backend_(std::move(backend)),
+      renderer_(std::move(config)),
+      state_(options_.node_name, std::chrono::system_clock::now()) {}
+
+Proxier::~Proxier() { Stop(); }
+
+void Proxier::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Proxier::Changed(bool pending) {
+  if (!pending) return;
+  std::lock_guard lock(mu_);
+  pending_ = true;
+  if (oldest_pending_ == WallTime{}) oldest_pending_ = std::chrono::system_clock::now();
+  metrics_.SetLastQueued(UnixSeconds(std::chrono::system_clock::now()));
+  cv_.notify_all();
+}
+
+void Proxier::OnServiceAdd(const Service& svc) {
+  Changed(state_.service_changes().Update(nullptr, &svc));
+}
+void Proxier::OnServiceUpdate(const Service& old_svc, const Service& svc) {
+  Changed(state_.service_changes().Update(&old_svc, &svc));
+}
+void Proxier::OnServiceDelete(const Service& svc) {
+  Changed(state_.service_changes().Update(&svc, nullptr));
+}
+void Proxier::OnEndpointSliceAdd(const EndpointSlice& slice) {
+  Changed(state_.endpoint_changes().EndpointSliceUpdate(slice, false,
+                                                        std::chrono::system_clock::now()));
+}
+void Proxier::OnEndpointSliceUpdate(const EndpointSlice&, const EndpointSlice& slice) {
+  Changed(state_.endpoint_changes().EndpointSliceUpdate(slice, false,
+                                                        std::chrono::system_clock::now()));
+}
+void Proxier::OnEndpointSliceDelete(const EndpointSlice& slice) {
+  Changed(state_.endpoint_changes().EndpointSliceUpdate(slice, true,
+                                                        std::chrono::system_clock::now()));
+}
+
+void Proxier::OnServicesSynced() {
+  std::lock_guard lock(mu_);
+  services_synced_ = true;
+  cv_.notify_all();
+}
+
+void Proxier::OnEndpointSlicesSynced() {
+  std::lock_guard lock(mu_);
+  slices_synced_ = true;
+  cv_.notify_all();
+}
+
+void Proxier::ForceFullSync() {
+  std::lock_guard lock(mu_);
+  need_full_ = true;
+  pending_ = true;
+  cv_.notify_all();
+}
+
+ProxierHealth Proxier::Health() const {
+  std::lock_guard lock(mu_);
+  ProxierHealth h;
+  h.last_updated = last_updated_;
+  h.oldest_pending = oldest_pending_;
+  h.last_error = last_error_;
+  if (oldest_pending_ != WallTime{} &&
+      std::chrono::system_clock::now() - oldest_pending_ > 2 * options_.sync_period) {
+    h.healthy = false;
+  }
+  return h;
+}
+
+std::string Proxier::MetricsText() const { return metrics_.Text(); }
+
+bool Proxier::WaitForSync(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] {
+    return services_synced_ && slices_synced_ && synced_once_ && !syncing_ && !pending_ &&
+           !need_full_ && last_error_.empty() && !state_.HasPending();
+  });
+}
+
+void Proxier::SyncLoop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    if (!(services_synced_ && slices_synced_)) {
+      cv_.wait(lock);
+      continue;
+    }
+    auto now = Clock::now();
+    // The earliest time the next sync may run, and whether one is due at all.
+    auto earliest = std::max(last_sync_start_ + options_.min_sync_period, retry_at_);
+    bool due = pending_ || need_full_ || !synced_once_;
+    auto full_due = last_full_sync_ + options_.full_sync_period;
+    if (!due && now >= full_due) {
+      need_full_ = true;
+      due = true;
+    }
+    if (!due) {
+      cv_.wait_until(lock, full_due);
+      continue;
+    }
+    if (now < earliest) {
+      cv_.wait_until(lock, earliest);
+      continue;
+    }
+    pending_ = false;
+    syncing_ = true;
+    last_sync_start_ = now;
+    WallTime queued = oldest_pending_;
+    oldest_pending_ = WallTime{};
+    lock.unlock();
+    bool ok = SyncProxyRules();
+    lock.lock();
+    syncing_ = false;
+    if (ok) {
+      synced_once_ = true;
+      last_updated_ = std::chrono::system_clock::now();
+      retry_at_ = {};
+    } else {
+      // Changes were checked out of the trackers already: only a full sync can recover them.
+      need_full_ = true;
+      retry_at_ = Clock::now() + options_.retry_period;
+      if (oldest_pending_ == WallTime{} || (queued != WallTime{} && queued < oldest_pending_)) {
+        oldest_pending_ = queued != WallTime{} ? queued : std::chrono::system_clock::now();
+      }
+    }
+    cv_.notify_all();
+  }
+}
+
+bool Proxier::SyncProxyRules() {
+  const auto start = Clock::now();
+  bool full;
+  {
+    std::lock_guard lock(mu_);
+    full = need_full_;
+  }
+  StateUpdateResult update = state_.Update();
+
+  std::vector<IptablesJump> missing_jumps;
+  bool need_hint = false;
+  std::string error;
+  if (full) {
+    auto snap = backend_->Snapshot();
+    if (!snap) {
+      error = snap.error().message;
+    } else {
+      auto it = snap->tables.find("nat");
+      existing_nat_chains_ = it == snap->tables.end() ? std::set<std::string>{} : it->second.chains;
+      missing_jumps = MissingJumps(*snap, IptablesJumps(renderer_.config().localhost_nodeports));
+      // The kubelet's hint for tools that pick the iptables variant (iptables-wrapper).
+      need_hint = !snap->HasChain("mangle", "KUBE-IPTABLES-HINT");
+    }
+  }
+  if (error.empty()) {
+    if (!NodePortMatchAll(options_.nodeport_addresses)) {
+      // Addresses come and go with interfaces: resolved at each sync as kube-proxy does.
+      IptablesRendererConfig cfg = renderer_.config();
+      auto ips = LocalAddressesIn(options_.nodeport_addresses);
+      if (ips != cfg.nodeport_ips) {
+        cfg.nodeport_ips = ips;
+        renderer_ = IptablesRenderer(cfg);
+        full = true;  // KUBE-SERVICES changes only; chains need no rewrite, but keep it simple
+      }
+    }
+    IptablesRuleset rs =
+        renderer_.Render(state_, full ? nullptr : &update.updated_services, existing_nat_chains_);
+    std::string buffer = rs.Serialize(missing_jumps);
+    if (need_hint) buffer += "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n";
+    auto r = backend_->Restore(buffer);
+    if (!r) {
+      error = r.error().message;
+      metrics_.IncRestoreFailures();
+    } else {
+      existing_nat_chains_ = std::move(rs.active_nat_chains);
+      metrics_.SetRules("filter", rs.filter.TotalRules());
+      metrics_.SetRules("nat", rs.nat.TotalRules());
+      log::Debug("proxy rules synced",
+                 {{"full", full ? "true" : "false"},
+                  {"services", state_.service_ports().size()},
+                  {"changedServices", update.updated_services.size()},
+                  {"bytes", buffer.size()},
+                  {"deletedChains", rs.nat.deleted_chains.size()}});
+    }
+  }
+
+  const auto end = Clock::now();
+  const double secs = std::chrono::duration<double>(end - start).count();
+  metrics_.ObserveSync(secs, full);
+  std::lock_guard lock(mu_);
+  if (!error.empty()) {
+    last_error_ = error;
+    log::Error("proxy rules sync failed", {{"error", error},
+                                           {"retryIn", std::to_string(options_.retry_period.count()) + "ms"}});
+    return false;
+  }
+  if (full) {
+    need_full_ = false;
+    last_full_sync_ = end;
+  }
+  last_error_.clear();
+  const auto wall_now = std::chrono::system_clock::now();
+  metrics_.SetLastSync(UnixSeconds(wall_now));
+  metrics_.IncSyncs();
+  for (const auto& [svc, times] : update.trigger_times) {
+    for (WallTime t : times) {
+      metrics_.ObserveNetworkProgramming(std::chrono::duration<double>(wall_now - t).count());
+    }
+  }
+  return true;
+}
+
+}  // namespace netproxy

@@ -1,0 +1,143 @@
+#pragma once
+// netproxy's entry point for the agent: informer events in, kernel rules out.
+//
+//   auto p = netproxy::Proxier::Create(opts);          // detects the host's iptables
+//   informer callbacks -> p->OnServiceAdd(svc) ...      // any thread
+//   after the initial lists -> p->OnServicesSynced(), p->OnEndpointSlicesSynced()
+//   /healthz -> p->Health(); /metrics -> p->MetricsText()
+//
+// Nothing is written until both Services and EndpointSlices have synced (a partial picture
+// would break live traffic). Then one full sync, and after that one sync per burst of changes:
+// changes are coalesced and applied at most once per min_sync_period, on the proxier's own
+// thread, each as one atomic commit that rewrites only the chains of the changed services.
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time.h"
+#include "netproxy/iptables_renderer.h"
+#include "netproxy/metrics.h"
+#include "netproxy/model.h"
+#include "netproxy/proxy_state.h"
+#include "netproxy/rules_backend.h"
+
+namespace netproxy {
+
+enum class ProxyMode { kIptables, kNftables, kUserspace };
+std::string_view ProxyModeName(ProxyMode m);
+std::optional<ProxyMode> ParseProxyMode(std::string_view s);  // "iptables", "nftables", ...
+
+struct ProxierOptions {
+  std::string node_name;              // endpoints with this nodeName are local
+  std::vector<std::string> node_ips;  // this node's addresses (first IPv4 one is "the" node IP)
+  // Pod CIDR of the cluster (--cluster-cidr): traffic to a service from outside it is
+  // masqueraded. "" = unknown (then only masquerade_all masquerades cluster-IP traffic).
+  std::string cluster_cidr;
+  bool masquerade_all = false;
+  ProxyMode mode = ProxyMode::kIptables;
+  // Changes are applied at most this often (kube-proxy --iptables-min-sync-period, 1 s).
+  std::chrono::milliseconds min_sync_period{1000};
+  // kube-proxy --iptables-sync-period: healthz reports unhealthy when a change waited longer
+  // than twice this without being applied.
+  std::chrono::milliseconds sync_period{30000};
+  // After a failed commit, retry (as a full sync) this much later.
+  std::chrono::milliseconds retry_period{5000};
+  // A full resync (every chain rewritten, jumps checked) at least this often.
+  std::chrono::milliseconds full_sync_period{std::chrono::hours(1)};
+  int masquerade_bit = 14;
+  // --nodeport-addresses as CIDRs; empty = every local address.
+  std::vector<std::string> nodeport_addresses;
+  // NodePorts also answer on 127.0.0.1 (sets net.ipv4.conf.all.route_localnet=1).
+  bool localhost_nodeports = true;
+  // Remove rules a previous run left (all of them) before the first sync.
+  bool cleanup_at_start = true;
+  std::string topology_zone;  // this node's topology.kubernetes.io/zone
+};
+
+struct ProxierHealth {
+  bool healthy = true;
+  // Last successful sync (epoch when none yet).
+  WallTime last_updated;
+  // Oldest change not yet applied (epoch when none pending).
+  WallTime oldest_pending;
+  std::string last_error;  // of the last failed sync, "" after a success
+};
+
+class Proxier {
+ public:
+  // backend == nullptr: IptablesRestoreBackend for the iptables variant the host uses. The
+  // sync thread starts at once (idle until both informers synced). Options are checked here.
+  static base::Result<std::unique_ptr<Proxier>> Create(ProxierOptions options,
+                                                       RulesBackendPtr backend = nullptr);
+  ~Proxier();
+  Proxier(const Proxier&) = delete;
+  Proxier& operator=(const Proxier&) = delete;
+
+  void OnServiceAdd(const Service& svc);
+  void OnServiceUpdate(const Service& old_svc, const Service& svc);
+  void OnServiceDelete(const Service& svc);
+  void OnServicesSynced();
+  void OnEndpointSliceAdd(const EndpointSlice& slice);
+  void OnEndpointSliceUpdate(const EndpointSlice& old_slice, const EndpointSlice& slice);
+  void OnEndpointSliceDelete(const EndpointSlice& slice);
+  void OnEndpointSlicesSynced();
+
+  // Unhealthy when a change waited more than 2 x sync_period (kube-proxy's /healthz rule).
+  ProxierHealth Health() const;
+  // Prometheus text exposition of the kubeproxy_* metrics.
+  std::string MetricsText() const;
+
+  // Blocks until every change received before the call is applied to the kernel (both
+  // informers synced, nothing pending, last commit succeeded), or the timeout passes (false).
+  // For tests and for start-up ordering.
+  bool WaitForSync(std::chrono::milliseconds timeout);
+  // Requests a full resync now (e.g. after something flushed the tables).
+  void ForceFullSync();
+  // Stops the sync thread (also done by the destructor). Rules stay in place.
+  void Stop();
+
+  const ProxierOptions& options() const { return options_; }
+  const ProxyMetrics& metrics() const { return metrics_; }
+  std::string backend_name() const { return backend_->Name(); }
+
+ private:
+  Proxier(ProxierOptions options, RulesBackendPtr backend, IptablesRendererConfig config);
+  void Changed(bool pending);
+  void SyncLoop();
+  // One sync: returns false on failure (already logged and counted).
+  bool SyncProxyRules();
+
+  const ProxierOptions options_;
+  RulesBackendPtr backend_;
+  IptablesRenderer renderer_;
+  ProxyState state_;  // maps touched only by the sync thread; trackers by any thread
+  ProxyMetrics metrics_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool services_synced_ = false;
+  bool slices_synced_ = false;
+  bool stopping_ = false;
+  bool pending_ = false;      // a change arrived since the last sync started
+  bool need_full_ = true;
+  bool syncing_ = false;
+  bool synced_once_ = false;
+  std::chrono::steady_clock::time_point last_sync_start_{};
+  std::chrono::steady_clock::time_point last_full_sync_{};
+  std::chrono::steady_clock::time_point retry_at_{};
+  WallTime last_updated_{};
+  WallTime oldest_pending_{};
+  std::string last_error_;
+  std::set<std::string> existing_nat_chains_;  // sync thread only
+
+  std::thread thread_;
+};
+
+}  // namespace netproxy

@@ -1,0 +1,77 @@
+#pragma once
+// The seam between the proxy and the kernel's iptables: read what is there (chains, our jumps
+// from the built-in chains) and apply one iptables-restore buffer atomically (--noflush).
+// IptablesRestoreBackend (iptables_restore_backend.h) runs the host's iptables-restore;
+// FakeRulesBackend (below) records what it was asked, for unit tests.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "netproxy/iptables_ruleset.h"
+
+namespace netproxy {
+
+// What iptables-save shows of the tables the proxy uses.
+struct IptablesSnapshot {
+  struct Table {
+    std::set<std::string> chains;
+    // Rules of built-in chains that jump to a KUBE-* chain, as iptables-save prints them
+    // ("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES").
+    std::vector<std::string> kube_jumps;
+  };
+  std::map<std::string, Table> tables;  // "filter", "nat", "mangle", ...
+
+  // Parses iptables-save output.
+  static IptablesSnapshot Parse(std::string_view save_output);
+  bool HasChain(const std::string& table, const std::string& chain) const;
+};
+
+class RulesBackend {
+ public:
+  virtual ~RulesBackend() = default;
+  // "iptables-nft", "iptables-legacy", "fake": for logs and metrics.
+  virtual std::string Name() const = 0;
+  virtual base::Result<IptablesSnapshot> Snapshot() = 0;
+  // Applies an iptables-restore buffer with --noflush --counters as one transaction per table.
+  virtual base::Result<> Restore(const std::string& buffer) = 0;
+};
+using RulesBackendPtr = std::unique_ptr<RulesBackend>;
+
+// The jumps of `wanted` that the snapshot lacks (matched by table, built-in chain and target).
+std::vector<IptablesJump> MissingJumps(const IptablesSnapshot& snap,
+                                       const std::vector<IptablesJump>& wanted);
+
+// A restore buffer that removes everything the proxy may have created: jumps from the built-in
+// chains into KUBE-* chains of the proxy, and the proxy's chains in filter and nat (including
+// per-service ones). Empty when there is nothing to remove.
+std::string CleanupBuffer(const IptablesSnapshot& snap);
+
+// Removes everything a previous run left (kube-proxy's CleanupLeftovers), in one commit.
+base::Result<> CleanupLeftovers(RulesBackend& backend);
+
+// Records calls for unit tests; the snapshot it returns reflects the chains restored so far.
+class FakeRulesBackend final : public RulesBackend {
+ public:
+  std::string Name() const override { return "fake"; }
+  base::Result<IptablesSnapshot> Snapshot() override;
+  base::Result<> Restore(const std::string& buffer) override;
+
+  std::string last_buffer() const;
+  std::vector<std::string> buffers() const;
+  size_t restore_count() const;
+  // The next n Restore() calls fail.
+  void FailNext(int n = 1);
+  void SetSnapshot(IptablesSnapshot s);
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> buffers_;
+  IptablesSnapshot snapshot_;
+  int fail_next_ = 0;
+};
+
+}  // namespace netproxy
