@@ -5,6 +5,7 @@
 // "kubepods/burstable/pod<UID>/<container-id>".
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -90,10 +91,19 @@ class Driver {
 
 using DriverPtr = std::unique_ptr<Driver>;
 
+// Bounds on the waits a driver does (all are polls of kernel state with a deadline).
+struct DriverOptions {
+  std::chrono::milliseconds freeze_timeout{5000};   // FREEZING → FROZEN / cgroup.events frozen 1
+  std::chrono::milliseconds kill_timeout{10000};    // KillAll until the cgroup is empty
+  std::chrono::milliseconds remove_busy_timeout{2000};  // rmdir retries on EBUSY
+};
+
 // Probes `mount_root` (default /sys/fs/cgroup): a cgroup2 mount there means v2; per-controller
 // v1 mounts mean v1 (a hybrid layout's small unified tree is ignored). `root` is the prefix all
 // paths are placed under (the kubelet's --cgroup-root; "" = top).
 Result<DriverPtr> Detect(const std::string& root = "", const std::string& mount_root = "/sys/fs/cgroup");
+Result<DriverPtr> Detect(const std::string& root, const std::string& mount_root,
+                         const DriverOptions& options);
 
 // Kubernetes values (K:pkg/kubelet/cm/helpers_linux.go).
 uint64_t MilliCpuToShares(int64_t milli);            // max(2, milli*1024/1000), capped 262144
