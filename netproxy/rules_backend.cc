@@ -125,7 +125,8 @@ base::Result<> CleanupLeftovers(RulesBackend& backend) {
   if (!snap) return tl::unexpected(snap.error().Wrap("clean up proxy rules"));
   std::string buf = CleanupBuffer(*snap);
   if (buf.empty()) return {};
-  base::log::Info("removing proxy rules of a previous run", {{"backend", backend.Name()}});
+  base::log::Info("removing proxy rules", {{"backend", backend.Name()}});
+  base::log::Debug("proxy cleanup commit", {{"rules", buf}});
   CUBELET_TRY_CTX(backend.Restore(buf), "clean up proxy rules");
   return {};
 }

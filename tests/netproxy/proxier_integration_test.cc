@@ -1,0 +1,323 @@
+// The iptables proxy on the real kernel (privileged; the test process runs in its own fresh
+// network namespace, see tests/support/privileged_main.cc). Two "pods" are network namespaces
+// with a busybox httpd each, connected to the test's namespace by veths; the test's namespace
+// plays the node. Traffic to a ClusterIP and to a NodePort must reach the pods, balance across
+// both, and be refused (not hang) once there are no endpoints.
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "base/file.h"
+#include "base/strings.h"
+#include "netproxy/chain_names.h"
+#include "netproxy/iptables_restore_backend.h"
+#include "netproxy/proxier.h"
+#include "tests/netproxy/fixtures.h"
+#include "tests/support/kernel_env.h"
+
+using namespace netproxy;
+using namespace netproxy::testing;
+using namespace std::chrono_literals;
+using testsupport::Run;
+
+namespace {
+
+constexpr const char* kNsPrefix = "cubelet-np-";
+
+// Deletes pod namespaces (and their processes) of earlier runs whose test process is gone.
+void SweepStaleNamespaces() {
+  DIR* d = opendir("/run/netns");
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (!base::StartsWith(name, kNsPrefix)) continue;
+    auto parts = base::Split(name.substr(strlen(kNsPrefix)), '-');
+    if (parts.empty()) continue;
+    pid_t pid = atoi(parts[0].c_str());
+    if (pid > 0 && kill(pid, 0) == 0) continue;
+    stale.push_back(name);
+  }
+  closedir(d);
+  for (const auto& n : stale) {
+    Run("ip netns pids " + n + " | xargs -r kill -9");
+    Run("ip netns del " + n);
+  }
+}
+
+// A pod: a netns with eth0 = <prefix>.2/24, its peer veth in the test netns = <prefix>.1/24,
+// serving `body` with busybox httpd on :8080.
+class Pod {
+ public:
+  Pod(int index, const std::string& prefix, const std::string& body)
+      : ns_(std::string(kNsPrefix) + std::to_string(getpid()) + "-" + std::to_string(index)),
+        host_if_("np" + std::to_string(index)),
+        ip_(prefix + ".2"),
+        host_ip_(prefix + ".1"),
+        dir_("/tmp/" + ns_) {
+    Run("ip netns del " + ns_);
+    REQUIRE(Run("ip netns add " + ns_) == 0);
+    std::string out;
+    INFO(out);
+    REQUIRE(Run("ip link add " + host_if_ + " type veth peer name eth0 netns " + ns_, &out) == 0);
+    REQUIRE(Run("ip addr add " + host_ip_ + "/24 dev " + host_if_ + " && ip link set " +
+                    host_if_ + " up",
+                &out) == 0);
+    std::string in_ns = "nsenter --net=/run/netns/" + ns_ + " ";
+    REQUIRE(Run(in_ns + "ip addr add " + ip_ + "/24 dev eth0", &out) == 0);
+    REQUIRE(Run(in_ns + "ip link set eth0 up && " + in_ns + "ip link set lo up", &out) == 0);
+    REQUIRE(Run(in_ns + "ip route add default via " + host_ip_, &out) == 0);
+    REQUIRE(base::MkdirAll(dir_));
+    REQUIRE(base::WriteFile(dir_ + "/index.html", body + "\n"));
+    // Without -f busybox httpd daemonizes; its pid is found through the netns at teardown.
+    REQUIRE(Run(in_ns + "busybox httpd -p 8080 -h " + dir_, &out) == 0);
+    for (int i = 0; i < 50; ++i) {
+      if (Run("curl -s --max-time 1 http://" + ip_ + ":8080/") == 0) return;
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL("httpd in " << ns_ << " did not come up");
+  }
+  ~Pod() {
+    Run("ip netns pids " + ns_ + " | xargs -r kill -9");
+    Run("ip link del " + host_if_);
+    Run("ip netns del " + ns_);
+    base::RemoveAll(dir_);
+  }
+  const std::string& ip() const { return ip_; }
+  const std::string& host_ip() const { return host_ip_; }
+
+ private:
+  std::string ns_, host_if_, ip_, host_ip_, dir_;
+};
+
+// Passes calls through to the real backend and keeps the buffers.
+class RecordingBackend final : public RulesBackend {
+ public:
+  explicit RecordingBackend(RulesBackend* inner) : inner_(inner) {}
+  std::string Name() const override { return inner_->Name(); }
+  base::Result<IptablesSnapshot> Snapshot() override { return inner_->Snapshot(); }
+  base::Result<> Restore(const std::string& buffer) override {
+    {
+      std::lock_guard lock(mu_);
+      buffers_.push_back(buffer);
+    }
+    return inner_->Restore(buffer);
+  }
+  std::string last() const {
+    std::lock_guard lock(mu_);
+    return buffers_.empty() ? "" : buffers_.back();
+  }
+
+ private:
+  RulesBackend* inner_;
+  mutable std::mutex mu_;
+  std::vector<std::string> buffers_;
+};
+
+// Splits a rule line into words, honouring double quotes.
+std::vector<std::string> Words(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false, any = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (c == '\\' && quoted && i + 1 < line.size()) {
+      cur += line[++i];
+    } else if (c == '"') {
+      quoted = !quoted;
+      any = true;
+    } else if (c == ' ' && !quoted) {
+      if (any || !cur.empty()) out.push_back(cur);
+      cur.clear();
+      any = false;
+    } else {
+      cur += c;
+    }
+  }
+  if (any || !cur.empty()) out.push_back(cur);
+  return out;
+}
+
+// table -> KUBE-* chain -> one signature per rule: the parts iptables-save keeps verbatim
+// (iptables-save reorders matches and normalizes some values, so whole lines differ).
+using Layout = std::map<std::string, std::map<std::string, std::vector<std::string>>>;
+
+Layout LayoutOf(const std::string& text) {
+  Layout out;
+  std::string table;
+  for (const auto& line : base::Split(text, '\n', true)) {
+    if (line[0] == '*') {
+      table = line.substr(1);
+    } else if (line[0] == ':') {
+      std::string chain = line.substr(1, line.find(' ') - 1);
+      if (base::StartsWith(chain, "KUBE-")) out[table][chain];
+    } else if (base::StartsWith(line, "-A KUBE-")) {
+      auto w = Words(line);
+      std::set<std::string> parts;
+      for (size_t i = 2; i + 1 < w.size(); ++i) {
+        if (w[i] == "-j" || w[i] == "--to-destination" || w[i] == "--comment" ||
+            w[i] == "--dport" || w[i] == "--probability") {
+          std::string v = w[i + 1];
+          if (w[i] == "--probability") v = v.substr(0, 8);  // save prints 11 decimals
+          parts.insert(w[i] + "=" + v);
+        } else if (w[i] == "-d" || w[i] == "-s") {
+          std::string v = w[i + 1];
+          if (base::EndsWith(v, "/32")) v.resize(v.size() - 3);
+          parts.insert(w[i] + "=" + (i > 2 && w[i - 1] == "!" ? "!" : "") + v);
+        }
+      }
+      std::string sig = base::Join({parts.begin(), parts.end()}, " ");
+      out[table][w[1]].push_back(sig);
+    }
+  }
+  return out;
+}
+
+std::string Save(IptablesVariant v) {
+  std::string out;
+  Run(std::string("(") +
+          (v == IptablesVariant::kNft ? "iptables-nft-save" : "iptables-legacy-save") +
+          " 2>/dev/null)",
+      &out);
+  return out;
+}
+
+// curl exit code and body.
+int Curl(const std::string& url, std::string* body = nullptr, const std::string& extra = "") {
+  std::string out;
+  int rc = Run("curl -s --max-time 5 " + extra + " " + url, &out);
+  if (body) *body = std::string(base::Trim(out));
+  return rc;
+}
+
+}  // namespace
+
+TEST_CASE("iptables proxy: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
+          "without endpoints") {
+  SweepStaleNamespaces();
+  // A fresh netns: both iptables variants are empty, so detection must pick nft (Debian 12).
+  const IptablesVariant variant = DetectIptablesVariant();
+  CHECK(variant == IptablesVariant::kNft);
+
+  Pod pod1(1, "10.250.1", "pod-1");
+  // Services are routed like the rest of the cluster network (kube-proxy relies on a route).
+  REQUIRE(Run("ip route add 10.96.0.0/12 dev np1") == 0);
+
+  IptablesRestoreBackend real(variant);
+  auto rec = std::make_unique<RecordingBackend>(&real);
+  RecordingBackend* recorder = rec.get();
+  ProxierOptions o;
+  o.node_name = "node-a";
+  o.node_ips = {pod1.host_ip()};
+  o.cluster_cidr = "10.250.0.0/16";
+  o.min_sync_period = 100ms;
+  auto created = Proxier::Create(o, std::move(rec));
+  REQUIRE(created);
+  auto& proxier = *created;
+
+  Service svc = ClusterIPService("default", "web", "10.96.0.10",
+                                 {Port("http", 80, 8080, Protocol::kTCP, 30080)});
+  svc.type = ServiceType::kNodePort;
+  EndpointSlice slice = Slice("default", "web", "web-abc", {Ep(pod1.ip(), true, "node-a")},
+                              {EpPort("http", 8080)});
+  proxier->OnServiceAdd(svc);
+  proxier->OnEndpointSliceAdd(slice);
+  proxier->OnServicesSynced();
+  proxier->OnEndpointSlicesSynced();
+  REQUIRE(proxier->WaitForSync(10s));
+
+  std::string body;
+  SECTION("cluster IP, load balancing, NodePort, reject, chain layout, removal") {
+    REQUIRE(Curl("http://10.96.0.10/", &body) == 0);
+    CHECK(body == "pod-1");
+
+    // The kernel holds exactly the layout that was rendered.
+    {
+      Layout saved = LayoutOf(Save(variant));
+      Layout rendered = LayoutOf(recorder->last());
+      for (const auto& [table, chains] : rendered) {
+        for (const auto& [chain, rules] : chains) {
+          INFO(table << " " << chain);
+          REQUIRE(saved[table].count(chain));
+          CHECK(saved[table][chain] == rules);
+        }
+      }
+      const std::string svc_chain = ServiceChainName("default/web:http", "tcp");
+      CHECK(saved["nat"].count(svc_chain));
+      CHECK(saved["nat"].count(EndpointChainName("default/web:http", "tcp", pod1.ip() + ":8080")));
+      std::string save = Save(variant);
+      CHECK(save.find("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j "
+                      "KUBE-SERVICES") != std::string::npos);
+      CHECK(save.find("-A OUTPUT -m comment --comment \"kubernetes service portals\" -j "
+                      "KUBE-SERVICES") != std::string::npos);
+      CHECK(save.find("-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j "
+                      "KUBE-POSTROUTING") != std::string::npos);
+    }
+
+    // NodePort on the node's own address, and on 127.0.0.1 (route_localnet).
+    REQUIRE(Curl("http://" + pod1.host_ip() + ":30080/", &body) == 0);
+    CHECK(body == "pod-1");
+    CHECK(Curl("http://127.0.0.1:30080/", &body) == 0);
+    CHECK(body == "pod-1");
+
+    // A second pod: both answer over repeated requests.
+    Pod pod2(2, "10.250.2", "pod-2");
+    slice.endpoints.push_back(Ep(pod2.ip(), true, "node-b"));
+    proxier->OnEndpointSliceUpdate(slice, slice);
+    REQUIRE(proxier->WaitForSync(10s));
+    std::map<std::string, int> seen;
+    for (int i = 0; i < 40; ++i) {
+      REQUIRE(Curl("http://10.96.0.10/", &body) == 0);
+      seen[body]++;
+    }
+    INFO("pod-1: " << seen["pod-1"] << " pod-2: " << seen["pod-2"]);
+    CHECK(seen.size() == 2);
+    CHECK(seen["pod-1"] >= 5);
+    CHECK(seen["pod-2"] >= 5);
+
+    // No endpoints: refused at once (REJECT), not a hang.
+    slice.endpoints.clear();
+    proxier->OnEndpointSliceUpdate(slice, slice);
+    REQUIRE(proxier->WaitForSync(10s));
+    auto t0 = std::chrono::steady_clock::now();
+    int rc = Curl("http://10.96.0.10/");
+    auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(rc == 7);  // curl: failed to connect (connection refused)
+    CHECK(took < 2s);
+    CHECK(Save(variant).find("default/web:http has no endpoints") != std::string::npos);
+    CHECK(Save(variant).find(ServiceChainName("default/web:http", "tcp")) == std::string::npos);
+
+    // Service and slice deleted: nothing of it remains.
+    proxier->OnServiceDelete(svc);
+    proxier->OnEndpointSliceDelete(slice);
+    REQUIRE(proxier->WaitForSync(10s));
+    std::string save = Save(variant);
+    CHECK(save.find("default/web") == std::string::npos);
+    CHECK(save.find("KUBE-SVC-") == std::string::npos);
+    CHECK(save.find("KUBE-SEP-") == std::string::npos);
+    CHECK(save.find("KUBE-EXT-") == std::string::npos);
+  }
+
+  SECTION("cleanup removes every rule of the proxy") {
+    proxier->Stop();
+    REQUIRE(CleanupLeftovers(real));
+    std::string save = Save(variant);
+    INFO(save);
+    CHECK(save.find("KUBE-SERVICES") == std::string::npos);
+    CHECK(save.find("KUBE-SVC-") == std::string::npos);
+    CHECK(save.find("KUBE-POSTROUTING") == std::string::npos);
+    CHECK(save.find("KUBE-FORWARD") == std::string::npos);
+    CHECK(save.find("KUBE-MARK-MASQ") == std::string::npos);
+    CHECK(Curl("http://10.96.0.10/") != 0);
+  }
+  proxier.reset();
+  CleanupLeftovers(real);
+  Run("ip route del 10.96.0.0/12");
+}
