@@ -46,7 +46,10 @@ Result<std::unique_ptr<rtnl_route, RoutePut>> Build(const Route& r, bool with_ne
   rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
   rtnl_route_set_type(route.get(), RTN_UNICAST);
   rtnl_route_set_protocol(route.get(), static_cast<uint8_t>(r.protocol));
-  rtnl_route_set_scope(route.get(), r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
+  // Deletion matches any scope (RT_SCOPE_NOWHERE is the kernel's wildcard there).
+  rtnl_route_set_scope(route.get(), !with_nexthop ? RT_SCOPE_NOWHERE
+                                    : r.gateway   ? RT_SCOPE_UNIVERSE
+                                                  : RT_SCOPE_LINK);
   int err = rtnl_route_set_dst(route.get(), dst.get());
   if (err < 0) return NlFail(err, "set destination");
   if (with_nexthop && (r.gateway || r.oif)) {

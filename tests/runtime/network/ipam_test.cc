@@ -12,6 +12,7 @@
 #include "runtime/network/cidr.h"
 #include "runtime/network/host_local_ipam.h"
 #include "runtime/network/node_rules.h"
+#include "runtime/network/route_sync.h"
 
 using namespace runtime::net;
 
@@ -286,4 +287,39 @@ TEST_CASE("RunProgram passes stdin and reports status and output", "[exec]") {
   auto early = RunProgram({"/bin/true"}, std::string(1 << 20, 'x'), &out);
   REQUIRE(early);
   CHECK(*early == 0);
+}
+
+TEST_CASE("PlanRouteSync adds, fixes, removes and skips", "[routes]") {
+  auto R = [](const char* dst, const char* gw) {
+    return Route{Cidr(dst), *Ipv4::Parse(gw), 0, kRouteProtocol};
+  };
+  std::vector<PeerNode> peers = {
+      {"n2", "192.168.50.2", "10.244.2.0/24"},  // present and right: nothing
+      {"n3", "192.168.50.3", "10.244.3.0/24"},  // missing: add
+      {"n4", "192.168.50.44", "10.244.4.0/24"},  // wrong gateway: replace
+      {"n1", "192.168.50.1", "10.244.1.0/24"},  // own CIDR: skip
+      {"n5", "", "10.244.5.0/24"},              // no IP yet: skip
+      {"n6", "192.168.50.6", ""},               // no CIDR yet: skip
+      {"n7", "192.168.50.7", "10.244.3.0/24"},  // duplicate CIDR: skip
+  };
+  std::vector<Route> actual = {R("10.244.2.0/24", "192.168.50.2"),
+                               R("10.244.4.0/24", "192.168.50.4"),
+                               R("10.244.9.0/24", "192.168.50.9")};  // node gone: remove
+  auto plan = PlanRouteSync(peers, actual, Cidr("10.244.1.0/24"));
+  REQUIRE(plan.replace.size() == 2);
+  CHECK(plan.replace[0].ToString() == "10.244.3.0/24 via 192.168.50.3");
+  CHECK(plan.replace[1].ToString() == "10.244.4.0/24 via 192.168.50.44");
+  REQUIRE(plan.remove.size() == 1);
+  CHECK(plan.remove[0].dst.ToString() == "10.244.9.0/24");
+  REQUIRE(plan.skipped.size() == 4);
+  CHECK(plan.skipped[0] == "n1: pod CIDR 10.244.1.0/24 is this node's own");
+  CHECK(plan.skipped[1] == "n5: no InternalIP");
+  CHECK(plan.skipped[2] == "n6: no pod CIDR");
+  CHECK(plan.skipped[3] == "n7: pod CIDR 10.244.3.0/24 already routed to another node");
+  // Converged: nothing to do.
+  std::vector<Route> now = {R("10.244.2.0/24", "192.168.50.2"), R("10.244.3.0/24", "192.168.50.3"),
+                            R("10.244.4.0/24", "192.168.50.44")};
+  auto again = PlanRouteSync(peers, now, Cidr("10.244.1.0/24"));
+  CHECK(again.replace.empty());
+  CHECK(again.remove.empty());
 }
