@@ -36,7 +36,7 @@ class RuntimeService {
   virtual Result<std::string> RunPodSandbox(const PodSandboxConfig& config) = 0;
   virtual Result<> StopPodSandbox(const std::string& pod_sandbox_id) = 0;
   virtual Result<> RemovePodSandbox(const std::string& pod_sandbox_id) = 0;
-  virtual Result<PodSandboxStatus> PodSandboxStatus(const std::string& pod_sandbox_id) = 0;
+  virtual Result<cri::PodSandboxStatus> PodSandboxStatus(const std::string& pod_sandbox_id) = 0;
   virtual Result<std::vector<PodSandbox>> ListPodSandbox(const PodSandboxFilter& filter) = 0;
 
   virtual Result<std::string> CreateContainer(const std::string& pod_sandbox_id,
@@ -47,16 +47,16 @@ class RuntimeService {
   virtual Result<> StopContainer(const std::string& container_id, std::chrono::seconds timeout) = 0;
   virtual Result<> RemoveContainer(const std::string& container_id) = 0;
   virtual Result<std::vector<Container>> ListContainers(const ContainerFilter& filter) = 0;
-  virtual Result<ContainerStatus> ContainerStatus(const std::string& container_id) = 0;
+  virtual Result<cri::ContainerStatus> ContainerStatus(const std::string& container_id) = 0;
   virtual Result<> UpdateContainerResources(const std::string& container_id,
                                             const LinuxContainerResources& resources) = 0;
   virtual Result<> ReopenContainerLog(const std::string& container_id) = 0;
   virtual Result<ExecSyncResponse> ExecSync(const std::string& container_id,
                                             const std::vector<std::string>& cmd,
                                             std::chrono::seconds timeout) = 0;
-  virtual Result<ContainerStats> ContainerStats(const std::string& container_id) = 0;
+  virtual Result<cri::ContainerStats> ContainerStats(const std::string& container_id) = 0;
   virtual Result<std::vector<cri::ContainerStats>> ListContainerStats(const ContainerFilter& filter) = 0;
-  virtual Result<PodSandboxStats> PodSandboxStats(const std::string& pod_sandbox_id) = 0;
+  virtual Result<cri::PodSandboxStats> PodSandboxStats(const std::string& pod_sandbox_id) = 0;
   virtual Result<> UpdateRuntimeConfig(const std::string& pod_cidr) = 0;
 
   // GetContainerEvents: `handler` is called from a runtime thread when a container changes state
