@@ -1,0 +1,379 @@
+// Unit tests of the test API server's pure parts and of its REST logic in-process (no HTTP),
+// checked against captures of a real kube-apiserver v1.32 (testdata/, from shared/k8s-samples).
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "tests/apiserver/api_server.h"
+#include "tests/apiserver/defaults.h"
+#include "tests/apiserver/patch.h"
+#include "tests/apiserver/schema.h"
+#include "tests/apiserver/selectors.h"
+#include "tests/apiserver/store.h"
+
+using apiserver::Json;
+
+namespace {
+
+Json Load(const std::string& name) {
+  std::ifstream in(std::string(APISERVER_TESTDATA) + "/" + name);
+  REQUIRE(in.good());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return Json::parse(ss.str());
+}
+
+apiserver::UserInfo Admin() {
+  return {"kubernetes-admin", "admin", {"system:masters", "system:authenticated"}, {}, true};
+}
+apiserver::UserInfo NodeUser(const std::string& n) {
+  return {"system:node:" + n, "", {"system:nodes", "system:authenticated"}, {}, true};
+}
+
+struct Fixture {
+  apiserver::ApiServer api{[] {
+    apiserver::ServerConfig c;
+    c.ca_pem = "CA";
+    c.advertise_address = "192.0.2.2:6443";
+    return c;
+  }()};
+
+  apiserver::Response Call(const std::string& method, const std::string& target,
+                           const std::string& body, const apiserver::UserInfo& user,
+                           const std::string& content_type = "application/json") {
+    apiserver::Request r;
+    r.method = method;
+    size_t q = target.find('?');
+    r.path = target.substr(0, q);
+    if (q != std::string::npos) {
+      std::string query = target.substr(q + 1);
+      std::stringstream ss(query);
+      std::string kv;
+      while (std::getline(ss, kv, '&')) {
+        size_t eq = kv.find('=');
+        r.query.emplace(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
+      }
+    }
+    r.body = body;
+    r.user = user;
+    r.headers["content-type"] = content_type;
+    return api.Handle(r);
+  }
+};
+
+// Removes what differs between two runs: ids, versions, times, managedFields.
+void Scrub(Json& obj) {
+  Json& m = obj["metadata"];
+  m.erase("managedFields");
+  for (const char* k : {"uid", "resourceVersion", "creationTimestamp"}) {
+    if (m.contains(k)) m[k] = "X";
+  }
+}
+
+}  // namespace
+
+TEST_CASE("label selectors parse and match like k8s.io/apimachinery/pkg/labels") {
+  std::string err;
+  auto s = apiserver::LabelSelector::Parse(
+      "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name", &err);
+  REQUIRE(s);
+  CHECK(s->Matches({{"app", "x"}}));
+  CHECK_FALSE(s->Matches({{"service.kubernetes.io/headless", ""}}));
+  auto t = apiserver::LabelSelector::Parse("app in (a, b),tier notin (db),env!=prod,team,x==y",
+                                           &err);
+  REQUIRE(t);
+  CHECK(t->Matches({{"app", "a"}, {"team", "t"}, {"x", "y"}}));
+  CHECK_FALSE(t->Matches({{"app", "c"}, {"team", "t"}, {"x", "y"}}));
+  CHECK_FALSE(t->Matches({{"app", "a"}, {"team", "t"}, {"x", "y"}, {"tier", "db"}}));
+  CHECK_FALSE(t->Matches({{"app", "a"}, {"x", "y"}}));
+  CHECK_FALSE(t->Matches({{"app", "a"}, {"team", "t"}, {"x", "y"}, {"env", "prod"}}));
+  CHECK_FALSE(apiserver::LabelSelector::Parse("a in b", &err));
+  CHECK_FALSE(apiserver::LabelSelector::Parse("a=b c", &err));
+}
+
+TEST_CASE("field selectors: =, ==, != and AND") {
+  std::string err;
+  auto f = apiserver::FieldSelector::Parse("spec.nodeName=n1,status.phase!=Failed", &err);
+  REQUIRE(f);
+  CHECK(f->Matches({{"spec.nodeName", "n1"}, {"status.phase", "Running"}}));
+  CHECK_FALSE(f->Matches({{"spec.nodeName", "n2"}, {"status.phase", "Running"}}));
+  CHECK_FALSE(f->Matches({{"spec.nodeName", "n1"}, {"status.phase", "Failed"}}));
+  CHECK(f->RequiredValue("spec.nodeName") == std::optional<std::string>("n1"));
+  auto g = apiserver::FieldSelector::Parse("metadata.name==x", &err);
+  REQUIRE(g);
+  CHECK(g->Matches({{"metadata.name", "x"}}));
+  CHECK_FALSE(apiserver::FieldSelector::Parse("nonsense", &err));
+}
+
+TEST_CASE("Go encoding rules: omitempty, explicit nulls, sorted maps") {
+  Json bookmark = {{"kind", "Pod"}, {"apiVersion", "v1"}, {"metadata", {{"resourceVersion", "7"}}}};
+  CHECK(apiserver::Dump(apiserver::schema::Normalize(bookmark, "Pod")) ==
+        "{\"kind\":\"Pod\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"7\","
+        "\"creationTimestamp\":null},\"spec\":{\"containers\":null},\"status\":{}}");
+  Json slice = {{"metadata", {{"name", "s"}}}, {"addressType", "IPv4"}};
+  CHECK(apiserver::Dump(apiserver::schema::Normalize(slice, "EndpointSlice")) ==
+        "{\"metadata\":{\"name\":\"s\",\"creationTimestamp\":null},\"addressType\":\"IPv4\","
+        "\"endpoints\":null,\"ports\":null}");
+  Json labels = {{"metadata", {{"labels", {{"z", "1"}, {"a", "2"}}}}}};
+  CHECK(apiserver::Dump(apiserver::schema::Normalize(labels, "ConfigMap")) ==
+        "{\"metadata\":{\"creationTimestamp\":null,\"labels\":{\"a\":\"2\",\"z\":\"1\"}}}");
+}
+
+TEST_CASE("strategic merge patch of sample 34 on the pod of sample 32 gives sample 34's body") {
+  Json pod = Load("32-admin-get-pod-after-create-200.json");
+  Json patch = Load("34-node-patch-pod-status.req.json");
+  Json want = Load("34-node-patch-pod-status-200.json");
+  Json got = apiserver::schema::Normalize(
+      apiserver::ApplyStrategicMergePatch(pod, patch, "Pod"), "Pod");
+  Scrub(got);
+  Scrub(want);
+  CHECK(apiserver::Dump(got["status"]) == apiserver::Dump(want["status"]));
+  CHECK(apiserver::Dump(got["spec"]) == apiserver::Dump(want["spec"]));
+  CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+}
+
+TEST_CASE("strategic merge patch directives") {
+  Json node = {{"status",
+                {{"conditions", Json::array({{{"type", "A"}, {"status", "True"}},
+                                             {{"type", "B"}, {"status", "False"}}})},
+                 {"addresses", Json::array({{{"type", "InternalIP"}, {"address", "1.1.1.1"}},
+                                            {{"type", "Hostname"}, {"address", "h"}}})}}}};
+  Json patch = {{"status",
+                 {{"$setElementOrder/conditions", Json::array({{{"type", "B"}}, {{"type", "A"}}})},
+                  {"conditions", Json::array({{{"type", "A"}, {"status", "False"}}})},
+                  {"addresses", Json::array({{{"type", "InternalIP"}, {"address", "2.2.2.2"}},
+                                             {{"$patch", "replace"}}})}}}};
+  Json out = apiserver::ApplyStrategicMergePatch(node, patch, "Node");
+  CHECK(out["status"]["conditions"] ==
+        Json::array({{{"type", "B"}, {"status", "False"}}, {{"type", "A"}, {"status", "False"}}}));
+  CHECK(out["status"]["addresses"] ==
+        Json::array({{{"type", "InternalIP"}, {"address", "2.2.2.2"}}}));
+  // Delete by merge key, $retainKeys, null removes, atomic lists replace.
+  Json pod = {{"spec",
+               {{"containers", Json::array({{{"name", "a"}, {"image", "x"}},
+                                            {{"name", "b"}, {"image", "y"}}})},
+                {"tolerations", Json::array({{{"key", "k1"}}})},
+                {"volumes", Json::array({{{"name", "v"}, {"emptyDir", Json::object()}}})}}}};
+  Json p2 = {{"spec",
+              {{"containers", Json::array({{{"name", "a"}, {"$patch", "delete"}},
+                                           {{"name", "c"}, {"image", "z"}}})},
+               {"tolerations", Json::array({{{"key", "k2"}}})},
+               {"volumes", Json::array({{{"name", "v"},
+                                         {"$retainKeys", Json::array({"name", "hostPath"})},
+                                         {"hostPath", {{"path", "/x"}}}}})}}}};
+  Json o2 = apiserver::ApplyStrategicMergePatch(pod, p2, "Pod");
+  CHECK(o2["spec"]["containers"] == Json::array({{{"name", "b"}, {"image", "y"}},
+                                                 {{"name", "c"}, {"image", "z"}}}));
+  CHECK(o2["spec"]["tolerations"] == Json::array({{{"key", "k2"}}}));
+  CHECK(o2["spec"]["volumes"] == Json::array({{{"name", "v"}, {"hostPath", {{"path", "/x"}}}}}));
+  CHECK_THROWS(apiserver::ApplyStrategicMergePatch(pod, {{"spec", {{"$patch", "bogus"}}}}, "Pod"));
+}
+
+TEST_CASE("merge patch and JSON patch") {
+  Json a = {{"a", 1}, {"b", {{"c", 2}, {"d", 3}}}};
+  Json out = apiserver::ApplyMergePatch(a, {{"b", {{"c", nullptr}, {"e", 4}}}});
+  CHECK(out == Json{{"a", 1}, {"b", {{"d", 3}, {"e", 4}}}});
+  Json jp = Json::array({{{"op", "replace"}, {"path", "/a"}, {"value", 5}}});
+  CHECK(apiserver::ApplyJsonPatch(a, jp)["a"] == 5);
+  CHECK_THROWS(apiserver::ApplyJsonPatch(a, Json::array({{{"op", "test"}, {"path", "/a"}, {"value", 9}}})));
+  Json parsed;
+  std::string err;
+  CHECK_FALSE(apiserver::ParseJson("{\"status\":{\"conditions\":[{\"type\":\"Ready\",", &parsed, &err));
+  CHECK(err == "unexpected end of JSON input");
+}
+
+TEST_CASE("pod defaulting: sample 31 request gives sample 32 body") {
+  Fixture f;
+  REQUIRE(f.Call("POST", "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"samples\"}}", Admin()).status == 201);
+  for (auto [req, resp] : {std::pair{"31-admin-create-pod.req.json", "32-admin-get-pod-after-create-200.json"},
+                           std::pair{"62-admin-create-demo-pod.req.json", "62-admin-create-demo-pod-201.json"}}) {
+    auto r = f.Call("POST", "/api/v1/namespaces/samples/pods", Load(req).dump(), Admin());
+    REQUIRE(r.status == 201);
+    Json got = Json::parse(r.body);
+    Json want = Load(resp);
+    Scrub(got);
+    Scrub(want);
+    // The volume suffix is random; the OpenShift fork adds a fourth projected source.
+    std::string vol = got["spec"]["volumes"][0]["name"];
+    CHECK(vol.rfind("kube-api-access-", 0) == 0);
+    CHECK(vol.size() == std::string("kube-api-access-").size() + 5);
+    std::string want_vol = want["spec"]["volumes"][0]["name"];
+    std::string text = apiserver::Dump(want);
+    for (size_t p; (p = text.find(want_vol)) != std::string::npos;) text.replace(p, want_vol.size(), vol);
+    want = Json::parse(text);
+    auto& sources = want["spec"]["volumes"][0]["projected"]["sources"];
+    sources.erase(sources.size() - 1);
+    CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+  }
+}
+
+TEST_CASE("service defaults and allocation match samples 50-53") {
+  Fixture f;
+  REQUIRE(f.Call("POST", "/api/v1/namespaces", "{\"metadata\":{\"name\":\"samples\"}}", Admin()).status == 201);
+  for (auto [req, resp] : {std::pair{"50-svc-clusterip.req.json", "50-svc-clusterip-201.json"},
+                           std::pair{"51-svc-nodeport.req.json", "51-svc-nodeport-201.json"},
+                           std::pair{"52-svc-headless.req.json", "52-svc-headless-201.json"},
+                           std::pair{"53-svc-externalname.req.json", "53-svc-externalname-201.json"}}) {
+    auto r = f.Call("POST", "/api/v1/namespaces/samples/services", Load(req).dump(), Admin());
+    REQUIRE(r.status == 201);
+    Json got = Json::parse(r.body);
+    Json want = Load(resp);
+    Scrub(got);
+    Scrub(want);
+    if (want["spec"].contains("clusterIP") && want["spec"]["clusterIP"] != "None") {
+      std::string ip = got["spec"]["clusterIP"];
+      CHECK(ip.rfind("10.", 0) == 0);
+      want["spec"]["clusterIP"] = ip;
+      want["spec"]["clusterIPs"] = Json::array({ip});
+    }
+    if (want["spec"]["ports"].is_array() && want["spec"]["ports"][0].contains("nodePort")) {
+      int np = got["spec"]["ports"][0]["nodePort"];
+      CHECK(np >= 30000);
+      CHECK(np <= 32767);
+      want["spec"]["ports"][0]["nodePort"] = np;
+    }
+    CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+  }
+}
+
+TEST_CASE("node create adds the not-ready taint (sample 10); controller removes it, sets CIDR") {
+  Fixture f;
+  auto r = f.Call("POST", "/api/v1/nodes", Load("10-node-create.req.json").dump(),
+                  NodeUser("sample-node"));
+  REQUIRE(r.status == 201);
+  Json got = Json::parse(r.body);
+  Json want = Load("10-node-create-201.json");
+  Scrub(got);
+  Scrub(want);
+  CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+  auto again = f.Call("POST", "/api/v1/nodes", Load("10-node-create.req.json").dump(),
+                      NodeUser("sample-node"));
+  CHECK(again.status == 409);
+  CHECK(again.body == "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"nodes \\\"sample-node\\\" already exists\",\"reason\":\"AlreadyExists\",\"details\":{\"name\":\"sample-node\",\"kind\":\"nodes\"},\"code\":409}");
+  f.api.RunControllersOnce();
+  auto p = f.Call("PATCH", "/api/v1/nodes/sample-node/status",
+                  Load("12-node-status-smp.req.json").dump(), NodeUser("sample-node"),
+                  "application/strategic-merge-patch+json");
+  REQUIRE(p.status == 200);
+  Json node = Json::parse(p.body);
+  Json want12 = Load("12-node-status-smp-200.json");
+  CHECK(apiserver::Dump(node["status"]) == apiserver::Dump(want12["status"]));
+  CHECK(node["spec"]["podCIDR"] == "10.244.0.0/24");
+  CHECK_FALSE(node["spec"].contains("taints"));
+  CHECK(node["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] == "0");
+}
+
+TEST_CASE("node authorizer decisions and messages") {
+  Fixture f;
+  auto n = NodeUser("sample-node");
+  REQUIRE(f.Call("POST", "/api/v1/nodes", Load("10-node-create.req.json").dump(), n).status == 201);
+  auto other = f.Call("GET", "/api/v1/nodes/other-node", "", n);
+  CHECK(other.status == 404);
+  auto create_other = f.Call("POST", "/api/v1/nodes",
+                             "{\"metadata\":{\"name\":\"other-node\"}}", n);
+  CHECK(create_other.status == 403);
+  CHECK(Json::parse(create_other.body)["message"] ==
+        "nodes \"other-node\" is forbidden: node \"sample-node\" is not allowed to modify node \"other-node\"");
+  auto label = f.Call("PATCH", "/api/v1/nodes/sample-node",
+                      "{\"metadata\":{\"labels\":{\"node-restriction.kubernetes.io/foo\":\"bar\"}}}",
+                      n, "application/strategic-merge-patch+json");
+  CHECK(label.status == 403);
+  CHECK(Json::parse(label.body)["message"] ==
+        "nodes \"sample-node\" is forbidden: is not allowed to modify labels: node-restriction.kubernetes.io/foo");
+  auto list = f.Call("GET", "/api/v1/pods", "", n);
+  CHECK(list.status == 403);
+  CHECK(list.body == "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods is forbidden: User \\\"system:node:sample-node\\\" cannot list resource \\\"pods\\\" in API group \\\"\\\" at the cluster scope: can only list/watch pods with spec.nodeName field selector\",\"reason\":\"Forbidden\",\"details\":{\"kind\":\"pods\"},\"code\":403}");
+  CHECK(f.Call("GET", "/api/v1/pods?fieldSelector=spec.nodeName=sample-node", "", n).status == 200);
+  CHECK(f.Call("GET", "/api/v1/namespaces/default/configmaps", "", n).status == 403);
+  auto cm = f.Call("GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt", "", n);
+  CHECK(cm.status == 403);
+  CHECK(Json::parse(cm.body)["message"] ==
+        "configmaps \"kube-root-ca.crt\" is forbidden: User \"system:node:sample-node\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"default\": no relationship found between node 'sample-node' and this object");
+  REQUIRE(f.Call("POST", "/api/v1/namespaces/default/pods",
+                 "{\"metadata\":{\"name\":\"p\"},\"spec\":{\"nodeName\":\"sample-node\",\"containers\":[{\"name\":\"c\",\"image\":\"busybox\"}]}}",
+                 Admin()).status == 201);
+  CHECK(f.Call("GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt", "", n).status == 200);
+  CHECK(f.Call("GET", "/api/v1/namespaces/default/pods/p", "", n).status == 200);
+  auto st = f.Call("GET", "/api/v1/namespaces/default/pods/p/status", "", n);
+  CHECK(st.status == 403);
+  CHECK(Json::parse(st.body)["message"] ==
+        "pods \"p\" is forbidden: User \"system:node:sample-node\" cannot get resource \"pods/status\" in API group \"\" in the namespace \"default\"");
+  auto wrong_uid = f.Call("PATCH", "/api/v1/namespaces/default/pods/p/status",
+                          "{\"metadata\":{\"uid\":\"00000000-0000-0000-0000-000000000000\"},\"status\":{\"phase\":\"Running\"}}",
+                          n, "application/strategic-merge-patch+json");
+  CHECK(wrong_uid.status == 422);
+  CHECK(Json::parse(wrong_uid.body)["details"]["causes"].size() == 2);
+  auto json_ct = f.Call("PATCH", "/api/v1/nodes/sample-node/status", "{}", n, "application/json");
+  CHECK(json_ct.status == 415);
+  CHECK(json_ct.body == "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"415: Unsupported Media Type\",\"reason\":\"UnsupportedMediaType\",\"details\":{},\"code\":415}");
+  auto lease_other = f.Call("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                            "{\"metadata\":{\"name\":\"x\"},\"spec\":{}}", n);
+  CHECK(lease_other.status == 403);
+}
+
+TEST_CASE("store: RV strictly increases, history replays, compaction gives 410") {
+  apiserver::Store store(3);
+  auto lock = store.Lock();
+  Json obj = {{"metadata", {{"name", "a"}, {"namespace", "ns"}}}};
+  int64_t rv0 = store.CurrentRv();
+  store.Create("pods", obj);
+  store.Update("pods", obj);
+  store.Update("pods", obj);
+  store.Delete("pods", "ns", "a");
+  CHECK(store.CurrentRv() == rv0 + 4);
+  auto w = std::make_shared<apiserver::Watcher>("pods", "", nullptr);
+  CHECK(store.AddWatcher(w, "pods", rv0 + 1));
+  auto e1 = w->Next(std::chrono::milliseconds(0));
+  REQUIRE(e1);
+  CHECK(e1->first == "MODIFIED");
+  CHECK(e1->second["metadata"]["resourceVersion"] == std::to_string(rv0 + 2));
+  auto w2 = std::make_shared<apiserver::Watcher>("pods", "", nullptr);
+  CHECK_FALSE(store.AddWatcher(w2, "pods", rv0));  // history keeps only 3 events
+  store.Compact();
+  auto w3 = std::make_shared<apiserver::Watcher>("pods", "", nullptr);
+  CHECK_FALSE(store.AddWatcher(w3, "pods", rv0 + 3));
+}
+
+TEST_CASE("watch filter turns selector transitions into ADDED/DELETED") {
+  apiserver::Store store;
+  auto lock = store.Lock();
+  auto w = std::make_shared<apiserver::Watcher>(
+      "pods", "", [](const Json& o) { return o["spec"].value("nodeName", "") == "n1"; });
+  REQUIRE(store.AddWatcher(w, "pods", store.CurrentRv()));
+  Json pod = {{"metadata", {{"name", "a"}, {"namespace", "ns"}}}, {"spec", Json::object()}};
+  store.Create("pods", pod);
+  pod["spec"]["nodeName"] = "n1";
+  store.Update("pods", pod);
+  pod["spec"]["nodeName"] = "n2";
+  store.Update("pods", pod);
+  CHECK(w->Next(std::chrono::milliseconds(0))->first == "ADDED");
+  CHECK(w->Next(std::chrono::milliseconds(0))->first == "DELETED");
+  CHECK_FALSE(w->Next(std::chrono::milliseconds(0)));
+}
+
+TEST_CASE("graceful pod deletion and uid preconditions") {
+  Fixture f;
+  REQUIRE(f.Call("POST", "/api/v1/namespaces/default/pods",
+                 "{\"metadata\":{\"name\":\"p\"},\"spec\":{\"nodeName\":\"n1\",\"containers\":[{\"name\":\"c\",\"image\":\"busybox\"}]}}",
+                 Admin()).status == 201);
+  auto d1 = f.Call("DELETE", "/api/v1/namespaces/default/pods/p", "", Admin());
+  REQUIRE(d1.status == 200);
+  Json p = Json::parse(d1.body);
+  CHECK(p["metadata"]["deletionGracePeriodSeconds"] == 30);
+  CHECK(p["metadata"].contains("deletionTimestamp"));
+  auto bad = f.Call("DELETE", "/api/v1/namespaces/default/pods/p",
+                    "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\",\"gracePeriodSeconds\":0,\"preconditions\":{\"uid\":\"00000000-0000-0000-0000-000000000000\"}}",
+                    NodeUser("n1"));
+  CHECK(bad.status == 409);
+  CHECK(Json::parse(bad.body)["details"] == Json{{"name", "p"}, {"kind", "Pod"}});
+  std::string uid = p["metadata"]["uid"];
+  auto fin = f.Call("DELETE", "/api/v1/namespaces/default/pods/p",
+                    "{\"gracePeriodSeconds\":0,\"preconditions\":{\"uid\":\"" + uid + "\"}}",
+                    NodeUser("n1"));
+  CHECK(fin.status == 200);
+  CHECK(Json::parse(fin.body)["metadata"]["deletionGracePeriodSeconds"] == 0);
+  auto gone = f.Call("GET", "/api/v1/namespaces/default/pods/p", "", NodeUser("n1"));
+  CHECK(gone.status == 403);
+  CHECK(f.Call("GET", "/api/v1/namespaces/default/pods/p", "", Admin()).status == 404);
+}
