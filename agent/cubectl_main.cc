@@ -9,6 +9,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdio>
+#include <limits>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -75,7 +76,8 @@ base::Result<> Stream(const std::string& socket_path, const std::string& target)
   CUBELET_TRY(SendGet(sock, target));
   beast::flat_buffer buf;
   http::response_parser<http::buffer_body> parser;
-  parser.body_limit(boost::none);
+  // Not boost::none: Boost 1.74 compares "len > none" as true and rejects every body.
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   boost::system::error_code ec;
   http::read_header(sock, buf, parser, ec);
   if (ec) return base::Fail("read response to " + target + " from cubelet: " + ec.message());
