@@ -35,7 +35,9 @@ Result<> EnableIpForward() {
 }  // namespace
 
 BridgeNetwork::BridgeNetwork(BridgeNetworkOptions options)
-    : options_(std::move(options)), ipam_(options_.state_dir + "/ipam") {
+    : options_(std::move(options)),
+      ipam_(options_.state_dir + "/ipam"),
+      host_ports_(options_.state_dir + "/hostports", options_.iptables) {
   auto ns = NetNamespace::Current();
   if (ns) {
     node_ns_.emplace(std::move(*ns));
@@ -109,6 +111,8 @@ Result<> BridgeNetwork::EnsureNodeNetwork(const std::string& pod_cidr) {
     if (!br) return tl::unexpected(br.error());
     CUBELET_TRY(EnableIpForward());
     CUBELET_TRY(ApplyNodeRules(rules, options_.iptables));
+    // Restores host port rules after a restart or a flush of the tables.
+    if (options_.host_ports) CUBELET_TRY(host_ports_.Apply());
     return {};
   }();
 
@@ -158,6 +162,19 @@ Result<SandboxNetStatus> BridgeNetwork::DoSetup(const SandboxNetRequest& req,
   if (!node_ns) return tl::unexpected(node_ns.error());
   auto pod_ns = NetNamespace::Open(req.netns_path);
   if (!pod_ns) return tl::unexpected(pod_ns.error());
+  // Host ports: reject bad or taken ones before touching anything (Set re-checks under its lock).
+  auto ports = HostPortEntries(req.sandbox_id, Ipv4{}, req.port_mappings);
+  if (!ports) return tl::unexpected(ports.error());
+  if (!options_.host_ports && !ports->empty()) {
+    base::log::Warn("host ports disabled; ignoring the pod's host ports",
+                    {{"sandbox", req.sandbox_id}, {"count", ports->size()}});
+    ports->clear();
+  }
+  if (!ports->empty()) {
+    auto others = host_ports_.LoadAll(req.sandbox_id);
+    if (!others) return tl::unexpected(others.error());
+    CUBELET_TRY(CheckHostPortConflicts(*ports, *others));
+  }
 
   auto alloc = ipam_.Allocate(cidr, req.sandbox_id);
   if (!alloc) return tl::unexpected(alloc.error());
@@ -228,6 +245,13 @@ Result<SandboxNetStatus> BridgeNetwork::DoSetup(const SandboxNetRequest& req,
   CUBELET_TRY(bridge->AddPort(host_link, options_.hairpin));
   CUBELET_TRY(host_link.SetUp());
 
+  if (!ports->empty() || host_ports_.Has(req.sandbox_id)) {
+    for (auto& p : *ports) p.pod_ip = ip;
+    auto guard = (*node_ns)->Enter();  // iptables acts in the calling thread's namespace
+    if (!guard) return tl::unexpected(guard.error());
+    CUBELET_TRY(host_ports_.Set(req.sandbox_id, *ports));
+  }
+
   if (created) created->Keep();
   release.Dismiss();
   base::log::Debug("pod network set up", {{"sandbox", req.sandbox_id}, {"ip", ip.ToString()},
@@ -269,6 +293,11 @@ Result<> BridgeNetwork::Teardown(const SandboxNetRequest& req) {
       if (*peer && (*peer)->kind() == "veth") CUBELET_TRY_CTX((*peer)->Delete(), what);
     }
   }
+  if (host_ports_.Has(req.sandbox_id)) {
+    auto guard = (*node_ns)->Enter();
+    if (!guard) return tl::unexpected(guard.error().Wrap(what));
+    CUBELET_TRY_CTX(host_ports_.Set(req.sandbox_id, {}), what);
+  }
   auto freed = ipam_.Release(req.sandbox_id);
   if (!freed) return tl::unexpected(freed.error().Wrap(what));
   for (const auto& a : *freed) {
@@ -290,6 +319,20 @@ Result<size_t> BridgeNetwork::GarbageCollect(const std::set<std::string>& live) 
 
   auto node_ns = NodeNs();
   if (!node_ns) return tl::unexpected(node_ns.error().Wrap(what));
+  auto mapped = host_ports_.LoadAll();
+  if (!mapped) return tl::unexpected(mapped.error().Wrap(what));
+  std::set<std::string> stale_ports;
+  for (const auto& e : *mapped) {
+    if (!live.count(e.sandbox_id)) stale_ports.insert(e.sandbox_id);
+  }
+  if (!stale_ports.empty()) {
+    auto guard = (*node_ns)->Enter();
+    if (!guard) return tl::unexpected(guard.error().Wrap(what));
+    for (const auto& id : stale_ports) {
+      CUBELET_TRY_CTX(host_ports_.Set(id, {}), what);
+      cleaned.insert(id);
+    }
+  }
   auto sock = NetlinkSocket::OpenIn(**node_ns);
   if (!sock) return tl::unexpected(sock.error().Wrap(what));
   auto br = Bridge::Find(*sock, options_.bridge_name);

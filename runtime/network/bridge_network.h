@@ -1,8 +1,8 @@
 #pragma once
 // The built-in pod network: one Linux bridge per node holding the pod CIDR's first address, one
 // veth pair per pod (eth0 inside the pod), host-local IPAM, masquerade for traffic leaving the
-// cluster CIDR. Everything through netlink (libnl); only the node's iptables rules, set once per
-// pod CIDR, run iptables-restore.
+// cluster CIDR, hostPort DNAT. Everything through netlink (libnl); iptables-restore runs only for
+// the node's rules (once per pod CIDR) and for pods that ask for host ports.
 //
 // The "node" namespace is the network namespace of the thread that constructs the object; all
 // node-side work happens there whatever thread later calls in (several nodes can run in one
@@ -16,6 +16,7 @@
 
 #include "runtime/network/cidr.h"
 #include "runtime/network/host_local_ipam.h"
+#include "runtime/network/host_ports.h"
 #include "runtime/network/link.h"
 #include "runtime/network/netns.h"
 #include "runtime/network/node_rules.h"
@@ -25,7 +26,8 @@ namespace runtime::net {
 
 struct BridgeNetworkOptions {
   std::string bridge_name = "cubelet0";
-  // Persistent state; IPAM lives in <state_dir>/ipam (e.g. state_dir = <root-dir>/network).
+  // Persistent state: IPAM in <state_dir>/ipam, host port mappings in <state_dir>/hostports
+  // (e.g. state_dir = <root-dir>/network).
   std::string state_dir = "/var/lib/cubelet/network";
   // Destinations inside it keep the pod source address; empty: the pod CIDR only.
   std::string cluster_cidr;
@@ -34,6 +36,9 @@ struct BridgeNetworkOptions {
   bool masquerade = true;
   // Accept forwarding from/to the pod CIDR in filter/FORWARD (see node_rules.h).
   bool forward_accept = true;
+  // hostPort DNAT (host_ports.h); off: mappings are ignored with a warning and no iptables runs
+  // for them.
+  bool host_ports = true;
   std::string interface_name = "eth0";  // inside the pod
   IptablesCommands iptables;
 };
@@ -56,6 +61,7 @@ class BridgeNetwork : public PodNetwork {
   static std::string HostVethName(const std::string& sandbox_id);
   const BridgeNetworkOptions& options() const { return options_; }
   HostLocalIpam& ipam() { return ipam_; }
+  HostPortManager& host_ports() { return host_ports_; }
 
  private:
   Result<const NetNamespace*> NodeNs() const;
@@ -68,6 +74,7 @@ class BridgeNetwork : public PodNetwork {
   std::optional<NetNamespace> node_ns_;
   std::string node_ns_error_;
   HostLocalIpam ipam_;
+  HostPortManager host_ports_;
 
   mutable std::mutex mu_;  // guards the fields below
   std::optional<Ipv4Cidr> pod_cidr_;

@@ -60,6 +60,22 @@ bool Ping(const std::string& prefix, const std::string& ip, int attempts = 3) {
   return false;
 }
 
+// Starts `busybox nc -l` on listen_port via server_prefix, connects with client_prefix to
+// ip:port and returns what the server received.
+std::string TcpSend(const std::string& server_prefix, int listen_port,
+                    const std::string& client_prefix, const std::string& ip, int port,
+                    const std::string& token) {
+  const std::string recv = Root() + "/recv-" + token;
+  std::string script = "(" + server_prefix + "timeout 10 busybox nc -l -p " +
+                       std::to_string(listen_port) + " > " + recv + " &) ; " +
+                       "for i in $(seq 1 50); do echo " + token + " | " + client_prefix +
+                       "busybox nc " + ip + " " + std::to_string(port) +
+                       " && break; sleep 0.1; done; sleep 0.2; cat " + recv;
+  std::string out;
+  Run("sh -c '" + script + "'", &out);
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("BridgeNetwork is not ready and refuses pods until the node network is set up",
@@ -304,4 +320,77 @@ TEST_CASE("BridgeNetwork garbage-collects vanished sandboxes", "[bridge]") {
   CHECK(Ping(b.Exec(""), "10.244.5.1"));
   REQUIRE(net.Teardown(b.Req()));
   Run("ip link del cbt3");
+}
+
+TEST_CASE("BridgeNetwork maps host ports to pods", "[bridge][hostports]") {
+  Fixture f;
+  struct Links {
+    ~Links() { Run("ip link del cbt-hp 2>/dev/null; ip link del cbt4 2>/dev/null"); }
+  } links;
+  auto opts = f.Options("cbt4");
+  Pod outside('f');
+  std::string out;
+  REQUIRE(Run("ip link add cbt-hp type veth peer name cbt-hp-peer && "
+              "ip link set cbt-hp-peer netns " + outside.path + " && "
+              "ip addr add 192.168.98.1/24 dev cbt-hp && ip link set cbt-hp up && " +
+              outside.Exec("ip addr add 192.168.98.2/24 dev cbt-hp-peer") + " && " +
+              outside.Exec("ip link set cbt-hp-peer up"), &out) == 0);
+
+  Pod a('a'), b('b');
+  auto req_a = a.Req();
+  req_a.port_mappings = {{"tcp", 8080, 18080, ""}};
+  auto req_b = b.Req();
+  req_b.port_mappings = {{"tcp", 9090, 18080, ""}};
+  {
+    BridgeNetwork net(opts);
+    REQUIRE(net.EnsureNodeNetwork("10.244.4.0/24"));
+    auto sa = net.Setup(req_a);
+    REQUIRE(sa);
+    REQUIRE(net.Setup(req_a));  // idempotent, same rules
+    REQUIRE(Run("iptables-save -t nat", &out) == 0);
+    size_t dnat = 0;
+    for (const auto& line : base::Split(out, '\n')) {
+      if (line.find("--to-destination " + sa->ip + ":8080") != std::string::npos) ++dnat;
+    }
+    CHECK(dnat == 1);
+
+    // Taken by A: B fails, and leaves nothing behind.
+    auto sb = net.Setup(req_b);
+    REQUIRE_FALSE(sb);
+    CHECK(sb.error().message.find("host port 18080/tcp is already used by sandbox " + a.id) !=
+          std::string::npos);
+    CHECK(Run("ip link show " + BridgeNetwork::HostVethName(b.id)) != 0);
+    CHECK(net.ipam().List()->size() == 1);
+
+    // From outside the node, from the node itself, and from the pod itself (hairpin).
+    CHECK(TcpSend(a.Exec(""), 8080, outside.Exec(""), "192.168.98.1", 18080, "from-outside")
+              .find("from-outside") != std::string::npos);
+    CHECK(TcpSend(a.Exec(""), 8080, "", "192.168.98.1", 18080, "from-node")
+              .find("from-node") != std::string::npos);
+    CHECK(TcpSend(a.Exec(""), 8080, a.Exec(""), "192.168.98.1", 18080, "from-itself")
+              .find("from-itself") != std::string::npos);
+  }  // restart
+
+  // Someone flushes the chain; the restarted node network puts the rules back from disk.
+  REQUIRE(Run("iptables -t nat -F CUBELET-HOSTPORTS") == 0);
+  BridgeNetwork net(opts);
+  REQUIRE(net.EnsureNodeNetwork("10.244.4.0/24"));
+  CHECK(TcpSend(a.Exec(""), 8080, outside.Exec(""), "192.168.98.1", 18080, "after-restart")
+            .find("after-restart") != std::string::npos);
+
+  // Teardown drops A's mapping; then B may have the port.
+  REQUIRE(net.Teardown(a.Req()));
+  REQUIRE(Run("iptables-save -t nat", &out) == 0);
+  CHECK(out.find("18080") == std::string::npos);
+  auto sb = net.Setup(req_b);
+  REQUIRE(sb);
+  CHECK(TcpSend(b.Exec(""), 9090, outside.Exec(""), "192.168.98.1", 18080, "to-b")
+            .find("to-b") != std::string::npos);
+  // GC of a vanished sandbox drops its mapping too.
+  auto n = net.GarbageCollect({});
+  REQUIRE(n);
+  CHECK(*n == 1);
+  REQUIRE(Run("iptables-save -t nat", &out) == 0);
+  CHECK(out.find("18080") == std::string::npos);
+  CHECK(net.host_ports().LoadAll()->empty());
 }

@@ -11,6 +11,7 @@
 #include "base/file.h"
 #include "runtime/network/cidr.h"
 #include "runtime/network/host_local_ipam.h"
+#include "runtime/network/host_ports.h"
 #include "runtime/network/node_rules.h"
 #include "runtime/network/route_sync.h"
 
@@ -322,4 +323,64 @@ TEST_CASE("PlanRouteSync adds, fixes, removes and skips", "[routes]") {
   auto again = PlanRouteSync(peers, now, Cidr("10.244.1.0/24"));
   CHECK(again.replace.empty());
   CHECK(again.remove.empty());
+}
+
+TEST_CASE("host port entries are validated and conflicts named", "[hostports]") {
+  Ipv4 ip = *Ipv4::Parse("10.244.7.2");
+  std::vector<PortMapping> m = {{"TCP", 80, 8080, ""}, {"udp", 53, 5353, "0.0.0.0"},
+                                {"tcp", 9000, 0, ""}};  // no host port: dropped
+  auto e = HostPortEntries(Id(1), ip, m);
+  REQUIRE(e);
+  REQUIRE(e->size() == 2);
+  CHECK((*e)[0].protocol == "tcp");
+  CHECK((*e)[0].host_ip.empty());
+  CHECK((*e)[1].Describe() == "5353/udp");
+  CHECK_FALSE(HostPortEntries(Id(1), ip, {{"icmp", 1, 1, ""}}));
+  CHECK_FALSE(HostPortEntries(Id(1), ip, {{"tcp", 0, 80, ""}}));
+  CHECK_FALSE(HostPortEntries(Id(1), ip, {{"tcp", 80, 70000, ""}}));
+  CHECK_FALSE(HostPortEntries(Id(1), ip, {{"tcp", 80, 8080, ""}, {"tcp", 81, 8080, ""}}));
+
+  auto other = HostPortEntries(Id(2), ip, {{"tcp", 80, 8080, "192.168.1.5"}});
+  REQUIRE(other);
+  auto conflict = CheckHostPortConflicts(*e, *other);  // any address overlaps a specific one
+  REQUIRE_FALSE(conflict);
+  CHECK(conflict.error().message ==
+        "host port 8080/tcp is already used by sandbox " + Id(2));
+  auto a = HostPortEntries(Id(3), ip, {{"tcp", 80, 8080, "192.168.1.5"}});
+  auto b = HostPortEntries(Id(4), ip, {{"tcp", 80, 8080, "192.168.1.6"}});
+  auto c = HostPortEntries(Id(5), ip, {{"udp", 80, 8080, ""}});
+  CHECK(CheckHostPortConflicts(*a, *b));  // different addresses
+  CHECK(CheckHostPortConflicts(*a, *c));  // different protocols
+}
+
+TEST_CASE("host port rules render one DNAT per mapping and one hairpin per pod", "[hostports]") {
+  auto a = *HostPortEntries(Id(1), *Ipv4::Parse("10.244.7.2"),
+                            {{"tcp", 80, 8080, ""}, {"udp", 53, 5353, "192.168.1.5"}});
+  auto b = *HostPortEntries(Id(2), *Ipv4::Parse("10.244.7.3"), {{"tcp", 443, 8443, ""}});
+  a.insert(a.end(), b.begin(), b.end());
+  std::string id1 = Id(1).substr(0, 12), id2 = Id(2).substr(0, 12);
+  CHECK(RenderHostPortRules(a, {true, true, true}) ==
+        "*nat\n"
+        ":CUBELET-HOSTPORTS - [0:0]\n"
+        ":CUBELET-HOSTPORTS-MASQ - [0:0]\n"
+        "-A CUBELET-HOSTPORTS -p udp -d 192.168.1.5/32 -m udp --dport 5353 -m comment --comment "
+        "\"sandbox " + id1 + " hostPort 192.168.1.5:5353/udp\" -j DNAT --to-destination "
+        "10.244.7.2:53\n"
+        "-A CUBELET-HOSTPORTS -p tcp -m tcp --dport 8080 -m comment --comment \"sandbox " + id1 +
+        " hostPort 8080/tcp\" -j DNAT --to-destination 10.244.7.2:80\n"
+        "-A CUBELET-HOSTPORTS -p tcp -m tcp --dport 8443 -m comment --comment \"sandbox " + id2 +
+        " hostPort 8443/tcp\" -j DNAT --to-destination 10.244.7.3:443\n"
+        "-A CUBELET-HOSTPORTS-MASQ -s 10.244.7.2/32 -d 10.244.7.2/32 -m comment --comment "
+        "\"sandbox " + id1 + " hairpin\" -j MASQUERADE\n"
+        "-A CUBELET-HOSTPORTS-MASQ -s 10.244.7.3/32 -d 10.244.7.3/32 -m comment --comment "
+        "\"sandbox " + id2 + " hairpin\" -j MASQUERADE\n"
+        "-I PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"cubelet: host ports\" "
+        "-j CUBELET-HOSTPORTS\n"
+        "-I OUTPUT -m addrtype --dst-type LOCAL -m comment --comment \"cubelet: host ports\" "
+        "-j CUBELET-HOSTPORTS\n"
+        "-I POSTROUTING -m comment --comment \"cubelet: host ports\" -j CUBELET-HOSTPORTS-MASQ\n"
+        "COMMIT\n");
+  // No entries, jumps present: the chains are emptied.
+  CHECK(RenderHostPortRules({}, {}) ==
+        "*nat\n:CUBELET-HOSTPORTS - [0:0]\n:CUBELET-HOSTPORTS-MASQ - [0:0]\nCOMMIT\n");
 }
