@@ -293,3 +293,39 @@ TEST_CASE("Open names the file in its error") {
   CHECK(r.error().message.find("/nonexistent/dir/0.log") != std::string::npos);
   CHECK(r.error().code == ENOENT);
 }
+
+namespace {
+// Bytes this process has read through read(2)/pread(2) so far.
+int64_t ReadChars() {
+  std::ifstream io("/proc/self/io");
+  std::string key;
+  int64_t value = 0;
+  while (io >> key >> value) {
+    if (key == "rchar:") return value;
+  }
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("tail of a 10 MiB log reads only its end") {
+  TempDir dir;
+  std::string path = dir.path + "/0.log";
+  {
+    std::ofstream f(path, std::ios::binary);
+    std::string line = Line(1, "stdout", "F", std::string(100, 'x'));
+    for (size_t written = 0; written < (10u << 20); written += line.size()) f << line;
+    f << Line(2, "stdout", "F", "second to last") << Line(3, "stdout", "F", "last");
+  }
+  int fd = open(path.c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  int64_t before = ReadChars();
+  REQUIRE(before >= 0);
+  auto off = agent::FindTailOffset(fd, 2);
+  int64_t read_bytes = ReadChars() - before;
+  close(fd);
+  REQUIRE(off);
+  CHECK(read_bytes <= 68 * 1024);  // one 64 KiB block (+ /proc/self/io itself), not 10 MiB
+  LogReadOptions o;
+  o.tail_lines = 2;
+  CHECK(ReadAll(path, o) == "second to last\nlast\n");
+}
