@@ -83,7 +83,10 @@ class EmbeddedRuntime final : public RuntimeService, public ImageService {
   runtime::Runtime& runtime() { return *runtime_; }
 
  private:
-  explicit EmbeddedRuntime(std::unique_ptr<runtime::Runtime> rt);
+  EmbeddedRuntime(cgroups::DriverPtr driver, runtime::net::PodNetworkPtr network);
+  // Declared first so that they outlive runtime_ (members are destroyed in reverse order).
+  cgroups::DriverPtr driver_;
+  runtime::net::PodNetworkPtr network_;
   std::unique_ptr<runtime::Runtime> runtime_;
 };
 

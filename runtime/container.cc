@@ -1,0 +1,492 @@
+// Runtime: containers.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "base/file.h"
+#include "base/scope_guard.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "base/time.h"
+#include "runtime/command.h"
+#include "runtime/layer.h"
+#include "runtime/monitor_process.h"
+#include "runtime/runtime.h"
+#include "runtime/security.h"
+
+namespace runtime {
+namespace {
+
+const char* const kMaskedPaths[] = {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                                    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                                    "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                                    "/sys/devices/virtual/powercap"};
+const char* const kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                      "/proc/sysrq-trigger"};
+
+base::Error NotFound(const std::string& id) {
+  return {kErrNotFound, "container \"" + id + "\" not found"};
+}
+
+}  // namespace
+
+std::string Runtime::ContainerCgroupOomFile(const std::string& cgroup) const {
+  std::string dir = opts_.cgroups->ControllerPath("memory", cgroup);
+  return dir + (opts_.cgroups->version() == cgroups::Version::kV1 ? "/memory.oom_control"
+                                                                   : "/memory.events");
+}
+
+Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const ContainerRecord& rec,
+                                                  const cri::ContainerConfig& c,
+                                                  const ImageRecord& image, const std::string& dir) {
+  monitor::ContainerSpec s;
+  s.id = rec.id;
+  s.name = c.metadata.name;
+  s.rootfs = dir + "/rootfs";
+  if (overlay_) {
+    s.lower = image.rootfs;
+    s.upper = dir + "/upper";
+    s.work = dir + "/work";
+  } else {
+    s.lower = dir + "/rootfs-copy";
+  }
+  const auto& sc = c.linux.security_context;
+  s.readonly_rootfs = sc.readonly_rootfs;
+  s.netns = sb.netns;
+  s.ipcns = sb.ipcns;
+  s.utsns = sb.utsns;
+  auto argv = ResolveCommand(image.config, c.command, c.args);
+  if (!argv) return tl::unexpected(argv.error());
+  s.args = *argv;
+  std::string hostname = sb.config.hostname.empty() ? sb.config.metadata.name : sb.config.hostname;
+  std::vector<std::string> base_env = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=" + hostname};
+  std::vector<std::string> image_env = base_env;
+  for (const auto& e : image.config.env) image_env.push_back(e);
+  s.env = MergeEnv(image_env, c.envs);
+  s.cwd = !c.working_dir.empty() ? c.working_dir
+          : !image.config.working_dir.empty() ? image.config.working_dir : "/";
+  auto user = ResolveUser(image.rootfs, image.config.user, sc);
+  if (!user) return tl::unexpected(user.error());
+  s.uid = user->uid;
+  s.gid = user->gid;
+  s.groups = user->groups;
+  auto caps = ComputeCapabilities(sc.capabilities, sc.privileged);
+  if (!caps) return tl::unexpected(caps.error());
+  s.capabilities = *caps;
+  s.no_new_privs = sc.no_new_privs;
+  s.privileged = sc.privileged;
+  if (!sc.privileged) {
+    auto prog = BuildSeccompProgram(sc.seccomp, s.capabilities);
+    if (!prog) return tl::unexpected(prog.error().Wrap("seccomp"));
+    if (!prog->empty()) {
+      s.seccomp_bpf = dir + "/seccomp.bpf";
+      CUBELET_TRY(base::WriteFileAtomic(s.seccomp_bpf, *prog, 0600));
+    }
+    for (const char* p : kMaskedPaths) s.masked_paths.push_back(p);
+    for (const char* p : kReadonlyPaths) s.readonly_paths.push_back(p);
+  }
+  for (const auto& p : sc.masked_paths) s.masked_paths.push_back(p);
+  for (const auto& p : sc.readonly_paths) s.readonly_paths.push_back(p);
+  if (c.linux.resources.oom_score_adj != 0) {
+    s.has_oom_score_adj = true;
+    s.oom_score_adj = static_cast<int>(c.linux.resources.oom_score_adj);
+  }
+  s.log_path = rec.log_path;
+  s.oom_counter = ContainerCgroupOomFile(rec.cgroup);
+  bool has_hosts = false, has_hostname = false, has_resolv = false;
+  for (const auto& m : c.mounts) {
+    if (m.container_path.empty() || m.container_path[0] != '/') {
+      return base::Fail("mount destination \"" + m.container_path + "\" is not absolute");
+    }
+    if (!base::PathExists(m.host_path)) {
+      return base::Fail("mount source \"" + m.host_path + "\" does not exist");
+    }
+    monitor::MountSpec ms;
+    ms.source = m.host_path;
+    ms.destination = m.container_path;
+    ms.readonly = m.readonly;
+    s.mounts.push_back(ms);
+    has_hosts |= m.container_path == "/etc/hosts";
+    has_hostname |= m.container_path == "/etc/hostname";
+    has_resolv |= m.container_path == "/etc/resolv.conf";
+  }
+  std::string sdir = SandboxDir(sb.id);
+  auto add = [&](bool skip, const std::string& file, const std::string& dest) {
+    if (skip) return;
+    monitor::MountSpec ms;
+    ms.source = sdir + "/" + file;
+    ms.destination = dest;
+    ms.readonly = sc.readonly_rootfs;
+    ms.recursive = false;
+    s.mounts.push_back(ms);
+  };
+  add(has_hosts, "hosts", "/etc/hosts");
+  add(has_hostname, "hostname", "/etc/hostname");
+  add(has_resolv, "resolv.conf", "/etc/resolv.conf");
+  return s;
+}
+
+Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
+                                             const cri::ContainerConfig& c,
+                                             const cri::PodSandboxConfig& sandbox_config) {
+  (void)sandbox_config;  // the stored sandbox record is authoritative
+  std::string what = "create container \"" + c.metadata.name + "\"";
+  auto fail = [&](const base::Error& e, int code = kErrCreateContainer) {
+    base::Error out = e.Wrap(what);
+    if (out.code < 1000) out.code = code;
+    return tl::unexpected(out);
+  };
+  SandboxRecord sb;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sandboxes_.find(sandbox_id);
+    if (it == sandboxes_.end()) {
+      return fail({kErrNotFound, "pod sandbox \"" + sandbox_id + "\" not found"});
+    }
+    sb = it->second.rec;
+    for (const auto& [id, other] : containers_) {
+      if (other.rec.sandbox_id == sandbox_id && other.rec.metadata.name == c.metadata.name &&
+          other.rec.metadata.attempt == c.metadata.attempt) {
+        return fail({0, "name \"" + c.metadata.name + "\" attempt " +
+                            std::to_string(c.metadata.attempt) + " is already used by " + id});
+      }
+    }
+  }
+  if (!sb.ready) return fail({0, "pod sandbox " + sandbox_id + " is not ready"});
+  auto image = images_->Find(c.image.image);
+  if (!image) return fail({kErrNotFound, "image \"" + c.image.image + "\" not found"});
+
+  ContainerRecord rec;
+  rec.id = base::RandomHexId();
+  rec.sandbox_id = sandbox_id;
+  rec.metadata = c.metadata;
+  rec.image = c.image;
+  rec.image_id = image->id;
+  rec.image_ref = image->repo_digests.empty() ? "sha256:" + image->id : image->repo_digests.front();
+  rec.created_at = base::ToUnixNanos(std::chrono::system_clock::now());
+  rec.labels = c.labels;
+  rec.annotations = c.annotations;
+  rec.mounts = c.mounts;
+  rec.cgroup = JoinCgroupPath(sb.cgroup, rec.id);
+  int sig = SignalFromName(c.stop_signal.empty() ? image->config.stop_signal : c.stop_signal);
+  rec.stop_signal = sig > 0 ? sig : SIGTERM;
+  if (!sb.config.log_directory.empty() && !c.log_path.empty()) {
+    rec.log_path = sb.config.log_directory + "/" + c.log_path;
+  }
+  std::string dir = ContainerDir(rec.id);
+  bool ok = false;
+  auto undo = base::Defer([&] {
+    if (!ok) {
+      (void)opts_.cgroups->Remove(rec.cgroup);
+      (void)base::RemoveAll(dir);
+    }
+  });
+  for (const auto& d : {dir + "/rootfs", dir + "/upper", dir + "/work"}) {
+    if (auto r = base::MkdirAll(d, 0755); !r) return fail(r.error());
+  }
+  if (!overlay_) {
+    if (auto r = CopyTree(image->rootfs, dir + "/rootfs-copy"); !r) return fail(r.error());
+  }
+  if (!rec.log_path.empty()) {
+    if (auto r = base::MkdirAll(rec.log_path.substr(0, rec.log_path.rfind('/')), 0755); !r) {
+      return fail(r.error());
+    }
+  }
+  if (auto r = opts_.cgroups->Create(rec.cgroup); !r) return fail(r.error());
+  if (auto r = opts_.cgroups->Apply(rec.cgroup, ToCgroupResourcesForRuntime(c.linux.resources)); !r) {
+    return fail(r.error());
+  }
+  auto spec = BuildSpec(sb, rec, c, *image, dir);
+  if (!spec) return fail(spec.error());
+  if (auto r = base::WriteFileAtomic(dir + "/spec", monitor::EncodeSpec(*spec), 0600); !r) {
+    return fail(r.error());
+  }
+  if (auto r = base::WriteFileAtomic(dir + "/container.json", EncodeContainerRecord(rec), 0600); !r) {
+    return fail(r.error());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    containers_[rec.id] = Container{rec, std::nullopt, std::nullopt, false, dir};
+  }
+  ok = true;
+  Emit(rec.id, sandbox_id, cri::ContainerEvent::Type::kCreated);
+  return rec.id;
+}
+
+Result<> Runtime::StartContainer(const std::string& id) {
+  std::string dir, cgroup, name, sandbox_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return tl::unexpected(NotFound(id));
+    Container& c = it->second;
+    if (c.starting || c.start || c.exit) {
+      return base::Fail("start container \"" + c.rec.metadata.name + "\" (" + id +
+                            "): container is in " +
+                            (c.exit ? "exited" : c.start ? "running" : "starting") + " state",
+                        kErrRunContainer);
+    }
+    c.starting = true;
+    dir = c.dir;
+    cgroup = c.rec.cgroup;
+    name = c.rec.metadata.name;
+    sandbox_id = c.rec.sandbox_id;
+  }
+  std::string what = "failed to start container \"" + name + "\" (" + id + ")";
+  auto finish = [&](std::optional<monitor::StartRecord> sr) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return;
+    it->second.starting = false;
+    it->second.start = sr;
+    LoadExitLocked(it->second);
+  };
+  auto fail = [&](const std::string& msg) {
+    finish(std::nullopt);
+    // The monitor records a start error itself; make sure one exists even if it never ran.
+    if (!base::PathExists(dir + "/exit")) {
+      monitor::ExitRecord er;
+      er.exit_code = 128;
+      er.finished_at_ns = base::ToUnixNanos(std::chrono::system_clock::now());
+      er.reason = "StartError";
+      er.message = msg;
+      monitor::WriteFileAtomically(dir + "/exit", monitor::EncodeExit(er));
+      finish(std::nullopt);
+    }
+    return base::Fail(what + ": " + msg, kErrRunContainer);
+  };
+  base::UniqueFd mlog(open((dir + "/monitor.log").c_str(),
+                           O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  auto mon = SpawnMonitor(opts_.monitor_path, {"run", dir}, mlog.get(), mlog.get(), true);
+  if (!mon) return fail(mon.error().message);
+  WaitChild(mon->pid);  // the intermediate exits as soon as the monitor has detached
+  auto line = ReadStatusLine(mon->status.get(), std::chrono::seconds(30));
+  if (!line) return fail(line.error().message);
+  if (base::StartsWith(*line, "error ")) return fail(monitor::Unescape(line->substr(6)));
+  if (!base::StartsWith(*line, "pid ")) return fail("bad monitor status \"" + *line + "\"");
+  pid_t init = static_cast<pid_t>(atoi(line->c_str() + 4));
+  // The init waits for "go" until it is in the container cgroup: everything it runs is
+  // accounted and limited from its first instruction after exec.
+  if (auto r = opts_.cgroups->AddProcess(cgroup, init); !r) {
+    mon->command.reset();  // the monitor kills the init and records a start error
+    (void)ReadStatusLine(mon->status.get(), std::chrono::seconds(10));
+    return fail(r.error().message);
+  }
+  if (auto r = SendCommand(mon->command.get(), "go"); !r) return fail(r.error().message);
+  line = ReadStatusLine(mon->status.get(), std::chrono::seconds(60));
+  if (!line) return fail(line.error().message);
+  if (base::StartsWith(*line, "error ")) return fail(monitor::Unescape(line->substr(6)));
+  if (*line != "ok") return fail("bad monitor status \"" + *line + "\"");
+  std::string s;
+  monitor::StartRecord sr;
+  if (!monitor::ReadWholeFile(dir + "/started", &s) || !monitor::DecodeStart(s, &sr)) {
+    return fail("the monitor did not record the start");
+  }
+  finish(sr);
+  auto pidfd = OpenPidFd(sr.monitor_pid, sr.monitor_start_ticks);
+  if (!pidfd || !watcher_->Watch(id, std::move(*pidfd))) {
+    OnMonitorExit(id);  // already gone (a very short-lived container)
+  }
+  Emit(id, sandbox_id, cri::ContainerEvent::Type::kStarted);
+  return {};
+}
+
+bool Runtime::WaitExited(const std::string& id, std::chrono::milliseconds timeout) {
+  monitor::StartRecord sr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return true;
+    if (it->second.exit || LoadExitLocked(it->second) || !it->second.start) return true;
+    sr = *it->second.start;
+  }
+  auto pidfd = OpenPidFd(sr.monitor_pid, sr.monitor_start_ticks);
+  if (pidfd) {
+    pollfd p{pidfd->get(), POLLIN, 0};
+    int n;
+    do {
+      n = poll(&p, 1, static_cast<int>(timeout.count()));
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) return false;
+  }
+  // The monitor is gone; its exit file is final. The watcher thread may not have run yet.
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return true;
+  return LoadExitLocked(it->second) || true;
+}
+
+Result<> Runtime::StopContainerImpl(const std::string& id, std::chrono::seconds timeout) {
+  monitor::StartRecord sr;
+  std::string cgroup, name;
+  int sig;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return {};  // idempotent
+    Container& c = it->second;
+    if (!c.start || c.exit || LoadExitLocked(c)) return {};
+    sr = *c.start;
+    cgroup = c.rec.cgroup;
+    name = c.rec.metadata.name;
+    sig = c.rec.stop_signal;
+  }
+  if (timeout.count() > 0) {
+    auto init = OpenPidFd(sr.init_pid, sr.init_start_ticks);
+    if (init) {
+      if (syscall(SYS_pidfd_send_signal, init->get(), sig, nullptr, 0) != 0 && errno != ESRCH) {
+        base::log::Warn("stop signal failed", {{"id", id}, {"error", strerror(errno)}});
+      }
+      if (WaitExited(id, std::chrono::duration_cast<std::chrono::milliseconds>(timeout))) {
+        // The monitor wrote the exit and left.
+        OnMonitorExitIfUnwatched(id);
+        return {};
+      }
+    }
+  }
+  // Freeze, SIGKILL everything in the container cgroup, thaw.
+  if (opts_.cgroups->Exists(cgroup)) {
+    if (auto r = opts_.cgroups->KillAll(cgroup); !r) {
+      return tl::unexpected(r.error().Wrap("stop container \"" + name + "\" (" + id + ")"));
+    }
+  } else {
+    auto init = OpenPidFd(sr.init_pid, sr.init_start_ticks);
+    if (init) syscall(SYS_pidfd_send_signal, init->get(), SIGKILL, nullptr, 0);
+  }
+  if (!WaitExited(id, std::chrono::seconds(10))) {
+    return base::Fail("stop container \"" + name + "\" (" + id +
+                      "): its monitor did not record the exit within 10s");
+  }
+  OnMonitorExitIfUnwatched(id);
+  return {};
+}
+
+Result<> Runtime::StopContainer(const std::string& id, std::chrono::seconds timeout) {
+  return StopContainerImpl(id, timeout);
+}
+
+Result<> Runtime::RemoveContainer(const std::string& id) {
+  CUBELET_TRY(StopContainerImpl(id, std::chrono::seconds(0)));
+  std::string cgroup, dir, sandbox_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) {
+      // Unknown: clean a leftover directory if any (crash during create).
+      return base::RemoveAll(ContainerDir(id));
+    }
+    cgroup = it->second.rec.cgroup;
+    dir = it->second.dir;
+    sandbox_id = it->second.rec.sandbox_id;
+  }
+  watcher_->Unwatch(id);
+  std::string what = "remove container " + id;
+  CUBELET_TRY_CTX(opts_.cgroups->Remove(cgroup), what);
+  // The rootfs was mounted only inside the container's mount namespace, which is gone with its
+  // processes; nothing is mounted under the directory on the host.
+  CUBELET_TRY_CTX(base::RemoveAll(dir), what);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    containers_.erase(id);
+  }
+  Emit(id, sandbox_id, cri::ContainerEvent::Type::kDeleted);
+  return {};
+}
+
+std::vector<cri::Container> Runtime::ListContainers(const cri::ContainerFilter& f) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<cri::Container> out;
+  for (auto& [id, c] : containers_) {
+    if (!f.id.empty() && !base::StartsWith(id, f.id)) continue;
+    if (!f.pod_sandbox_id.empty() && !base::StartsWith(c.rec.sandbox_id, f.pod_sandbox_id)) continue;
+    LoadExitLocked(c);
+    auto state = StateLocked(c);
+    if (f.state && *f.state != state) continue;
+    bool match = true;
+    for (const auto& [k, v] : f.label_selector) {
+      auto l = c.rec.labels.find(k);
+      if (l == c.rec.labels.end() || l->second != v) match = false;
+    }
+    if (!match) continue;
+    cri::Container o;
+    o.id = id;
+    o.pod_sandbox_id = c.rec.sandbox_id;
+    o.metadata = c.rec.metadata;
+    o.image = c.rec.image;
+    o.image_ref = c.rec.image_ref;
+    o.state = state;
+    o.created_at = c.rec.created_at;
+    o.labels = c.rec.labels;
+    o.annotations = c.rec.annotations;
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+Result<cri::ContainerStatus> Runtime::ContainerStatus(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return tl::unexpected(NotFound(id));
+  Container& c = it->second;
+  LoadExitLocked(c);
+  cri::ContainerStatus st;
+  st.id = id;
+  st.metadata = c.rec.metadata;
+  st.state = StateLocked(c);
+  st.created_at = c.rec.created_at;
+  st.image = c.rec.image;
+  st.image_ref = c.rec.image_ref;
+  st.labels = c.rec.labels;
+  st.annotations = c.rec.annotations;
+  st.mounts = c.rec.mounts;
+  st.log_path = c.rec.log_path;
+  if (c.start) st.started_at = c.start->started_at_ns;
+  if (c.exit) {
+    st.finished_at = c.exit->finished_at_ns;
+    st.exit_code = c.exit->exit_code;
+    st.reason = c.exit->reason;
+    st.message = c.exit->message;
+  } else if (c.start) {
+    st.pid = c.start->init_pid;
+  }
+  return st;
+}
+
+Result<> Runtime::UpdateContainerResources(const std::string& id,
+                                           const cri::LinuxContainerResources& r) {
+  std::string cgroup;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return tl::unexpected(NotFound(id));
+    cgroup = it->second.rec.cgroup;
+  }
+  CUBELET_TRY_CTX(opts_.cgroups->Apply(cgroup, ToCgroupResourcesForRuntime(r)),
+                  "update resources of container " + id);
+  return {};
+}
+
+Result<> Runtime::ReopenContainerLog(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return tl::unexpected(NotFound(id));
+  Container& c = it->second;
+  if (!c.start || c.exit || LoadExitLocked(c)) {
+    return base::Fail("reopen log of container " + id + ": container is not running");
+  }
+  auto pidfd = OpenPidFd(c.start->monitor_pid, c.start->monitor_start_ticks);
+  if (!pidfd) return tl::unexpected(pidfd.error().Wrap("reopen log of container " + id));
+  if (syscall(SYS_pidfd_send_signal, pidfd->get(), SIGUSR1, nullptr, 0) != 0) {
+    return base::Errno("reopen log of container " + id);
+  }
+  return {};
+}
+
+}  // namespace runtime

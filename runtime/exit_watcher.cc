@@ -1,0 +1,93 @@
+#include "runtime/exit_watcher.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "base/log.h"
+#include "runtime/monitor/spec.h"
+
+namespace runtime {
+
+Result<base::UniqueFd> OpenPidFd(pid_t pid, uint64_t start_ticks) {
+  if (pid <= 0) return base::Fail("no process id", ESRCH);
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return base::Errno("pidfd_open " + std::to_string(pid));
+  base::UniqueFd pidfd(fd);
+  // The pidfd pins the process: if the start time matches now, it is the same process.
+  if (start_ticks != 0 && monitor::ProcessStartTicks(pid) != start_ticks) {
+    return base::Fail("process " + std::to_string(pid) + " is not the one recorded", ESRCH);
+  }
+  return pidfd;
+}
+
+ExitWatcher::ExitWatcher(Callback on_exit)
+    : on_exit_(std::move(on_exit)),
+      epoll_(epoll_create1(EPOLL_CLOEXEC)),
+      wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_.get();
+  epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
+  thread_ = std::thread([this] { Loop(); });
+}
+
+ExitWatcher::~ExitWatcher() {
+  uint64_t one = 1;
+  ssize_t n = write(wake_.get(), &one, sizeof one);
+  (void)n;
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<> ExitWatcher::Watch(const std::string& key, base::UniqueFd pidfd) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int fd = pidfd.get();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return base::Errno("watch " + key);
+  watched_[fd] = {key, std::move(pidfd)};
+  return {};
+}
+
+bool ExitWatcher::Unwatch(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = watched_.begin(); it != watched_.end(); ++it) {
+    if (it->second.first == key) {
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->first, nullptr);
+      watched_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+void ExitWatcher::Loop() {
+  while (true) {
+    epoll_event evs[16];
+    int n = epoll_wait(epoll_.get(), evs, 16, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      base::log::Error("exit watcher stopped", {{"error", strerror(errno)}});
+      return;
+    }
+    std::vector<std::string> exited;
+    for (int i = 0; i < n; ++i) {
+      int fd = evs[i].data.fd;
+      if (fd == wake_.get()) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = watched_.find(fd);
+      if (it == watched_.end()) continue;
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+      exited.push_back(it->second.first);
+      watched_.erase(it);
+    }
+    for (const auto& key : exited) on_exit_(key);
+  }
+}
+
+}  // namespace runtime

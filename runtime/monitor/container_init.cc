@@ -1,0 +1,386 @@
+#include "runtime/monitor/container_init.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "runtime/monitor/lookpath.h"
+
+namespace monitor {
+namespace {
+
+void WriteAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = write(fd, s.data() + off, s.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+
+int OpenInRoot(int root_fd, const std::string& path, int flags) {
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof how));
+}
+
+// mkdir -p of `path` (absolute, inside the container) with every component resolved inside
+// `root_fd`, so a symlink in the image cannot send a mount outside the rootfs. Returns an O_PATH
+// fd of the directory.
+int MkdirAllInRoot(int root_fd, const std::string& path, int err_fd) {
+  int fd = OpenInRoot(root_fd, path, O_PATH | O_DIRECTORY);
+  if (fd >= 0) return fd;
+  if (errno != ENOENT) DieErrno(err_fd, "open \"" + path + "\" in the container rootfs");
+  size_t slash = path.find_last_of('/');
+  std::string parent = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+  std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
+  int pfd = MkdirAllInRoot(root_fd, parent, err_fd);
+  // The parent resolved (symlinks followed inside the root): create the last component there.
+  if (mkdirat(pfd, name.c_str(), 0755) != 0 && errno != EEXIST) {
+    DieErrno(err_fd, "mkdir \"" + path + "\" in the container rootfs");
+  }
+  close(pfd);
+  fd = OpenInRoot(root_fd, path, O_PATH | O_DIRECTORY);
+  if (fd < 0) DieErrno(err_fd, "open \"" + path + "\" in the container rootfs");
+  return fd;
+}
+
+// Creates (if needed) and opens the mount point for `dest`: a directory, or an empty file when
+// `file` is true (bind mounts of files).
+int MountPointInRoot(int root_fd, const std::string& dest, bool file, int err_fd) {
+  if (!file) return MkdirAllInRoot(root_fd, dest, err_fd);
+  int fd = OpenInRoot(root_fd, dest, O_PATH);
+  if (fd >= 0) return fd;
+  size_t slash = dest.find_last_of('/');
+  std::string parent = slash == 0 ? "/" : dest.substr(0, slash);
+  int pfd = MkdirAllInRoot(root_fd, parent, err_fd);
+  std::string name = dest.substr(slash + 1);
+  int f = openat(pfd, name.c_str(), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (f < 0 && errno != EEXIST) DieErrno(err_fd, "create mount point \"" + dest + "\"");
+  if (f >= 0) close(f);
+  close(pfd);
+  fd = OpenInRoot(root_fd, dest, O_PATH);
+  if (fd < 0) DieErrno(err_fd, "open mount point \"" + dest + "\"");
+  return fd;
+}
+
+std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+void MountAt(int root_fd, const char* source, const std::string& dest, const char* type,
+             unsigned long flags, const char* data, int err_fd, bool file = false) {
+  int fd = MountPointInRoot(root_fd, dest, file, err_fd);
+  if (mount(source, FdPath(fd).c_str(), type, flags, data) != 0) {
+    DieErrno(err_fd, std::string("mount ") + type + " on \"" + dest + "\"");
+  }
+  close(fd);
+}
+
+void RemountReadonly(int root_fd, const std::string& dest, int err_fd) {
+  int fd = OpenInRoot(root_fd, dest, O_PATH);
+  if (fd < 0) DieErrno(err_fd, "open \"" + dest + "\" to remount read-only");
+  std::string p = FdPath(fd);
+  if (mount(nullptr, p.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, nullptr) != 0) {
+    // Keep nosuid/nodev/noexec the source mount had (required when they are locked).
+    DieErrno(err_fd, "remount \"" + dest + "\" read-only");
+  }
+  close(fd);
+}
+
+void BindMount(int root_fd, const MountSpec& m, int err_fd) {
+  struct stat st;
+  if (stat(m.source.c_str(), &st) != 0) DieErrno(err_fd, "stat mount source \"" + m.source + "\"");
+  bool file = !S_ISDIR(st.st_mode);
+  int fd = MountPointInRoot(root_fd, m.destination, file, err_fd);
+  std::string p = FdPath(fd);
+  unsigned long flags = MS_BIND | (m.recursive ? MS_REC : 0);
+  if (mount(m.source.c_str(), p.c_str(), nullptr, flags, nullptr) != 0) {
+    DieErrno(err_fd, "bind mount \"" + m.source + "\" on \"" + m.destination + "\"");
+  }
+  close(fd);
+  if (m.readonly) RemountReadonly(root_fd, m.destination, err_fd);
+}
+
+void MakeDevices(const std::string& dev, int err_fd) {
+  struct Node {
+    const char* name;
+    unsigned major, minor;
+  };
+  static const Node kNodes[] = {{"null", 1, 3},    {"zero", 1, 5},    {"full", 1, 7},
+                                {"random", 1, 8},  {"urandom", 1, 9}, {"tty", 5, 0}};
+  for (const auto& n : kNodes) {
+    std::string p = dev + "/" + n.name;
+    if (mknod(p.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor)) != 0) {
+      // Without CAP_MKNOD (user namespaces) fall back to bind mounting the host's node.
+      int f = open(p.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+      if (f >= 0) close(f);
+      std::string host = std::string("/dev/") + n.name;
+      if (mount(host.c_str(), p.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+        DieErrno(err_fd, "create device " + p);
+      }
+    }
+  }
+  struct Link {
+    const char* target;
+    const char* name;
+  };
+  static const Link kLinks[] = {{"/proc/self/fd", "fd"},     {"/proc/self/fd/0", "stdin"},
+                                {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+                                {"/proc/kcore", "core"},     {"pts/ptmx", "ptmx"}};
+  for (const auto& l : kLinks) {
+    std::string p = dev + "/" + l.name;
+    if (symlink(l.target, p.c_str()) != 0 && errno != EEXIST) DieErrno(err_fd, "symlink " + p);
+  }
+}
+
+void MaskPath(int root_fd, const std::string& path, int err_fd) {
+  int fd = OpenInRoot(root_fd, path, O_PATH);
+  if (fd < 0) return;  // absent: nothing to hide
+  struct stat st;
+  fstat(fd, &st);
+  std::string p = FdPath(fd);
+  int rc = S_ISDIR(st.st_mode)
+               ? mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, "size=0,mode=555")
+               : mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr);
+  if (rc != 0 && errno != ENOENT) DieErrno(err_fd, "mask \"" + path + "\"");
+  close(fd);
+}
+
+void ReadonlyPath(int root_fd, const std::string& path, int err_fd) {
+  int fd = OpenInRoot(root_fd, path, O_PATH);
+  if (fd < 0) return;
+  std::string p = FdPath(fd);
+  if (mount(p.c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+    DieErrno(err_fd, "bind \"" + path + "\" read-only");
+  }
+  close(fd);
+  RemountReadonly(root_fd, path, err_fd);
+}
+
+void JoinNamespace(const std::string& path, int nstype, int err_fd) {
+  if (path.empty()) return;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) DieErrno(err_fd, "open namespace " + path);
+  if (setns(fd, nstype) != 0) DieErrno(err_fd, "setns " + path);
+  close(fd);
+}
+
+void ApplyRlimits(const ContainerSpec& spec, int err_fd) {
+  for (const auto& r : spec.rlimits) {
+    struct rlimit rl;
+    rl.rlim_cur = r.soft;
+    rl.rlim_max = r.hard;
+    if (setrlimit(r.resource, &rl) != 0) DieErrno(err_fd, "setrlimit " + std::to_string(r.resource));
+  }
+}
+
+void LoadSeccomp(const std::vector<char>& prog, int err_fd) {
+  if (prog.empty()) return;
+  struct sock_fprog fprog;
+  fprog.len = static_cast<unsigned short>(prog.size() / sizeof(struct sock_filter));
+  fprog.filter = reinterpret_cast<struct sock_filter*>(const_cast<char*>(prog.data()));
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) != 0) {
+    DieErrno(err_fd, "load seccomp filter");
+  }
+}
+
+void SetCapabilities(uint64_t caps, int err_fd) {
+  // Bounding set first (needs CAP_SETPCAP, which we still hold).
+  for (int c = 0; c <= 63; ++c) {
+    if (caps & (1ull << c)) continue;
+    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) {
+      if (errno == EINVAL) break;  // past the kernel's last capability
+      DieErrno(err_fd, "drop capability " + std::to_string(c) + " from the bounding set");
+    }
+  }
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  struct __user_cap_header_struct hdr;
+  struct __user_cap_data_struct data[2];
+  memset(&hdr, 0, sizeof hdr);
+  memset(data, 0, sizeof data);
+  hdr.version = _LINUX_CAPABILITY_VERSION_3;
+  hdr.pid = 0;
+  data[0].effective = data[0].permitted = static_cast<uint32_t>(caps);
+  data[1].effective = data[1].permitted = static_cast<uint32_t>(caps >> 32);
+  if (syscall(SYS_capset, &hdr, data) != 0) DieErrno(err_fd, "capset");
+}
+
+}  // namespace
+
+void DieWith(int err_fd, const std::string& message) {
+  WriteAll(err_fd, message);
+  _exit(1);
+}
+
+void DieErrno(int err_fd, const std::string& context) {
+  int e = errno;
+  DieWith(err_fd, context + ": " + strerror(e));
+}
+
+std::vector<char> LoadSeccompProgram(const std::string& path, std::string* error) {
+  std::vector<char> out;
+  if (path.empty()) return out;
+  std::string data;
+  if (!ReadWholeFile(path, &data)) {
+    *error = "read seccomp program " + path + ": " + strerror(errno);
+    return out;
+  }
+  if (data.empty() || data.size() % sizeof(struct sock_filter) != 0) {
+    *error = "seccomp program " + path + " has a bad size";
+    return out;
+  }
+  out.assign(data.begin(), data.end());
+  return out;
+}
+
+void FinishAndExec(const ContainerSpec& spec, const std::vector<std::string>& args,
+                   const std::vector<char>& seccomp, int err_fd) {
+  std::string resolved, error;
+  if (!LookPath("", args[0], PathFromEnv(spec.env), &resolved, &error)) DieWith(err_fd, error);
+  ApplyRlimits(spec, err_fd);
+  // Without no_new_privs the filter can only be installed while CAP_SYS_ADMIN is held; the
+  // RuntimeDefault profile allows the identity and capability calls that follow.
+  if (!spec.no_new_privs) LoadSeccomp(seccomp, err_fd);
+  std::vector<gid_t> groups(spec.groups.begin(), spec.groups.end());
+  if (setgroups(groups.size(), groups.data()) != 0) DieErrno(err_fd, "setgroups");
+  if (setresgid(spec.gid, spec.gid, spec.gid) != 0) DieErrno(err_fd, "setgid " + std::to_string(spec.gid));
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) DieErrno(err_fd, "PR_SET_KEEPCAPS");
+  if (setresuid(spec.uid, spec.uid, spec.uid) != 0) DieErrno(err_fd, "setuid " + std::to_string(spec.uid));
+  SetCapabilities(spec.capabilities, err_fd);
+  if (spec.no_new_privs) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) DieErrno(err_fd, "PR_SET_NO_NEW_PRIVS");
+    LoadSeccomp(seccomp, err_fd);
+  }
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  umask(022);
+  execve(resolved.c_str(), argv.data(), envp.data());
+  int e = errno;
+  if (e == ENOENT) DieWith(err_fd, "exec: \"" + args[0] + "\": no such file or directory");
+  DieWith(err_fd, "exec: \"" + args[0] + "\": " + strerror(e));
+}
+
+void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
+  int err = fds.err_write;
+  // Wait until the monitor has placed this process in the container cgroup.
+  char go = 0;
+  ssize_t n;
+  do {
+    n = read(fds.sync_read, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1 || go != 'g') _exit(1);  // the runtime gave up: no message needed
+  close(fds.sync_read);
+
+  int devnull = open("/dev/null", O_RDWR);
+  if (devnull < 0) DieErrno(err, "open /dev/null");
+  if (dup2(devnull, 0) < 0 || dup2(fds.stdout_write, 1) < 0 || dup2(fds.stderr_write, 2) < 0) {
+    DieErrno(err, "set up stdio");
+  }
+  if (devnull > 2) close(devnull);
+  if (fds.stdout_write > 2) close(fds.stdout_write);
+  if (fds.stderr_write > 2 && fds.stderr_write != fds.stdout_write) close(fds.stderr_write);
+
+  JoinNamespace(spec.ipcns, CLONE_NEWIPC, err);
+  JoinNamespace(spec.utsns, CLONE_NEWUTS, err);
+  JoinNamespace(spec.netns, CLONE_NEWNET, err);
+  // The cgroup namespace is made after joining the container cgroup, so that cgroup is its root.
+  if (unshare(CLONE_NEWCGROUP) != 0 && errno != EINVAL) DieErrno(err, "unshare cgroup namespace");
+  std::string seccomp_error;
+  std::vector<char> seccomp = LoadSeccompProgram(spec.seccomp_bpf, &seccomp_error);
+  if (!seccomp_error.empty()) DieWith(err, seccomp_error);
+
+  umask(0);
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    DieErrno(err, "make mounts private");
+  }
+  const std::string& root = spec.rootfs;
+  if (!spec.upper.empty()) {
+    std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + spec.upper +
+                       ",workdir=" + spec.work;
+    if (mount("overlay", root.c_str(), "overlay", 0, opts.c_str()) != 0) {
+      DieErrno(err, "mount overlay rootfs on " + root);
+    }
+  } else {
+    if (mount(spec.lower.c_str(), root.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      DieErrno(err, "bind mount rootfs " + spec.lower + " on " + root);
+    }
+  }
+  int root_fd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) DieErrno(err, "open rootfs " + root);
+
+  const unsigned long kNoSuidDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  MountAt(root_fd, "proc", "/proc", "proc", kNoSuidDevExec, nullptr, err);
+  MountAt(root_fd, "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k",
+          err);
+  MountAt(root_fd, "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620", err);
+  MountAt(root_fd, "shm", "/dev/shm", "tmpfs", kNoSuidDevExec, "mode=1777,size=65536k", err);
+  MountAt(root_fd, "mqueue", "/dev/mqueue", "mqueue", kNoSuidDevExec, nullptr, err);
+  {
+    unsigned long ro = spec.privileged ? 0 : MS_RDONLY;
+    int fd = MountPointInRoot(root_fd, "/sys", false, err);
+    if (mount("sysfs", FdPath(fd).c_str(), "sysfs", kNoSuidDevExec | ro, nullptr) != 0) {
+      // sysfs cannot be mounted in a network namespace we do not own: bind the host's.
+      if (mount("/sys", FdPath(fd).c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+        DieErrno(err, "mount sysfs");
+      }
+      if (ro) RemountReadonly(root_fd, "/sys", err);
+    }
+    close(fd);
+  }
+  MakeDevices(root + "/dev", err);
+  for (const auto& m : spec.mounts) {
+    if (m.type == "tmpfs") {
+      MountAt(root_fd, "tmpfs", m.destination, "tmpfs",
+              MS_NOSUID | MS_NODEV | (m.readonly ? MS_RDONLY : 0), "mode=755", err);
+    } else {
+      BindMount(root_fd, m, err);
+    }
+  }
+  for (const auto& p : spec.masked_paths) MaskPath(root_fd, p, err);
+  for (const auto& p : spec.readonly_paths) ReadonlyPath(root_fd, p, err);
+
+  if (fchdir(root_fd) != 0) DieErrno(err, "chdir rootfs");
+  if (syscall(SYS_pivot_root, ".", ".") != 0) DieErrno(err, "pivot_root " + root);
+  // The old root is stacked on "/": detach it.
+  if (umount2(".", MNT_DETACH) != 0) DieErrno(err, "detach the old root");
+  if (chdir("/") != 0) DieErrno(err, "chdir /");
+  close(root_fd);
+  if (spec.readonly_rootfs) {
+    if (mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+      DieErrno(err, "remount the rootfs read-only");
+    }
+  }
+  // Working directory: created when missing, as runc does.
+  if (!spec.cwd.empty()) {
+    int slash = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    close(MkdirAllInRoot(slash, spec.cwd, err));
+    close(slash);
+    if (chdir(spec.cwd.c_str()) != 0) DieErrno(err, "chdir to working directory " + spec.cwd);
+  }
+  // The monitor stays the parent; if it dies from here on the container keeps running (like conmon).
+  prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  FinishAndExec(spec, spec.args, seccomp, err);
+}
+
+}  // namespace monitor

@@ -1,0 +1,34 @@
+#pragma once
+// The code that runs inside a new container process: in the monitor's clone()d child (the
+// container's init) and in `cubelet-monitor exec`. Each function reports failure by writing a
+// message to `err_fd` and calling _exit(), so the caller learns the cause before anything else.
+#include <string>
+#include <vector>
+
+#include "runtime/monitor/spec.h"
+
+namespace monitor {
+
+struct InitFds {
+  int sync_read = -1;   // "go" byte from the monitor once the pid is in the container cgroup
+  int err_write = -1;   // CLOEXEC: EOF = exec succeeded, else an error message
+  int stdout_write = -1;
+  int stderr_write = -1;
+};
+
+// Loaded before pivot_root (the program file lives on the host).
+std::vector<char> LoadSeccompProgram(const std::string& path, std::string* error);
+
+// Runs in a child made with CLONE_NEWPID|CLONE_NEWNS. Never returns.
+[[noreturn]] void RunContainerInit(const ContainerSpec& spec, const InitFds& fds);
+
+// Identity, capabilities, no_new_privs, seccomp, then execve with PATH lookup. Used by both the
+// init (after pivot_root) and exec. Never returns.
+[[noreturn]] void FinishAndExec(const ContainerSpec& spec, const std::vector<std::string>& args,
+                                const std::vector<char>& seccomp, int err_fd);
+
+[[noreturn]] void DieWith(int err_fd, const std::string& message);
+// "context: strerror(errno)".
+[[noreturn]] void DieErrno(int err_fd, const std::string& context);
+
+}  // namespace monitor

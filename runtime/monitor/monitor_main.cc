@@ -1,0 +1,438 @@
+// cubelet-monitor: the parent of one container (in the spirit of conmon, far smaller).
+//
+//   cubelet-monitor run  <container-dir>
+//   cubelet-monitor exec <container-dir> <init-pid> <init-start-ticks> -- <cmd> [args...]
+//
+// fd 3 carries status lines to cubelet, fd 4 carries "go" from cubelet (sent once the process
+// that becomes the container has been put in the container cgroup).
+//
+// `run` detaches (fork, setsid: cubelet restarts must not take containers with them), clone()s
+// the container init in new pid + mount namespaces, copies its stdout/stderr into the CRI log
+// file, waits for it and records its exit in <container-dir>/exit. No JSON, no Boost, no
+// OpenSSL: it stays small because one runs per container.
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "runtime/monitor/container_init.h"
+#include "runtime/monitor/cri_log.h"
+#include "runtime/monitor/spec.h"
+
+namespace {
+
+using monitor::ContainerSpec;
+
+constexpr int kStatusFd = 3;
+constexpr int kCommandFd = 4;
+
+void Log(const std::string& msg) {
+  std::string line = monitor::FormatRfc3339NanoUtc(monitor::NowUnixNanos()) +
+                     " cubelet-monitor[" + std::to_string(getpid()) + "]: " + msg + "\n";
+  ssize_t n = write(2, line.data(), line.size());
+  (void)n;
+}
+
+void Status(const std::string& line) {
+  std::string l = line + "\n";
+  ssize_t n = write(kStatusFd, l.data(), l.size());
+  (void)n;
+}
+
+// Reads one line from fd (unbuffered; the peer sends single short lines).
+bool ReadLine(int fd, std::string* out) {
+  out->clear();
+  char c;
+  while (true) {
+    ssize_t n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return !out->empty();
+    if (c == '\n') return true;
+    out->push_back(c);
+    if (out->size() > 4096) return true;
+  }
+}
+
+std::string ReadAllFd(int fd) {
+  std::string out;
+  char buf[4096];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+uint64_t ReadOomKills(const std::string& path) {
+  std::string data;
+  if (path.empty() || !monitor::ReadWholeFile(path, &data)) return 0;
+  size_t p = data.find("oom_kill ");
+  if (p == std::string::npos) return 0;
+  return strtoull(data.c_str() + p + 9, nullptr, 10);
+}
+
+bool LoadSpec(const std::string& dir, ContainerSpec* spec, std::string* error) {
+  std::string text;
+  if (!monitor::ReadWholeFile(dir + "/spec", &text)) {
+    *error = "read " + dir + "/spec: " + strerror(errno);
+    return false;
+  }
+  return monitor::DecodeSpec(text, spec, error);
+}
+
+void SetChildOomScoreAdj(pid_t pid, const ContainerSpec& spec) {
+  if (!spec.has_oom_score_adj) return;
+  std::string path = "/proc/" + std::to_string(pid) + "/oom_score_adj";
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  std::string v = std::to_string(spec.oom_score_adj);
+  if (write(fd, v.data(), v.size()) < 0) {
+    // Lowering the score needs CAP_SYS_RESOURCE; keep the inherited value (the lowest this
+    // process may set), as the kubelet's runtimes do. Never fail the container for it.
+    char cur[32] = {0};
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, cur, sizeof cur - 1);
+    std::string c(cur, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!c.empty() && c.back() == '\n') c.pop_back();
+    Log("oom_score_adj " + v + " not permitted (" + strerror(errno) + "); keeping " + c);
+  }
+  close(fd);
+}
+
+class LogFile {
+ public:
+  explicit LogFile(std::string path) : path_(std::move(path)) { Open(); }
+  void Open() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = path_.empty() ? -1
+                        : open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd_ < 0 && !path_.empty()) Log("open log " + path_ + ": " + strerror(errno));
+  }
+  void Write(const std::string& s) {
+    if (fd_ < 0 || s.empty()) return;
+    size_t off = 0;
+    while (off < s.size()) {
+      ssize_t n = write(fd_, s.data() + off, s.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // disk full: drop, keep draining the pipes
+      off += static_cast<size_t>(n);
+    }
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+int Run(const std::string& dir) {
+  ContainerSpec spec;
+  std::string error;
+  if (!LoadSpec(dir, &spec, &error)) {
+    Status("error " + monitor::Escape(error));
+    return 1;
+  }
+  // Detach: the grandchild of cubelet is reparented to init (or a subreaper) and is in its own
+  // session, so neither cubelet's exit nor a terminal's signals reach it.
+  pid_t p = fork();
+  if (p < 0) {
+    Status("error " + monitor::Escape(std::string("fork: ") + strerror(errno)));
+    return 1;
+  }
+  if (p > 0) _exit(0);
+  setsid();
+  if (chdir("/") != 0) return 1;
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+  sigset_t mask, old;
+  sigemptyset(&mask);
+  for (int s : {SIGCHLD, SIGUSR1, SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT}) sigaddset(&mask, s);
+  sigprocmask(SIG_BLOCK, &mask, &old);
+  int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  int out[2], err[2], sync[2], errp[2];
+  if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(sync, O_CLOEXEC) ||
+      pipe2(errp, O_CLOEXEC)) {
+    Status("error " + monitor::Escape(std::string("pipe: ") + strerror(errno)));
+    return 1;
+  }
+  uint64_t oom_before = ReadOomKills(spec.oom_counter);
+  LogFile log(spec.log_path);
+
+  long child = syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, nullptr, nullptr,
+                       nullptr, 0);
+  if (child < 0) {
+    Status("error " + monitor::Escape(std::string("clone: ") + strerror(errno)));
+    return 1;
+  }
+  if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    close(out[0]);
+    close(err[0]);
+    close(sync[1]);
+    close(errp[0]);
+    close(kStatusFd);
+    close(kCommandFd);
+    close(sfd);
+    monitor::InitFds fds{sync[0], errp[1], out[1], err[1]};
+    // stdin/stdout/stderr pipes must survive exec.
+    fcntl(out[1], F_SETFD, 0);
+    fcntl(err[1], F_SETFD, 0);
+    monitor::RunContainerInit(spec, fds);
+  }
+  close(out[1]);
+  close(err[1]);
+  close(sync[0]);
+  close(errp[1]);
+  pid_t init = static_cast<pid_t>(child);
+  SetChildOomScoreAdj(init, spec);
+
+  auto record_start_error = [&](const std::string& msg) {
+    kill(init, SIGKILL);
+    waitpid(init, nullptr, 0);
+    monitor::ExitRecord r;
+    r.exit_code = 128;
+    r.finished_at_ns = monitor::NowUnixNanos();
+    r.reason = "StartError";
+    r.message = msg;
+    monitor::WriteFileAtomically(dir + "/exit", monitor::EncodeExit(r));
+    Log("start failed: " + msg);
+  };
+
+  Status("pid " + std::to_string(init));
+  std::string cmd;
+  if (!ReadLine(kCommandFd, &cmd) || cmd != "go") {
+    record_start_error("the runtime abandoned the start");
+    return 1;
+  }
+  char g = 'g';
+  if (write(sync[1], &g, 1) != 1) {
+    record_start_error("the container process died during setup");
+    return 1;
+  }
+  close(sync[1]);
+  std::string start_error = ReadAllFd(errp[0]);
+  close(errp[0]);
+  if (!start_error.empty()) {
+    record_start_error(start_error);
+    Status("error " + monitor::Escape(start_error));
+    return 1;
+  }
+  monitor::StartRecord sr;
+  sr.init_pid = init;
+  sr.init_start_ticks = monitor::ProcessStartTicks(init);
+  sr.monitor_pid = getpid();
+  sr.monitor_start_ticks = monitor::ProcessStartTicks(getpid());
+  sr.started_at_ns = monitor::NowUnixNanos();
+  if (!monitor::WriteFileAtomically(dir + "/started", monitor::EncodeStart(sr))) {
+    Log("write " + dir + "/started: " + strerror(errno));
+  }
+  Status("ok");
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  dup2(devnull, kStatusFd);
+  dup2(devnull, kCommandFd);
+  close(devnull);
+
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct Stream {
+    int fd;
+    monitor::CriLineSplitter splitter;
+    bool open = true;
+  };
+  Stream streams[2] = {{out[0], monitor::CriLineSplitter("stdout")},
+                       {err[0], monitor::CriLineSplitter("stderr")}};
+  for (int i = 0; i < 2; ++i) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = static_cast<uint32_t>(i);
+    epoll_ctl(ep, EPOLL_CTL_ADD, streams[i].fd, &ev);
+  }
+  {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = 2;
+    epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
+  }
+  bool exited = false;
+  int wstatus = 0;
+  int64_t finished_at = 0;
+  int64_t drain_deadline = 0;
+  std::vector<char> buf(64 * 1024);
+  while (true) {
+    if (exited && !streams[0].open && !streams[1].open) break;
+    int timeout = -1;
+    if (exited) {
+      int64_t left = (drain_deadline - monitor::NowUnixNanos()) / 1000000;
+      if (left <= 0) break;
+      timeout = static_cast<int>(left);
+    }
+    epoll_event evs[4];
+    int n = epoll_wait(ep, evs, 4, timeout);
+    if (n < 0 && errno == EINTR) continue;
+    for (int i = 0; i < n; ++i) {
+      uint32_t which = evs[i].data.u32;
+      if (which == 2) {
+        signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) == sizeof si) {
+          if (si.ssi_signo == SIGUSR1) log.Open();  // ReopenContainerLog after rotation
+        }
+        while (true) {
+          int st;
+          pid_t r = waitpid(-1, &st, WNOHANG);
+          if (r <= 0) break;
+          if (r == init) {
+            exited = true;
+            wstatus = st;
+            finished_at = monitor::NowUnixNanos();
+            // Everything in the pid namespace died with its init; what is left in the pipes
+            // arrives promptly. Do not wait forever on a writer that escaped.
+            drain_deadline = finished_at + 2000000000LL;
+          }
+        }
+        continue;
+      }
+      Stream& s = streams[which];
+      ssize_t r = read(s.fd, buf.data(), buf.size());
+      if (r < 0 && errno == EINTR) continue;
+      std::string lines;
+      if (r <= 0) {
+        s.splitter.Finish(monitor::NowUnixNanos(), &lines);
+        log.Write(lines);
+        epoll_ctl(ep, EPOLL_CTL_DEL, s.fd, nullptr);
+        close(s.fd);
+        s.open = false;
+        continue;
+      }
+      s.splitter.Feed(std::string_view(buf.data(), static_cast<size_t>(r)),
+                      monitor::NowUnixNanos(), &lines);
+      log.Write(lines);
+    }
+  }
+  for (auto& s : streams) {
+    if (!s.open) continue;
+    std::string lines;
+    s.splitter.Finish(monitor::NowUnixNanos(), &lines);
+    log.Write(lines);
+  }
+  monitor::ExitRecord r;
+  if (WIFSIGNALED(wstatus)) {
+    r.signal = WTERMSIG(wstatus);
+    r.exit_code = 128 + r.signal;
+  } else {
+    r.exit_code = WEXITSTATUS(wstatus);
+  }
+  r.finished_at_ns = finished_at;
+  r.oom_killed = ReadOomKills(spec.oom_counter) > oom_before;
+  r.reason = r.oom_killed ? "OOMKilled" : r.exit_code == 0 ? "Completed" : "Error";
+  if (!monitor::WriteFileAtomically(dir + "/exit", monitor::EncodeExit(r))) {
+    Log("write " + dir + "/exit: " + strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+int Exec(const std::string& dir, pid_t init, uint64_t ticks, const std::vector<std::string>& args) {
+  ContainerSpec spec;
+  std::string error;
+  if (!LoadSpec(dir, &spec, &error)) {
+    Status("error " + monitor::Escape(error));
+    return 126;
+  }
+  std::vector<char> seccomp = monitor::LoadSeccompProgram(spec.seccomp_bpf, &error);
+  if (!error.empty()) {
+    Status("error " + monitor::Escape(error));
+    return 126;
+  }
+  std::string cmd;
+  if (!ReadLine(kCommandFd, &cmd) || cmd != "go") return 126;
+  if (monitor::ProcessStartTicks(init) != ticks || ticks == 0) {
+    Status("error " + monitor::Escape("container process " + std::to_string(init) +
+                                      " is not running"));
+    return 126;
+  }
+  std::string proc = "/proc/" + std::to_string(init);
+  int root = open((proc + "/root").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct Ns {
+    const char* name;
+    int type;
+    int fd;
+  };
+  Ns nss[] = {{"cgroup", CLONE_NEWCGROUP, -1}, {"ipc", CLONE_NEWIPC, -1},
+              {"uts", CLONE_NEWUTS, -1},       {"net", CLONE_NEWNET, -1},
+              {"pid", CLONE_NEWPID, -1},       {"mnt", CLONE_NEWNS, -1}};
+  for (auto& ns : nss) ns.fd = open((proc + "/ns/" + ns.name).c_str(), O_RDONLY | O_CLOEXEC);
+  if (root < 0) {
+    Status("error " + monitor::Escape("open " + proc + "/root: " + strerror(errno)));
+    return 126;
+  }
+  for (auto& ns : nss) {
+    if (ns.fd < 0 || setns(ns.fd, ns.type) != 0) {
+      if (ns.type == CLONE_NEWCGROUP && ns.fd >= 0 && errno == EINVAL) continue;
+      Status("error " + monitor::Escape(std::string("join ") + ns.name + " namespace of " +
+                                        std::to_string(init) + ": " + strerror(errno)));
+      return 126;
+    }
+    close(ns.fd);
+  }
+  if (fchdir(root) != 0 || chroot(".") != 0) {
+    Status("error " + monitor::Escape(std::string("enter the container root: ") + strerror(errno)));
+    return 126;
+  }
+  close(root);
+  if (chdir(spec.cwd.empty() ? "/" : spec.cwd.c_str()) != 0 && chdir("/") != 0) return 126;
+  int errp[2];
+  if (pipe2(errp, O_CLOEXEC) != 0) return 126;
+  pid_t child = fork();
+  if (child < 0) {
+    Status("error " + monitor::Escape(std::string("fork: ") + strerror(errno)));
+    return 126;
+  }
+  if (child == 0) {
+    close(errp[0]);
+    close(kStatusFd);
+    close(kCommandFd);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    monitor::FinishAndExec(spec, args, seccomp, errp[1]);
+  }
+  close(errp[1]);
+  Status("pid " + std::to_string(child));
+  std::string exec_error = ReadAllFd(errp[0]);
+  if (!exec_error.empty()) Status("error " + monitor::Escape(exec_error));
+  int st = 0;
+  while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!exec_error.empty()) return 126;
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return WEXITSTATUS(st);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Nothing cubelet left open (besides the protocol fds) may leak into containers.
+  syscall(SYS_close_range, 5, ~0U, 0);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 2 && args[0] == "run") return Run(args[1]);
+  if (args.size() >= 6 && args[0] == "exec" && args[4] == "--") {
+    pid_t init = static_cast<pid_t>(atoi(args[2].c_str()));
+    uint64_t ticks = strtoull(args[3].c_str(), nullptr, 10);
+    return Exec(args[1], init, ticks, std::vector<std::string>(args.begin() + 5, args.end()));
+  }
+  fprintf(stderr,
+          "usage: cubelet-monitor run <container-dir>\n"
+          "       cubelet-monitor exec <container-dir> <pid> <start-ticks> -- <cmd> [args...]\n");
+  return 2;
+}

@@ -1,0 +1,324 @@
+#include "runtime/runtime.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "base/file.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "base/time.h"
+#include "runtime/image_ref.h"
+
+#ifndef CUBELET_MONITOR_PATH
+#define CUBELET_MONITOR_PATH ""
+#endif
+
+namespace runtime {
+namespace {
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  closedir(d);
+  return out;
+}
+
+// Overlayfs needs a kernel module and an upper filesystem that supports it (not overlayfs
+// itself, e.g. when cubelet runs inside a container): try a real mount once.
+bool ProbeOverlay(const std::string& root) {
+  std::string d = root + "/.overlay-probe";
+  (void)base::RemoveAll(d);
+  for (auto sub : {"/l", "/u", "/w", "/m"}) {
+    if (!base::MkdirAll(d + sub)) return false;
+  }
+  std::string opts = "lowerdir=" + d + "/l,upperdir=" + d + "/u,workdir=" + d + "/w";
+  bool ok = mount("overlay", (d + "/m").c_str(), "overlay", 0, opts.c_str()) == 0;
+  if (ok) umount2((d + "/m").c_str(), MNT_DETACH);
+  (void)base::RemoveAll(d);
+  return ok;
+}
+
+}  // namespace
+
+std::string FindMonitorBinary() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) {
+    std::string exe(buf, static_cast<size_t>(n));
+    std::string dir = exe.substr(0, exe.rfind('/'));
+    for (const auto& c : {dir + "/cubelet-monitor", dir + "/../bin/cubelet-monitor",
+                          dir + "/../libexec/cubelet/cubelet-monitor"}) {
+      if (access(c.c_str(), X_OK) == 0) return c;
+    }
+  }
+  std::string built = CUBELET_MONITOR_PATH;
+  if (!built.empty() && access(built.c_str(), X_OK) == 0) return built;
+  return "/usr/libexec/cubelet/cubelet-monitor";
+}
+
+Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {}
+
+Runtime::~Runtime() {
+  // Containers keep running: their monitors are not our children. A new Runtime re-adopts them.
+  watcher_.reset();
+}
+
+Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options) {
+  if (!options.cgroups) return base::Fail("runtime: a cgroup driver is required");
+  if (options.image_dir.empty()) options.image_dir = options.root_dir + "/images";
+  if (options.monitor_path.empty()) options.monitor_path = FindMonitorBinary();
+  if (access(options.monitor_path.c_str(), X_OK) != 0) {
+    return base::Errno("runtime: monitor binary '" + options.monitor_path + "'");
+  }
+  // A write to a pipe of a monitor that just died must be an error, not a process kill.
+  signal(SIGPIPE, SIG_IGN);
+  std::unique_ptr<Runtime> rt(new Runtime(std::move(options)));
+  CUBELET_TRY(rt->Init());
+  return rt;
+}
+
+Result<> Runtime::Init() {
+  for (const auto& d : {opts_.root_dir + "/sandboxes", opts_.root_dir + "/containers"}) {
+    CUBELET_TRY_CTX(base::MkdirAll(d, 0700), "runtime state directory");
+  }
+  for (const auto& d : {opts_.run_dir + "/netns", opts_.run_dir + "/ipcns", opts_.run_dir + "/utsns"}) {
+    CUBELET_TRY_CTX(base::MkdirAll(d, 0755), "runtime run directory");
+  }
+  auto store = ImageStore::Open(opts_.image_dir);
+  if (!store) return tl::unexpected(store.error());
+  images_ = std::move(*store);
+  overlay_ = ProbeOverlay(opts_.root_dir);
+  if (!overlay_) {
+    base::log::Warn("overlayfs is not usable here; containers get a private copy of the image "
+                    "rootfs (slower to create, more disk)",
+                    {{"root_dir", opts_.root_dir}});
+  }
+  watcher_ = std::make_unique<ExitWatcher>([this](const std::string& id) { OnMonitorExit(id); });
+  Adopt();
+  return {};
+}
+
+std::string Runtime::SandboxDir(const std::string& id) const {
+  return opts_.root_dir + "/sandboxes/" + id;
+}
+
+std::string Runtime::ContainerDir(const std::string& id) const {
+  return opts_.root_dir + "/containers/" + id;
+}
+
+void Runtime::Adopt() {
+  for (const auto& id : ListDir(opts_.root_dir + "/sandboxes")) {
+    auto text = base::ReadFile(SandboxDir(id) + "/sandbox.json");
+    if (!text) continue;  // crashed half-way through RunPodSandbox: RemovePodSandbox cleans it
+    auto rec = DecodeSandboxRecord(*text);
+    if (!rec) {
+      base::log::Warn("unreadable sandbox state", {{"id", id}, {"error", rec.error().message}});
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    sandboxes_[id] = Sandbox{*rec};
+  }
+  std::vector<std::pair<std::string, monitor::StartRecord>> to_watch;
+  for (const auto& id : ListDir(opts_.root_dir + "/containers")) {
+    std::string dir = ContainerDir(id);
+    auto text = base::ReadFile(dir + "/container.json");
+    if (!text) continue;
+    auto rec = DecodeContainerRecord(*text);
+    if (!rec) {
+      base::log::Warn("unreadable container state", {{"id", id}, {"error", rec.error().message}});
+      continue;
+    }
+    Container c{*rec, std::nullopt, std::nullopt, false, dir};
+    std::string s;
+    monitor::StartRecord sr;
+    if (monitor::ReadWholeFile(dir + "/started", &s) && monitor::DecodeStart(s, &sr)) c.start = sr;
+    std::lock_guard<std::mutex> lock(mu_);
+    LoadExitLocked(c);
+    if (c.start && !c.exit) to_watch.emplace_back(id, *c.start);
+    containers_[id] = std::move(c);
+  }
+  for (const auto& [id, sr] : to_watch) {
+    auto pidfd = OpenPidFd(sr.monitor_pid, sr.monitor_start_ticks);
+    if (pidfd) {
+      if (watcher_->Watch(id, std::move(*pidfd))) {
+        base::log::Info("re-adopted running container",
+                        {{"id", id}, {"pid", sr.init_pid}, {"monitor", sr.monitor_pid}});
+        continue;
+      }
+    }
+    // The monitor is gone: it either wrote the exit file just now or died without it.
+    OnMonitorExit(id);
+  }
+}
+
+bool Runtime::LoadExitLocked(Container& c) {
+  if (c.exit) return true;
+  std::string s;
+  monitor::ExitRecord er;
+  if (monitor::ReadWholeFile(c.dir + "/exit", &s) && monitor::DecodeExit(s, &er)) {
+    c.exit = er;
+    return true;
+  }
+  return false;
+}
+
+void Runtime::OnMonitorExit(const std::string& id) {
+  std::string sandbox_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return;
+    Container& c = it->second;
+    if (!LoadExitLocked(c)) {
+      // The monitor died without recording an exit (killed, or crashed): the container's
+      // process died with it or is unreachable. Record that, once, like containerd does.
+      monitor::ExitRecord er;
+      er.exit_code = 255;
+      er.finished_at_ns = base::ToUnixNanos(std::chrono::system_clock::now());
+      er.reason = "Unknown";
+      er.message = "the container monitor exited without recording the exit status";
+      monitor::WriteFileAtomically(c.dir + "/exit", monitor::EncodeExit(er));
+      c.exit = er;
+    }
+    sandbox_id = c.rec.sandbox_id;
+  }
+  Emit(id, sandbox_id, cri::ContainerEvent::Type::kStopped);
+}
+
+void Runtime::Emit(const std::string& id, const std::string& sandbox_id,
+                   cri::ContainerEvent::Type t) {
+  std::function<void(const cri::ContainerEvent&)> h;
+  {
+    std::lock_guard<std::mutex> lock(handler_mu_);
+    h = handler_;
+  }
+  if (!h) return;
+  cri::ContainerEvent ev;
+  ev.container_id = id;
+  ev.pod_sandbox_id = sandbox_id;
+  ev.type = t;
+  ev.created_at = base::ToUnixNanos(std::chrono::system_clock::now());
+  h(ev);
+}
+
+void Runtime::SetEventHandler(std::function<void(const cri::ContainerEvent&)> handler) {
+  std::lock_guard<std::mutex> lock(handler_mu_);
+  handler_ = std::move(handler);
+}
+
+cri::RuntimeStatus Runtime::Status() {
+  cri::RuntimeStatus st;
+  st.conditions.push_back({"RuntimeReady", true, "", ""});
+  cri::RuntimeCondition net{"NetworkReady", true, "", ""};
+  if (opts_.network) {
+    net.status = opts_.network->Ready(&net.reason, &net.message);
+  }
+  st.conditions.push_back(net);
+  return st;
+}
+
+cri::ContainerState Runtime::StateLocked(const Container& c) const {
+  if (c.exit) return cri::ContainerState::kExited;
+  if (c.start) return cri::ContainerState::kRunning;
+  return cri::ContainerState::kCreated;
+}
+
+cri::Image Runtime::ToCriImage(const ImageRecord& r) const {
+  cri::Image img;
+  img.id = "sha256:" + r.id;
+  img.repo_tags = r.repo_tags;
+  img.repo_digests = r.repo_digests;
+  img.size = r.size;
+  const std::string& user = r.config.user;
+  std::string u = user.substr(0, user.find(':'));
+  if (!u.empty() && u.find_first_not_of("0123456789") == std::string::npos) {
+    img.uid = std::stoll(u);
+  } else if (!u.empty()) {
+    img.username = u;
+  }
+  return img;
+}
+
+Result<> Runtime::RemoveImage(const std::string& ref) {
+  std::set<std::string> in_use;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, c] : containers_) in_use.insert(c.rec.image_id);
+  }
+  return images_->Remove(ref, in_use);
+}
+
+Result<std::string> Runtime::PullImage(const std::string& ref) {
+  if (auto found = images_->Find(ref)) {
+    return found->repo_digests.empty() ? "sha256:" + found->id : found->repo_digests.front();
+  }
+  auto parsed = ParseImageRef(ref);
+  if (!parsed) {
+    return base::Fail(parsed.error().message, kErrInvalidImageName);
+  }
+  return base::Fail("failed to pull image \"" + ref + "\": pulling from a registry (" +
+                        parsed->domain + ") is not supported yet; import the image into the store",
+                    kErrImagePull);
+}
+
+Result<cri::ContainerStats> Runtime::ContainerStats(const std::string& id) {
+  cri::ContainerStats s;
+  std::string cgroup;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) {
+      return base::Fail("container \"" + id + "\" not found", kErrNotFound);
+    }
+    s.id = id;
+    s.metadata = it->second.rec.metadata;
+    cgroup = it->second.rec.cgroup;
+  }
+  int64_t now = base::ToUnixNanos(std::chrono::system_clock::now());
+  s.cpu.timestamp = s.memory.timestamp = now;
+  if (opts_.cgroups->Exists(cgroup)) {
+    auto st = opts_.cgroups->GetStats(cgroup);
+    if (!st) return tl::unexpected(st.error().Wrap("stats of container " + id));
+    s.cpu.usage_core_nano_seconds = st->cpu_usage_ns;
+    s.memory.usage_bytes = st->memory_usage_bytes;
+    s.memory.working_set_bytes = st->memory_working_set_bytes;
+    s.memory.rss_bytes = st->memory_rss_bytes;
+    s.pids = st->pids_current;
+  }
+  return s;
+}
+
+Result<cri::PodSandboxStats> Runtime::PodSandboxStats(const std::string& id) {
+  std::string cgroup;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) return base::Fail("sandbox \"" + id + "\" not found", kErrNotFound);
+    cgroup = it->second.rec.cgroup;
+  }
+  cri::PodSandboxStats s;
+  s.id = id;
+  s.cpu.timestamp = s.memory.timestamp = base::ToUnixNanos(std::chrono::system_clock::now());
+  if (opts_.cgroups->Exists(cgroup)) {
+    auto st = opts_.cgroups->GetStats(cgroup);
+    if (!st) return tl::unexpected(st.error().Wrap("stats of sandbox " + id));
+    s.cpu.usage_core_nano_seconds = st->cpu_usage_ns;
+    s.memory.usage_bytes = st->memory_usage_bytes;
+    s.memory.working_set_bytes = st->memory_working_set_bytes;
+    s.memory.rss_bytes = st->memory_rss_bytes;
+    s.pids = st->pids_current;
+  }
+  return s;
+}
+
+}  // namespace runtime

@@ -1,0 +1,143 @@
+#pragma once
+// The embedded container runtime: sandboxes (pinned pod namespaces + pod cgroup + network),
+// containers (one cubelet-monitor each), images (ImageStore). CRI-shaped operations; cri/
+// EmbeddedRuntime is the thin adapter the agent sees.
+//
+// Concurrency: one mutex guards the in-memory tables; slow work (waiting for a stop, exec,
+// unpacking) runs without it. Container exits arrive on the ExitWatcher thread.
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "cgroups/driver.h"
+#include "cri/types.h"
+#include "runtime/exit_watcher.h"
+#include "runtime/image_store.h"
+#include "runtime/monitor/spec.h"
+#include "runtime/network/pod_network.h"
+#include "runtime/state.h"
+
+namespace runtime {
+
+using base::Result;
+
+struct RuntimeOptions {
+  std::string root_dir = "/var/lib/cubelet";
+  std::string run_dir = "/run/cubelet";
+  std::string image_dir;  // "" = <root_dir>/images
+  cgroups::Driver* cgroups = nullptr;           // required, not owned
+  std::string cgroup_root;                      // prefix for relative cgroup parents
+  runtime::net::PodNetwork* network = nullptr;  // optional, not owned
+  std::string monitor_path;                     // "" = found next to the executable
+};
+
+// Error codes shared with cri/runtime_service.h (kept equal; runtime does not include cri's
+// service header).
+constexpr int kErrNotFound = 1000;
+constexpr int kErrImagePull = 1002;
+constexpr int kErrInvalidImageName = 1003;
+constexpr int kErrCreateContainer = 1004;
+constexpr int kErrRunContainer = 1005;
+
+class Runtime {
+ public:
+  static Result<std::unique_ptr<Runtime>> Create(RuntimeOptions options);
+  ~Runtime();
+
+  ImageStore& images() { return *images_; }
+  const RuntimeOptions& options() const { return opts_; }
+  bool overlay_supported() const { return overlay_; }
+
+  cri::RuntimeStatus Status();
+
+  Result<std::string> RunPodSandbox(const cri::PodSandboxConfig& config);
+  Result<> StopPodSandbox(const std::string& id);
+  Result<> RemovePodSandbox(const std::string& id);
+  Result<cri::PodSandboxStatus> PodSandboxStatus(const std::string& id);
+  std::vector<cri::PodSandbox> ListPodSandbox(const cri::PodSandboxFilter& filter);
+
+  Result<std::string> CreateContainer(const std::string& sandbox_id, const cri::ContainerConfig& c,
+                                      const cri::PodSandboxConfig& sandbox_config);
+  Result<> StartContainer(const std::string& id);
+  Result<> StopContainer(const std::string& id, std::chrono::seconds timeout);
+  Result<> RemoveContainer(const std::string& id);
+  std::vector<cri::Container> ListContainers(const cri::ContainerFilter& filter);
+  Result<cri::ContainerStatus> ContainerStatus(const std::string& id);
+  Result<> UpdateContainerResources(const std::string& id, const cri::LinuxContainerResources& r);
+  Result<> ReopenContainerLog(const std::string& id);
+  Result<cri::ExecSyncResponse> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
+                                         std::chrono::seconds timeout);
+  Result<cri::ContainerStats> ContainerStats(const std::string& id);
+  Result<cri::PodSandboxStats> PodSandboxStats(const std::string& id);
+  void SetEventHandler(std::function<void(const cri::ContainerEvent&)> handler);
+
+  // Images (the image store plus the runtime's knowledge of which images are in use).
+  Result<> RemoveImage(const std::string& ref);
+  Result<std::string> PullImage(const std::string& ref);
+  cri::Image ToCriImage(const ImageRecord& r) const;
+
+ private:
+  struct Sandbox {
+    SandboxRecord rec;
+  };
+  struct Container {
+    ContainerRecord rec;
+    std::optional<monitor::StartRecord> start;
+    std::optional<monitor::ExitRecord> exit;
+    bool starting = false;
+    std::string dir;
+  };
+
+  explicit Runtime(RuntimeOptions opts);
+  Result<> Init();
+  void Adopt();
+  void OnMonitorExit(const std::string& id);
+  // Reports the exit now unless the watcher thread has already taken it (exactly once).
+  void OnMonitorExitIfUnwatched(const std::string& id) {
+    if (watcher_->Unwatch(id)) OnMonitorExit(id);
+  }
+  // Reads <dir>/exit into the container (under mu_). True when it was there.
+  bool LoadExitLocked(Container& c);
+  cri::ContainerState StateLocked(const Container& c) const;
+  void Emit(const std::string& id, const std::string& sandbox_id, cri::ContainerEvent::Type t);
+  std::string SandboxDir(const std::string& id) const;
+  std::string ContainerDir(const std::string& id) const;
+  Result<> SaveSandbox(const SandboxRecord& r);
+  Result<> WriteSandboxFiles(const SandboxRecord& r);
+  Result<> CleanupSandboxResources(const SandboxRecord& r);
+  Result<> StopContainerImpl(const std::string& id, std::chrono::seconds timeout);
+  // Waits for the monitor to record the exit; true if it did within `timeout`.
+  bool WaitExited(const std::string& id, std::chrono::milliseconds timeout);
+  Result<monitor::ContainerSpec> BuildSpec(const SandboxRecord& sb, const ContainerRecord& rec,
+                                           const cri::ContainerConfig& c, const ImageRecord& image,
+                                           const std::string& dir);
+  std::string ContainerCgroupOomFile(const std::string& cgroup) const;
+
+  RuntimeOptions opts_;
+  std::unique_ptr<ImageStore> images_;
+  bool overlay_ = true;
+  std::mutex mu_;
+  std::map<std::string, Sandbox> sandboxes_;
+  std::map<std::string, Container> containers_;
+  std::mutex handler_mu_;
+  std::function<void(const cri::ContainerEvent&)> handler_;
+  std::unique_ptr<ExitWatcher> watcher_;
+};
+
+// CRI resources -> cgroup driver resources (unset values left untouched).
+cgroups::Resources ToCgroupResourcesForRuntime(const cri::LinuxContainerResources& r);
+// Joins two cgroup paths with exactly one '/'.
+std::string JoinCgroupPath(const std::string& a, const std::string& b);
+
+// cubelet-monitor next to the running executable, in ../bin of it, or at the build location.
+std::string FindMonitorBinary();
+
+}  // namespace runtime
