@@ -13,6 +13,7 @@
 #include "tests/apiserver/patch.h"
 #include "tests/apiserver/schema.h"
 #include "tests/apiserver/selectors.h"
+#include "tests/apiserver/table.h"
 #include "tests/apiserver/util.h"
 #include "tests/apiserver/yaml_json.h"
 
@@ -167,6 +168,8 @@ class ApiServerImpl {
   Response SelfSubjectReview();
   Response PodLog();
   Response Binding(const Json& body);
+  bool WantsTable();
+  Response TableResponse(const std::vector<Json>& objects, const std::string& rv);
 
   // Validates and stores `updated` as the new version of `old` (PUT and PATCH).
   Response CommitUpdate(const Json& old, Json updated, bool is_patch);
@@ -227,7 +230,22 @@ bool ApiServerImpl::Matches(const Json& obj, const LabelSelector& ls, const Fiel
 Response ApiServerImpl::Get() {
   const Json* obj = store_.Get(def_.storage, route_.ns, route_.name);
   if (!obj) return NotFound(def_, route_.name);
+  if (WantsTable()) return TableResponse({ForClient(def_, *obj)}, "");
   return JsonResponse(200, ForClient(def_, *obj));
+}
+
+bool ApiServerImpl::WantsTable() {
+  std::string accept = req_.Header("accept");
+  return accept.find("as=Table") != std::string::npos &&
+         accept.find("g=meta.k8s.io") != std::string::npos;
+}
+
+Response ApiServerImpl::TableResponse(const std::vector<Json>& objects, const std::string& rv) {
+  std::string include = req_.Query("includeObject", "Metadata");
+  Json table = ToTable(def_.resource, objects, rv, include);
+  Response r = JsonResponse(200, table);
+  r.content_type = "application/json;as=Table;v=v1;g=meta.k8s.io";
+  return r;
 }
 
 Response ApiServerImpl::List() {
@@ -245,6 +263,13 @@ Response ApiServerImpl::List() {
                             std::nullopt);
   }
   Json items = Json::array();
+  if (WantsTable()) {
+    std::vector<Json> objects;
+    for (const Json* obj : store_.List(def_.storage, route_.ns)) {
+      if (Matches(*obj, ls, fs)) objects.push_back(ForClient(def_, *obj));
+    }
+    return TableResponse(objects, std::to_string(store_.CurrentRv()));
+  }
   for (const Json* obj : store_.List(def_.storage, route_.ns)) {
     if (!Matches(*obj, ls, fs)) continue;
     items.push_back(StripTypeMeta(ForClient(def_, *obj)));
@@ -1164,6 +1189,21 @@ Response ApiServer::HandleNonResource(const Request& req) {
     return StatusResponse(403, "Forbidden",
                           "forbidden: User \"system:anonymous\" cannot get path \"" + p + "\"",
                           Json::object());
+  }
+  if (p == "/openapi/v2") {
+    // A valid OpenAPI v2 document without definitions: kubectl's client-side validation
+    // then has no schema to check against and leaves validation to the server.
+    Response r;
+    if (req.Header("accept").find("protobuf") != std::string::npos) {
+      r.content_type = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+      r.body = std::string("\x0a\x03" "2.0", 5);  // Document{swagger: "2.0"}
+    } else {
+      r.body = Dump(Json{{"swagger", "2.0"},
+                         {"info", {{"title", "Kubernetes"}, {"version", "v1.32.5"}}},
+                         {"paths", Json::object()},
+                         {"definitions", Json::object()}});
+    }
+    return r;
   }
   if (p == "/api" || p == "/api/") return reply(ApiVersions(config_.advertise_address));
   if (p == "/apis" || p == "/apis/") return reply(ApiGroupList());

@@ -105,8 +105,10 @@ void Controllers::ReconcileService(const Json& svc, std::set<std::string>& manag
   bool headless = spec.value("clusterIP", "") == "None";
   bool publish_not_ready = spec.value("publishNotReadyAddresses", false);
   std::map<std::string, std::string> selector;
-  for (const auto& [k, v] : spec.value("selector", Json::object()).items())
-    selector[k] = v.get<std::string>();
+  const Json sel = spec.value("selector", Json::object());
+  for (const auto& [k, v] : sel.items()) {
+    if (v.is_string()) selector[k] = v.get<std::string>();
+  }
 
   std::vector<PodEndpoint> endpoints;
   std::vector<const Json*> pods = store_.List("pods", ns);

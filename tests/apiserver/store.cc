@@ -14,6 +14,31 @@ std::string NameOf(const Json& obj) {
   return obj["metadata"].value("name", "");
 }
 
+// Sets metadata.resourceVersion where ObjectMeta declares it (after uid), so that output keeps
+// Go's field order even for objects that did not have one yet.
+void SetRv(Json& obj, int64_t rv) {
+  Json& meta = obj["metadata"];
+  std::string value = std::to_string(rv);
+  if (meta.contains("resourceVersion")) {
+    meta["resourceVersion"] = value;
+    return;
+  }
+  static const char* kBefore[] = {"name", "generateName", "namespace", "selfLink", "uid"};
+  Json out = Json::object();
+  bool placed = false;
+  for (auto& [k, v] : meta.items()) {
+    bool before = false;
+    for (const char* b : kBefore) before = before || k == b;
+    if (!placed && !before) {
+      out["resourceVersion"] = value;
+      placed = true;
+    }
+    out[k] = v;
+  }
+  if (!placed) out["resourceVersion"] = value;
+  meta = std::move(out);
+}
+
 }  // namespace
 
 void Watcher::Offer(const WatchEvent& e) {
@@ -88,7 +113,7 @@ std::vector<const Json*> Store::List(const std::string& resource, const std::str
 }
 
 Json Store::Create(const std::string& resource, Json obj) {
-  obj["metadata"]["resourceVersion"] = std::to_string(++rv_);
+  SetRv(obj, ++rv_);
   objects_[resource][Key(NsOf(obj), NameOf(obj))] = obj;
   Record({rv_, resource, "ADDED", obj, Json(nullptr)});
   return obj;
@@ -97,7 +122,7 @@ Json Store::Create(const std::string& resource, Json obj) {
 Json Store::Update(const std::string& resource, Json obj) {
   auto& slot = objects_[resource][Key(NsOf(obj), NameOf(obj))];
   Json old = slot;
-  obj["metadata"]["resourceVersion"] = std::to_string(++rv_);
+  SetRv(obj, ++rv_);
   slot = obj;
   Record({rv_, resource, "MODIFIED", obj, old});
   return obj;
@@ -110,7 +135,7 @@ Json Store::Delete(const std::string& resource, const std::string& ns, const std
   Json old = it->second;
   Json obj = old;
   m.erase(it);
-  obj["metadata"]["resourceVersion"] = std::to_string(++rv_);
+  SetRv(obj, ++rv_);
   Record({rv_, resource, "DELETED", obj, old});
   return obj;
 }
