@@ -1,20 +1,9 @@
 #include "runtime/network/node_rules.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <vector>
 
-#include "base/fd.h"
-#include "base/scope_guard.h"
 #include "base/strings.h"
-
-extern char** environ;
+#include "runtime/network/exec.h"
 
 namespace runtime::net {
 namespace {
@@ -59,72 +48,6 @@ std::string RenderNodeRules(const NodeRulesConfig& c, bool add_nat_jump, bool ad
     out += "COMMIT\n";
   }
   return out;
-}
-
-Result<int> RunProgram(const std::vector<std::string>& argv, const std::string& stdin_data,
-                       std::string* output) {
-  if (argv.empty()) return base::Fail("run: empty command", EINVAL);
-  int in[2], out[2];
-  // stdin is a socket so that writing to a program that exited early gives EPIPE (MSG_NOSIGNAL)
-  // instead of a SIGPIPE that would kill cubelet.
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
-    return base::Errno("run " + argv[0] + ": socketpair");
-  }
-  base::UniqueFd in_r(in[0]), in_w(in[1]);
-  if (::pipe2(out, O_CLOEXEC) != 0) return base::Errno("run " + argv[0] + ": pipe");
-  base::UniqueFd out_r(out[0]), out_w(out[1]);
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  auto fa_done = base::Defer([&] { posix_spawn_file_actions_destroy(&fa); });
-  posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
-  posix_spawn_file_actions_adddup2(&fa, out_w.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa, out_w.get(), 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  auto attr_done = base::Defer([&] { posix_spawnattr_destroy(&attr); });
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, argv[0].c_str(), &fa, &attr, args.data(), environ);
-  if (rc != 0) return base::Errno("run " + argv[0], rc);
-  in_r.reset();
-  out_w.reset();
-
-  // The input is small (a few rules); write it all, then collect the output.
-  const char* p = stdin_data.data();
-  size_t left = stdin_data.size();
-  while (left > 0) {
-    ssize_t n = ::send(in_w.get(), p, left, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      break;  // EPIPE: the program exited early; its status tells why
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  in_w.reset();
-  std::string collected;
-  char buf[4096];
-  while (true) {
-    ssize_t n = ::read(out_r.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    collected.append(buf, static_cast<size_t>(n));
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return base::Errno("run " + argv[0] + ": wait");
-  }
-  if (output) *output = std::move(collected);
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 Result<> ApplyNodeRules(const NodeRulesConfig& c, const IptablesCommands& cmd) {

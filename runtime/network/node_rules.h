@@ -13,6 +13,7 @@
 
 #include "base/result.h"
 #include "runtime/network/cidr.h"
+#include "runtime/network/exec.h"
 
 namespace runtime::net {
 
@@ -37,9 +38,5 @@ std::string RenderNodeRules(const NodeRulesConfig& config, bool add_nat_jump,
 
 // Applies the rules in the calling thread's network namespace.
 Result<> ApplyNodeRules(const NodeRulesConfig& config, const IptablesCommands& commands);
-
-// Runs argv (PATH lookup), feeding stdin_data; returns the exit status, stdout+stderr in *output.
-Result<int> RunProgram(const std::vector<std::string>& argv, const std::string& stdin_data,
-                       std::string* output);
 
 }  // namespace runtime::net

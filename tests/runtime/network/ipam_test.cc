@@ -384,3 +384,29 @@ TEST_CASE("host port rules render one DNAT per mapping and one hairpin per pod",
   CHECK(RenderHostPortRules({}, {}) ==
         "*nat\n:CUBELET-HOSTPORTS - [0:0]\n:CUBELET-HOSTPORTS-MASQ - [0:0]\nCOMMIT\n");
 }
+
+TEST_CASE("Exec separates stdout and stderr, sets env, never deadlocks", "[exec]") {
+  ExecSpec s;
+  s.argv = {"/bin/sh", "-c", "echo out:$CNI_COMMAND; echo err >&2; exit 2"};
+  s.env = {{"CNI_COMMAND", "ADD"}};
+  auto r = Exec(s);
+  REQUIRE(r);
+  CHECK(r->status == 2);
+  CHECK(r->out == "out:ADD\n");
+  CHECK(r->err == "err\n");
+  // Only the given variables when not inheriting.
+  s.argv = {"/usr/bin/env"};
+  s.inherit_env = false;
+  r = Exec(s);
+  REQUIRE(r);
+  CHECK(r->out == "CNI_COMMAND=ADD\n");
+  // 1 MiB in, 1 MiB out on each stream at once.
+  ExecSpec big;
+  big.argv = {"/bin/sh", "-c", "cat; head -c 1048576 /dev/zero >&2"};
+  big.stdin_data = std::string(1 << 20, 'y');
+  auto b = Exec(big);
+  REQUIRE(b);
+  CHECK(b->status == 0);
+  CHECK(b->out.size() == (1u << 20));
+  CHECK(b->err.size() == (1u << 20));
+}
