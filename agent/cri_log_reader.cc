@@ -167,9 +167,9 @@ base::Result<std::unique_ptr<CriLogReader>> CriLogReader::Open(const std::string
     std::string dir = r->path_.substr(0, r->path_.rfind('/'));
     if (dir.empty()) dir = "/";
     // The directory watch reports writes to the file and new files (rotation) alike.
-    if (inotify_add_watch(r->watch_fd_.get(), dir.c_str(),
-                          IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                              IN_CLOSE_WRITE) < 0) {
+    if (inotify_add_watch(
+            r->watch_fd_.get(), dir.c_str(),
+            IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE) < 0) {
       // Not fatal: the caller polls on a timeout as well.
       base::log::Warn("cannot watch log directory", {{"dir", dir}, {"errno", errno}});
       r->watch_fd_.reset();

@@ -45,9 +45,9 @@ base::Result<int64_t> FindTailOffset(int fd, int64_t n, size_t block_size = 64 *
 struct LogReadOptions {
   bool follow = false;
   bool timestamps = false;
-  int64_t tail_lines = -1;  // < 0: all
+  int64_t tail_lines = -1;              // < 0: all
   std::optional<base::WallTime> since;  // entries older than this are skipped
-  int64_t limit_bytes = -1;  // < 0: unlimited; counts output bytes (prefixes included)
+  int64_t limit_bytes = -1;             // < 0: unlimited; counts output bytes (prefixes included)
 };
 
 class CriLogReader {

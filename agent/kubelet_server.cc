@@ -5,8 +5,8 @@
 
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <charconv>
+#include <chrono>
 
 #include "agent/cri_log_reader.h"
 #include "agent/kubelet_server_http.h"
@@ -151,8 +151,8 @@ class KubeletServer::Impl {
   void ServeHealthz(ResponseWriter& w);
   void ServeContainerLogs(const HttpRequest& req, ResponseWriter& w);
   void StreamLog(const std::string& ns, const std::string& pod, const std::string& container,
-                 bool previous, const ContainerLogRef& ref, CriLogReader& reader,
-                 bool follow, ResponseWriter& w);
+                 bool previous, const ContainerLogRef& ref, CriLogReader& reader, bool follow,
+                 ResponseWriter& w);
 
   KubeletServerOptions options_;
   KubeletServerBackend* backend_;
@@ -198,14 +198,14 @@ base::Result<> KubeletServer::Impl::Start() {
   if (!ctx) return tl::unexpected(ctx.error().Wrap("kubelet server"));
   ssl_ = std::move(*ctx);
   if (options_.client_ca_file.empty()) {
-    base::log::Warn("kubelet server: no --client-ca-file, every request to the kubelet API "
-                    "will be refused (401)");
+    base::log::Warn(
+        "kubelet server: no --client-ca-file, every request to the kubelet API "
+        "will be refused (401)");
   }
   auto http = std::make_unique<kserver::HttpServer>();
-  auto p = http->ListenTcp(options_.address, options_.port, ssl_.get(),
-                           [this](const HttpRequest& r, const Peer& p, ResponseWriter& w) {
-                             HandleSecure(r, p, w);
-                           });
+  auto p = http->ListenTcp(
+      options_.address, options_.port, ssl_.get(),
+      [this](const HttpRequest& r, const Peer& p, ResponseWriter& w) { HandleSecure(r, p, w); });
   if (!p) return tl::unexpected(p.error().Wrap("kubelet server"));
   port = *p;
   if (options_.healthz_port != 0) {
@@ -218,19 +218,17 @@ base::Result<> KubeletServer::Impl::Start() {
     healthz_port = *hp;
   }
   if (!options_.debug_socket.empty()) {
-    auto d = http->ListenUnix(options_.debug_socket,
-                              [this](const HttpRequest& r, const Peer& p, ResponseWriter& w) {
-                                HandleDebug(r, p, w);
-                              });
+    auto d = http->ListenUnix(
+        options_.debug_socket,
+        [this](const HttpRequest& r, const Peer& p, ResponseWriter& w) { HandleDebug(r, p, w); });
     if (!d) return tl::unexpected(d.error().Wrap("cubelet debug socket"));
   }
   CUBELET_TRY(http->Start());
   http_ = std::move(http);
-  base::log::Info("kubelet server listening",
-                  {{"address", options_.address},
-                   {"port", port},
-                   {"healthz_port", healthz_port},
-                   {"debug_socket", options_.debug_socket}});
+  base::log::Info("kubelet server listening", {{"address", options_.address},
+                                               {"port", port},
+                                               {"healthz_port", healthz_port},
+                                               {"debug_socket", options_.debug_socket}});
   return {};
 }
 
@@ -315,8 +313,9 @@ void KubeletServer::Impl::ServeHealthz(ResponseWriter& w) {
   if (backend_->Healthy(&reason)) {
     w.Reply(200, kText, "ok");
   } else {
-    w.Reply(500, kText, "[-]" + (reason.empty() ? std::string("unhealthy") : reason) +
-                            "\nhealthz check failed\n");
+    w.Reply(
+        500, kText,
+        "[-]" + (reason.empty() ? std::string("unhealthy") : reason) + "\nhealthz check failed\n");
   }
 }
 
@@ -369,9 +368,9 @@ void KubeletServer::Impl::StreamLog(const std::string& ns, const std::string& po
     out.clear();
     auto st = reader.Read(&out);
     if (!st) {
-      base::log::Warn("read container log", {{"pod", ns + "/" + pod},
-                                             {"container", container},
-                                             {"error", st.error().message}});
+      base::log::Warn(
+          "read container log",
+          {{"pod", ns + "/" + pod}, {"container", container}, {"error", st.error().message}});
       break;
     }
     if (!out.empty() && !w.WriteChunk(out)) return;  // client gone
@@ -384,8 +383,8 @@ void KubeletServer::Impl::StreamLog(const std::string& ns, const std::string& po
     if (rotated && *rotated) continue;
     if (container_gone) break;
 
-    auto wait = std::chrono::ceil<std::chrono::milliseconds>(
-        kFollowStatusPeriod - (Clock::now() - last_check));
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(kFollowStatusPeriod -
+                                                             (Clock::now() - last_check));
     if (wait.count() > 0) {
       pollfd p[3] = {{reader.watch_fd(), POLLIN, 0},
                      {w.socket_fd(), POLLRDHUP, 0},  // not POLLIN: pipelined bytes would spin

@@ -20,7 +20,7 @@
 //        "name": "nginx", "image": "nginx:1.25",
 //        "containerID": "cubelet://<64 hex>",      // "" if not created yet
 //        "state": "running",                       // running|waiting|terminated
-//        "reason": "",                             // waiting/terminated reason (CrashLoopBackOff, Error, ...)
+//        "reason": "",                  // waiting/terminated reason: CrashLoopBackOff, Error ...
 //        "exitCode": 0,                            // terminated only
 //        "restartCount": 0, "ready": true,
 //        "startedAt": "2024-01-01T00:00:01Z"       // RFC3339, "" if never started
@@ -104,7 +104,7 @@ struct KubeletServerOptions {
   std::string healthz_address = "127.0.0.1";
   int healthz_port = 10248;  // plain HTTP /healthz; 0 = off (kubelet --healthz-port=0); -1 = any
   std::string debug_socket = "/run/cubelet/cubelet.sock";  // 0600, root only; "" = off
-  Authorizer* authorizer = nullptr;  // nullptr = AllowAuthenticatedAuthorizer
+  Authorizer* authorizer = nullptr;                        // nullptr = AllowAuthenticatedAuthorizer
 };
 
 class KubeletServer {

@@ -96,7 +96,8 @@ class Writer final : public ResponseWriter {
     if (started_) return false;
     started_ = true;
     http::response<http::string_body> res{static_cast<http::status>(status), version_};
-    res.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+    res.set(http::field::content_type,
+            beast::string_view(content_type.data(), content_type.size()));
     res.set("X-Content-Type-Options", "nosniff");
     res.keep_alive(keep_alive_);
     res.body() = std::string(body);
@@ -113,7 +114,8 @@ class Writer final : public ResponseWriter {
     if (started_) return false;
     started_ = true;
     http::response<http::empty_body> res{static_cast<http::status>(status), version_};
-    res.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+    res.set(http::field::content_type,
+            beast::string_view(content_type.data(), content_type.size()));
     res.set("X-Content-Type-Options", "nosniff");
     chunked_ = version_ >= 11;
     if (chunked_) {
@@ -246,9 +248,9 @@ base::Result<int> HttpServer::ListenTcp(const std::string& address, int port, SS
   sockaddr_storage bound{};
   socklen_t blen = sizeof bound;
   getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen);
-  int bound_port = ntohs(bound.ss_family == AF_INET
-                             ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                             : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  int bound_port =
+      ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                       : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
   auto l = std::make_unique<Listener>();
   l->fd = std::move(fd);
   l->tls = tls;
@@ -345,7 +347,8 @@ void HttpServer::Accept(Listener& l) {
   int fd = accept4(l.fd.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) {
     if (errno == EMFILE || errno == ENFILE) {
-      base::log::Warn("kubelet server: accept", {{"listener", l.name}, {"error", ErrnoText(errno)}});
+      base::log::Warn("kubelet server: accept",
+                      {{"listener", l.name}, {"error", ErrnoText(errno)}});
       usleep(100 * 1000);  // let connections finish instead of spinning on a full fd table
     }
     return;
@@ -426,7 +429,8 @@ void HttpServer::Serve(Listener& l, base::UniqueFd fd, Connection*) {
       RunSession(s, l.handler, peer, stop_fd_.get());
     }
   } catch (const std::exception& e) {
-    base::log::Error("kubelet server: connection failed", {{"listener", l.name}, {"error", e.what()}});
+    base::log::Error("kubelet server: connection failed",
+                     {{"listener", l.name}, {"error", e.what()}});
   }
 }
 

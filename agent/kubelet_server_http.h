@@ -40,8 +40,8 @@ struct HttpRequest {
 struct Peer {
   enum class Kind { kPlain, kTls, kLocal };
   Kind kind = Kind::kPlain;
-  UserInfo user;          // TLS: verified client cert user (empty name = none); local: root
-  std::string why_anon;   // TLS: why the cert did not authenticate
+  UserInfo user;         // TLS: verified client cert user (empty name = none); local: root
+  std::string why_anon;  // TLS: why the cert did not authenticate
   uid_t uid = static_cast<uid_t>(-1);  // local: SO_PEERCRED uid
 };
 

@@ -241,5 +241,4 @@ class TlsStream : public StreamBase {
   std::string staging_;
 };
 
-
 }  // namespace agent::kserver

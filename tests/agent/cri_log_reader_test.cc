@@ -218,8 +218,8 @@ TEST_CASE("FindTailOffset agrees with a forward count for every N and block size
   // And the reader renders exactly those lines.
   LogReadOptions o;
   o.tail_lines = 2;
-  CHECK(ReadAll(path, o) == "msg3998" + std::string(3998 % 40, 'x') + "\nmsg3999" +
-                                std::string(3999 % 40, 'x') + "\n");
+  CHECK(ReadAll(path, o) ==
+        "msg3998" + std::string(3998 % 40, 'x') + "\nmsg3999" + std::string(3999 % 40, 'x') + "\n");
 }
 
 TEST_CASE("tail on an empty file and on a file with no newline") {

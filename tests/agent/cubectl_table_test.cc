@@ -70,16 +70,16 @@ TEST_CASE("pods table: pods sorted, columns aligned, one indented line per conta
     p = n + 1;
   }
   REQUIRE(lines.size() == 8);
-  CHECK(lines[0].find("NAME ") == lines[1].find("job-1"));        // pod columns line up
+  CHECK(lines[0].find("NAME ") == lines[1].find("job-1"));  // pod columns line up
   CHECK(lines[0].find("UID") == lines[3].find("11111111"));
   CHECK(lines[0].find("IP") == lines[6].find("<none>"));
-  CHECK(lines[0].find("CONTAINERS") == lines[3].find("1/2"));     // ready/total
-  CHECK(lines[0].find("RESTARTS") == lines[3].find("3   "));  // summed restarts
+  CHECK(lines[0].find("CONTAINERS") == lines[3].find("1/2"));  // ready/total
+  CHECK(lines[0].find("RESTARTS") == lines[3].find("3   "));   // summed restarts
   CHECK(lines[0].find("AGE") == lines[3].find("5m3s"));
-  CHECK(lines[2].rfind("  main ", 0) == 0);                       // containers indented
+  CHECK(lines[2].rfind("  main ", 0) == 0);                        // containers indented
   CHECK(lines[4].find("Running") == lines[2].find("Terminated"));  // and aligned together
   CHECK(lines[4].find("0123456789ab") == lines[7].find("<none>"));
-  for (const auto& l : lines) CHECK(l.back() != ' ');              // no trailing spaces
+  for (const auto& l : lines) CHECK(l.back() != ' ');  // no trailing spaces
 }
 
 TEST_CASE("pods table: empty list and bad input") {

@@ -80,9 +80,8 @@ class FakeBackend : public agent::KubeletServerBackend {
       return base::Fail("pod \"" + ns + "/" + pod + "\" not found", ENOENT);
     }
     if (container != "app") {
-      return base::Fail("container \"" + container + "\" in pod \"" + ns + "/" + pod +
-                            "\" not found",
-                        ENOENT);
+      return base::Fail(
+          "container \"" + container + "\" in pod \"" + ns + "/" + pod + "\" not found", ENOENT);
     }
     if (previous) {
       return base::Fail("previous terminated container \"app\" in pod \"default/web\" not found",
@@ -328,8 +327,8 @@ TEST_CASE("kubelet server: routes") {
   std::string port = std::to_string(f.server->healthz_port());
   REQUIRE(f.server->healthz_port() > 0);
   CHECK(Sh("timeout 10 curl -s http://127.0.0.1:" + port + "/healthz", &rc) == "ok");
-  CHECK(Sh("timeout 10 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" + port + "/pods") ==
-        "404");
+  CHECK(Sh("timeout 10 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" + port +
+           "/pods") == "404");
 }
 
 TEST_CASE("kubelet server: containerLogs") {
@@ -364,10 +363,10 @@ TEST_CASE("kubelet server: containerLogs") {
     CHECK(f.Curl("/containerLogs/default/web").code == 404);
   }
   SECTION("follow streams appended lines, survives rotation, ends when the container stops") {
-    std::string cmd = "timeout 30 curl -sSN --cacert '" + f.work.dir + "/pki/kubelet.crt' --cert '" +
-                      f.pki.dir + "/client.crt' --key '" + f.pki.dir + "/client.key' '" +
-                      f.base_url + "/containerLogs/default/web/app?follow=true&tailLines=1'; " +
-                      "echo \"curl-exit=$?\"";
+    std::string cmd =
+        "timeout 30 curl -sSN --cacert '" + f.work.dir + "/pki/kubelet.crt' --cert '" + f.pki.dir +
+        "/client.crt' --key '" + f.pki.dir + "/client.key' '" + f.base_url +
+        "/containerLogs/default/web/app?follow=true&tailLines=1'; " + "echo \"curl-exit=$?\"";
     FILE* p = popen(cmd.c_str(), "r");
     REQUIRE(p);
     auto next_line = [&] {
@@ -403,9 +402,10 @@ TEST_CASE("kubelet server: containerLogs") {
     CHECK(r.body == "line 5\n");
   }
   SECTION("Stop() ends an open follow stream") {
-    std::string cmd = "timeout 30 curl -sSN --cacert '" + f.work.dir + "/pki/kubelet.crt' --cert '" +
-                      f.pki.dir + "/client.crt' --key '" + f.pki.dir + "/client.key' '" +
-                      f.base_url + "/containerLogs/default/web/app?follow=true&tailLines=1' " +
+    std::string cmd = "timeout 30 curl -sSN --cacert '" + f.work.dir +
+                      "/pki/kubelet.crt' --cert '" + f.pki.dir + "/client.crt' --key '" +
+                      f.pki.dir + "/client.key' '" + f.base_url +
+                      "/containerLogs/default/web/app?follow=true&tailLines=1' " +
                       "2>/dev/null; echo \"curl-exit=$?\"";
     FILE* p = popen(cmd.c_str(), "r");
     REQUIRE(p);
@@ -430,13 +430,13 @@ TEST_CASE("kubelet server: debug socket and cubectl") {
   CHECK((st.st_mode & 0777) == 0600);
 
   int rc = 0;
-  std::string raw =
-      Sh("timeout 10 curl -s --unix-socket '" + f.socket_path + "' http://localhost/debug/pods", &rc);
+  std::string raw = Sh(
+      "timeout 10 curl -s --unix-socket '" + f.socket_path + "' http://localhost/debug/pods", &rc);
   CHECK(raw == kDebugPods);
 
-  std::string out = Sh(std::string("timeout 10 ") + CUBECTL_BINARY + " --socket '" +
-                           f.socket_path + "' pods 2>&1",
-                       &rc);
+  std::string out = Sh(
+      std::string("timeout 10 ") + CUBECTL_BINARY + " --socket '" + f.socket_path + "' pods 2>&1",
+      &rc);
   CHECK(rc == 0);
   auto want = agent::cubectl::RenderPodTable(kDebugPods, std::chrono::system_clock::now());
   REQUIRE(want);
@@ -462,11 +462,12 @@ TEST_CASE("kubelet server: debug socket and cubectl") {
                                f.socket_path + "' logs default/web nope 2>&1",
                            &rc);
   CHECK(rc == 1);
-  CHECK(missing == "error: cubelet answered 404: container \"nope\" in pod \"default/web\" not found\n");
+  CHECK(missing ==
+        "error: cubelet answered 404: container \"nope\" in pod \"default/web\" not found\n");
 
   // And a clear message when cubelet is not there.
-  std::string absent = Sh(std::string(CUBECTL_BINARY) + " --socket /nonexistent/cubelet.sock pods 2>&1",
-                          &rc);
+  std::string absent =
+      Sh(std::string(CUBECTL_BINARY) + " --socket /nonexistent/cubelet.sock pods 2>&1", &rc);
   CHECK(rc == 1);
   CHECK(absent ==
         "error: cannot connect to cubelet at /nonexistent/cubelet.sock: No such file or "
