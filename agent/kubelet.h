@@ -1,0 +1,111 @@
+#pragma once
+// The node agent's pod side: desired pods from the API (informer) → one worker per pod →
+// SyncPod / TerminatePod through the CRI → status to the API. Also the orphan cleanup at start
+// and the data the kubelet HTTP API and cubectl show.
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "agent/api_client.h"
+#include "agent/backoff.h"
+#include "agent/image_manager.h"
+#include "agent/pod_actions.h"
+#include "agent/pod_model.h"
+#include "agent/pod_status.h"
+#include "agent/pod_workers.h"
+#include "agent/runtime_config.h"
+#include "agent/status_manager.h"
+#include "agent/volume_manager.h"
+#include "cri/runtime_service.h"
+
+namespace agent {
+
+struct KubeletOptions {
+  NodeConfig node;
+  std::string root_dir = "/var/lib/cubelet";
+  std::chrono::seconds resync{10};
+};
+
+// Emits Kubernetes events about a pod (wired to the EventRecorder); may be empty.
+using PodEventFn = std::function<void(const Pod& pod, const std::string& type, const std::string& reason,
+                                      const std::string& message, const std::string& field_path)>;
+
+class Kubelet {
+ public:
+  Kubelet(KubeletOptions opts, ApiClientPtr api, cri::RuntimeService* runtime, cri::ImageService* images,
+          const base::Clock* clock);
+  ~Kubelet();
+
+  void SetEventFn(PodEventFn fn) { events_ = std::move(fn); }
+  void Start();
+  void Stop();
+
+  // Pod informer handlers.
+  void OnPodUpsert(const nlohmann::json& pod);
+  void OnPodDelete(const nlohmann::json& pod);
+  void OnPodsSynced();
+  // Runtime GetContainerEvents handler.
+  void OnContainerEvent(const cri::ContainerEvent& ev);
+
+  // For the kubelet HTTP API / cubectl.
+  nlohmann::json PodList() const;          // v1 PodList of the pods this node runs
+  nlohmann::json DebugPods() const;        // cubectl schema
+  base::Result<std::pair<std::string, bool>> ContainerLogPath(const std::string& ns, const std::string& pod,
+                                                              const std::string& container, bool previous);
+  std::string MetricsText() const;
+  size_t ActivePods() const;
+
+ private:
+  struct PodRecord {
+    nlohmann::json api_pod;          // latest from the API
+    Pod pod;                         // decoded
+    bool decoded = false;
+    std::string decode_error;
+    bool removed = false;            // gone from the API (DELETED event or not listed)
+    std::map<std::string, WaitingReason> waiting;
+    nlohmann::json last_status;      // last status we generated
+    bool finalized = false;
+    std::string sandbox_error;
+    std::chrono::steady_clock::time_point first_seen;
+    bool start_reported = false;
+  };
+
+  SyncResult Sync(const std::string& uid);
+  SyncResult SyncPod(const std::string& uid, PodRecord rec);
+  SyncResult TerminatePod(const std::string& uid, PodRecord rec);
+  void CleanupOrphans();
+  PodRuntimeState Observe(const std::string& uid);
+  void Publish(const std::string& uid, const PodRecord& rec, const PodRuntimeState& state, bool terminating,
+               bool pod_failed);
+  bool KillContainers(const Pod& pod, const PodRuntimeState& state, int64_t grace_seconds);
+  void Event(const Pod& pod, const std::string& type, const std::string& reason, const std::string& msg,
+             const std::string& field_path = "");
+  std::optional<std::string> CrashBackoff(const Pod& pod, const ObservedContainer& last);
+  cri::AuthConfig PullAuth(const Pod& pod, const std::string& image);
+
+  KubeletOptions opts_;
+  ApiClientPtr api_;
+  cri::RuntimeService* runtime_;
+  cri::ImageService* images_;
+  const base::Clock* clock_;
+  HostDns host_dns_;
+  VolumeManager volumes_;
+  StatusManager status_;
+  ImageManager image_manager_;
+  Backoff crash_backoff_;
+  PodEventFn events_;
+  mutable std::mutex mu_;
+  std::map<std::string, PodRecord> pods_;              // by uid
+  std::map<std::string, std::string> sandbox_to_pod_;  // sandbox id -> pod uid
+  std::atomic<bool> synced_{false};
+  std::unique_ptr<PodWorkers> workers_;
+  // metrics
+  std::atomic<uint64_t> sync_count_{0}, sync_errors_{0}, container_starts_{0};
+  std::vector<double> start_latencies_;  // seconds from first seen to Running
+};
+
+}  // namespace agent
