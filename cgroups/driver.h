@@ -75,14 +75,18 @@ class Driver {
   // Freezes/thaws all processes atomically (v1 freezer, v2 cgroup.freeze); waits until done.
   virtual Result<> Freeze(const std::string& path) = 0;
   virtual Result<> Thaw(const std::string& path) = 0;
-  // SIGKILLs every process (freeze, kill, thaw) and waits until the cgroup is empty.
+  // SIGKILLs every process (freeze, kill, thaw) and waits until the cgroup is empty. A cgroup that
+  // does not exist has nothing to kill: success.
   virtual Result<> KillAll(const std::string& path) = 0;
   virtual Result<Stats> GetStats(const std::string& path) = 0;
   // rmdir in every hierarchy, children first; missing is success.
   virtual Result<> Remove(const std::string& path) = 0;
   virtual bool Exists(const std::string& path) = 0;
-  // The fd a cgroup path's memory OOM events can be watched on; used by the runtime to detect OOM.
-  // Returns the current OOM kill count (memory.oom_control oom_kill / memory.events oom_kill).
+  // The number of OOM kills of processes in the cgroup and its descendants so far (v1: sum of
+  // memory.oom_control oom_kill over the subtree; v2: memory.events oom_kill). The runtime compares
+  // it before and after a container exits to report reason OOMKilled; for an event-driven signal
+  // see cgroups/oom_watcher.h. ENOTSUP error when the kernel cannot count (v1 before Linux 4.13,
+  // v2 without the memory controller).
   virtual Result<uint64_t> OomKillCount(const std::string& path) = 0;
   // Directory to pass as clone3(CLONE_INTO_CGROUP) target or to write cgroup.procs for one
   // hierarchy (v2: the unified dir; v1: the given controller's dir).

@@ -263,18 +263,17 @@ Result<> V1Driver::KillAll(const std::string& path) {
 Result<uint64_t> V1Driver::OomKillCount(const std::string& path) {
   auto mem = Open("memory", path);
   if (!mem) return tl::unexpected(mem.error());
+  // Depth-first over the subtree, so kills in container cgroups count for the pod too. A child
+  // removed while we walk is skipped; the cgroup itself must exist.
   uint64_t total = 0;
-  // Depth-first over the subtree, so kills in container cgroups count for the pod too.
-  std::vector<CgroupDir> stack;
-  stack.push_back(std::move(*mem));
+  std::vector<std::pair<CgroupDir, bool>> stack;  // (dir, is the requested cgroup)
+  stack.emplace_back(std::move(*mem), true);
   while (!stack.empty()) {
-    CgroupDir dir = std::move(stack.back());
+    auto [dir, top] = std::move(stack.back());
     stack.pop_back();
     auto text = dir.Read("memory.oom_control");
-    if (!text) {
-      if (text.error().code == ENOENT && !stack.empty()) continue;  // removed meanwhile
-      return tl::unexpected(text.error());
-    }
+    if (!text && text.error().code == ENOENT && !top) continue;
+    if (!text) return tl::unexpected(text.error());
     auto oom = ParseOomControl(*text);
     if (!oom.oom_kill) {
       return base::Fail("memory.oom_control of cgroup '" + dir.path() +
@@ -284,10 +283,11 @@ Result<uint64_t> V1Driver::OomKillCount(const std::string& path) {
     }
     total += *oom.oom_kill;
     auto children = dir.Children();
+    if (!children && children.error().code == ENOENT && !top) continue;
     if (!children) return tl::unexpected(children.error());
     for (const auto& c : *children) {
       auto child = dir.OpenChild(c);
-      if (child) stack.push_back(std::move(*child));
+      if (child) stack.emplace_back(std::move(*child), false);
     }
   }
   return total;

@@ -234,7 +234,10 @@ Result<> V2Driver::KillAll(const std::string& path) {
   if (rel->empty())
     return base::Fail("kill all in cgroup '" + path + "': refusing to kill the hierarchy root", EPERM);
   auto dir = Open(path);
-  if (!dir) return tl::unexpected(dir.error());
+  if (!dir) {
+    if (dir.error().code == ENOENT) return {};  // nothing to kill
+    return tl::unexpected(dir.error());
+  }
 
   if (use_cgroup_kill_ && dir->Has("cgroup.kill")) {
     // Kills the whole subtree atomically, including tasks forking at that moment.

@@ -203,3 +203,32 @@ TEST_CASE("v1: GetStats on a cgroupfs-like tree, OOM count summed over the subtr
     CHECK(s2->oom_kill_count == 0u);
   }
 }
+
+TEST_CASE("v1: co-mounted cpu,cpuacct is one hierarchy", "[cgroups][unit]") {
+  TempTree t;
+  t.Put("cpu,cpuacct/.keep", "");
+  t.Put("memory/.keep", "");
+  std::string both = t.root() + "/cpu,cpuacct";
+  V1Driver d({{"cpu", both}, {"cpuacct", both}, {"memory", t.root() + "/memory"}}, "root",
+             t.root());
+  CHECK(d.MountPoints() == std::vector<std::string>{both, t.root() + "/memory"});
+  REQUIRE(d.Create("pod/c"));
+  CHECK(fs::is_directory(both + "/root/pod/c"));
+  CHECK(fs::is_directory(t.root() + "/memory/root/pod/c"));
+  CHECK(d.Exists("pod/c"));
+  CHECK(d.ControllerPath("cpu", "pod") == d.ControllerPath("cpuacct", "pod"));
+
+  // Settings of both controllers land in the one directory.
+  t.Put("cpu,cpuacct/root/pod/cpu.shares", "1024\n");
+  t.Put("cpu,cpuacct/root/pod/cpuacct.usage", "42\n");
+  Resources r;
+  r.cpu_shares = 256;
+  REQUIRE(d.Apply("pod", r));
+  CHECK(t.Get("cpu,cpuacct/root/pod/cpu.shares") == "256");
+  CHECK(d.Cpuacct("pod")->UsageNs().value() == 42u);
+  // A controller that is not mounted at all: ENODEV naming it.
+  auto pids = d.Pids("pod");
+  REQUIRE_FALSE(pids);
+  CHECK(pids.error().code == ENODEV);
+  CHECK(pids.error().message.find("pids hierarchy is not mounted") != std::string::npos);
+}

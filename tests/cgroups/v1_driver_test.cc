@@ -226,6 +226,22 @@ TEST_CASE("v1: freeze puts tasks in D, thaw brings them back", "[cgroups][v1][pr
   CHECK(Eventually([&] { return ProcState(child.pid()) == 'S'; }));
 }
 
+TEST_CASE("v1: a thaw that cannot complete times out with a clear error", "[cgroups][v1][privileged]") {
+  DriverOptions quick;
+  quick.freeze_timeout = 200ms;
+  V1 t("v1-thaw-timeout", quick);
+  REQUIRE(t.driver->Create("f/sub"));
+  REQUIRE(t.driver->Freeze("f"));
+  auto e = t.driver->Thaw("f/sub");  // its parent stays frozen
+  REQUIRE_FALSE(e);
+  CHECK(e.error().code == ETIMEDOUT);
+  CHECK(e.error().message == "thaw cgroup '/sys/fs/cgroup/freezer/" + t.parent.path() +
+                                 "/f/sub': freezer.state is still FROZEN after 200 ms (a parent "
+                                 "cgroup is frozen)");
+  REQUIRE(t.driver->Thaw("f"));
+  REQUIRE(t.driver->Thaw("f/sub"));
+}
+
 TEST_CASE("v1: KillAll empties nested cgroups, frozen or not", "[cgroups][v1][privileged]") {
   V1 t("v1-kill");
   REQUIRE(t.driver->Create("k/sub"));
@@ -246,6 +262,7 @@ TEST_CASE("v1: KillAll empties nested cgroups, frozen or not", "[cgroups][v1][pr
   auto root = t.driver->KillAll("");
   // The driver's root is the test parent here, not a hierarchy root, so this is allowed.
   CHECK(root);
+  CHECK(t.driver->KillAll("never-created"));  // nothing to kill
 }
 
 TEST_CASE("v1: memory limit OOM-kills and OomKillCount counts it", "[cgroups][v1][privileged]") {

@@ -149,6 +149,23 @@ TEST_CASE("v2: freeze stops a busy process, thaw resumes it", "[cgroups][v2][pri
   CHECK(Eventually([&] { return CpuTicks(child.pid()) > at_freeze + 5; }));
 }
 
+TEST_CASE("v2: a thaw that cannot complete times out with a clear error", "[cgroups][v2][privileged]") {
+  REQUIRE_UNIFIED();
+  V2 t("v2-thaw-timeout");
+  DriverOptions quick;
+  quick.freeze_timeout = 200ms;
+  V2Driver d(kUnified, t.parent.path(), quick);
+  REQUIRE(d.Create("f/sub"));
+  REQUIRE(d.Freeze("f"));
+  auto e = d.Thaw("f/sub");  // its parent stays frozen
+  REQUIRE_FALSE(e);
+  CHECK(e.error().code == ETIMEDOUT);
+  CHECK(e.error().message == "thaw cgroup '" + t.Dir("f/sub") +
+                                 "': cgroup.events still has 'frozen 1' after 200 ms");
+  REQUIRE(d.Thaw("f"));
+  REQUIRE(d.Thaw("f/sub"));
+}
+
 TEST_CASE("v2: KillAll empties nested cgroups", "[cgroups][v2][privileged]") {
   REQUIRE_UNIFIED();
   V2 t("v2-kill");
@@ -171,6 +188,7 @@ TEST_CASE("v2: KillAll empties nested cgroups", "[cgroups][v2][privileged]") {
   CHECK(t.driver->Procs("k")->empty());
   CHECK(t.driver->Procs("k/sub")->empty());
   CHECK(Lookup(ParseFlatKeyed(t.File("k", "cgroup.events")), "populated") == 0u);
+  CHECK(t.driver->KillAll("never-created"));  // nothing to kill
 }
 
 TEST_CASE("v2: device rules through a BPF program", "[cgroups][v2][privileged]") {
