@@ -422,6 +422,25 @@ TEST_CASE("kubelet server: containerLogs") {
   }
 }
 
+TEST_CASE("kubelet server: a Go TLS client (kubectl) authenticates with its client cert") {
+  if (access("/usr/bin/kubectl", X_OK) != 0) {
+    WARN("kubectl not installed: Go TLS interop not checked");
+    return;
+  }
+  Fixture f;
+  std::string kubectl = "KUBECONFIG=/dev/null timeout 20 kubectl --server=" + f.base_url +
+                        " --certificate-authority='" + f.work.dir + "/pki/kubelet.crt'" +
+                        " --client-certificate='" + f.pki.dir + "/client.crt'" + " --client-key='" +
+                        f.pki.dir + "/client.key' get --raw ";
+  int rc = 0;
+  std::string out = Sh(kubectl + "/healthz 2>&1", &rc);
+  CHECK(rc == 0);
+  CHECK(out == "ok");
+  out = Sh(kubectl + "'/containerLogs/default/web/app?tailLines=2&timestamps=true' 2>&1", &rc);
+  CHECK(rc == 0);
+  CHECK(out == "2024-01-01T00:00:04.123000004Z line 4\n2024-01-01T00:00:05.123000005Z line 5\n");
+}
+
 TEST_CASE("kubelet server: debug socket and cubectl") {
   Fixture f;
   struct stat st;
