@@ -14,13 +14,13 @@ std::string EventNamespace(const ObjectReference& o) {
   return o.namespace_.empty() ? "default" : o.namespace_;
 }
 
-std::string CorrelationKey(const ObjectReference& o, std::string_view type,
-                           std::string_view reason, std::string_view message) {
+std::string CorrelationKey(const ObjectReference& o, std::string_view type, std::string_view reason,
+                           std::string_view message) {
   std::string k;
-  for (std::string_view part : {std::string_view(o.kind), std::string_view(o.namespace_),
-                                std::string_view(o.name), std::string_view(o.uid),
-                                std::string_view(o.api_version), std::string_view(o.field_path),
-                                type, reason, message}) {
+  for (std::string_view part :
+       {std::string_view(o.kind), std::string_view(o.namespace_), std::string_view(o.name),
+        std::string_view(o.uid), std::string_view(o.api_version), std::string_view(o.field_path),
+        type, reason, message}) {
     k.append(part);
     k.push_back('\x1f');
   }
@@ -34,9 +34,7 @@ std::string Describe(const Result<ApiResponse>& r) {
   return "HTTP " + std::to_string(r->status) + (msg.empty() ? "" : ": " + msg);
 }
 
-bool Retriable(const Result<ApiResponse>& r) {
-  return !r || r->status == 429 || r->status >= 500;
-}
+bool Retriable(const Result<ApiResponse>& r) { return !r || r->status == 429 || r->status >= 500; }
 
 }  // namespace
 
@@ -116,8 +114,8 @@ void ApiEventRecorder::Run() {
 std::string ApiEventRecorder::BuildEventBody(const ObjectReference& o, std::string_view type,
                                              std::string_view reason, std::string_view message,
                                              const std::string& event_name,
-                                             const std::string& component,
-                                             const std::string& host, base::WallTime timestamp) {
+                                             const std::string& component, const std::string& host,
+                                             base::WallTime timestamp) {
   ojson ev = ojson::object();
   ev["kind"] = "Event";
   ev["apiVersion"] = "v1";
@@ -153,8 +151,7 @@ std::string ApiEventRecorder::BuildEventBody(const ObjectReference& o, std::stri
   return ev.dump();
 }
 
-Result<ApiResponse> ApiEventRecorder::DoWithRetry(std::string_view method,
-                                                  const std::string& path,
+Result<ApiResponse> ApiEventRecorder::DoWithRetry(std::string_view method, const std::string& path,
                                                   const std::string& body,
                                                   std::string_view content_type) {
   auto delay = options_.retry_delay;
@@ -192,17 +189,16 @@ void ApiEventRecorder::Send(const Pending& p) {
     Sent s = seen->second;
     nlohmann::json patch = {{"count", s.count + 1},
                             {"lastTimestamp", base::FormatRfc3339(p.timestamp)}};
-    auto r = DoWithRetry("PATCH",
-                         "/api/v1/namespaces/" + s.namespace_ + "/events/" + s.name, patch.dump(),
-                         "application/strategic-merge-patch+json");
+    auto r = DoWithRetry("PATCH", "/api/v1/namespaces/" + s.namespace_ + "/events/" + s.name,
+                         patch.dump(), "application/strategic-merge-patch+json");
     if (r && r->ok()) {
       ++s.count;
       Remember(key, s);
       return;
     }
     if (r && r->status != 404) {
-      base::log::Warn("event not updated", {{"event", s.name}, {"reason", p.reason},
-                                            {"error", Describe(r)}});
+      base::log::Warn("event not updated",
+                      {{"event", s.name}, {"reason", p.reason}, {"error", Describe(r)}});
       return;
     }
     // Expired (events live an hour) or never landed: create it afresh below.
@@ -213,15 +209,16 @@ void ApiEventRecorder::Send(const Pending& p) {
            static_cast<unsigned long long>(base::ToUnixNanos(p.timestamp)));
   std::string name = p.object.name + suffix;
   std::string ns = EventNamespace(p.object);
-  std::string body = BuildEventBody(p.object, p.type, p.reason, p.message, name,
-                                    options_.component, options_.host, p.timestamp);
+  std::string body = BuildEventBody(p.object, p.type, p.reason, p.message, name, options_.component,
+                                    options_.host, p.timestamp);
   auto r = DoWithRetry("POST", "/api/v1/namespaces/" + ns + "/events", body, "application/json");
   if (r && r->ok()) {
     Remember(key, Sent{name, ns, 1, p.timestamp, {}});
     return;
   }
   base::log::Warn("event not recorded", {{"object", p.object.kind + "/" + p.object.name},
-                                         {"reason", p.reason}, {"error", Describe(r)}});
+                                         {"reason", p.reason},
+                                         {"error", Describe(r)}});
 }
 
 }  // namespace agent

@@ -52,11 +52,11 @@ class ApiEventRecorder final : public EventRecorder {
  public:
   struct Options {
     std::string component = "kubelet";  // source.component and reportingComponent
-    std::string host;                    // source.host and reportingInstance: the node name
-    size_t max_queued = 1000;            // events beyond this are dropped (and counted in logs)
-    int max_attempts = 3;                // per event, on transport errors, 429 and 5xx
+    std::string host;                   // source.host and reportingInstance: the node name
+    size_t max_queued = 1000;           // events beyond this are dropped (and counted in logs)
+    int max_attempts = 3;               // per event, on transport errors, 429 and 5xx
     std::chrono::milliseconds retry_delay{500};  // doubles per attempt
-    size_t correlation_cache = 4096;     // recent events remembered for count PATCHes
+    size_t correlation_cache = 4096;             // recent events remembered for count PATCHes
   };
   ApiEventRecorder(ApiClientPtr api, Options options, const base::Clock* clock = nullptr);
   ~ApiEventRecorder() override;

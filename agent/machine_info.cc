@@ -211,13 +211,14 @@ base::Result<MachineInfo> MachineInfoReader::Info() {
     if (sched_getaffinity(0, sizeof set, &set) == 0) info.cpu_cores = CPU_COUNT(&set);
     if (info.cpu_cores == 0) info.cpu_cores = sysconf(_SC_NPROCESSORS_ONLN);
   }
-  if (info.cpu_cores <= 0) return base::Fail("count cpus: no processor in " + Path("/proc/cpuinfo"));
+  if (info.cpu_cores <= 0)
+    return base::Fail("count cpus: no processor in " + Path("/proc/cpuinfo"));
 
   auto meminfo = base::ReadFile(Path("/proc/meminfo"));
   if (!meminfo) return tl::unexpected(meminfo.error().Wrap("read memory capacity"));
   info.memory_bytes = ParseMeminfoBytes(*meminfo, "MemTotal");
-  if (info.memory_bytes <= 0) return base::Fail("read memory capacity: no MemTotal in " +
-                                                Path("/proc/meminfo"));
+  if (info.memory_bytes <= 0)
+    return base::Fail("read memory capacity: no MemTotal in " + Path("/proc/meminfo"));
 
   // Hugepages of every size the kernel supports (0 when none are reserved), as cAdvisor does.
   std::string hp_dir = Path("/sys/kernel/mm/hugepages");
@@ -289,8 +290,10 @@ ResourceUsage MachineInfoReader::Usage() {
   }
   int64_t pid_max = ParseInt(ReadTrimmed(Path("/proc/sys/kernel/pid_max")));
   int64_t threads_max = ParseInt(ReadTrimmed(Path("/proc/sys/kernel/threads-max")));
-  if (pid_max > 0 && threads_max > 0) pid_max = std::min(pid_max, threads_max);
-  else if (pid_max <= 0) pid_max = threads_max;
+  if (pid_max > 0 && threads_max > 0)
+    pid_max = std::min(pid_max, threads_max);
+  else if (pid_max <= 0)
+    pid_max = threads_max;
   u.pid_max = pid_max > 0 ? pid_max : -1;
   return u;
 }

@@ -47,8 +47,8 @@ struct ResourceUsage {
   int64_t memory_available_bytes = -1;  // MemAvailable
   int64_t fs_available_bytes = -1;      // statfs f_bavail * f_frsize of the state directory
   int64_t fs_capacity_bytes = -1;
-  int64_t pids_used = -1;               // running processes + threads (/proc/loadavg)
-  int64_t pid_max = -1;                 // min(kernel.pid_max, kernel.threads-max)
+  int64_t pids_used = -1;  // running processes + threads (/proc/loadavg)
+  int64_t pid_max = -1;    // min(kernel.pid_max, kernel.threads-max)
 };
 
 // The seam the node status manager reads through (a fake in unit tests).
@@ -63,7 +63,7 @@ using MachineInfoSourcePtr = std::shared_ptr<MachineInfoSource>;
 class MachineInfoReader final : public MachineInfoSource {
  public:
   struct Options {
-    std::string root = "/";                // prefix for /proc, /sys and /etc
+    std::string root = "/";                    // prefix for /proc, /sys and /etc
     std::string fs_path = "/var/lib/cubelet";  // absolute; the nearest existing ancestor is used
     // Use sched_getaffinity when /proc/cpuinfo lists no processors (real root only).
     bool allow_syscalls = true;

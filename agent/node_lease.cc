@@ -95,8 +95,7 @@ bool NodeLeaseController::Sync() {
   auto r = RetryUpdateLease(*e.lease);
   if (!r) {
     base::log::Error("will retry updating lease", {{"lease", options_.node_name},
-                                                   {"interval_ms",
-                                                    options_.renew_interval.count()},
+                                                   {"interval_ms", options_.renew_interval.count()},
                                                    {"error", r.error().message}});
     return false;
   }
@@ -109,9 +108,9 @@ NodeLeaseController::Ensured NodeLeaseController::BackoffEnsureLease() {
     auto r = EnsureLease();
     if (r) return *r;
     sleep = std::min(sleep * 2, options_.backoff_max);
-    base::log::Error("failed to ensure lease exists, will retry",
-                     {{"lease", options_.node_name}, {"interval_ms", sleep.count()},
-                      {"error", r.error().message}});
+    base::log::Error("failed to ensure lease exists, will retry", {{"lease", options_.node_name},
+                                                                   {"interval_ms", sleep.count()},
+                                                                   {"error", r.error().message}});
     if (!WaitFor(sleep)) return {};
   }
 }
@@ -127,10 +126,9 @@ Result<NodeLeaseController::Ensured> NodeLeaseController::EnsureLease() {
                       {{"lease", options_.node_name}, {"error", owner.error().message}});
       return Ensured{};
     }
-    auto created = api_->Do("POST",
-                            "/apis/coordination.k8s.io/v1/namespaces/" +
-                                options_.lease_namespace + "/leases",
-                            lease, "application/json");
+    auto created = api_->Do(
+        "POST", "/apis/coordination.k8s.io/v1/namespaces/" + options_.lease_namespace + "/leases",
+        lease, "application/json");
     if (!created || !created->ok()) {
       return base::Fail("create lease '" + options_.node_name + "': " + Describe(created));
     }
@@ -150,8 +148,8 @@ Result<> NodeLeaseController::RetryUpdateLease(std::string base) {
       latest_ = r->body;
       return {};
     }
-    base::log::Error("failed to update lease", {{"lease", options_.node_name},
-                                                {"attempt", i + 1}, {"error", Describe(r)}});
+    base::log::Error("failed to update lease",
+                     {{"lease", options_.node_name}, {"attempt", i + 1}, {"error", Describe(r)}});
     if (r && r->status == 409) {
       // Our copy is stale (someone else wrote the Lease): fetch the current one.
       Ensured e = BackoffEnsureLease();
@@ -193,8 +191,8 @@ std::pair<std::string, Result<>> NodeLeaseController::NewLease(
     lease = ojson::object();
     lease["kind"] = "Lease";
     lease["apiVersion"] = "coordination.k8s.io/v1";
-    lease["metadata"] = ojson{{"name", options_.node_name},
-                              {"namespace", options_.lease_namespace}};
+    lease["metadata"] =
+        ojson{{"name", options_.node_name}, {"namespace", options_.lease_namespace}};
     lease["spec"] = ojson{{"holderIdentity", options_.node_name},
                           {"leaseDurationSeconds", options_.lease_duration_seconds}};
   }

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "base/quantity.h"
 #include "base/strings.h"
@@ -44,13 +44,20 @@ const std::vector<std::string> kDefaultLabels = {
 
 // Go struct field order of v1.NodeStatus and v1.NodeSystemInfo.
 const std::vector<std::string> kStatusOrder = {
-    "capacity", "allocatable",     "phase",  "conditions",      "addresses",
-    "daemonEndpoints", "nodeInfo", "images", "volumesInUse",    "volumesAttached",
-    "config",   "runtimeHandlers", "features"};
-const std::vector<std::string> kNodeInfoOrder = {
-    "machineID",      "systemUUID",     "bootID",           "kernelVersion",
-    "osImage",        "containerRuntimeVersion", "kubeletVersion", "kubeProxyVersion",
-    "operatingSystem", "architecture",  "swap"};
+    "capacity",        "allocatable",     "phase",   "conditions",   "addresses",
+    "daemonEndpoints", "nodeInfo",        "images",  "volumesInUse", "volumesAttached",
+    "config",          "runtimeHandlers", "features"};
+const std::vector<std::string> kNodeInfoOrder = {"machineID",
+                                                 "systemUUID",
+                                                 "bootID",
+                                                 "kernelVersion",
+                                                 "osImage",
+                                                 "containerRuntimeVersion",
+                                                 "kubeletVersion",
+                                                 "kubeProxyVersion",
+                                                 "operatingSystem",
+                                                 "architecture",
+                                                 "swap"};
 
 sjson ToSorted(const ojson& o) { return sjson::parse(o.dump()); }
 
@@ -142,9 +149,9 @@ void SetMachineInfo(ojson& status, const NodeStatusConfig& cfg, const MachineInf
   const auto& sr = cfg.system_reserved;
   const auto& kr = cfg.kube_reserved;
   auto clamp = [](int64_t v) { return v < 0 ? int64_t{0} : v; };
-  int64_t nodefs_threshold = static_cast<int64_t>(
-      static_cast<double>(m.ephemeral_storage_bytes) *
-      static_cast<double>(cfg.eviction_hard_nodefs_fraction));
+  int64_t nodefs_threshold =
+      static_cast<int64_t>(static_cast<double>(m.ephemeral_storage_bytes) *
+                           static_cast<double>(cfg.eviction_hard_nodefs_fraction));
   ojson alloc = ojson::object();
   for (auto it = status["capacity"].begin(); it != status["capacity"].end(); ++it) {
     const std::string& k = it.key();
@@ -228,20 +235,24 @@ struct PressureKind {
   const char* false_event;
 };
 
-const PressureKind kMemoryPressure = {
-    "MemoryPressure",           "KubeletHasInsufficientMemory",
-    "kubelet has insufficient memory available", "NodeHasInsufficientMemory",
-    "KubeletHasSufficientMemory", "kubelet has sufficient memory available",
-    "NodeHasSufficientMemory"};
+const PressureKind kMemoryPressure = {"MemoryPressure",
+                                      "KubeletHasInsufficientMemory",
+                                      "kubelet has insufficient memory available",
+                                      "NodeHasInsufficientMemory",
+                                      "KubeletHasSufficientMemory",
+                                      "kubelet has sufficient memory available",
+                                      "NodeHasSufficientMemory"};
 const PressureKind kDiskPressure = {
-    "DiskPressure",           "KubeletHasDiskPressure",   "kubelet has disk pressure",
-    "NodeHasDiskPressure",    "KubeletHasNoDiskPressure", "kubelet has no disk pressure",
+    "DiskPressure",         "KubeletHasDiskPressure",   "kubelet has disk pressure",
+    "NodeHasDiskPressure",  "KubeletHasNoDiskPressure", "kubelet has no disk pressure",
     "NodeHasNoDiskPressure"};
-const PressureKind kPIDPressure = {
-    "PIDPressure",           "KubeletHasInsufficientPID",
-    "kubelet has insufficient PID available", "NodeHasInsufficientPID",
-    "KubeletHasSufficientPID", "kubelet has sufficient PID available",
-    "NodeHasSufficientPID"};
+const PressureKind kPIDPressure = {"PIDPressure",
+                                   "KubeletHasInsufficientPID",
+                                   "kubelet has insufficient PID available",
+                                   "NodeHasInsufficientPID",
+                                   "KubeletHasSufficientPID",
+                                   "kubelet has sufficient PID available",
+                                   "NodeHasSufficientPID"};
 
 void SetPressureCondition(ojson& status, const PressureKind& k, bool pressure,
                           const std::string& now, const std::string& node_name,
@@ -324,9 +335,9 @@ void RunSetters(ojson& node, const NodeStatusConfig& cfg, const NodeObservation&
                        static_cast<double>(u.fs_available_bytes) <
                            static_cast<double>(u.fs_capacity_bytes) *
                                static_cast<double>(cfg.eviction_hard_nodefs_fraction);
-  bool pid_pressure = u.pids_used >= 0 && u.pid_max > 0 &&
-                      static_cast<double>(u.pids_used) >
-                          static_cast<double>(u.pid_max) * cfg.pid_pressure_fraction;
+  bool pid_pressure =
+      u.pids_used >= 0 && u.pid_max > 0 &&
+      static_cast<double>(u.pids_used) > static_cast<double>(u.pid_max) * cfg.pid_pressure_fraction;
   SetPressureCondition(status, kMemoryPressure, memory_pressure, now, cfg.node_name, events);
   SetPressureCondition(status, kDiskPressure, disk_pressure, now, cfg.node_name, events);
   SetPressureCondition(status, kPIDPressure, pid_pressure, now, cfg.node_name, events);
@@ -337,8 +348,9 @@ void RunSetters(ojson& node, const NodeStatusConfig& cfg, const NodeObservation&
 ojson BuildInitialNode(const NodeStatusConfig& cfg) {
   std::string host = cfg.hostname.empty() ? cfg.node_name : cfg.hostname;
   std::map<std::string, std::string> labels = {
-      {kLabelHostname, host},   {kLabelOS, "linux"},         {kLabelArch, BinaryArch()},
-      {kLabelBetaOS, "linux"},  {kLabelBetaArch, BinaryArch()},
+      {kLabelHostname, host},         {kLabelOS, "linux"},
+      {kLabelArch, BinaryArch()},     {kLabelBetaOS, "linux"},
+      {kLabelBetaArch, BinaryArch()},
   };
   for (const auto& [k, v] : cfg.node_labels) labels[k] = v;
 
@@ -419,8 +431,8 @@ void DiffMergeList(const std::string& key, const std::string& merge_key, const s
   if (changes.empty() && !order_changed) return;
   sjson order = sjson::array();
   for (const auto& e : b) {
-    order.push_back(sjson{{merge_key, e.is_object() && e.contains(merge_key) ? e[merge_key]
-                                                                              : sjson()}});
+    order.push_back(
+        sjson{{merge_key, e.is_object() && e.contains(merge_key) ? e[merge_key] : sjson()}});
   }
   (*out)["$setElementOrder/" + key] = order;
   if (!changes.empty()) (*out)[key] = changes;
@@ -479,10 +491,9 @@ bool StatusChanged(const ojson& old_status, const ojson& new_status) {
       for (auto& c : n["conditions"]) {
         if (c.is_object()) c.erase("lastHeartbeatTime");
       }
-      std::stable_sort(n["conditions"].begin(), n["conditions"].end(),
-                       [](const sjson& x, const sjson& y) {
-                         return x.value("type", "") < y.value("type", "");
-                       });
+      std::stable_sort(
+          n["conditions"].begin(), n["conditions"].end(),
+          [](const sjson& x, const sjson& y) { return x.value("type", "") < y.value("type", ""); });
     }
     return n;
   };
@@ -509,12 +520,18 @@ base::Result<ResourceAmounts> ParseResourceAmounts(std::string_view flag) {
     auto q = key == "cpu" ? base::ParseQuantityMilli(val) : base::ParseQuantity(val);
     if (!q) return tl::unexpected(q.error().Wrap("resource '" + key + "'"));
     if (*q < 0) return base::Fail("resource '" + key + "': negative quantity");
-    if (key == "cpu") r.cpu_milli = *q;
-    else if (key == "memory") r.memory_bytes = *q;
-    else if (key == "ephemeral-storage") r.ephemeral_storage_bytes = *q;
-    else if (key == "pid") r.pids = *q;
-    else return base::Fail("resource '" + key + "': only cpu, memory, ephemeral-storage and pid "
-                           "can be reserved");
+    if (key == "cpu")
+      r.cpu_milli = *q;
+    else if (key == "memory")
+      r.memory_bytes = *q;
+    else if (key == "ephemeral-storage")
+      r.ephemeral_storage_bytes = *q;
+    else if (key == "pid")
+      r.pids = *q;
+    else
+      return base::Fail("resource '" + key +
+                        "': only cpu, memory, ephemeral-storage and pid "
+                        "can be reserved");
   }
   return r;
 }
@@ -532,7 +549,8 @@ base::Result<std::vector<Taint>> ParseTaints(std::string_view flag) {
     if (eq != std::string::npos) t.value = kv.substr(eq + 1);
     if (t.key.empty()) return base::Fail("taint '" + item + "': empty key");
     if (t.effect != "NoSchedule" && t.effect != "PreferNoSchedule" && t.effect != "NoExecute") {
-      return base::Fail("taint '" + item + "': effect must be NoSchedule, PreferNoSchedule or "
+      return base::Fail("taint '" + item +
+                        "': effect must be NoSchedule, PreferNoSchedule or "
                         "NoExecute");
     }
     out.push_back(std::move(t));
@@ -566,14 +584,30 @@ std::string FormatDecimalSIMilli(int64_t milli) {
   if (r == 2) amount *= 100, exp -= 2;
   const char* suffix = "";
   switch (exp) {
-    case -3: suffix = "m"; break;
-    case 0: suffix = ""; break;
-    case 3: suffix = "k"; break;
-    case 6: suffix = "M"; break;
-    case 9: suffix = "G"; break;
-    case 12: suffix = "T"; break;
-    case 15: suffix = "P"; break;
-    default: suffix = "E"; break;
+    case -3:
+      suffix = "m";
+      break;
+    case 0:
+      suffix = "";
+      break;
+    case 3:
+      suffix = "k";
+      break;
+    case 6:
+      suffix = "M";
+      break;
+    case 9:
+      suffix = "G";
+      break;
+    case 12:
+      suffix = "T";
+      break;
+    case 15:
+      suffix = "P";
+      break;
+    default:
+      suffix = "E";
+      break;
   }
   return std::to_string(amount) + suffix;
 }
@@ -593,15 +627,13 @@ const cri::RuntimeCondition* FindRuntimeCondition(const cri::RuntimeStatus& s,
 }
 }  // namespace
 
-void RuntimeReadiness::Observe(const base::Result<cri::RuntimeStatus>& status,
-                               base::WallTime now) {
+void RuntimeReadiness::Observe(const base::Result<cri::RuntimeStatus>& status, base::WallTime now) {
   // As the kubelet's updateRuntimeUp: a failed Status() changes nothing, so the sync time ages
   // until "container runtime is down".
   if (!status) return;
   const auto* net = FindRuntimeCondition(*status, "NetworkReady");
-  network_error_ = net && net->status
-                       ? ""
-                       : "container runtime network not ready: " + DescribeCondition(net);
+  network_error_ =
+      net && net->status ? "" : "container runtime network not ready: " + DescribeCondition(net);
   const auto* rt = FindRuntimeCondition(*status, "RuntimeReady");
   if (!rt || !rt->status) {
     runtime_error_ = "container runtime not ready: " + DescribeCondition(rt);
@@ -673,8 +705,8 @@ base::Result<NodeUpdate> UpdateNode(std::string_view node_json, const NodeStatus
   }
 }
 
-base::Result<std::optional<std::string>> ReconcileExistingNode(
-    std::string_view existing_json, std::string_view initial_node_json) {
+base::Result<std::optional<std::string>> ReconcileExistingNode(std::string_view existing_json,
+                                                               std::string_view initial_node_json) {
   try {
     auto existing = ParseObject(existing_json, "existing node");
     if (!existing) return tl::unexpected(existing.error());

@@ -35,16 +35,16 @@ base::Result<std::vector<Taint>> ParseTaints(std::string_view flag);
 
 // resource.Quantity's canonical text, which the API server stores and returns: a value that is
 // not canonical would differ on every read and force a status patch every 10 s.
-std::string FormatBinarySI(int64_t value);          // 16709697536 -> "16318064Ki", 0 -> "0"
-std::string FormatDecimalSIMilli(int64_t milli);    // 4000 -> "4", 3900 -> "3900m", 1e6 -> "1k"
+std::string FormatBinarySI(int64_t value);        // 16709697536 -> "16318064Ki", 0 -> "0"
+std::string FormatDecimalSIMilli(int64_t milli);  // 4000 -> "4", 3900 -> "3900m", 1e6 -> "1k"
 
 struct NodeStatusConfig {
   std::string node_name;
-  std::string hostname;                      // Hostname address and kubernetes.io/hostname
-  std::vector<std::string> node_ips;         // InternalIP addresses, in order
+  std::string hostname;                            // Hostname address and kubernetes.io/hostname
+  std::vector<std::string> node_ips;               // InternalIP addresses, in order
   std::map<std::string, std::string> node_labels;  // --node-labels (override defaults)
   std::vector<Taint> register_with_taints;
-  bool register_schedulable = true;          // false: spec.unschedulable + unschedulable taint
+  bool register_schedulable = true;  // false: spec.unschedulable + unschedulable taint
   bool controller_managed_attach_detach = true;
   int32_t kubelet_port = 10250;
   int64_t max_pods = 110;
@@ -55,15 +55,15 @@ struct NodeStatusConfig {
   // PIDPressure when the tasks in use pass this fraction of the usable PIDs (a cubelet choice:
   // the kubelet has no default pid.available threshold).
   double pid_pressure_fraction = 0.9;
-  size_t max_images = 50;                    // nodeStatusMaxImages
+  size_t max_images = 50;  // nodeStatusMaxImages
 };
 
 // Everything the setters read at one instant.
 struct NodeObservation {
   base::WallTime now{};
-  std::optional<MachineInfo> machine;        // nullopt: capacity stays as it is (or missing)
+  std::optional<MachineInfo> machine;  // nullopt: capacity stays as it is (or missing)
   ResourceUsage usage;
-  std::vector<std::string> readiness_errors; // RuntimeReadiness::Errors(); empty = ready
+  std::vector<std::string> readiness_errors;      // RuntimeReadiness::Errors(); empty = ready
   std::optional<std::vector<cri::Image>> images;  // nullopt: status.images left untouched
 };
 
@@ -102,8 +102,8 @@ std::string BuildRegistrationNode(const NodeStatusConfig& config, const NodeObse
                                   std::vector<NodeEvent>* events);
 
 struct NodeUpdate {
-  std::string node;   // the node after the setters
-  std::string patch;  // strategic merge patch (status and metadata only); "{}" when equal
+  std::string node;      // the node after the setters
+  std::string patch;     // strategic merge patch (status and metadata only); "{}" when equal
   bool changed = false;  // differs in more than heartbeat times
   std::vector<NodeEvent> events;
 };

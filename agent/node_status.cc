@@ -102,8 +102,8 @@ void NodeStatusManager::Run() {
       if (!RegisterWithApiServer()) return;  // stopping
     }
     if (auto r = UpdateNodeStatus(); !r) {
-      base::log::Error("node status not updated", {{"node", options_.node.node_name},
-                                                   {"error", r.error().message}});
+      base::log::Error("node status not updated",
+                       {{"node", options_.node.node_name}, {"error", r.error().message}});
     }
     if (!WaitFor(options_.update_frequency)) return;
   }
@@ -115,8 +115,8 @@ void NodeStatusManager::EnsureNodeIPs() {
   if (!options_.node.node_ips.empty()) return;
   auto ip = DetectNodeIP(options_.node.hostname);
   if (!ip) {
-    base::log::Warn("node has no InternalIP", {{"node", options_.node.node_name},
-                                               {"error", ip.error().message}});
+    base::log::Warn("node has no InternalIP",
+                    {{"node", options_.node.node_name}, {"error", ip.error().message}});
     return;
   }
   base::log::Info("detected node IP", {{"node", options_.node.node_name}, {"ip", *ip}});
@@ -184,7 +184,8 @@ bool NodeStatusManager::RegisterWithApiServer() {
     auto r = TryRegister();
     if (r && *r) return true;
     base::log::Warn("unable to register node with API server",
-                    {{"node", options_.node.node_name}, {"endpoint", api_->Endpoint()},
+                    {{"node", options_.node.node_name},
+                     {"endpoint", api_->Endpoint()},
                      {"error", r ? std::string("not registered") : r.error().message},
                      {"retry_in_ms", step.count()}});
     {
@@ -211,8 +212,8 @@ Result<bool> NodeStatusManager::TryRegister() {
     // AlreadyExists: adopt it; re-assert what the kubelet owns, never delete and re-create.
     auto existing = api_->Do("GET", NodePath(), {}, "application/json");
     if (!existing || !existing->ok()) {
-      return base::Fail("register node '" + name + "': it exists, but get failed: " +
-                        Describe(existing));
+      return base::Fail("register node '" + name +
+                        "': it exists, but get failed: " + Describe(existing));
     }
     auto patch = ReconcileExistingNode(existing->body, body);
     if (!patch) return tl::unexpected(patch.error().Wrap("register node '" + name + "'"));
@@ -220,8 +221,8 @@ Result<bool> NodeStatusManager::TryRegister() {
     if (patch->has_value()) {
       auto patched = api_->Do("PATCH", NodePath() + "/status", **patch, kStrategicMergePatch);
       if (!patched || !patched->ok()) {
-        return base::Fail("register node '" + name + "': reconcile existing node: " +
-                          Describe(patched));
+        return base::Fail("register node '" + name +
+                          "': reconcile existing node: " + Describe(patched));
       }
       node_json = patched->body;
     }
@@ -247,14 +248,14 @@ Result<> NodeStatusManager::UpdateNodeStatus() {
   for (int i = 0; i < options_.update_retries; ++i) {
     auto r = TryUpdateNodeStatus(i);
     if (r) return {};
-    base::log::Warn("error updating node status, will retry",
-                    {{"node", options_.node.node_name}, {"attempt", i + 1},
-                     {"error", r.error().message}});
+    base::log::Warn(
+        "error updating node status, will retry",
+        {{"node", options_.node.node_name}, {"attempt", i + 1}, {"error", r.error().message}});
     std::lock_guard lk(mu_);
     if (stopping_) break;
   }
-  return base::Fail("update node '" + options_.node.node_name +
-                    "' status: exceeds retry count " + std::to_string(options_.update_retries));
+  return base::Fail("update node '" + options_.node.node_name + "' status: exceeds retry count " +
+                    std::to_string(options_.update_retries));
 }
 
 Result<bool> NodeStatusManager::TryUpdateNodeStatus(int attempt) {

@@ -24,14 +24,14 @@
 namespace agent {
 
 struct NodeStatusOptions {
-  NodeStatusConfig node;  // what goes into the Node (name, addresses, labels, reserved, ...)
-  bool register_node = true;     // --register-node
-  std::string pod_cidr;          // --pod-cidr: used until the API assigns spec.podCIDR
+  NodeStatusConfig node;      // what goes into the Node (name, addresses, labels, reserved, ...)
+  bool register_node = true;  // --register-node
+  std::string pod_cidr;       // --pod-cidr: used until the API assigns spec.podCIDR
   std::chrono::milliseconds update_frequency{10'000};   // nodeStatusUpdateFrequency
   std::chrono::milliseconds report_frequency{300'000};  // nodeStatusReportFrequency
   std::chrono::milliseconds register_backoff_initial{100};
   std::chrono::milliseconds register_backoff_max{7'000};
-  int update_retries = 5;        // nodeStatusUpdateRetry
+  int update_retries = 5;  // nodeStatusUpdateRetry
 };
 
 // How the node learns about the runtime, and tells the agent about the node. Called on the

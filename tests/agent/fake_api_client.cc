@@ -125,8 +125,9 @@ agent::Result<agent::ApiResponse> FakeApiClient::Do(std::string_view method,
   std::lock_guard lk(mu_);
   if (const Reply* d = FindLocked(defaults_, req)) return *d;
   if (fallback_) return *fallback_;
-  return Response(404, StatusBody(404, "NotFound", "fake: no scripted response for " +
-                                                       req.method + " " + req.PathOnly()));
+  return Response(
+      404, StatusBody(404, "NotFound",
+                      "fake: no scripted response for " + req.method + " " + req.PathOnly()));
 }
 
 agent::Result<int> FakeApiClient::Stream(const std::string& path,

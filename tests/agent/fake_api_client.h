@@ -49,8 +49,7 @@ class FakeApiClient : public agent::ApiClient {
 
   void Push(const std::string& method, const std::string& path, int status, std::string body);
   void PushReply(const std::string& method, const std::string& path, Reply reply);
-  void SetDefault(const std::string& method, const std::string& path, int status,
-                  std::string body);
+  void SetDefault(const std::string& method, const std::string& path, int status, std::string body);
   void SetHandler(Handler h);
   void SetFallback(Reply reply);
 

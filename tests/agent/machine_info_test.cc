@@ -56,8 +56,8 @@ TEST_CASE("machine info from a fake root") {
   REQUIRE(info);
   CHECK(info->cpu_cores == 3);
   CHECK(info->memory_bytes == int64_t{16318064} * 1024);
-  CHECK(info->hugepages == std::map<std::string, int64_t>{{"hugepages-1Gi", 0},
-                                                           {"hugepages-2Mi", 4 * 2048 * 1024}});
+  CHECK(info->hugepages ==
+        std::map<std::string, int64_t>{{"hugepages-1Gi", 0}, {"hugepages-2Mi", 4 * 2048 * 1024}});
   CHECK(info->machine_id == "5f3c0a0d1b2e4c6f8a9b0c1d2e3f4a5b");
   CHECK(info->system_uuid == info->machine_id);  // no DMI product_uuid: falls back
   CHECK(info->boot_id == "0b1a2c3d-4e5f-6071-8293-a4b5c6d7e8f9");
@@ -101,8 +101,7 @@ TEST_CASE("parsers") {
         "Alpine \"x\" Linux");
   CHECK(agent::ParseOsReleasePrettyName("PRETTY_NAME=Plain\n") == "Plain");
   CHECK(agent::ParseOsReleasePrettyName("NAME=x\n") == "");
-  CHECK(agent::ParseMeminfoBytes("MemTotal:  10 kB\nMemAvailable: 5 kB\n", "MemAvailable") ==
-        5120);
+  CHECK(agent::ParseMeminfoBytes("MemTotal:  10 kB\nMemAvailable: 5 kB\n", "MemAvailable") == 5120);
   CHECK(agent::ParseMeminfoBytes("MemTotal:  10 kB\n", "MemAvailable") == -1);
   CHECK(agent::KubeletVersion() == "v1.32.0+cubelet." + agent::CubeletVersion());
   CHECK(agent::ContainerRuntimeVersion() == "cubelet://" + agent::CubeletVersion());

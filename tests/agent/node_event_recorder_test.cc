@@ -1,12 +1,11 @@
 // ApiEventRecorder: the core/v1 Event body (k8s-samples 39), fire-and-forget delivery on its own
 // thread, count PATCHes for repeats, retries and the bounded queue.
-#include "agent/event_recorder.h"
-
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <future>
 #include <nlohmann/json.hpp>
 
+#include "agent/event_recorder.h"
 #include "tests/agent/fake_api_client.h"
 #include "tests/agent/node_test_util.h"
 

@@ -137,8 +137,8 @@ TEST_CASE("lease: no create while the Node's uid is unknown; GETs the Node for i
   REQUIRE(posts.size() == 1);
   json lease = json::parse(posts[0].body);
   CHECK(lease["metadata"]["ownerReferences"] ==
-        json::parse(R"([{"apiVersion":"v1","kind":"Node","name":"sample-node","uid":")" +
-                    kNodeUid + R"("}])"));
+        json::parse(R"([{"apiVersion":"v1","kind":"Node","name":"sample-node","uid":")" + kNodeUid +
+                    R"("}])"));
 }
 
 TEST_CASE("lease: the owner is added on renewal when the lease has none") {
@@ -178,11 +178,13 @@ TEST_CASE("lease: GET failures back off and retry; Stop() ends the thread prompt
   auto c = f.Make();
   c->Start();
   // Heartbeats keep coming: several PUTs at the (shortened) renew interval.
-  REQUIRE(f.api->WaitFor([](const auto& reqs) {
-    int puts = 0;
-    for (const auto& r : reqs) puts += r.method == "PUT";
-    return puts >= 3;
-  }, 5s));
+  REQUIRE(f.api->WaitFor(
+      [](const auto& reqs) {
+        int puts = 0;
+        for (const auto& r : reqs) puts += r.method == "PUT";
+        return puts >= 3;
+      },
+      5s));
   auto t0 = std::chrono::steady_clock::now();
   c->Stop();
   CHECK(std::chrono::steady_clock::now() - t0 < 1s);

@@ -80,10 +80,11 @@ TEST_CASE("registration body: labels, taints, reserved resources") {
 
   CHECK(n["metadata"]["labels"]["kubernetes.io/hostname"] == "over");  // --node-labels win
   CHECK(n["metadata"]["labels"]["node-role.kubernetes.io/worker"] == "");
-  CHECK(n["spec"].dump() ==
-        R"({"taints":[{"effect":"NoSchedule","key":"dedicated","value":"gpu"},)"
-        R"({"effect":"NoExecute","key":"spot"},)"
-        R"({"effect":"NoSchedule","key":"node.kubernetes.io/unschedulable"}],"unschedulable":true})");
+  CHECK(
+      n["spec"].dump() ==
+      R"({"taints":[{"effect":"NoSchedule","key":"dedicated","value":"gpu"},)"
+      R"({"effect":"NoExecute","key":"spot"},)"
+      R"({"effect":"NoSchedule","key":"node.kubernetes.io/unschedulable"}],"unschedulable":true})");
   CHECK(n["status"]["addresses"][1]["address"] == "host-a");
   const json& cap = n["status"]["capacity"];
   const json& alloc = n["status"]["allocatable"];
@@ -137,7 +138,9 @@ TEST_CASE("Ready flips to False with the kubelet's message and a new transition 
   CHECK(p["status"]["conditions"][3] ==
         json::parse(R"({"lastHeartbeatTime":"2026-11-24T07:58:38Z",)"
                     R"("lastTransitionTime":"2026-11-24T07:58:38Z",)"
-                    R"("message":")" + ready["message"].get<std::string>() + R"(",)"
+                    R"("message":")" +
+                    ready["message"].get<std::string>() +
+                    R"(",)"
                     R"("reason":"KubeletNotReady","status":"False","type":"Ready"})"));
 
   // Still not ready 10 s later: the transition time is kept, no new event, no change.
@@ -206,7 +209,7 @@ TEST_CASE("pressure conditions follow the readings") {
   std::string node = AsCubelet(kSample10Response);
   NodeObservation o = SampleObservation("2026-11-24T07:59:00Z");
   o.usage.memory_available_bytes = 50 * 1024 * 1024;  // < 100Mi
-  o.usage.fs_available_bytes = 5LL << 30;            // < 10% of 60Gi
+  o.usage.fs_available_bytes = 5LL << 30;             // < 10% of 60Gi
   o.usage.pids_used = 30000;                          // > 90% of 32768
   auto u = agent::UpdateNode(node, SampleConfig(), o);
   REQUIRE(u);
@@ -325,9 +328,10 @@ TEST_CASE("409 reconcile touches only kubelet-owned labels and the annotation") 
   auto patch = agent::ReconcileExistingNode(existing.dump(), initial);
   REQUIRE(patch);
   REQUIRE(patch->has_value());
-  CHECK(**patch ==
-        R"({"metadata":{"annotations":{"volumes.kubernetes.io/controller-managed-attach-detach":"true"},)"
-        R"("labels":{"beta.kubernetes.io/os":"linux","kubernetes.io/hostname":"sample-node"}}})");
+  CHECK(
+      **patch ==
+      R"({"metadata":{"annotations":{"volumes.kubernetes.io/controller-managed-attach-detach":"true"},)"
+      R"("labels":{"beta.kubernetes.io/os":"linux","kubernetes.io/hostname":"sample-node"}}})");
 }
 
 TEST_CASE("node patch: removed fields become null, merge-list deletes are explicit") {

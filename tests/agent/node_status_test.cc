@@ -82,8 +82,7 @@ struct Fixture {
       std::lock_guard lk(mu);
       registered_uids.push_back(uid);
     };
-    return std::make_unique<agent::NodeStatusManager>(options, api, hooks, machine, events,
-                                                      &clock);
+    return std::make_unique<agent::NodeStatusManager>(options, api, hooks, machine, events, &clock);
   }
 };
 
@@ -178,8 +177,7 @@ TEST_CASE("status is patched on change or when the report period passed, else on
   Fixture f;
   f.api->Push("POST", "/api/v1/nodes", 201, AsCubelet(kSample10Response));
   f.api->SetDefault("GET", "/api/v1/nodes/sample-node", 200, AsCubelet(kSample10Response));
-  f.api->SetDefault("PATCH", "/api/v1/nodes/sample-node/status", 200,
-                    AsCubelet(kSample10Response));
+  f.api->SetDefault("PATCH", "/api/v1/nodes/sample-node/status", 200, AsCubelet(kSample10Response));
   auto m = f.Make();
   REQUIRE(m->RegisterWithApiServer());
   f.api->ClearRequests();
@@ -240,8 +238,7 @@ TEST_CASE("status update retries: the first GET may use the cache, later ones do
   f.api->Push("PATCH", "/api/v1/nodes/sample-node/status", 409,
               FakeApiClient::StatusBody(409, "Conflict", "conflict"));
   f.api->SetDefault("GET", "/api/v1/nodes/sample-node", 200, AsCubelet(kSample10Response));
-  f.api->SetDefault("PATCH", "/api/v1/nodes/sample-node/status", 200,
-                    AsCubelet(kSample10Response));
+  f.api->SetDefault("PATCH", "/api/v1/nodes/sample-node/status", 200, AsCubelet(kSample10Response));
   auto m = f.Make();
   REQUIRE(m->UpdateNodeStatus());
   auto reqs = f.api->Requests();
