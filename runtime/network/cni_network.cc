@@ -264,7 +264,8 @@ Result<SandboxNetStatus> CniNetwork::Setup(const SandboxNetRequest& req) {
     if (!old) return tl::unexpected(old.error().Wrap(what + ": cached config"));
     if (c.result) {
       bool fine = true;
-      if (!old->disable_check && CniSupportsCheck(old->cni_version)) {
+      if (options_.check_on_resetup && !old->disable_check &&
+          CniSupportsCheck(old->cni_version)) {
         auto chk = CheckList(*old, c.inv, *c.result);
         if (!chk) {
           base::log::Warn("CNI CHECK failed; adding the network again",

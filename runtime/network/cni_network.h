@@ -5,9 +5,9 @@
 // exact config and arguments used (<cache_dir>/<sandbox id>-<ifname>.json), so DEL after a
 // restart, or after the config changed, gets the same config and prevResult that ADD had.
 //
-// Setup is idempotent per sandbox: with a cached result it runs CHECK (if the version has it) and
-// returns the cached result, or cleans up with DEL and adds again when CHECK fails or an earlier
-// ADD was interrupted (the cache file is written before ADD and completed after it).
+// Setup is idempotent per sandbox: with a cached result it returns that result (with
+// check_on_resetup, only after a CHECK passes; else it DELs and adds again), and an interrupted
+// ADD (the cache file is written before ADD and completed after it) is cleaned up with DEL first.
 // Plugins run in the network namespace of the constructing thread (the node's).
 #include <mutex>
 #include <optional>
@@ -29,6 +29,10 @@ struct CniNetworkOptions {
   // known, with "{{.PodCIDR}}" replaced (containerd's conf_template convention).
   std::string conf_template;
   std::string conf_template_output = "10-cubelet.conflist";
+  // Run CHECK when Setup finds a finished ADD, and DEL + ADD if it fails. Off by default: the
+  // portmap plugin of containernetworking-plugins < 1.2 (Debian 12 ships 1.1.1) fails CHECK for
+  // every IPv4-only pod (containernetworking/plugins#819), which would re-address pods.
+  bool check_on_resetup = false;
 };
 
 class CniNetwork : public PodNetwork {

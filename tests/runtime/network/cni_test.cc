@@ -266,9 +266,23 @@ TEST_CASE("CniNetwork ADD chains results, DEL runs in reverse with the cached re
   CHECK(Log(f.logs) == "DEL bridge sb1 eth0 \n");
 }
 
-TEST_CASE("CniNetwork Setup is idempotent: CHECK, then repair when CHECK fails", "[cni]") {
+TEST_CASE("CniNetwork Setup is idempotent: the cached result comes back", "[cni]") {
   FakeCni f;
   CniNetwork net(f.Options());
+  auto req = f.Req();
+  REQUIRE(net.Setup(req));
+  f.ClearLog();
+  auto again = net.Setup(req);
+  REQUIRE(again);
+  CHECK(again->ip == "10.22.0.5");
+  CHECK(Log(f.logs).empty());  // no plugin ran, ADD was not repeated
+}
+
+TEST_CASE("CniNetwork with check_on_resetup: CHECK, then repair when CHECK fails", "[cni]") {
+  FakeCni f;
+  auto opts = f.Options();
+  opts.check_on_resetup = true;
+  CniNetwork net(opts);
   auto req = f.Req();
   REQUIRE(net.Setup(req));
   f.ClearLog();
