@@ -47,7 +47,7 @@ void NodeLeaseController::Start() {
       // wait.JitterUntil: period + rand * jitter * period, counted after the sync (sliding).
       auto jitter = std::chrono::duration_cast<std::chrono::milliseconds>(
           options_.renew_interval * (options_.jitter * unit(rng)));
-      if (!WaitFor(options_.renew_interval + jitter)) break;
+      if (!WaitForTick(options_.renew_interval + jitter)) break;
     } while (true);
   });
 }
@@ -59,6 +59,21 @@ void NodeLeaseController::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+void NodeLeaseController::RequestSync() {
+  {
+    std::lock_guard lk(mu_);
+    sync_requested_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool NodeLeaseController::WaitForTick(std::chrono::milliseconds d) {
+  std::unique_lock lk(mu_);
+  cv_.wait_for(lk, d, [&] { return stopping_ || sync_requested_; });
+  sync_requested_ = false;
+  return !stopping_;
 }
 
 bool NodeLeaseController::Stopping() const {

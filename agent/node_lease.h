@@ -43,6 +43,9 @@ class NodeLeaseController {
 
   void Start();  // first heartbeat at once, then every renew_interval (+ jitter)
   void Stop();   // interrupts back-off waits; an API call in flight finishes first
+  // Runs the next heartbeat now rather than at the end of the interval (e.g. once the Node is
+  // registered, so the Lease need not wait a whole interval for its owner).
+  void RequestSync();
 
   // One heartbeat, as the thread runs it: renew the last lease, else ensure (GET, 404 -> POST)
   // and renew. Returns false when no lease could be renewed or created this time.
@@ -64,7 +67,8 @@ class NodeLeaseController {
   std::pair<std::string, Result<>> NewLease(const std::optional<std::string>& base);
   std::string NodeUid();
   bool Stopping() const;
-  bool WaitFor(std::chrono::milliseconds d);  // false when stopping
+  bool WaitFor(std::chrono::milliseconds d);      // false when stopping
+  bool WaitForTick(std::chrono::milliseconds d);  // also ends on RequestSync()
 
   NodeLeaseOptions options_;
   ApiClientPtr api_;
@@ -74,6 +78,7 @@ class NodeLeaseController {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool sync_requested_ = false;
   std::string latest_;
   std::thread thread_;
 };

@@ -202,3 +202,17 @@ TEST_CASE("lease: GET failures back off and retry; Stop() ends the thread prompt
   c2->Stop();
   CHECK(std::chrono::steady_clock::now() - t0 < 1s);
 }
+
+TEST_CASE("lease: RequestSync() runs the next heartbeat without waiting the interval") {
+  Fixture f;
+  f.options.renew_interval = 1h;
+  f.api->Push("GET", kLeasePath, 200, kSample20LeaseCreated);
+  f.api->SetDefault("PUT", kLeasePath, 200, kSample22LeasePutResponse);
+  auto c = f.Make();
+  c->Start();
+  REQUIRE(f.api->WaitForRequests(2, 5s));  // GET + PUT of the first sync
+  c->RequestSync();
+  REQUIRE(f.api->WaitForRequests(3, 5s));
+  CHECK(f.api->Requests("PUT", kLeasePath).size() == 2);
+  c->Stop();
+}
