@@ -32,8 +32,12 @@ bpf_insn LoadU32(uint8_t dst, uint8_t src, int16_t off) {
 bpf_insn Alu32Imm(uint8_t op, uint8_t dst, int32_t imm) {
   return Insn(BPF_ALU | op | BPF_K, dst, 0, 0, imm);
 }
-bpf_insn Mov32Reg(uint8_t dst, uint8_t src) { return Insn(BPF_ALU | BPF_MOV | BPF_X, dst, src, 0, 0); }
-bpf_insn Mov64Imm(uint8_t dst, int32_t imm) { return Insn(BPF_ALU64 | BPF_MOV | BPF_K, dst, 0, 0, imm); }
+bpf_insn Mov32Reg(uint8_t dst, uint8_t src) {
+  return Insn(BPF_ALU | BPF_MOV | BPF_X, dst, src, 0, 0);
+}
+bpf_insn Mov64Imm(uint8_t dst, int32_t imm) {
+  return Insn(BPF_ALU64 | BPF_MOV | BPF_K, dst, 0, 0, imm);
+}
 bpf_insn JumpImm(uint8_t op, uint8_t dst, int32_t imm) {
   return Insn(BPF_JMP | op | BPF_K, dst, 0, 0 /* patched */, imm);
 }
@@ -67,9 +71,9 @@ Result<> Detach(int cgroup_fd, const std::string& cgroup_path, uint32_t id) {
   attr.attach_bpf_fd = static_cast<uint32_t>(prog.get());
   attr.attach_type = BPF_CGROUP_DEVICE;
   if (Bpf(BPF_PROG_DETACH, &attr) != 0 && errno != ENOENT) {
-    return SysFail("detach device program " + std::to_string(id) + " from cgroup '" +
-                       cgroup_path + "'",
-                   errno);
+    return SysFail(
+        "detach device program " + std::to_string(id) + " from cgroup '" + cgroup_path + "'",
+        errno);
   }
   return {};
 }
@@ -89,11 +93,12 @@ std::vector<bpf_insn> CompileDeviceFilter(const std::vector<DeviceRule>& rules) 
   for (auto it = rules.rbegin(); it != rules.rend(); ++it) {
     const DeviceRule& r = *it;
     int32_t bits = AccessBits(r.access);
-    if (bits == 0) continue;  // grants or denies nothing
+    if (bits == 0) continue;    // grants or denies nothing
     std::vector<size_t> jumps;  // indexes of jumps to the end of this block
     if (r.type == 'c' || r.type == 'b') {
       jumps.push_back(p.size());
-      p.push_back(JumpImm(BPF_JNE, kType, r.type == 'c' ? BPF_DEVCG_DEV_CHAR : BPF_DEVCG_DEV_BLOCK));
+      p.push_back(
+          JumpImm(BPF_JNE, kType, r.type == 'c' ? BPF_DEVCG_DEV_CHAR : BPF_DEVCG_DEV_BLOCK));
     }
     if (r.allow && bits != kAllAccess) {
       // Requested access must be a subset: (access & ~bits) == 0.
@@ -182,7 +187,8 @@ Result<> SetDeviceFilter(int cgroup_fd, const std::string& cgroup_path,
   auto old = QueryDeviceFilters(cgroup_fd, cgroup_path);
   if (!old) return tl::unexpected(old.error());
   auto prog = LoadDeviceFilter(CompileDeviceFilter(rules));
-  if (!prog) return tl::unexpected(prog.error().Wrap("device rules for cgroup '" + cgroup_path + "'"));
+  if (!prog)
+    return tl::unexpected(prog.error().Wrap("device rules for cgroup '" + cgroup_path + "'"));
   bpf_attr attr;
   std::memset(&attr, 0, sizeof attr);
   attr.target_fd = static_cast<uint32_t>(cgroup_fd);

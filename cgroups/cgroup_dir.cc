@@ -96,9 +96,7 @@ Result<int64_t> CgroupDir::ReadI64(std::string_view file) const {
 
 Result<> CgroupDir::Write(std::string_view file, std::string_view value) const {
   std::string name(file);
-  auto context = [&] {
-    return "write " + name + "=" + ShowValue(value) + " to " + Quoted(path_);
-  };
+  auto context = [&] { return "write " + name + "=" + ShowValue(value) + " to " + Quoted(path_); };
   // O_TRUNC is ignored by cgroupfs; it keeps a plain-file test tree (tests/cgroups) exact.
   base::UniqueFd fd(::openat(fd_.get(), name.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
   if (!fd) return SysFail(context(), errno);
@@ -106,8 +104,7 @@ Result<> CgroupDir::Write(std::string_view file, std::string_view value) const {
     ssize_t n = ::write(fd.get(), value.data(), value.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return SysFail(context(), errno);
-    if (static_cast<size_t>(n) != value.size())
-      return base::Fail(context() + ": short write", EIO);
+    if (static_cast<size_t>(n) != value.size()) return base::Fail(context() + ": short write", EIO);
     return {};
   }
 }

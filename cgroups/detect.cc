@@ -27,7 +27,8 @@ Result<DriverPtr> Detect(const std::string& root, const std::string& mount_root,
   while (mount.size() > 1 && mount.back() == '/') mount.pop_back();
 
   struct statfs fs;
-  if (::statfs(mount.c_str(), &fs) != 0) return SysFail("probe cgroup mount '" + mount + "'", errno);
+  if (::statfs(mount.c_str(), &fs) != 0)
+    return SysFail("probe cgroup mount '" + mount + "'", errno);
   if (static_cast<unsigned long>(fs.f_type) == CGROUP2_SUPER_MAGIC)
     return DriverPtr(std::make_unique<V2Driver>(mount, *clean_root, options));
 

@@ -20,8 +20,8 @@ using base::Result;
 
 struct DeviceRule {
   bool allow = true;
-  char type = 'a';      // 'a', 'c', 'b'
-  int64_t major = -1;   // -1 = '*'
+  char type = 'a';     // 'a', 'c', 'b'
+  int64_t major = -1;  // -1 = '*'
   int64_t minor = -1;
   std::string access = "rwm";
 };
@@ -34,14 +34,14 @@ struct BlkioThrottle {
 
 // Unset fields are left untouched.
 struct Resources {
-  std::optional<uint64_t> cpu_shares;        // v1 cpu.shares; v2 cpu.weight converted
-  std::optional<int64_t> cpu_quota_us;       // -1 = unlimited
+  std::optional<uint64_t> cpu_shares;   // v1 cpu.shares; v2 cpu.weight converted
+  std::optional<int64_t> cpu_quota_us;  // -1 = unlimited
   std::optional<uint64_t> cpu_period_us;
-  std::optional<int64_t> memory_limit_bytes; // -1 = unlimited
-  std::optional<int64_t> memory_min_bytes;   // v2 memory.min only
-  std::optional<int64_t> memory_high_bytes;  // v2 memory.high only
-  std::optional<int64_t> pids_limit;         // -1 = max
-  std::optional<uint16_t> blkio_weight;      // 10..1000
+  std::optional<int64_t> memory_limit_bytes;  // -1 = unlimited
+  std::optional<int64_t> memory_min_bytes;    // v2 memory.min only
+  std::optional<int64_t> memory_high_bytes;   // v2 memory.high only
+  std::optional<int64_t> pids_limit;          // -1 = max
+  std::optional<uint16_t> blkio_weight;       // 10..1000
   std::vector<BlkioThrottle> blkio_throttle;
   std::optional<std::vector<DeviceRule>> devices;  // full allow-list (replaces)
   std::optional<std::string> cpuset_cpus;
@@ -53,9 +53,9 @@ struct Stats {
   uint64_t memory_usage_bytes = 0;
   uint64_t memory_working_set_bytes = 0;  // usage - inactive_file, as cAdvisor computes it
   uint64_t memory_rss_bytes = 0;
-  uint64_t memory_limit_bytes = 0;        // 0 = unlimited
+  uint64_t memory_limit_bytes = 0;  // 0 = unlimited
   uint64_t pids_current = 0;
-  uint64_t oom_kill_count = 0;            // kills inside this cgroup
+  uint64_t oom_kill_count = 0;  // kills in this cgroup and its descendants (OomKillCount)
 };
 
 enum class Version { kV1 = 1, kV2 = 2 };
@@ -90,28 +90,30 @@ class Driver {
   virtual Result<uint64_t> OomKillCount(const std::string& path) = 0;
   // Directory to pass as clone3(CLONE_INTO_CGROUP) target or to write cgroup.procs for one
   // hierarchy (v2: the unified dir; v1: the given controller's dir).
-  virtual std::string ControllerPath(const std::string& controller, const std::string& path) const = 0;
+  virtual std::string ControllerPath(const std::string& controller,
+                                     const std::string& path) const = 0;
 };
 
 using DriverPtr = std::unique_ptr<Driver>;
 
 // Bounds on the waits a driver does (all are polls of kernel state with a deadline).
 struct DriverOptions {
-  std::chrono::milliseconds freeze_timeout{5000};   // FREEZING → FROZEN / cgroup.events frozen 1
-  std::chrono::milliseconds kill_timeout{10000};    // KillAll until the cgroup is empty
+  std::chrono::milliseconds freeze_timeout{5000};  // FREEZING → FROZEN / cgroup.events frozen 1
+  std::chrono::milliseconds kill_timeout{10000};   // KillAll until the cgroup is empty
   std::chrono::milliseconds remove_busy_timeout{2000};  // rmdir retries on EBUSY
 };
 
 // Probes `mount_root` (default /sys/fs/cgroup): a cgroup2 mount there means v2; per-controller
 // v1 mounts mean v1 (a hybrid layout's small unified tree is ignored). `root` is the prefix all
 // paths are placed under (the kubelet's --cgroup-root; "" = top).
-Result<DriverPtr> Detect(const std::string& root = "", const std::string& mount_root = "/sys/fs/cgroup");
+Result<DriverPtr> Detect(const std::string& root = "",
+                         const std::string& mount_root = "/sys/fs/cgroup");
 Result<DriverPtr> Detect(const std::string& root, const std::string& mount_root,
                          const DriverOptions& options);
 
 // Kubernetes values (K:pkg/kubelet/cm/helpers_linux.go).
-uint64_t MilliCpuToShares(int64_t milli);            // max(2, milli*1024/1000), capped 262144
+uint64_t MilliCpuToShares(int64_t milli);  // max(2, milli*1024/1000), capped 262144
 int64_t MilliCpuToQuota(int64_t milli, int64_t period_us);  // 0 when milli == 0; min 1000
-uint64_t SharesToWeight(uint64_t shares);            // 1 + ((shares-2)*9999)/262142
+uint64_t SharesToWeight(uint64_t shares);                   // 1 + ((shares-2)*9999)/262142
 
 }  // namespace cgroups

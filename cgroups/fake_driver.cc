@@ -8,9 +8,7 @@
 namespace cgroups {
 namespace {
 
-std::string Clean(const std::string& path) {
-  return base::Join(base::Split(path, '/', true), "/");
-}
+std::string Clean(const std::string& path) { return base::Join(base::Split(path, '/', true), "/"); }
 
 template <class T>
 void Merge(std::optional<T>& into, const std::optional<T>& from) {

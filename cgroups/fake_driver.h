@@ -40,8 +40,7 @@ class FakeDriver final : public Driver {
   Result<> Remove(const std::string& path) override;
   bool Exists(const std::string& path) override;
   Result<uint64_t> OomKillCount(const std::string& path) override;
-  std::string ControllerPath(const std::string& controller,
-                             const std::string& path) const override;
+  std::string ControllerPath(const std::string& controller, const std::string& path) const override;
 
  private:
   Result<> Enter(const std::string& method, const std::string& detail);

@@ -30,8 +30,8 @@ std::string StripSlash(std::string_view p) {
 // (rw, xattr, nsdelegate, release_agent=..., clone_children, noprefix, cpuset_v2_mode) is not one.
 const std::set<std::string, std::less<>>& KnownControllers() {
   static const std::set<std::string, std::less<>> k = {
-      "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
-      "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"};
+      "cpu",      "cpuacct", "cpuset",     "memory",  "devices", "freezer", "net_cls",
+      "net_prio", "blkio",   "perf_event", "hugetlb", "pids",    "rdma",    "misc"};
   return k;
 }
 

@@ -18,7 +18,7 @@ using FlatKeyed = std::map<std::string, uint64_t, std::less<>>;
 FlatKeyed ParseFlatKeyed(std::string_view text);
 std::optional<uint64_t> Lookup(const FlatKeyed& m, std::string_view key);
 
-// "max" → -1, else a signed number (pids.max, memory.max, memory.high, memory.min, cpu.max quota).
+// "max" → -1, else a signed number (pids.max, memory.max/high/min, the cpu.max quota).
 Result<int64_t> ParseMaxOrNumber(std::string_view text);
 std::string FormatMaxOrNumber(int64_t v);  // negative → "max"
 

@@ -4,9 +4,12 @@ namespace cgroups {
 
 std::string_view QosClassName(QosClass c) {
   switch (c) {
-    case QosClass::kGuaranteed: return "Guaranteed";
-    case QosClass::kBurstable: return "Burstable";
-    case QosClass::kBestEffort: return "BestEffort";
+    case QosClass::kGuaranteed:
+      return "Guaranteed";
+    case QosClass::kBurstable:
+      return "Burstable";
+    case QosClass::kBestEffort:
+      return "BestEffort";
   }
   return "";
 }
@@ -14,9 +17,14 @@ std::string_view QosClassName(QosClass c) {
 std::string QosCgroupPath(QosClass c, std::string_view kubepods) {
   std::string out(kubepods);
   switch (c) {
-    case QosClass::kGuaranteed: break;
-    case QosClass::kBurstable: out += "/burstable"; break;
-    case QosClass::kBestEffort: out += "/besteffort"; break;
+    case QosClass::kGuaranteed:
+      break;
+    case QosClass::kBurstable:
+      out += "/burstable";
+      break;
+    case QosClass::kBestEffort:
+      out += "/besteffort";
+      break;
   }
   return out;
 }
@@ -25,8 +33,8 @@ std::string PodCgroupPath(QosClass c, std::string_view pod_uid, std::string_view
   return QosCgroupPath(c, kubepods) + "/pod" + std::string(pod_uid);
 }
 
-std::string ContainerCgroupPath(QosClass c, std::string_view pod_uid,
-                                std::string_view container_id, std::string_view kubepods) {
+std::string ContainerCgroupPath(QosClass c, std::string_view pod_uid, std::string_view container_id,
+                                std::string_view kubepods) {
   return PodCgroupPath(c, pod_uid, kubepods) + "/" + std::string(container_id);
 }
 

@@ -24,8 +24,7 @@ std::string QosCgroupPath(QosClass c, std::string_view kubepods = "kubepods");
 // component (API UIDs are UUIDs; the drivers reject "." and "..").
 std::string PodCgroupPath(QosClass c, std::string_view pod_uid,
                           std::string_view kubepods = "kubepods");
-std::string ContainerCgroupPath(QosClass c, std::string_view pod_uid,
-                                std::string_view container_id,
+std::string ContainerCgroupPath(QosClass c, std::string_view pod_uid, std::string_view container_id,
                                 std::string_view kubepods = "kubepods");
 
 class QosTree {

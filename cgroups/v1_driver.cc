@@ -54,8 +54,7 @@ std::vector<std::string> V1Driver::MountPoints() const {
   return {s.begin(), s.end()};
 }
 
-std::string V1Driver::ControllerPath(const std::string& controller,
-                                     const std::string& path) const {
+std::string V1Driver::ControllerPath(const std::string& controller, const std::string& path) const {
   auto it = hierarchies_.find(Hierarchy(controller));
   if (it == hierarchies_.end()) return "";
   auto rel = JoinCgroupPath(root_, path);
@@ -66,8 +65,8 @@ std::string V1Driver::ControllerPath(const std::string& controller,
 Result<CgroupDir> V1Driver::Open(const std::string& controller, const std::string& path) const {
   auto it = hierarchies_.find(Hierarchy(controller));
   if (it == hierarchies_.end()) {
-    return base::Fail("cgroup '" + path + "': the v1 " + controller + " hierarchy is not mounted under " +
-                          mount_root_,
+    return base::Fail("cgroup '" + path + "': the v1 " + controller +
+                          " hierarchy is not mounted under " + mount_root_,
                       ENODEV);
   }
   auto rel = JoinCgroupPath(root_, path);
@@ -75,11 +74,11 @@ Result<CgroupDir> V1Driver::Open(const std::string& controller, const std::strin
   return CgroupDir::Open(Abs(it->second, *rel));
 }
 
-#define CUBELET_V1_OPENER(Method, Class, controller)                         \
-  Result<v1::Class> V1Driver::Method(const std::string& path) const {        \
-    auto dir = Open(controller, path);                                       \
-    if (!dir) return tl::unexpected(dir.error());                            \
-    return v1::Class(std::move(*dir));                                       \
+#define CUBELET_V1_OPENER(Method, Class, controller)                  \
+  Result<v1::Class> V1Driver::Method(const std::string& path) const { \
+    auto dir = Open(controller, path);                                \
+    if (!dir) return tl::unexpected(dir.error());                     \
+    return v1::Class(std::move(*dir));                                \
   }
 CUBELET_V1_OPENER(Cpu, CpuController, "cpu")
 CUBELET_V1_OPENER(Cpuacct, CpuacctController, "cpuacct")
@@ -220,7 +219,8 @@ Result<> V1Driver::KillAll(const std::string& path) {
   auto rel = JoinCgroupPath(root_, path);
   if (!rel) return tl::unexpected(rel.error());
   if (rel->empty())
-    return base::Fail("kill all in cgroup '" + path + "': refusing to kill a hierarchy root", EPERM);
+    return base::Fail("kill all in cgroup '" + path + "': refusing to kill a hierarchy root",
+                      EPERM);
 
   // Frozen first so that nothing forks between reading cgroup.procs and the kill; frozen tasks
   // keep the pending SIGKILL and die as soon as they are thawed.

@@ -55,8 +55,7 @@ class V1Driver final : public Driver {
   // and OOMs can still be seen through OomWatcher (memory.oom_control eventfd).
   Result<uint64_t> OomKillCount(const std::string& path) override;
   // "cpu", "memory", ..., "systemd" or "name=systemd"; "" when that hierarchy is not mounted.
-  std::string ControllerPath(const std::string& controller,
-                             const std::string& path) const override;
+  std::string ControllerPath(const std::string& controller, const std::string& path) const override;
 
   // One distinct mount point per hierarchy (co-mounted controllers share one), sorted.
   std::vector<std::string> MountPoints() const;

@@ -24,9 +24,7 @@ const std::vector<std::string>& V2Driver::WantedControllers() {
   return k;
 }
 
-std::string V2Driver::Describe(const std::string& path) const {
-  return ControllerPath("", path);
-}
+std::string V2Driver::Describe(const std::string& path) const { return ControllerPath("", path); }
 
 std::string V2Driver::ControllerPath(const std::string&, const std::string& path) const {
   auto rel = JoinCgroupPath(root_, path);
@@ -98,7 +96,8 @@ Result<> V2Driver::WriteController(const CgroupDir& dir, const char* controller,
     std::string have = avail ? std::string(base::Trim(*avail)) : "?";
     return tl::unexpected(r.error().Wrap(std::string("the ") + controller +
                                          " controller is not enabled for this cgroup (its "
-                                         "cgroup.controllers: '" + have + "')"));
+                                         "cgroup.controllers: '" +
+                                         have + "')"));
   }
   return r;
 }
@@ -107,8 +106,8 @@ Result<> V2Driver::Apply(const std::string& path, const Resources& r) {
   auto dir = Open(path);
   if (!dir) return tl::unexpected(dir.error());
   if (r.cpu_shares) {
-    CUBELET_TRY(WriteController(*dir, "cpu", "cpu.weight",
-                                std::to_string(SharesToWeight(*r.cpu_shares))));
+    CUBELET_TRY(
+        WriteController(*dir, "cpu", "cpu.weight", std::to_string(SharesToWeight(*r.cpu_shares))));
   }
   if (r.cpu_quota_us || r.cpu_period_us) {
     CpuMax m;
@@ -128,16 +127,16 @@ Result<> V2Driver::Apply(const std::string& path, const Resources& r) {
   if (r.cpuset_mems) CUBELET_TRY(WriteController(*dir, "cpuset", "cpuset.mems", *r.cpuset_mems));
   if (r.cpuset_cpus) CUBELET_TRY(WriteController(*dir, "cpuset", "cpuset.cpus", *r.cpuset_cpus));
   if (r.memory_min_bytes) {
-    CUBELET_TRY(WriteController(*dir, "memory", "memory.min",
-                                FormatMaxOrNumber(*r.memory_min_bytes)));
+    CUBELET_TRY(
+        WriteController(*dir, "memory", "memory.min", FormatMaxOrNumber(*r.memory_min_bytes)));
   }
   if (r.memory_high_bytes) {
-    CUBELET_TRY(WriteController(*dir, "memory", "memory.high",
-                                FormatMaxOrNumber(*r.memory_high_bytes)));
+    CUBELET_TRY(
+        WriteController(*dir, "memory", "memory.high", FormatMaxOrNumber(*r.memory_high_bytes)));
   }
   if (r.memory_limit_bytes) {
-    CUBELET_TRY(WriteController(*dir, "memory", "memory.max",
-                                FormatMaxOrNumber(*r.memory_limit_bytes)));
+    CUBELET_TRY(
+        WriteController(*dir, "memory", "memory.max", FormatMaxOrNumber(*r.memory_limit_bytes)));
   }
   if (r.pids_limit) {
     CUBELET_TRY(WriteController(*dir, "pids", "pids.max", FormatMaxOrNumber(*r.pids_limit)));
@@ -147,9 +146,9 @@ Result<> V2Driver::Apply(const std::string& path, const Resources& r) {
     if (dir->Has("io.bfq.weight")) {
       CUBELET_TRY(dir->Write("io.bfq.weight", std::to_string(*r.blkio_weight)));
     } else {
-      CUBELET_TRY(WriteController(*dir, "io", "io.weight",
-                                  "default " +
-                                      std::to_string(BlkioWeightToIoWeight(*r.blkio_weight))));
+      CUBELET_TRY(
+          WriteController(*dir, "io", "io.weight",
+                          "default " + std::to_string(BlkioWeightToIoWeight(*r.blkio_weight))));
     }
   }
   for (const auto& t : r.blkio_throttle)
@@ -212,7 +211,8 @@ Result<> V2Driver::Freeze(const std::string& path) {
   auto dir = Open(path);
   if (!dir) return tl::unexpected(dir.error());
   if (!dir->Has("cgroup.freeze"))
-    return base::Fail("freeze cgroup '" + dir->path() + "': no cgroup.freeze (Linux < 5.2)", ENOTSUP);
+    return base::Fail("freeze cgroup '" + dir->path() + "': no cgroup.freeze (Linux < 5.2)",
+                      ENOTSUP);
   CUBELET_TRY(dir->Write("cgroup.freeze", "1"));
   auto r = WaitEvent(*dir, "frozen", 1, options_.freeze_timeout, "freeze");
   if (!r) (void)dir->Write("cgroup.freeze", "0");  // never leave it half frozen
@@ -232,7 +232,8 @@ Result<> V2Driver::KillAll(const std::string& path) {
   auto rel = JoinCgroupPath(root_, path);
   if (!rel) return tl::unexpected(rel.error());
   if (rel->empty())
-    return base::Fail("kill all in cgroup '" + path + "': refusing to kill the hierarchy root", EPERM);
+    return base::Fail("kill all in cgroup '" + path + "': refusing to kill the hierarchy root",
+                      EPERM);
   auto dir = Open(path);
   if (!dir) {
     if (dir.error().code == ENOENT) return {};  // nothing to kill

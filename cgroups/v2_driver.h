@@ -44,8 +44,7 @@ class V2Driver final : public Driver {
   // controller is not enabled for the cgroup.
   Result<uint64_t> OomKillCount(const std::string& path) override;
   // The unified directory, whatever the controller.
-  std::string ControllerPath(const std::string& controller,
-                             const std::string& path) const override;
+  std::string ControllerPath(const std::string& controller, const std::string& path) const override;
 
   // Test hook: ignore cgroup.kill, to exercise the freeze+kill fallback of older kernels.
   void set_use_cgroup_kill(bool use) { use_cgroup_kill_ = use; }

@@ -15,8 +15,7 @@ std::string BlkioController::WeightFile() const {
 Result<> BlkioController::SetWeight(uint64_t weight) {
   auto file = WeightFile();
   if (file.empty()) {
-    return base::Fail("set blkio weight " + std::to_string(weight) + " on cgroup '" +
-                          dir_.path() +
+    return base::Fail("set blkio weight " + std::to_string(weight) + " on cgroup '" + dir_.path() +
                           "': neither blkio.weight nor blkio.bfq.weight exists (is the BFQ "
                           "I/O scheduler available?)",
                       ENOTSUP);
@@ -27,8 +26,7 @@ Result<> BlkioController::SetWeight(uint64_t weight) {
 Result<uint64_t> BlkioController::Weight() const {
   auto file = WeightFile();
   if (file.empty())
-    return base::Fail("read blkio weight of cgroup '" + dir_.path() + "': no weight file",
-                      ENOTSUP);
+    return base::Fail("read blkio weight of cgroup '" + dir_.path() + "': no weight file", ENOTSUP);
   auto text = dir_.Read(file);
   if (!text) return tl::unexpected(text.error());
   auto v = ParseWeightFile(*text);

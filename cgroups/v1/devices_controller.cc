@@ -17,7 +17,8 @@ Result<std::vector<DeviceRule>> DevicesController::List() const {
   auto text = dir_.Read("devices.list");
   if (!text) return tl::unexpected(text.error());
   auto rules = ParseDevicesList(*text);
-  if (!rules) return tl::unexpected(rules.error().Wrap("devices.list of cgroup '" + dir_.path() + "'"));
+  if (!rules)
+    return tl::unexpected(rules.error().Wrap("devices.list of cgroup '" + dir_.path() + "'"));
   return rules;
 }
 
@@ -84,7 +85,8 @@ Result<> DevicesController::ApplyAllowList(const std::vector<DeviceRule>& rules)
     for (const auto& have : *current) {
       bool kept = false;
       for (const auto& want : rules)
-        if (want.allow && SameDevice(want, have) && SameAccess(want.access, have.access)) kept = true;
+        if (want.allow && SameDevice(want, have) && SameAccess(want.access, have.access))
+          kept = true;
       if (!kept) CUBELET_TRY(Deny(have));
     }
   }

@@ -19,15 +19,16 @@ struct Request {
 
 uint32_t Bits(const std::string& a) {
   uint32_t b = 0;
-  for (char c : a) b |= c == 'm' ? BPF_DEVCG_ACC_MKNOD : c == 'r' ? BPF_DEVCG_ACC_READ : BPF_DEVCG_ACC_WRITE;
+  for (char c : a)
+    b |= c == 'm' ? BPF_DEVCG_ACC_MKNOD : c == 'r' ? BPF_DEVCG_ACC_READ : BPF_DEVCG_ACC_WRITE;
   return b;
 }
 
 // Runs the program; FAILs on anything outside the subset or on a backward/out-of-range jump.
 int Run(const std::vector<bpf_insn>& prog, const Request& req) {
   bpf_cgroup_dev_ctx ctx{};
-  ctx.access_type = (Bits(req.access) << 16) |
-                    (req.type == 'c' ? BPF_DEVCG_DEV_CHAR : BPF_DEVCG_DEV_BLOCK);
+  ctx.access_type =
+      (Bits(req.access) << 16) | (req.type == 'c' ? BPF_DEVCG_DEV_CHAR : BPF_DEVCG_DEV_BLOCK);
   ctx.major = req.major;
   ctx.minor = req.minor;
   uint64_t r[11] = {};
@@ -54,8 +55,12 @@ int Run(const std::vector<bpf_insn>& prog, const Request& req) {
         init[i.dst_reg] = true;
         break;
       }
-      case BPF_ALU | BPF_AND | BPF_K: r[i.dst_reg] = uint32_t(use(i.dst_reg) & uint32_t(i.imm)); break;
-      case BPF_ALU | BPF_RSH | BPF_K: r[i.dst_reg] = uint32_t(use(i.dst_reg)) >> i.imm; break;
+      case BPF_ALU | BPF_AND | BPF_K:
+        r[i.dst_reg] = uint32_t(use(i.dst_reg) & uint32_t(i.imm));
+        break;
+      case BPF_ALU | BPF_RSH | BPF_K:
+        r[i.dst_reg] = uint32_t(use(i.dst_reg)) >> i.imm;
+        break;
       case BPF_ALU | BPF_MOV | BPF_X:
         r[i.dst_reg] = uint32_t(use(i.src_reg));
         init[i.dst_reg] = true;
@@ -64,10 +69,16 @@ int Run(const std::vector<bpf_insn>& prog, const Request& req) {
         r[i.dst_reg] = uint64_t(int64_t(i.imm));
         init[i.dst_reg] = true;
         break;
-      case BPF_JMP | BPF_JNE | BPF_K: jump(use(i.dst_reg) != uint64_t(int64_t(i.imm))); break;
-      case BPF_JMP | BPF_JEQ | BPF_K: jump(use(i.dst_reg) == uint64_t(int64_t(i.imm))); break;
-      case BPF_JMP | BPF_EXIT: return int(use(0));
-      default: FAIL("unexpected opcode " << int(i.code) << " at " << pc);
+      case BPF_JMP | BPF_JNE | BPF_K:
+        jump(use(i.dst_reg) != uint64_t(int64_t(i.imm)));
+        break;
+      case BPF_JMP | BPF_JEQ | BPF_K:
+        jump(use(i.dst_reg) == uint64_t(int64_t(i.imm)));
+        break;
+      case BPF_JMP | BPF_EXIT:
+        return int(use(0));
+      default:
+        FAIL("unexpected opcode " << int(i.code) << " at " << pc);
     }
   }
   FAIL("fell off the end of the program");
@@ -112,7 +123,8 @@ const std::vector<Request>& Requests() {
     for (char t : {'c', 'b'})
       for (uint32_t major : {1u, 5u, 8u, 136u})
         for (uint32_t minor : {0u, 3u, 5u, 9u})
-          for (const char* a : {"r", "w", "m", "rw", "rwm", "wm"}) out.push_back({t, major, minor, a});
+          for (const char* a : {"r", "w", "m", "rw", "rwm", "wm"})
+            out.push_back({t, major, minor, a});
     return out;
   }();
   return reqs;
@@ -148,9 +160,9 @@ TEST_CASE("device filter: table of rule lists against the semantics", "[cgroups]
 TEST_CASE("device filter: the spot checks a reader expects", "[cgroups][unit]") {
   auto prog = CompileDeviceFilter({DeviceRule{true, 'c', 1, 3, "rwm"}});  // /dev/null only
   CHECK(Run(prog, {'c', 1, 3, "rw"}) == 1);
-  CHECK(Run(prog, {'c', 1, 5, "r"}) == 0);   // /dev/zero
-  CHECK(Run(prog, {'b', 1, 3, "r"}) == 0);   // a block device with the same numbers
+  CHECK(Run(prog, {'c', 1, 5, "r"}) == 0);  // /dev/zero
+  CHECK(Run(prog, {'b', 1, 3, "r"}) == 0);  // a block device with the same numbers
   auto ro = CompileDeviceFilter({DeviceRule{true, 'c', 1, 5, "r"}});
   CHECK(Run(ro, {'c', 1, 5, "r"}) == 1);
-  CHECK(Run(ro, {'c', 1, 5, "rw"}) == 0);    // write not granted
+  CHECK(Run(ro, {'c', 1, 5, "rw"}) == 0);  // write not granted
 }

@@ -79,8 +79,8 @@ TEST_CASE("v2: Apply writes v2 names and converted values", "[cgroups][unit]") {
   TempTree t;
   t.V2Cgroup("", "cpu io memory pids");
   t.V2Cgroup("pod", "cpu io memory pids");
-  for (auto f : {"cpu.weight", "memory.max", "memory.high", "memory.min", "pids.max",
-                 "io.weight", "io.max", "cpuset.cpus", "cpuset.mems"})
+  for (auto f : {"cpu.weight", "memory.max", "memory.high", "memory.min", "pids.max", "io.weight",
+                 "io.max", "cpuset.cpus", "cpuset.mems"})
     t.Put(std::string("pod/") + f, "");
   t.Put("pod/cpu.max", "max 100000\n");
   V2Driver d(t.root(), "");

@@ -1,15 +1,19 @@
 // Pure parts of cgroups/: conversions, control-file parsing, mountinfo, paths.
+#include "cgroups/parse.h"
+
 #include <catch2/catch.hpp>
 
 #include "cgroups/cgroup_dir.h"
 #include "cgroups/driver.h"
 #include "cgroups/mountinfo.h"
-#include "cgroups/parse.h"
 
 using namespace cgroups;
 
 TEST_CASE("MilliCpuToShares follows the kubelet", "[cgroups][unit]") {
-  struct Row { int64_t milli; uint64_t shares; };
+  struct Row {
+    int64_t milli;
+    uint64_t shares;
+  };
   for (auto [milli, shares] : std::vector<Row>{{0, 2},
                                                {1, 2},
                                                {2, 2},
@@ -28,7 +32,7 @@ TEST_CASE("MilliCpuToShares follows the kubelet", "[cgroups][unit]") {
 
 TEST_CASE("MilliCpuToQuota follows the kubelet", "[cgroups][unit]") {
   CHECK(MilliCpuToQuota(0, 100000) == 0);
-  CHECK(MilliCpuToQuota(1, 100000) == 1000);    // 100 → clamped to the 1 ms minimum
+  CHECK(MilliCpuToQuota(1, 100000) == 1000);  // 100 → clamped to the 1 ms minimum
   CHECK(MilliCpuToQuota(10, 100000) == 1000);
   CHECK(MilliCpuToQuota(200, 100000) == 20000);
   CHECK(MilliCpuToQuota(1500, 100000) == 150000);
@@ -121,8 +125,7 @@ TEST_CASE("io files: weight, io.max, throttle", "[cgroups][unit]") {
   CHECK(ParseWeightFile("100\n") == 100u);
   CHECK(ParseWeightFile("default 500\n8:0 200\n") == 500u);
   CHECK_FALSE(ParseWeightFile("8:0 200\n"));
-  CHECK(FormatIoMax({8, 0, 1048576, 0, 0, 100}) ==
-        "8:0 rbps=1048576 wbps=max riops=max wiops=100");
+  CHECK(FormatIoMax({8, 0, 1048576, 0, 0, 100}) == "8:0 rbps=1048576 wbps=max riops=max wiops=100");
   CHECK(BlkioWeightToIoWeight(10) == 1);
   CHECK(BlkioWeightToIoWeight(1000) == 10000);
   CHECK(BlkioWeightToIoWeight(500) == 1 + 490 * 9999 / 990);
@@ -174,8 +177,8 @@ TEST_CASE("mountinfo: separate, co-mounted and named v1 hierarchies", "[cgroups]
   CHECK(h["memory"] == "/sys/fs/cgroup/memory");
   CHECK(h["cpuset"] == "/sys/fs/cgroup/cpuset");
   CHECK(h["name=systemd"] == "/sys/fs/cgroup/systemd");
-  CHECK(h.count("pids") == 0);     // not under the mount root
-  CHECK(h.count("xattr") == 0);    // a mount option, not a controller
+  CHECK(h.count("pids") == 0);   // not under the mount root
+  CHECK(h.count("xattr") == 0);  // a mount option, not a controller
   CHECK(h.count("clone_children") == 0);
 }
 

@@ -1,7 +1,8 @@
+#include "cgroups/qos_tree.h"
+
 #include <catch2/catch.hpp>
 
 #include "cgroups/fake_driver.h"
-#include "cgroups/qos_tree.h"
 
 using namespace cgroups;
 
@@ -14,7 +15,8 @@ TEST_CASE("QoS cgroup paths", "[cgroups][unit]") {
   };
   const char* uid = "0f1e2d3c-aaaa-bbbb-cccc-123456789abc";
   for (const auto& row : std::vector<Row>{
-           {QosClass::kGuaranteed, "kubepods", "kubepods", "kubepods/pod0f1e2d3c-aaaa-bbbb-cccc-123456789abc"},
+           {QosClass::kGuaranteed, "kubepods", "kubepods",
+            "kubepods/pod0f1e2d3c-aaaa-bbbb-cccc-123456789abc"},
            {QosClass::kBurstable, "kubepods", "kubepods/burstable",
             "kubepods/burstable/pod0f1e2d3c-aaaa-bbbb-cccc-123456789abc"},
            {QosClass::kBestEffort, "kubepods", "kubepods/besteffort",

@@ -1,5 +1,7 @@
 // cgroup v1 driver on the real kernel (this machine: separate hierarchies under /sys/fs/cgroup).
 // Each test works under its own testsupport::CgroupParent, which is the driver's root.
+#include "cgroups/v1_driver.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -12,7 +14,6 @@
 #include "cgroups/oom_watcher.h"
 #include "cgroups/parse.h"
 #include "cgroups/qos_tree.h"
-#include "cgroups/v1_driver.h"
 #include "tests/cgroups/proc_util.h"
 #include "tests/cgroups/test_child.h"
 #include "tests/support/kernel_env.h"
@@ -71,7 +72,8 @@ TEST_CASE("v1: Detect finds the separate hierarchies", "[cgroups][v1][privileged
   CHECK(t.v1->ControllerPath("nope", "x").empty());
 }
 
-TEST_CASE("v1: Create makes the path in every hierarchy, cpuset filled in", "[cgroups][v1][privileged]") {
+TEST_CASE("v1: Create makes the path in every hierarchy, cpuset filled in",
+          "[cgroups][v1][privileged]") {
   V1 t("v1-create");
   REQUIRE(t.driver->Create("a/b"));
   for (const auto& m : t.v1->MountPoints()) {
@@ -226,7 +228,8 @@ TEST_CASE("v1: freeze puts tasks in D, thaw brings them back", "[cgroups][v1][pr
   CHECK(Eventually([&] { return ProcState(child.pid()) == 'S'; }));
 }
 
-TEST_CASE("v1: a thaw that cannot complete times out with a clear error", "[cgroups][v1][privileged]") {
+TEST_CASE("v1: a thaw that cannot complete times out with a clear error",
+          "[cgroups][v1][privileged]") {
   DriverOptions quick;
   quick.freeze_timeout = 200ms;
   V1 t("v1-thaw-timeout", quick);
@@ -400,8 +403,8 @@ TEST_CASE("v1: Remove leaves nothing in any hierarchy", "[cgroups][v1][privilege
   REQUIRE_FALSE(e);
   CHECK(std::chrono::steady_clock::now() - start < 3s);  // bounded
   CHECK(e.error().code == EBUSY);
-  CHECK(e.error().message.find("still has 1 process(es), e.g. pid " + std::to_string(child.pid())) !=
-        std::string::npos);
+  CHECK(e.error().message.find("still has 1 process(es), e.g. pid " +
+                               std::to_string(child.pid())) != std::string::npos);
   REQUIRE(t.driver->KillAll("busy"));
   REQUIRE(t.driver->Remove("busy"));
 

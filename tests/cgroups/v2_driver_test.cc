@@ -4,6 +4,8 @@
 // freeze+kill fallback, BPF device programs, cpu.stat, remove, and the errors for controllers that
 // are not enabled. Resource files are covered by fake_tree_test.cc. Where a controller IS
 // available (another machine), the same tests also check its files.
+#include "cgroups/v2_driver.h"
+
 #include <fcntl.h>
 #include <sys/vfs.h>
 
@@ -13,7 +15,6 @@
 
 #include "cgroups/bpf_device_filter.h"
 #include "cgroups/parse.h"
-#include "cgroups/v2_driver.h"
 #include "tests/cgroups/proc_util.h"
 #include "tests/cgroups/test_child.h"
 #include "tests/support/kernel_env.h"
@@ -64,10 +65,10 @@ struct V2 {
 
 }  // namespace
 
-#define REQUIRE_UNIFIED()                                           \
-  if (!HaveUnified()) {                                             \
-    WARN("no cgroup2 mount at /sys/fs/cgroup/unified; skipped");    \
-    return;                                                         \
+#define REQUIRE_UNIFIED()                                        \
+  if (!HaveUnified()) {                                          \
+    WARN("no cgroup2 mount at /sys/fs/cgroup/unified; skipped"); \
+    return;                                                      \
   }
 
 TEST_CASE("v2: create, processes, /proc/PID/cgroup", "[cgroups][v2][privileged]") {
@@ -149,7 +150,8 @@ TEST_CASE("v2: freeze stops a busy process, thaw resumes it", "[cgroups][v2][pri
   CHECK(Eventually([&] { return CpuTicks(child.pid()) > at_freeze + 5; }));
 }
 
-TEST_CASE("v2: a thaw that cannot complete times out with a clear error", "[cgroups][v2][privileged]") {
+TEST_CASE("v2: a thaw that cannot complete times out with a clear error",
+          "[cgroups][v2][privileged]") {
   REQUIRE_UNIFIED();
   V2 t("v2-thaw-timeout");
   DriverOptions quick;
@@ -160,8 +162,8 @@ TEST_CASE("v2: a thaw that cannot complete times out with a clear error", "[cgro
   auto e = d.Thaw("f/sub");  // its parent stays frozen
   REQUIRE_FALSE(e);
   CHECK(e.error().code == ETIMEDOUT);
-  CHECK(e.error().message == "thaw cgroup '" + t.Dir("f/sub") +
-                                 "': cgroup.events still has 'frozen 1' after 200 ms");
+  CHECK(e.error().message ==
+        "thaw cgroup '" + t.Dir("f/sub") + "': cgroup.events still has 'frozen 1' after 200 ms");
   REQUIRE(d.Thaw("f"));
   REQUIRE(d.Thaw("f/sub"));
 }
