@@ -36,7 +36,11 @@ NodeStatusManager::NodeStatusManager(NodeStatusOptions options, ApiClientPtr api
       machine_(std::move(machine)),
       events_(std::move(events)),
       clock_(clock ? clock : &real_clock_) {
-  if (!machine_) machine_ = std::make_shared<MachineInfoReader>(MachineInfoReader::Options{});
+  if (!machine_) {
+    MachineInfoReader::Options mo;
+    mo.fs_path = options_.state_dir;
+    machine_ = std::make_shared<MachineInfoReader>(mo);
+  }
   if (options_.node.hostname.empty()) options_.node.hostname = options_.node.node_name;
 }
 

@@ -26,7 +26,10 @@ namespace agent {
 struct NodeStatusOptions {
   NodeStatusConfig node;      // what goes into the Node (name, addresses, labels, reserved, ...)
   bool register_node = true;  // --register-node
-  std::string pod_cidr;       // --pod-cidr: used until the API assigns spec.podCIDR
+  // The state directory (--root-dir): ephemeral-storage capacity and DiskPressure are measured
+  // on its filesystem when no MachineInfoSource is given.
+  std::string state_dir = "/var/lib/cubelet";
+  std::string pod_cidr;  // --pod-cidr: used until the API assigns spec.podCIDR
   std::chrono::milliseconds update_frequency{10'000};   // nodeStatusUpdateFrequency
   std::chrono::milliseconds report_frequency{300'000};  // nodeStatusReportFrequency
   std::chrono::milliseconds register_backoff_initial{100};
@@ -51,7 +54,8 @@ struct NodeStatusHooks {
 
 class NodeStatusManager {
  public:
-  // `machine` defaults to a MachineInfoReader of the real host; `events` and `clock` may be null.
+  // `machine` defaults to a MachineInfoReader of this host (fs_path = options.state_dir);
+  // `events` and `clock` may be null.
   NodeStatusManager(NodeStatusOptions options, ApiClientPtr api, NodeStatusHooks hooks,
                     MachineInfoSourcePtr machine = nullptr, EventRecorderPtr events = nullptr,
                     const base::Clock* clock = nullptr);
