@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -97,6 +98,11 @@ class ApiServer {
   std::atomic<bool> stop_{false};
   std::atomic<bool> dirty_{true};
   std::thread controller_thread_;
+  // Controller state (see controllers.cc).
+  std::mutex controller_state_mu_;
+  std::set<std::string> managed_endpoints_;
+  using Heartbeat = std::pair<std::string, std::chrono::steady_clock::time_point>;
+  std::map<std::string, Heartbeat> node_seen_;  // last heartbeat text and when it changed
   std::mutex controller_mu_;
   std::condition_variable controller_cv_;
 

@@ -279,10 +279,6 @@ void Controllers::ReconcileService(const Json& svc, std::set<std::string>& manag
   Json ep_labels = svc["metadata"].value("labels", Json::object());
   if (headless) ep_labels["service.kubernetes.io/headless"] = "";
   const Json* old_ep = store_.Get("endpoints", ns, name);
-  if (old_ep && !managed_endpoints.count(ns + "/" + name) && !old_ep->contains("subsets") &&
-      false) {
-    return;
-  }
   managed_endpoints.insert(ns + "/" + name);
   if (old_ep) {
     Json updated = *old_ep;
@@ -504,15 +500,12 @@ void Controllers::ReconcileNamespaces() {
 }
 
 void ApiServer::RunControllersOnce() {
-  static std::mutex state_mu;
-  static std::set<std::string> managed_endpoints;
-  static std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> seen;
-  std::lock_guard<std::mutex> state_lock(state_mu);
+  std::lock_guard<std::mutex> state_lock(controller_state_mu_);
   auto lock = store_.Lock();
   Controllers c(*this);
   c.ReconcileNamespaces();
-  c.ReconcileServices(managed_endpoints);
-  c.ReconcileNodes(seen, config_.node_monitor_grace, config_.cluster_cidr,
+  c.ReconcileServices(managed_endpoints_);
+  c.ReconcileNodes(node_seen_, config_.node_monitor_grace, config_.cluster_cidr,
                    config_.node_cidr_mask);
 }
 

@@ -13,6 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <atomic>
+#include <limits>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -273,7 +274,7 @@ void HttpServer::Impl::Proxy(beast::ssl_stream<beast::tcp_stream>& client, const
   }
   beast::flat_buffer buf;
   http::response_parser<http::buffer_body> parser;
-  parser.body_limit(boost::none);
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   http::read_header(up, buf, parser, ec);
   if (ec) {
     fail(500, "Get \"" + url + "\": " + ec.message());
@@ -337,7 +338,14 @@ void HttpServer::Impl::Serve(tcp::socket socket) {
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(300));
     http::request_parser<http::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
-    http::read(stream, buffer, parser, ec);
+    http::read_header(stream, buffer, parser, ec);
+    if (ec) break;
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+      http::write(stream, cont, ec);
+      if (ec) break;
+    }
+    if (!parser.is_done()) http::read(stream, buffer, parser, ec);
     if (ec) break;
     beast::get_lowest_layer(stream).expires_never();
     auto& hreq = parser.get();
