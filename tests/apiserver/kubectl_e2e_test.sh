@@ -9,9 +9,12 @@ if [ ! -x "$KUBECTL" ]; then echo "SKIP: no kubectl at $KUBECTL"; exit 77; fi
 TMP=$(mktemp -d /tmp/kubectl-e2e.XXXXXX)
 SERVER_PID="" KUBELET_PID=""
 cleanup() {
+  local rc=$?
+  set +e
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
   [ -n "$KUBELET_PID" ] && kill "$KUBELET_PID" 2>/dev/null && wait "$KUBELET_PID" 2>/dev/null
   if [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; else echo "kept $TMP"; fi
+  exit $rc
 }
 trap cleanup EXIT
 export HOME=$TMP/home KUBECONFIG=/nonexistent
