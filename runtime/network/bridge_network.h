@@ -55,7 +55,7 @@ class BridgeNetwork : public PodNetwork {
 
   // Start-up recovery: frees the addresses and deletes the host veths of sandboxes not in
   // live_sandbox_ids. Returns how many sandboxes were cleaned.
-  Result<size_t> GarbageCollect(const std::set<std::string>& live_sandbox_ids);
+  Result<size_t> GarbageCollect(const std::set<std::string>& live_sandbox_ids) override;
 
   // "veth" + first 8 hex digits of the sandbox id: the pod's host-side interface.
   static std::string HostVethName(const std::string& sandbox_id);

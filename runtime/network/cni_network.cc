@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
@@ -340,6 +341,34 @@ Result<> CniNetwork::Teardown(const SandboxNetRequest& req) {
   if (!del) return tl::unexpected(del.error().Wrap(what));
   CUBELET_TRY_CTX(RemoveCache(req.sandbox_id), what);
   return {};
+}
+
+Result<size_t> CniNetwork::GarbageCollect(const std::set<std::string>& live) {
+  const std::string suffix = "-" + options_.interface_name + ".json";
+  std::vector<std::string> dead;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(options_.cache_dir, ec)) {
+    std::string n = e.path().filename();
+    if (!base::EndsWith(n, suffix)) continue;
+    std::string id = n.substr(0, n.size() - suffix.size());
+    if (!live.count(id)) dead.push_back(id);
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return base::Fail("garbage-collect CNI networks: read " + options_.cache_dir + ": " +
+                          ec.message(),
+                      ec.value());
+  }
+  size_t n = 0;
+  for (const auto& id : dead) {
+    SandboxNetRequest req;
+    req.sandbox_id = id;
+    auto cached = LoadCache(id);
+    if (cached && *cached) req.netns_path = (*cached)->inv.netns;
+    CUBELET_TRY_CTX(Teardown(req), "garbage-collect CNI networks");
+    base::log::Info("released CNI network of vanished sandbox", {{"sandbox", id}});
+    ++n;
+  }
+  return n;
 }
 
 Result<> CniNetwork::Check(const SandboxNetRequest& req) {

@@ -11,6 +11,7 @@
 // Plugins run in the network namespace of the constructing thread (the node's).
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,8 @@ class CniNetwork : public PodNetwork {
   bool Ready(std::string* reason, std::string* message) const override;
   // CNI CHECK with the cached result; an error says what the plugin found wrong.
   Result<> Check(const SandboxNetRequest& req);
+  // DEL (with the cached config and result) for every cached sandbox not in live_sandbox_ids.
+  Result<size_t> GarbageCollect(const std::set<std::string>& live_sandbox_ids) override;
 
   const CniNetworkOptions& options() const { return options_; }
 

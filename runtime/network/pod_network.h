@@ -6,6 +6,7 @@
 // Setup for the same id returns the existing address), Teardown must be idempotent and work after
 // a cubelet restart from what is persisted on disk.
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,12 @@ class PodNetwork {
   virtual Result<> Teardown(const SandboxNetRequest& req) = 0;
   // "NetworkReady" condition: false with a reason until the node network is usable.
   virtual bool Ready(std::string* reason, std::string* message) const = 0;
+  // Start-up recovery: releases what sandboxes not in live_sandbox_ids still hold (addresses,
+  // host interfaces, port mappings, cached results). Returns how many sandboxes were cleaned.
+  virtual Result<size_t> GarbageCollect(const std::set<std::string>& live_sandbox_ids) {
+    (void)live_sandbox_ids;
+    return size_t{0};
+  }
 };
 
 using PodNetworkPtr = std::unique_ptr<PodNetwork>;

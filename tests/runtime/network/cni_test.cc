@@ -336,3 +336,26 @@ TEST_CASE("CniNetwork failed ADD is undone; an interrupted ADD is cleaned up fir
         "DEL portmap sb1 eth0 /run/netns/sb1\nDEL bridge sb1 eth0 /run/netns/sb1\n"
         "ADD bridge sb1 eth0 /run/netns/sb1\nADD portmap sb1 eth0 /run/netns/sb1\n");
 }
+
+TEST_CASE("CniNetwork garbage-collects cached networks of vanished sandboxes", "[cni]") {
+  FakeCni f;
+  CniNetwork net(f.Options());
+  REQUIRE(net.Setup(f.Req("sb1")));
+  REQUIRE(net.Setup(f.Req("sb2")));
+  REQUIRE(net.Setup(f.Req("sb3")));
+  f.ClearLog();
+  auto n = net.GarbageCollect({"sb2"});
+  REQUIRE(n);
+  CHECK(*n == 2);
+  std::string log = Log(f.logs);
+  CHECK(log.find("DEL bridge sb1") != std::string::npos);
+  CHECK(log.find("DEL bridge sb3") != std::string::npos);
+  CHECK(log.find("sb2") == std::string::npos);
+  CHECK(base::PathExists(f.tmp.path + "/cache/sb2-eth0.json"));
+  CHECK_FALSE(base::PathExists(f.tmp.path + "/cache/sb1-eth0.json"));
+  // Through the interface, as the runtime calls it.
+  PodNetwork& seam = net;
+  auto again = seam.GarbageCollect({"sb2"});
+  REQUIRE(again);
+  CHECK(*again == 0);
+}
