@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <set>
+#include <thread>
 #include <sstream>
 
 #include "tests/apiserver/api_server.h"
@@ -31,10 +33,26 @@ apiserver::UserInfo NodeUser(const std::string& n) {
   return {"system:node:" + n, "", {"system:nodes", "system:authenticated"}, {}, true};
 }
 
+// An RSA key for TokenRequest signing, made once per run with the openssl CLI.
+std::string SigningKey() {
+  static const std::string key = [] {
+    std::string out;
+    FILE* f = popen("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null", "r");
+    if (!f) return out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+    pclose(f);
+    return out;
+  }();
+  return key;
+}
+
 struct Fixture {
   apiserver::ApiServer api{[] {
     apiserver::ServerConfig c;
     c.ca_pem = "CA";
+    c.sa_key_pem = SigningKey();
     c.advertise_address = "192.0.2.2:6443";
     return c;
   }()};
@@ -376,4 +394,171 @@ TEST_CASE("graceful pod deletion and uid preconditions") {
   auto gone = f.Call("GET", "/api/v1/namespaces/default/pods/p", "", NodeUser("n1"));
   CHECK(gone.status == 403);
   CHECK(f.Call("GET", "/api/v1/namespaces/default/pods/p", "", Admin()).status == 404);
+}
+
+namespace {
+
+void ScrubSlice(Json& s) {
+  Json& m = s["metadata"];
+  m.erase("managedFields");
+  for (const char* k : {"name", "uid", "resourceVersion", "creationTimestamp"}) m[k] = "X";
+  if (m.contains("annotations")) {
+    for (auto& [k, v] : m["annotations"].items()) v = "X";
+  }
+  for (auto& o : m["ownerReferences"]) o["uid"] = "X";
+  if (s["endpoints"].is_array()) {
+    for (auto& e : s["endpoints"]) e["targetRef"]["uid"] = "X";
+  }
+}
+
+}  // namespace
+
+TEST_CASE("EndpointSlice controller follows pod readiness and termination (samples 65, 75)") {
+  Fixture f;
+  REQUIRE(f.Call("POST", "/api/v1/namespaces", Load("30-admin-create-namespace.req.json").dump(), Admin()).status == 201);
+  REQUIRE(f.Call("POST", "/api/v1/namespaces/samples/services", Load("50-svc-clusterip.req.json").dump(), Admin()).status == 201);
+  f.api.RunControllersOnce();
+  auto created = f.Call("POST", "/api/v1/namespaces/samples/pods", Load("62-admin-create-demo-pod.req.json").dump(), Admin());
+  REQUIRE(created.status == 201);
+  std::string uid = Json::parse(created.body)["metadata"]["uid"];
+  f.api.RunControllersOnce();
+  Json patch = Load("64-node-patch-demo-pod-status-ready.req.json");
+  patch["metadata"]["uid"] = uid;
+  REQUIRE(f.Call("PATCH", "/api/v1/namespaces/samples/pods/demo-pod/status", patch.dump(),
+                 NodeUser("sample-node"), "application/strategic-merge-patch+json").status == 200);
+  f.api.RunControllersOnce();
+  const std::string path = "/apis/discovery.k8s.io/v1/namespaces/samples/endpointslices?labelSelector=kubernetes.io/service-name%3Ddemo-clusterip";
+  for (auto [action, sample] : {std::pair{"ready", "65-endpointslices-clusterip-ready-200.json"},
+                                std::pair{"delete", "75-endpointslices-clusterip-pod-terminating-200.json"}}) {
+    if (std::string(action) == "delete") {
+      REQUIRE(f.Call("DELETE", "/api/v1/namespaces/samples/pods/demo-pod", "", Admin()).status == 200);
+      f.api.RunControllersOnce();
+    }
+    apiserver::Request r;
+    r.method = "GET";
+    r.path = "/apis/discovery.k8s.io/v1/namespaces/samples/endpointslices";
+    r.query.emplace("labelSelector", "kubernetes.io/service-name=demo-clusterip");
+    r.user = Admin();
+    auto resp = f.api.Handle(r);
+    REQUIRE(resp.status == 200);
+    Json got = Json::parse(resp.body)["items"][0];
+    Json want = Load(sample)["items"][0];
+    ScrubSlice(got);
+    ScrubSlice(want);
+    INFO(path);
+    CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+  }
+}
+
+TEST_CASE("events: core create (sample 39) reads back through events.k8s.io/v1 (sample 72)") {
+  Fixture f;
+  REQUIRE(f.Call("POST", "/api/v1/namespaces", Load("30-admin-create-namespace.req.json").dump(), Admin()).status == 201);
+  auto r = f.Call("POST", "/api/v1/namespaces/samples/events", Load("39-node-create-event.req.json").dump(),
+                  NodeUser("sample-node"));
+  REQUIRE(r.status == 201);
+  Json got = Json::parse(r.body);
+  Json want = Load("39-node-create-event-201.json");
+  Scrub(got);
+  Scrub(want);
+  CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+  auto l = f.Call("GET", "/apis/events.k8s.io/v1/namespaces/samples/events", "", Admin());
+  REQUIRE(l.status == 200);
+  Json item = Json::parse(l.body)["items"][0];
+  Json want72 = Load("72-admin-list-events-k8s-io-v1-200.json")["items"][0];
+  Scrub(item);
+  Scrub(want72);
+  CHECK(apiserver::Dump(item) == apiserver::Dump(want72));
+}
+
+TEST_CASE("namespace, lease and token request shapes (samples 20, 30, 37, 35, 92)") {
+  Fixture f;
+  auto ns = f.Call("POST", "/api/v1/namespaces", Load("30-admin-create-namespace.req.json").dump(), Admin());
+  REQUIRE(ns.status == 201);
+  Json got = Json::parse(ns.body), want = Load("30-admin-create-namespace-201.json");
+  Scrub(got);
+  Scrub(want);
+  CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+  CHECK(f.Call("GET", "/api/v1/namespaces/samples/serviceaccounts/default", "", Admin()).status == 200);
+  CHECK(f.Call("GET", "/api/v1/namespaces/samples/configmaps/kube-root-ca.crt", "", Admin()).status == 200);
+
+  REQUIRE(f.Call("POST", "/api/v1/nodes", Load("10-node-create.req.json").dump(), NodeUser("sample-node")).status == 201);
+  Json lease_req = Load("20-lease-create.req.json");
+  auto lease = f.Call("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                      lease_req.dump(), NodeUser("sample-node"));
+  REQUIRE(lease.status == 201);
+  got = Json::parse(lease.body);
+  want = Load("20-lease-create-201.json");
+  Scrub(got);
+  Scrub(want);
+  CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+
+  Json pod = Load("62-admin-create-demo-pod.req.json");
+  auto created = f.Call("POST", "/api/v1/namespaces/samples/pods", pod.dump(), Admin());
+  REQUIRE(created.status == 201);
+  std::string uid = Json::parse(created.body)["metadata"]["uid"];
+  Json tr = Load("37-node-tokenrequest.req.json");
+  tr["spec"]["boundObjectRef"]["uid"] = uid;
+  auto token = f.Call("POST", "/api/v1/namespaces/samples/serviceaccounts/default/token", tr.dump(),
+                      NodeUser("sample-node"));
+  REQUIRE(token.status == 201);
+  got = Json::parse(token.body);
+  want = Load("37-node-tokenrequest-201-REDACTED.json");
+  CHECK(std::string(got["status"]["token"]).rfind("eyJ", 0) == 0);
+  for (Json* j : {&got, &want}) {
+    (*j)["metadata"].erase("managedFields");
+    (*j)["metadata"]["creationTimestamp"] = "X";
+    (*j)["status"] = {{"token", "X"}, {"expirationTimestamp", "X"}};
+    (*j)["spec"]["boundObjectRef"]["uid"] = "X";
+  }
+  CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+
+  Json bad = Load("34-node-patch-pod-status.req.json");
+  bad["metadata"]["uid"] = "00000000-0000-0000-0000-000000000000";
+  auto r422 = f.Call("PATCH", "/api/v1/namespaces/samples/pods/demo-pod/status", bad.dump(),
+                     NodeUser("sample-node"), "application/strategic-merge-patch+json");
+  CHECK(r422.status == 422);
+  std::string want422 = Load("35-node-patch-pod-status-wrong-uid-422.json").dump();
+  for (size_t p; (p = want422.find("sample-pod")) != std::string::npos;) want422.replace(p, 10, "demo-pod");
+  CHECK(r422.body == apiserver::Dump(Json::parse(want422)));
+
+  auto del = f.Call("DELETE", "/api/v1/namespaces/samples", "", Admin());
+  REQUIRE(del.status == 200);
+  got = Json::parse(del.body);
+  want = Load("92-admin-delete-namespace-samples-200.json");
+  Scrub(got);
+  Scrub(want);
+  got["metadata"]["deletionTimestamp"] = "X";
+  want["metadata"]["deletionTimestamp"] = "X";
+  CHECK(apiserver::Dump(got) == apiserver::Dump(want));
+}
+
+TEST_CASE("node lifecycle: heartbeats stop, conditions go Unknown and unreachable taints appear") {
+  apiserver::ServerConfig c;
+  c.ca_pem = "CA";
+  c.advertise_address = "127.0.0.1:6443";
+  c.node_monitor_grace = std::chrono::seconds(1);
+  apiserver::ApiServer api(c);
+  apiserver::Request r;
+  r.method = "POST";
+  r.path = "/api/v1/nodes";
+  r.body = Load("10-node-create.req.json").dump();
+  r.user = NodeUser("sample-node");
+  REQUIRE(api.Handle(r).status == 201);
+  api.RunControllersOnce();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  api.RunControllersOnce();
+  apiserver::Request g;
+  g.method = "GET";
+  g.path = "/api/v1/nodes/sample-node";
+  g.user = Admin();
+  Json node = Json::parse(api.Handle(g).body);
+  for (const auto& cond : node["status"]["conditions"]) {
+    CHECK(cond["status"] == "Unknown");
+    CHECK(cond["reason"] == "NodeStatusUnknown");
+    CHECK(cond["message"] == "Kubelet stopped posting node status.");
+  }
+  std::set<std::string> taints;
+  for (const auto& t : node["spec"]["taints"]) taints.insert(std::string(t["key"]) + ":" + std::string(t["effect"]));
+  CHECK(taints == std::set<std::string>{"node.kubernetes.io/unreachable:NoSchedule",
+                                        "node.kubernetes.io/unreachable:NoExecute"});
 }
