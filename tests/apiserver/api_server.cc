@@ -506,10 +506,27 @@ void ApiServerImpl::EnsureNamespaceDefaults(ApiServer& s, const std::string& ns)
   }
 }
 
+// Request bodies in JSON or YAML (as the real server accepts); protobuf is not supported here.
+static std::optional<Response> ParseBody(const Request& req, Json* body) {
+  std::string ct = req.Header("content-type");
+  std::string err;
+  if (ct.find("protobuf") != std::string::npos || ct.find("cbor") != std::string::npos)
+    return StatusResponse(415, "UnsupportedMediaType",
+                          "the body of the request was in an unknown format - accepted media "
+                          "types include: application/json, application/yaml",
+                          Json::object());
+  if (ct.rfind("application/yaml", 0) == 0) {
+    if (!YamlToJson(req.body, body, &err)) return BadRequest(err);
+    return std::nullopt;
+  }
+  if (!ParseJson(req.body, body, &err)) return BadRequest(err);
+  return std::nullopt;
+}
+
 Response ApiServerImpl::Create() {
   Json body;
   std::string err;
-  if (!ParseJson(req_.body, &body, &err)) return BadRequest(err);
+  if (auto bad = ParseBody(req_, &body)) return *bad;
   if (!body.is_object())
     return BadRequest("json: cannot unmarshal " + std::string(body.type_name()) +
                       " into Go value of type " + def_.kind);
@@ -710,8 +727,7 @@ Response ApiServerImpl::Binding(const Json& body) {
 
 Response ApiServerImpl::Update() {
   Json body;
-  std::string err;
-  if (!ParseJson(req_.body, &body, &err)) return BadRequest(err);
+  if (auto bad = ParseBody(req_, &body)) return *bad;
   if (!body.is_object()) return BadRequest("body is not an object");
   if (def_.group == "events.k8s.io") {
     body["kind"] = "Event";
@@ -1139,7 +1155,9 @@ void ApiServer::Bootstrap() {
                         {"ipFamilies", Json::array({"IPv4"})}, {"ipFamilyPolicy", "SingleStack"},
                         {"internalTrafficPolicy", "Cluster"}}}};
   store_.Create("services", schema::Normalize(svc, "Service"));
-  if (!host.empty() && ParseIp(host)) {
+  // Like the apiserver's endpoint reconciler, never publish a loopback address.
+  auto host_ip = ParseIp(host);
+  if (host_ip && (*host_ip >> 24) != 127) {
     Json slice = {{"kind", "EndpointSlice"}, {"apiVersion", "discovery.k8s.io/v1"},
                   {"metadata", {{"name", "kubernetes"}, {"namespace", "default"},
                                 {"uid", NewUid()}, {"generation", 1},
@@ -1287,8 +1305,7 @@ Response ApiServer::Serve(const Request& req, Route& route) {
   Json body;
   bool has_body = false;
   if ((route.verb == "create" || route.verb == "update") && !req.body.empty()) {
-    std::string err;
-    has_body = ParseJson(req.body, &body, &err) && body.is_object();
+    has_body = !ParseBody(req, &body) && body.is_object();
   }
   Attributes attrs;
   attrs.def = &def;
