@@ -75,10 +75,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     int v = atoi(argv[i + 1]);
-    if (a == "--pods") pods = v;
-    else if (a == "--threads") threads = v;
-    else if (a == "--rounds") rounds = v;
-    else Die("unknown option " + a);
+    if (a == "--pods")
+      pods = v;
+    else if (a == "--threads")
+      threads = v;
+    else if (a == "--rounds")
+      rounds = v;
+    else
+      Die("unknown option " + a);
   }
   if (pods < 1 || pods > 250 || threads < 1 || rounds < 1) Die("bad options");
   if (geteuid() != 0) Die("needs root (it works in its own network namespace)");
@@ -180,9 +184,10 @@ int main(int argc, char** argv) {
   Print("netns remove", g);
   printf("wall per round: sequential %.1f ms, %d threads %.1f ms (setup+teardown of %d pods)\n",
          seq_wall / rounds, threads, par_wall / rounds, pods);
-  printf("{\"bench\":\"net_setup\",\"pods\":%d,\"rounds\":%d,\"threads\":%d,"
-         "\"setup_p50_ms\":%.3f,\"teardown_p50_ms\":%.3f,\"setup_teardown_p50_ms\":%.3f,"
-         "\"parallel_setup_p50_ms\":%.3f,\"sequential_round_ms\":%.1f,\"parallel_round_ms\":%.1f}\n",
-         pods, rounds, threads, a.p50, b.p50, c.p50, d.p50, seq_wall / rounds, par_wall / rounds);
+  printf(
+      "{\"bench\":\"net_setup\",\"pods\":%d,\"rounds\":%d,\"threads\":%d,"
+      "\"setup_p50_ms\":%.3f,\"teardown_p50_ms\":%.3f,\"setup_teardown_p50_ms\":%.3f,"
+      "\"parallel_setup_p50_ms\":%.3f,\"sequential_round_ms\":%.1f,\"parallel_round_ms\":%.1f}\n",
+      pods, rounds, threads, a.p50, b.p50, c.p50, d.p50, seq_wall / rounds, par_wall / rounds);
   return 0;
 }

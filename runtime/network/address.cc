@@ -63,8 +63,8 @@ Result<std::vector<Address>> Address::List(NetlinkSocket& sock, const Link& link
 
 Result<> Address::Ensure(NetlinkSocket& sock, const Link& link, const Address& addr,
                          bool exclusive) {
-  std::string what = "add address " + addr.ToString() + " to link " + link.name() + " in " +
-                     sock.where();
+  std::string what =
+      "add address " + addr.ToString() + " to link " + link.name() + " in " + sock.where();
   auto have = List(sock, link);
   if (!have) return tl::unexpected(have.error().Wrap(what));
   bool present = false;
@@ -84,8 +84,8 @@ Result<> Address::Ensure(NetlinkSocket& sock, const Link& link, const Address& a
 }
 
 Result<> Address::Remove(NetlinkSocket& sock, const Link& link, const Address& addr) {
-  std::string what = "remove address " + addr.ToString() + " from link " + link.name() + " in " +
-                     sock.where();
+  std::string what =
+      "remove address " + addr.ToString() + " from link " + link.name() + " in " + sock.where();
   auto a = Build(link, addr);
   if (!a) return tl::unexpected(a.error().Wrap(what));
   int err = rtnl_addr_delete(sock.get(), a->get(), 0);

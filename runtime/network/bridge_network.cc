@@ -132,9 +132,9 @@ Result<> BridgeNetwork::EnsureNodeNetwork(const std::string& pod_cidr) {
                     {{"old", pod_cidr_->ToString()}, {"new", cidr->ToString()}});
   }
   if (!pod_cidr_ || *pod_cidr_ != *cidr) {
-    base::log::Info("node pod network ready",
-                    {{"bridge", options_.bridge_name}, {"pod_cidr", cidr->ToString()},
-                     {"gateway", cidr->Gateway().ToString()}});
+    base::log::Info("node pod network ready", {{"bridge", options_.bridge_name},
+                                               {"pod_cidr", cidr->ToString()},
+                                               {"gateway", cidr->Gateway().ToString()}});
   }
   pod_cidr_ = *cidr;
   not_ready_message_.clear();
@@ -217,8 +217,7 @@ Result<SandboxNetStatus> BridgeNetwork::DoSetup(const SandboxNetRequest& req,
   if (!intact) {
     if (*host) CUBELET_TRY((*host)->Delete());
     if (*peer) CUBELET_TRY((*peer)->Delete());
-    auto pair = VethPair::Create(*node_sock, {host_name, ifname, &*pod_ns, options_.mtu,
-                                              ip.Mac()});
+    auto pair = VethPair::Create(*node_sock, {host_name, ifname, &*pod_ns, options_.mtu, ip.Mac()});
     if (!pair) return tl::unexpected(pair.error());
     created.emplace(std::move(*pair));
     auto p = Link::Get(*pod_sock, ifname);
@@ -254,8 +253,10 @@ Result<SandboxNetStatus> BridgeNetwork::DoSetup(const SandboxNetRequest& req,
 
   if (created) created->Keep();
   release.Dismiss();
-  base::log::Debug("pod network set up", {{"sandbox", req.sandbox_id}, {"ip", ip.ToString()},
-                                           {"veth", host_name}, {"reused", intact ? 1 : 0}});
+  base::log::Debug("pod network set up", {{"sandbox", req.sandbox_id},
+                                          {"ip", ip.ToString()},
+                                          {"veth", host_name},
+                                          {"reused", intact ? 1 : 0}});
   SandboxNetStatus st;
   st.ip = ip.ToString();
   st.interface = ifname;
@@ -276,9 +277,9 @@ Result<> BridgeNetwork::Teardown(const SandboxNetRequest& req) {
   if (!host) return tl::unexpected(host.error().Wrap(what));
   if (*host && (*host)->alias() != req.sandbox_id && !(*host)->alias().empty()) {
     // Same 8-digit prefix, other sandbox: not ours to delete.
-    base::log::Warn("host veth belongs to another sandbox; leaving it",
-                    {{"veth", host_name}, {"sandbox", req.sandbox_id},
-                     {"owner", (*host)->alias()}});
+    base::log::Warn(
+        "host veth belongs to another sandbox; leaving it",
+        {{"veth", host_name}, {"sandbox", req.sandbox_id}, {"owner", (*host)->alias()}});
   } else if (*host) {
     // Deleting one end deletes both.
     CUBELET_TRY_CTX((*host)->Delete(), what);

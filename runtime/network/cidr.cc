@@ -25,8 +25,8 @@ std::string Ipv4::ToString() const {
 
 std::string Ipv4::Mac() const {
   char buf[18];
-  snprintf(buf, sizeof buf, "0a:58:%02x:%02x:%02x:%02x", (value >> 24) & 0xff,
-           (value >> 16) & 0xff, (value >> 8) & 0xff, value & 0xff);
+  snprintf(buf, sizeof buf, "0a:58:%02x:%02x:%02x:%02x", (value >> 24) & 0xff, (value >> 16) & 0xff,
+           (value >> 8) & 0xff, value & 0xff);
   return buf;
 }
 
@@ -36,7 +36,8 @@ Result<Ipv4Cidr> Ipv4Cidr::Parse(std::string_view text, bool allow_host_bits) {
     return base::Fail("invalid IPv4 CIDR \"" + std::string(text) + "\": missing /prefix");
   }
   auto ip = Ipv4::Parse(text.substr(0, slash));
-  if (!ip) return tl::unexpected(ip.error().Wrap("invalid IPv4 CIDR \"" + std::string(text) + "\""));
+  if (!ip)
+    return tl::unexpected(ip.error().Wrap("invalid IPv4 CIDR \"" + std::string(text) + "\""));
   std::string_view p = text.substr(slash + 1);
   int prefix = -1;
   auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), prefix);
@@ -46,8 +47,8 @@ Result<Ipv4Cidr> Ipv4Cidr::Parse(std::string_view text, bool allow_host_bits) {
   Ipv4Cidr c{*ip, prefix};
   c.network.value &= c.Mask();
   if (!allow_host_bits && c.network != *ip) {
-    return base::Fail("invalid IPv4 CIDR \"" + std::string(text) + "\": host bits set (network is " +
-                      c.ToString() + ")");
+    return base::Fail("invalid IPv4 CIDR \"" + std::string(text) +
+                      "\": host bits set (network is " + c.ToString() + ")");
   }
   return c;
 }
@@ -59,8 +60,6 @@ uint64_t Ipv4Cidr::PodIpCount() const {
   return (uint64_t{1} << (32 - prefix)) - 3;
 }
 
-std::string Ipv4Cidr::FileName() const {
-  return network.ToString() + "_" + std::to_string(prefix);
-}
+std::string Ipv4Cidr::FileName() const { return network.ToString() + "_" + std::to_string(prefix); }
 
 }  // namespace runtime::net

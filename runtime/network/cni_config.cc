@@ -73,7 +73,8 @@ Result<std::optional<CniNetworkConfig>> LoadCniConfig(const std::string& dir) {
   for (const auto& f : files) {
     auto text = base::ReadFile(f);
     if (!text) {
-      base::log::Warn("skipping unreadable CNI config", {{"file", f}, {"err", text.error().message}});
+      base::log::Warn("skipping unreadable CNI config",
+                      {{"file", f}, {"err", text.error().message}});
       continue;
     }
     auto net = ParseCniConfig(*text, f);
@@ -111,8 +112,7 @@ Result<std::string> BuildPluginInput(const CniNetworkConfig& net, size_t i,
   return p.dump();
 }
 
-Result<SandboxNetStatus> ParseCniResult(const std::string& result_json,
-                                        const std::string& ifname) {
+Result<SandboxNetStatus> ParseCniResult(const std::string& result_json, const std::string& ifname) {
   json r;
   try {
     r = json::parse(result_json);
@@ -126,8 +126,8 @@ Result<SandboxNetStatus> ParseCniResult(const std::string& result_json,
   std::vector<std::pair<std::string, std::string>> ips;  // address, gateway
   std::vector<bool> on_if;
   if (r.contains("ips") && r["ips"].is_array()) {
-    const json* ifaces = r.contains("interfaces") && r["interfaces"].is_array()
-                             ? &r["interfaces"] : nullptr;
+    const json* ifaces =
+        r.contains("interfaces") && r["interfaces"].is_array() ? &r["interfaces"] : nullptr;
     for (const auto& ip : r["ips"]) {
       std::string addr = ip.value("address", "");
       if (addr.empty()) continue;

@@ -12,7 +12,7 @@ namespace runtime::net {
 
 struct CniPluginConfig {
   std::string type;
-  std::string json;  // the plugin's object from the list, as written
+  std::string json;            // the plugin's object from the list, as written
   bool port_mappings = false;  // capabilities.portMappings
 };
 

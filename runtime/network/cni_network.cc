@@ -65,9 +65,8 @@ Result<std::string> CniNetwork::FindPlugin(const std::string& type) const {
     std::string p = dir + "/" + type;
     if (::access(p.c_str(), X_OK) == 0) return p;
   }
-  return base::Fail("CNI plugin \"" + type + "\" not found in " +
-                        base::Join(options_.bin_dirs, ":"),
-                    ENOENT);
+  return base::Fail(
+      "CNI plugin \"" + type + "\" not found in " + base::Join(options_.bin_dirs, ":"), ENOENT);
 }
 
 Result<> CniNetwork::EnsureNodeNetwork(const std::string& pod_cidr) {
@@ -92,8 +91,9 @@ Result<> CniNetwork::EnsureNodeNetwork(const std::string& pod_cidr) {
       auto found = FindPlugin(p.type);
       if (!found) return tl::unexpected(found.error());
     }
-    base::log::Info("CNI network ready", {{"network", net->name}, {"config", net->source},
-                                          {"plugins", net->plugins.size()}});
+    base::log::Info(
+        "CNI network ready",
+        {{"network", net->name}, {"config", net->source}, {"plugins", net->plugins.size()}});
     return {};
   }();
   if (!r) {
@@ -128,13 +128,11 @@ Result<std::string> CniNetwork::RunPlugin(const CniNetworkConfig& net, size_t i,
   ExecSpec spec;
   spec.argv = {*path};
   spec.stdin_data = *input;
-  spec.env = {{"CNI_COMMAND", command},
-              {"CNI_CONTAINERID", inv.container_id},
-              {"CNI_NETNS", inv.netns},
-              {"CNI_IFNAME", inv.ifname},
-              {"CNI_ARGS", inv.args},
-              {"CNI_PATH", base::Join(options_.bin_dirs, ":")}};
-  if (!node_ns_) return base::Fail(what + ": node network namespace unavailable: " + node_ns_error_);
+  spec.env = {{"CNI_COMMAND", command}, {"CNI_CONTAINERID", inv.container_id},
+              {"CNI_NETNS", inv.netns}, {"CNI_IFNAME", inv.ifname},
+              {"CNI_ARGS", inv.args},   {"CNI_PATH", base::Join(options_.bin_dirs, ":")}};
+  if (!node_ns_)
+    return base::Fail(what + ": node network namespace unavailable: " + node_ns_error_);
   Result<ExecResult> res;
   {
     auto guard = node_ns_->Enter();  // plugins act in the node's namespace
@@ -143,8 +141,9 @@ Result<std::string> CniNetwork::RunPlugin(const CniNetworkConfig& net, size_t i,
   }
   if (!res) return tl::unexpected(res.error().Wrap(what));
   if (!res->err.empty()) {
-    base::log::Debug("CNI plugin stderr", {{"plugin", type}, {"command", command},
-                                           {"stderr", std::string(base::Trim(res->err))}});
+    base::log::Debug(
+        "CNI plugin stderr",
+        {{"plugin", type}, {"command", command}, {"stderr", std::string(base::Trim(res->err))}});
   }
   if (res->status != 0) {
     return base::Fail(what + " failed (exit " + std::to_string(res->status) +
@@ -221,18 +220,16 @@ Result<std::optional<CniNetwork::Cached>> CniNetwork::LoadCache(const std::strin
 
 Result<> CniNetwork::SaveCache(const std::string& id, const CniNetworkConfig& net,
                                const CniInvocation& inv, const std::string* result) const {
-  json j = {{"kind", "cubeletCniCacheV1"},
-            {"containerId", inv.container_id},
-            {"ifName", inv.ifname},
-            {"networkName", net.name},
-            {"netns", inv.netns},
-            {"cniArgs", inv.args},
-            {"config", net.text},
-            {"configSource", net.source}};
+  json j = {{"kind", "cubeletCniCacheV1"}, {"containerId", inv.container_id},
+            {"ifName", inv.ifname},        {"networkName", net.name},
+            {"netns", inv.netns},          {"cniArgs", inv.args},
+            {"config", net.text},          {"configSource", net.source}};
   json maps = json::array();
   for (const auto& m : inv.port_mappings) {
-    maps.push_back({{"protocol", m.protocol}, {"containerPort", m.container_port},
-                    {"hostPort", m.host_port}, {"hostIP", m.host_ip}});
+    maps.push_back({{"protocol", m.protocol},
+                    {"containerPort", m.container_port},
+                    {"hostPort", m.host_port},
+                    {"hostIP", m.host_ip}});
   }
   j["portMappings"] = maps;
   try {
@@ -247,7 +244,8 @@ Result<> CniNetwork::SaveCache(const std::string& id, const CniNetworkConfig& ne
 
 Result<> CniNetwork::RemoveCache(const std::string& id) const {
   std::string path = CachePath(id);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return base::Errno("remove CNI cache " + path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return base::Errno("remove CNI cache " + path);
   return {};
 }
 
@@ -265,8 +263,7 @@ Result<SandboxNetStatus> CniNetwork::Setup(const SandboxNetRequest& req) {
     if (!old) return tl::unexpected(old.error().Wrap(what + ": cached config"));
     if (c.result) {
       bool fine = true;
-      if (options_.check_on_resetup && !old->disable_check &&
-          CniSupportsCheck(old->cni_version)) {
+      if (options_.check_on_resetup && !old->disable_check && CniSupportsCheck(old->cni_version)) {
         auto chk = CheckList(*old, c.inv, *c.result);
         if (!chk) {
           base::log::Warn("CNI CHECK failed; adding the network again",
@@ -335,8 +332,8 @@ Result<> CniNetwork::Teardown(const SandboxNetRequest& req) {
     net = std::move(**cur);
   }
   // A namespace already removed is passed as "", which plugins take as "only release the rest".
-  inv.netns = !req.netns_path.empty() && NetNamespace::IsPinned(req.netns_path) ? req.netns_path
-                                                                                : "";
+  inv.netns =
+      !req.netns_path.empty() && NetNamespace::IsPinned(req.netns_path) ? req.netns_path : "";
   auto del = DelList(net, inv, prev ? &*prev : nullptr);
   if (!del) return tl::unexpected(del.error().Wrap(what));
   CUBELET_TRY_CTX(RemoveCache(req.sandbox_id), what);
@@ -354,9 +351,9 @@ Result<size_t> CniNetwork::GarbageCollect(const std::set<std::string>& live) {
     if (!live.count(id)) dead.push_back(id);
   }
   if (ec && ec != std::errc::no_such_file_or_directory) {
-    return base::Fail("garbage-collect CNI networks: read " + options_.cache_dir + ": " +
-                          ec.message(),
-                      ec.value());
+    return base::Fail(
+        "garbage-collect CNI networks: read " + options_.cache_dir + ": " + ec.message(),
+        ec.value());
   }
   size_t n = 0;
   for (const auto& id : dead) {

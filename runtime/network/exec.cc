@@ -101,8 +101,8 @@ Result<ExecResult> Exec(const ExecSpec& spec) {
         in_w.reset();  // done, or the program stopped reading: its status tells why
       }
     }
-    for (auto [idx, fd, dst] : {std::tuple{i_out, &out_r, &res.out},
-                                std::tuple{i_err, &err_r, &res.err}}) {
+    for (auto [idx, fd, dst] :
+         {std::tuple{i_out, &out_r, &res.out}, std::tuple{i_err, &err_r, &res.err}}) {
       if (idx < 0 || !fds[idx].revents) continue;
       ssize_t r = ::read(fd->get(), buf, sizeof buf);
       if (r > 0) {
@@ -117,8 +117,8 @@ Result<ExecResult> Exec(const ExecSpec& spec) {
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return base::Errno("run " + prog + ": wait");
   }
-  res.status = WIFEXITED(status) ? WEXITSTATUS(status)
-                                 : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  res.status =
+      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   return res;
 }
 

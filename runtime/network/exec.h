@@ -16,7 +16,7 @@ struct ExecSpec {
   std::string stdin_data;
   // Environment; empty: inherit cubelet's. With env set, only these variables are passed.
   std::map<std::string, std::string> env;
-  bool inherit_env = true;  // with env set: add these on top of cubelet's environment
+  bool inherit_env = true;    // with env set: add these on top of cubelet's environment
   bool merge_stderr = false;  // stderr into stdout (one stream, in order)
 };
 

@@ -145,8 +145,8 @@ Result<HostLocalIpam::Allocated> HostLocalIpam::Allocate(const Ipv4Cidr& range,
     Ipv4 ip{static_cast<uint32_t>(first + (start + i) % count)};
     if (used.count(ip.value)) continue;
     std::string path = rdir + "/" + ip.ToString();
-    std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
-                      std::to_string(::syscall(SYS_gettid));
+    std::string tmp =
+        path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(::syscall(SYS_gettid));
     CUBELET_TRY_CTX(base::WriteFile(tmp, sandbox_id + "\n"), "reserve IP " + ip.ToString());
     int rc = ::link(tmp.c_str(), path.c_str());
     int err = errno;

@@ -6,7 +6,8 @@
 //   <dir>/lock                           flock, shared by every range
 //   <dir>/10.244.1.0_24/10.244.1.7       content: "<sandbox id>\n"
 //   <dir>/10.244.1.0_24/last_reserved    content: "10.244.1.7\n" (next search starts after it,
-//                                        so an address just released is not handed out again at once)
+//                                        so an address just released is not handed out again at
+//                                        once)
 //
 // Files are written to a temp name and hard-linked into place: a reader never sees a partial file
 // and link() fails if the address was taken. There is no fsync: the state has to survive a crash of

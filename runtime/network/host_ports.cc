@@ -94,9 +94,9 @@ Result<> CheckHostPortConflicts(const std::vector<HostPortEntry>& mine,
   for (const auto& m : mine) {
     for (const auto& o : others) {
       if (Overlap(m, o)) {
-        return base::Fail("host port " + m.Describe() + " is already used by sandbox " +
-                              o.sandbox_id,
-                          EADDRINUSE);
+        return base::Fail(
+            "host port " + m.Describe() + " is already used by sandbox " + o.sandbox_id,
+            EADDRINUSE);
       }
     }
   }
@@ -210,15 +210,15 @@ Result<> HostPortManager::ApplyLocked() {
     return *rc != 0;
   };
   HostPortJumps add;
-  for (auto [chain, flag] : {std::pair{"PREROUTING", &add.prerouting},
-                             std::pair{"OUTPUT", &add.output}}) {
-    auto m = missing({chain, "-m", "addrtype", "--dst-type", "LOCAL", "-m", "comment",
-                      "--comment", kJumpComment, "-j", kHostPortsChain});
+  for (auto [chain, flag] :
+       {std::pair{"PREROUTING", &add.prerouting}, std::pair{"OUTPUT", &add.output}}) {
+    auto m = missing({chain, "-m", "addrtype", "--dst-type", "LOCAL", "-m", "comment", "--comment",
+                      kJumpComment, "-j", kHostPortsChain});
     if (!m) return tl::unexpected(m.error());
     *flag = *m;
   }
-  auto m = missing({"POSTROUTING", "-m", "comment", "--comment", kJumpComment, "-j",
-                    kHostPortsMasqChain});
+  auto m = missing(
+      {"POSTROUTING", "-m", "comment", "--comment", kJumpComment, "-j", kHostPortsMasqChain});
   if (!m) return tl::unexpected(m.error());
   add.postrouting = *m;
   std::string rules = RenderHostPortRules(*all, add);

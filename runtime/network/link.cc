@@ -186,7 +186,8 @@ Result<> Link::SetHairpin(bool on) {
   }
   nla_nest_end(msg, pi);
   err = nl_send_sync(sock_->get(), msg);  // frees msg
-  if (err < 0) return NlFail(err, std::string("set hairpin ") + (on ? "on" : "off") + " on " + Describe());
+  if (err < 0)
+    return NlFail(err, std::string("set hairpin ") + (on ? "on" : "off") + " on " + Describe());
   return {};
 }
 
@@ -293,7 +294,8 @@ Result<VethPair> VethPair::Create(NetlinkSocket& sock, const Spec& spec) {
 VethPair::~VethPair() {
   if (keep_) return;
   if (auto r = host_.Delete(); !r) {
-    base::log::Warn("cannot roll back veth pair", {{"veth", host_.name()}, {"err", r.error().message}});
+    base::log::Warn("cannot roll back veth pair",
+                    {{"veth", host_.name()}, {"err", r.error().message}});
   }
 }
 

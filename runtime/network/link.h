@@ -38,8 +38,8 @@ class Link {
   bool is_up() const;        // administratively up (IFF_UP)
   int master() const;        // ifindex of the bridge it is attached to, 0 if none
   unsigned mtu() const;
-  std::string mac() const;   // "0a:58:0a:f4:07:02"
-  int peer_index() const;    // veth: IFLA_LINK, the peer's ifindex (in the peer's namespace)
+  std::string mac() const;    // "0a:58:0a:f4:07:02"
+  int peer_index() const;     // veth: IFLA_LINK, the peer's ifindex (in the peer's namespace)
   std::string alias() const;  // IFLA_IFALIAS; cubelet stores the owning sandbox id there
 
   Result<> SetUp();
@@ -91,8 +91,8 @@ class Bridge {
 class VethPair {
  public:
   struct Spec {
-    std::string host_name;       // in the socket's namespace, e.g. "veth1234abcd"
-    std::string peer_name;       // created directly in the peer namespace, e.g. "eth0"
+    std::string host_name;        // in the socket's namespace, e.g. "veth1234abcd"
+    std::string peer_name;        // created directly in the peer namespace, e.g. "eth0"
     const NetNamespace* peer_ns;  // where the peer end goes (by fd)
     unsigned mtu = 1500;
     std::string peer_mac;  // empty: random

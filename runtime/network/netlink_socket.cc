@@ -26,20 +26,47 @@ base::Error NlError(int nl_err, std::string_view context) {
   int e = nl_err < 0 ? -nl_err : nl_err;
   int code = 0;
   switch (e) {
-    case NLE_EXIST: code = EEXIST; break;
-    case NLE_OBJ_NOTFOUND: code = ENOENT; break;
-    case NLE_NODEV: code = ENODEV; break;
-    case NLE_NOADDR: code = EADDRNOTAVAIL; break;
-    case NLE_PERM: code = EPERM; break;
-    case NLE_BUSY: code = EBUSY; break;
-    case NLE_INVAL: code = EINVAL; break;
-    case NLE_RANGE: code = ERANGE; break;
-    case NLE_OPNOTSUPP: code = EOPNOTSUPP; break;
-    case NLE_NOMEM: code = ENOMEM; break;
-    case NLE_AGAIN: code = EAGAIN; break;
-    case NLE_AF_NOSUPPORT: code = EAFNOSUPPORT; break;
-    case NLE_NOACCESS: code = EACCES; break;
-    default: break;
+    case NLE_EXIST:
+      code = EEXIST;
+      break;
+    case NLE_OBJ_NOTFOUND:
+      code = ENOENT;
+      break;
+    case NLE_NODEV:
+      code = ENODEV;
+      break;
+    case NLE_NOADDR:
+      code = EADDRNOTAVAIL;
+      break;
+    case NLE_PERM:
+      code = EPERM;
+      break;
+    case NLE_BUSY:
+      code = EBUSY;
+      break;
+    case NLE_INVAL:
+      code = EINVAL;
+      break;
+    case NLE_RANGE:
+      code = ERANGE;
+      break;
+    case NLE_OPNOTSUPP:
+      code = EOPNOTSUPP;
+      break;
+    case NLE_NOMEM:
+      code = ENOMEM;
+      break;
+    case NLE_AGAIN:
+      code = EAGAIN;
+      break;
+    case NLE_AF_NOSUPPORT:
+      code = EAFNOSUPPORT;
+      break;
+    case NLE_NOACCESS:
+      code = EACCES;
+      break;
+    default:
+      break;
   }
   base::Error out{code, std::string(context)};
   out.message += ": ";

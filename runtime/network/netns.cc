@@ -35,9 +35,7 @@ Result<NetNamespace> NetNamespace::Open(const std::string& path) {
   return FromFd(std::move(fd), path);
 }
 
-Result<NetNamespace> NetNamespace::Current() {
-  return Open("/proc/thread-self/ns/net");
-}
+Result<NetNamespace> NetNamespace::Current() { return Open("/proc/thread-self/ns/net"); }
 
 bool NetNamespace::IsPinned(const std::string& path) {
   struct statfs sfs {};

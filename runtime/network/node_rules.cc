@@ -29,8 +29,8 @@ std::string RenderNodeRules(const NodeRulesConfig& c, bool add_nat_jump, bool ad
     out += std::string("-A ") + kPostroutingChain + " -s " + pod +
            " -m comment --comment \"cubelet: pod leaving the cluster network\" -j MASQUERADE\n";
     if (add_nat_jump) {
-      out += std::string("-I POSTROUTING -m comment --comment ") + Quote(kNatJumpComment) +
-             " -j " + kPostroutingChain + "\n";
+      out += std::string("-I POSTROUTING -m comment --comment ") + Quote(kNatJumpComment) + " -j " +
+             kPostroutingChain + "\n";
     }
     out += "COMMIT\n";
   }
@@ -42,8 +42,8 @@ std::string RenderNodeRules(const NodeRulesConfig& c, bool add_nat_jump, bool ad
     out += std::string("-A ") + kForwardChain + " -d " + pod +
            " -m comment --comment \"cubelet: to pods\" -j ACCEPT\n";
     if (add_filter_jump) {
-      out += std::string("-I FORWARD -m comment --comment ") + Quote(kFilterJumpComment) +
-             " -j " + kForwardChain + "\n";
+      out += std::string("-I FORWARD -m comment --comment ") + Quote(kFilterJumpComment) + " -j " +
+             kForwardChain + "\n";
     }
     out += "COMMIT\n";
   }
@@ -66,14 +66,15 @@ Result<> ApplyNodeRules(const NodeRulesConfig& c, const IptablesCommands& cmd) {
   bool nat_jump = false, filter_jump = false;
   if (c.masquerade) {
     auto h = has_jump("nat", "POSTROUTING", kNatJumpComment, kPostroutingChain);
-    if (!h) return tl::unexpected(h.error().Wrap("check iptables jump to " +
-                                                 std::string(kPostroutingChain)));
+    if (!h)
+      return tl::unexpected(
+          h.error().Wrap("check iptables jump to " + std::string(kPostroutingChain)));
     nat_jump = !*h;
   }
   if (c.forward_accept) {
     auto h = has_jump("filter", "FORWARD", kFilterJumpComment, kForwardChain);
-    if (!h) return tl::unexpected(h.error().Wrap("check iptables jump to " +
-                                                 std::string(kForwardChain)));
+    if (!h)
+      return tl::unexpected(h.error().Wrap("check iptables jump to " + std::string(kForwardChain)));
     filter_jump = !*h;
   }
   std::string rules = RenderNodeRules(c, nat_jump, filter_jump);

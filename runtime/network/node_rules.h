@@ -33,8 +33,7 @@ struct IptablesCommands {
 };
 
 // iptables-restore input (for --noflush). The jump rules are inserted only when asked for.
-std::string RenderNodeRules(const NodeRulesConfig& config, bool add_nat_jump,
-                            bool add_filter_jump);
+std::string RenderNodeRules(const NodeRulesConfig& config, bool add_nat_jump, bool add_filter_jump);
 
 // Applies the rules in the calling thread's network namespace.
 Result<> ApplyNodeRules(const NodeRulesConfig& config, const IptablesCommands& commands);

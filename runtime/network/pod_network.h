@@ -24,8 +24,8 @@ struct PortMapping {
 };
 
 struct SandboxNetRequest {
-  std::string sandbox_id;   // 64-hex id
-  std::string netns_path;   // e.g. /run/cubelet/netns/<id>
+  std::string sandbox_id;  // 64-hex id
+  std::string netns_path;  // e.g. /run/cubelet/netns/<id>
   std::string pod_namespace;
   std::string pod_name;
   std::string pod_uid;
@@ -33,7 +33,7 @@ struct SandboxNetRequest {
 };
 
 struct SandboxNetStatus {
-  std::string ip;                 // primary pod IPv4, "10.244.1.5"
+  std::string ip;  // primary pod IPv4, "10.244.1.5"
   std::vector<std::string> additional_ips;
   std::string interface = "eth0";
   std::string gateway;

@@ -110,8 +110,8 @@ Result<std::vector<Route>> Route::List(NetlinkSocket& sock, int protocol) {
     if (protocol >= 0 && rtnl_route_get_protocol(r) != protocol) continue;
     nl_addr* dst_addr = rtnl_route_get_dst(r);
     // The default route has no RTA_DST; libnl gives an empty address for it.
-    std::optional<Ipv4> dst = dst_addr && nl_addr_get_len(dst_addr) == 0 ? Ipv4{0}
-                                                                           : FromNl(dst_addr);
+    std::optional<Ipv4> dst =
+        dst_addr && nl_addr_get_len(dst_addr) == 0 ? Ipv4{0} : FromNl(dst_addr);
     if (!dst) continue;
     Route out_r;
     out_r.dst = Ipv4Cidr{*dst, static_cast<int>(nl_addr_get_prefixlen(dst_addr))};

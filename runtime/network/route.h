@@ -14,9 +14,9 @@ namespace runtime::net {
 inline constexpr int kRouteProtocol = 196;
 
 struct Route {
-  Ipv4Cidr dst;                  // 0.0.0.0/0 for the default route
-  std::optional<Ipv4> gateway;   // none: directly connected via oif
-  int oif = 0;                   // output ifindex, 0: the kernel resolves it from the gateway
+  Ipv4Cidr dst;                 // 0.0.0.0/0 for the default route
+  std::optional<Ipv4> gateway;  // none: directly connected via oif
+  int oif = 0;                  // output ifindex, 0: the kernel resolves it from the gateway
   int protocol = kRouteProtocol;
 
   std::string ToString() const;

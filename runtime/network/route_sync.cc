@@ -61,7 +61,8 @@ RouteSync::RouteSync() {
 Result<RouteSync::Stats> RouteSync::Sync(const std::vector<PeerNode>& peers,
                                          const std::optional<Ipv4Cidr>& own_pod_cidr) {
   const std::string what = "sync pod routes to other nodes";
-  if (!node_ns_) return base::Fail(what + ": node network namespace unavailable: " + node_ns_error_);
+  if (!node_ns_)
+    return base::Fail(what + ": node network namespace unavailable: " + node_ns_error_);
   auto sock = NetlinkSocket::OpenIn(*node_ns_);
   if (!sock) return tl::unexpected(sock.error().Wrap(what));
   auto actual = Route::List(*sock, kRouteProtocol);

@@ -21,8 +21,8 @@ struct PeerNode {
 };
 
 struct RoutePlan {
-  std::vector<Route> replace;  // missing or with a different gateway
-  std::vector<Route> remove;   // ours, no longer wanted
+  std::vector<Route> replace;        // missing or with a different gateway
+  std::vector<Route> remove;         // ours, no longer wanted
   std::vector<std::string> skipped;  // "node: reason" for unusable entries
 };
 

@@ -1,6 +1,8 @@
 // Privileged: BridgeNetwork end to end on the real kernel, inside the test process's own network
 // namespace (the "node"): bridge + forwarding + masquerade, two pods that reach each other, the
 // bridge, the node and (masqueraded) an outside network; teardown, restart and repair.
+#include "runtime/network/bridge_network.h"
+
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -8,7 +10,6 @@
 
 #include "base/file.h"
 #include "base/strings.h"
-#include "runtime/network/bridge_network.h"
 #include "runtime/network/netns.h"
 #include "tests/runtime/network/test_root.h"
 #include "tests/support/kernel_env.h"
@@ -36,7 +37,9 @@ struct Pod {
     REQUIRE(NetNamespace::Create(path));
   }
   ~Pod() { (void)NetNamespace::Remove(path); }
-  SandboxNetRequest Req() const { return {id, path, "default", std::string("pod-") + id[0], "uid", {}}; }
+  SandboxNetRequest Req() const {
+    return {id, path, "default", std::string("pod-") + id[0], "uid", {}};
+  }
   std::string Exec(const std::string& cmd) const { return "nsenter --net=" + path + " " + cmd; }
 };
 
@@ -176,10 +179,10 @@ TEST_CASE("BridgeNetwork connects pods to each other, the node and the outside",
 
   // TCP from pod A to a listener in pod B.
   const std::string recv = Root() + "/recv.txt";
-  std::string script =
-      "(" + b.Exec("timeout 10 busybox nc -l -p 8080") + " > " + recv + " &) ; " +
-      "for i in $(seq 1 50); do echo hello-from-a | " + a.Exec("busybox nc 10.244.7.3 8080") +
-      " && break; sleep 0.1; done; sleep 0.2; cat " + recv;
+  std::string script = "(" + b.Exec("timeout 10 busybox nc -l -p 8080") + " > " + recv + " &) ; " +
+                       "for i in $(seq 1 50); do echo hello-from-a | " +
+                       a.Exec("busybox nc 10.244.7.3 8080") +
+                       " && break; sleep 0.1; done; sleep 0.2; cat " + recv;
   REQUIRE(Run("sh -c '" + script + "'", &out) == 0);
   CHECK(out.find("hello-from-a") != std::string::npos);
 
@@ -188,10 +191,13 @@ TEST_CASE("BridgeNetwork connects pods to each other, the node and the outside",
   {
     Pod outside('f');
     REQUIRE(Run("ip link add cbt-up type veth peer name cbt-up-peer && "
-                "ip link set cbt-up-peer netns " + outside.path + " && "
-                "ip addr add 192.168.99.1/24 dev cbt-up && ip link set cbt-up up && " +
-                outside.Exec("ip addr add 192.168.99.2/24 dev cbt-up-peer") + " && " +
-                outside.Exec("ip link set cbt-up-peer up"), &out) == 0);
+                "ip link set cbt-up-peer netns " +
+                    outside.path +
+                    " && "
+                    "ip addr add 192.168.99.1/24 dev cbt-up && ip link set cbt-up up && " +
+                    outside.Exec("ip addr add 192.168.99.2/24 dev cbt-up-peer") + " && " +
+                    outside.Exec("ip link set cbt-up-peer up"),
+                &out) == 0);
     CHECK(Ping(a.Exec(""), "192.168.99.2"));
     REQUIRE(Run("iptables -t nat -L CUBELET-POSTROUTING -v -n -x", &out) == 0);
     bool counted = false;
@@ -331,10 +337,13 @@ TEST_CASE("BridgeNetwork maps host ports to pods", "[bridge][hostports]") {
   Pod outside('f');
   std::string out;
   REQUIRE(Run("ip link add cbt-hp type veth peer name cbt-hp-peer && "
-              "ip link set cbt-hp-peer netns " + outside.path + " && "
-              "ip addr add 192.168.98.1/24 dev cbt-hp && ip link set cbt-hp up && " +
-              outside.Exec("ip addr add 192.168.98.2/24 dev cbt-hp-peer") + " && " +
-              outside.Exec("ip link set cbt-hp-peer up"), &out) == 0);
+              "ip link set cbt-hp-peer netns " +
+                  outside.path +
+                  " && "
+                  "ip addr add 192.168.98.1/24 dev cbt-hp && ip link set cbt-hp up && " +
+                  outside.Exec("ip addr add 192.168.98.2/24 dev cbt-hp-peer") + " && " +
+                  outside.Exec("ip link set cbt-hp-peer up"),
+              &out) == 0);
 
   Pod a('a'), b('b');
   auto req_a = a.Req();
@@ -365,8 +374,8 @@ TEST_CASE("BridgeNetwork maps host ports to pods", "[bridge][hostports]") {
     // From outside the node, from the node itself, and from the pod itself (hairpin).
     CHECK(TcpSend(a.Exec(""), 8080, outside.Exec(""), "192.168.98.1", 18080, "from-outside")
               .find("from-outside") != std::string::npos);
-    CHECK(TcpSend(a.Exec(""), 8080, "", "192.168.98.1", 18080, "from-node")
-              .find("from-node") != std::string::npos);
+    CHECK(TcpSend(a.Exec(""), 8080, "", "192.168.98.1", 18080, "from-node").find("from-node") !=
+          std::string::npos);
     CHECK(TcpSend(a.Exec(""), 8080, a.Exec(""), "192.168.98.1", 18080, "from-itself")
               .find("from-itself") != std::string::npos);
   }  // restart
@@ -384,8 +393,8 @@ TEST_CASE("BridgeNetwork maps host ports to pods", "[bridge][hostports]") {
   CHECK(out.find("18080") == std::string::npos);
   auto sb = net.Setup(req_b);
   REQUIRE(sb);
-  CHECK(TcpSend(b.Exec(""), 9090, outside.Exec(""), "192.168.98.1", 18080, "to-b")
-            .find("to-b") != std::string::npos);
+  CHECK(TcpSend(b.Exec(""), 9090, outside.Exec(""), "192.168.98.1", 18080, "to-b").find("to-b") !=
+        std::string::npos);
   // GC of a vanished sandbox drops its mapping too.
   auto n = net.GarbageCollect({});
   REQUIRE(n);

@@ -54,7 +54,8 @@ TEST_CASE("CniNetwork runs the real bridge, host-local and portmap plugins", "[c
     "plugins": [
       {"type": "bridge", "bridge": "cnitest0", "isGateway": true, "ipMasq": true,
        "hairpinMode": true,
-       "ipam": {"type": "host-local", "dataDir": ")" + ipam_dir + R"(",
+       "ipam": {"type": "host-local", "dataDir": ")" +
+                                               ipam_dir + R"(",
                 "ranges": [[{"subnet": "{{.PodCIDR}}"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
       {"type": "portmap", "capabilities": {"portMappings": true}}
     ]})"));
@@ -62,7 +63,8 @@ TEST_CASE("CniNetwork runs the real bridge, host-local and portmap plugins", "[c
   const std::string pa = Root() + "/netns/a", pb = Root() + "/netns/b";
   REQUIRE(NetNamespace::Create(pa));
   REQUIRE(NetNamespace::Create(pb));
-  SandboxNetRequest ra{std::string(64, 'a'), pa, "default", "a", "uid-a", {{"tcp", 8080, 18081, ""}}};
+  SandboxNetRequest ra{std::string(64, 'a'),      pa, "default", "a", "uid-a",
+                       {{"tcp", 8080, 18081, ""}}};
   SandboxNetRequest rb{std::string(64, 'b'), pb, "default", "b", "uid-b", {}};
 
   std::string ip_a;

@@ -38,15 +38,25 @@ void WritePlugin(const std::string& bin, const std::string& name, const std::str
   std::string script =
       "#!/bin/sh\n"
       "in=$(cat)\n"
-      "echo \"$CNI_COMMAND " + name + " $CNI_CONTAINERID $CNI_IFNAME $CNI_NETNS\" >> " + logdir +
+      "echo \"$CNI_COMMAND " +
+      name + " $CNI_CONTAINERID $CNI_IFNAME $CNI_NETNS\" >> " + logdir +
       "/log\n"
-      "printf '%s' \"$in\" > " + logdir + "/" + name + ".$CNI_COMMAND.in\n"
-      "echo \"$CNI_ARGS\" > " + logdir + "/" + name + ".args\n"
-      "if [ -f " + logdir + "/fail-" + name + "-$CNI_COMMAND ]; then\n"
-      "  echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"" + name +
+      "printf '%s' \"$in\" > " +
+      logdir + "/" + name +
+      ".$CNI_COMMAND.in\n"
+      "echo \"$CNI_ARGS\" > " +
+      logdir + "/" + name +
+      ".args\n"
+      "if [ -f " +
+      logdir + "/fail-" + name +
+      "-$CNI_COMMAND ]; then\n"
+      "  echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"" +
+      name +
       " broke\",\"details\":\"on purpose\"}'; echo diag >&2; exit 1\n"
       "fi\n"
-      "if [ \"$CNI_COMMAND\" = ADD ]; then echo '" + add_result + "'; fi\n"
+      "if [ \"$CNI_COMMAND\" = ADD ]; then echo '" +
+      add_result +
+      "'; fi\n"
       "exit 0\n";
   REQUIRE(base::WriteFile(bin + "/" + name, script));
   REQUIRE(::chmod((bin + "/" + name).c_str(), 0755) == 0);
@@ -166,8 +176,8 @@ TEST_CASE("CNI results of every version give the pod IP", "[cni]") {
   CHECK(v1->ip == "10.244.1.5");  // IPv4 on eth0 first
   CHECK(v1->gateway == "10.244.1.1");
   CHECK(v1->additional_ips == std::vector<std::string>{"fd00::5", "10.0.0.9"});
-  auto v2 = ParseCniResult(R"({"cniVersion":"0.2.0","ip4":{"ip":"10.1.0.7/16","gateway":"10.1.0.1"}})",
-                           "eth0");
+  auto v2 = ParseCniResult(
+      R"({"cniVersion":"0.2.0","ip4":{"ip":"10.1.0.7/16","gateway":"10.1.0.1"}})", "eth0");
   REQUIRE(v2);
   CHECK(v2->ip == "10.1.0.7");
   auto v6 = ParseCniResult(R"({"ips":[{"address":"fd00::7/64"}]})", "eth0");
@@ -238,7 +248,8 @@ TEST_CASE("CniNetwork ADD chains results, DEL runs in reverse with the cached re
     CHECK(st->ip == "10.22.0.5");
     CHECK(st->gateway == "10.22.0.1");
     CHECK(st->additional_ips == std::vector<std::string>{"fd00::5"});  // last plugin's result
-    CHECK(Log(f.logs) == "ADD bridge sb1 eth0 /run/netns/sb1\nADD portmap sb1 eth0 /run/netns/sb1\n");
+    CHECK(Log(f.logs) ==
+          "ADD bridge sb1 eth0 /run/netns/sb1\nADD portmap sb1 eth0 /run/netns/sb1\n");
     auto pm_in = base::ReadFile(f.logs + "/portmap.ADD.in");
     REQUIRE(pm_in);
     CHECK(pm_in->find(R"("prevResult":)" + f.r1.substr(0, 20)) != std::string::npos);
@@ -249,8 +260,9 @@ TEST_CASE("CniNetwork ADD chains results, DEL runs in reverse with the cached re
     CHECK(base::PathExists(f.tmp.path + "/cache/sb1-eth0.json"));
   }
   // Restart, and the config changes on disk meanwhile: DEL still uses what ADD used.
-  REQUIRE(base::WriteFile(f.conf + "/10-net.conflist",
-                          R"({"cniVersion":"1.0.0","name":"other","plugins":[{"type":"bridge"}]})"));
+  REQUIRE(
+      base::WriteFile(f.conf + "/10-net.conflist",
+                      R"({"cniVersion":"1.0.0","name":"other","plugins":[{"type":"bridge"}]})"));
   f.ClearLog();
   CniNetwork net(f.Options());
   REQUIRE(net.Teardown(req));
@@ -289,7 +301,8 @@ TEST_CASE("CniNetwork with check_on_resetup: CHECK, then repair when CHECK fails
   auto again = net.Setup(req);
   REQUIRE(again);
   CHECK(again->ip == "10.22.0.5");
-  CHECK(Log(f.logs) == "CHECK bridge sb1 eth0 /run/netns/sb1\nCHECK portmap sb1 eth0 /run/netns/sb1\n");
+  CHECK(Log(f.logs) ==
+        "CHECK bridge sb1 eth0 /run/netns/sb1\nCHECK portmap sb1 eth0 /run/netns/sb1\n");
   REQUIRE(net.Check(req));
 
   f.Fail("bridge", "CHECK");

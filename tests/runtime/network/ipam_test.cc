@@ -98,8 +98,8 @@ TEST_CASE("IPAM allocates in order, skipping network, gateway and broadcast", "[
                                         "10.244.7.6"});
   // One file per IP with the sandbox id, plus last_reserved; no temp files left.
   auto names = Names(tmp.path + "/10.244.7.0_29");
-  CHECK(names == std::vector<std::string>{"10.244.7.2", "10.244.7.3", "10.244.7.4",
-                                          "10.244.7.5", "10.244.7.6", "last_reserved"});
+  CHECK(names == std::vector<std::string>{"10.244.7.2", "10.244.7.3", "10.244.7.4", "10.244.7.5",
+                                          "10.244.7.6", "last_reserved"});
   CHECK(*base::ReadFile(tmp.path + "/10.244.7.0_29/10.244.7.4") == Id(2) + "\n");
   CHECK(*base::ReadFile(tmp.path + "/10.244.7.0_29/last_reserved") == "10.244.7.6\n");
 }
@@ -277,8 +277,8 @@ TEST_CASE("node rules render the exact iptables-restore input", "[rules]") {
 
 TEST_CASE("RunProgram passes stdin and reports status and output", "[exec]") {
   std::string out;
-  auto rc = RunProgram({"/bin/sh", "-c", "read x; echo got:$x; echo err >&2; exit 3"}, "hello\n",
-                       &out);
+  auto rc =
+      RunProgram({"/bin/sh", "-c", "read x; echo got:$x; echo err >&2; exit 3"}, "hello\n", &out);
   REQUIRE(rc);
   CHECK(*rc == 3);
   CHECK(out == "got:hello\nerr\n");
@@ -295,13 +295,13 @@ TEST_CASE("PlanRouteSync adds, fixes, removes and skips", "[routes]") {
     return Route{Cidr(dst), *Ipv4::Parse(gw), 0, kRouteProtocol};
   };
   std::vector<PeerNode> peers = {
-      {"n2", "192.168.50.2", "10.244.2.0/24"},  // present and right: nothing
-      {"n3", "192.168.50.3", "10.244.3.0/24"},  // missing: add
+      {"n2", "192.168.50.2", "10.244.2.0/24"},   // present and right: nothing
+      {"n3", "192.168.50.3", "10.244.3.0/24"},   // missing: add
       {"n4", "192.168.50.44", "10.244.4.0/24"},  // wrong gateway: replace
-      {"n1", "192.168.50.1", "10.244.1.0/24"},  // own CIDR: skip
-      {"n5", "", "10.244.5.0/24"},              // no IP yet: skip
-      {"n6", "192.168.50.6", ""},               // no CIDR yet: skip
-      {"n7", "192.168.50.7", "10.244.3.0/24"},  // duplicate CIDR: skip
+      {"n1", "192.168.50.1", "10.244.1.0/24"},   // own CIDR: skip
+      {"n5", "", "10.244.5.0/24"},               // no IP yet: skip
+      {"n6", "192.168.50.6", ""},                // no CIDR yet: skip
+      {"n7", "192.168.50.7", "10.244.3.0/24"},   // duplicate CIDR: skip
   };
   std::vector<Route> actual = {R("10.244.2.0/24", "192.168.50.2"),
                                R("10.244.4.0/24", "192.168.50.4"),
@@ -327,7 +327,8 @@ TEST_CASE("PlanRouteSync adds, fixes, removes and skips", "[routes]") {
 
 TEST_CASE("host port entries are validated and conflicts named", "[hostports]") {
   Ipv4 ip = *Ipv4::Parse("10.244.7.2");
-  std::vector<PortMapping> m = {{"TCP", 80, 8080, ""}, {"udp", 53, 5353, "0.0.0.0"},
+  std::vector<PortMapping> m = {{"TCP", 80, 8080, ""},
+                                {"udp", 53, 5353, "0.0.0.0"},
                                 {"tcp", 9000, 0, ""}};  // no host port: dropped
   auto e = HostPortEntries(Id(1), ip, m);
   REQUIRE(e);
@@ -344,8 +345,7 @@ TEST_CASE("host port entries are validated and conflicts named", "[hostports]") 
   REQUIRE(other);
   auto conflict = CheckHostPortConflicts(*e, *other);  // any address overlaps a specific one
   REQUIRE_FALSE(conflict);
-  CHECK(conflict.error().message ==
-        "host port 8080/tcp is already used by sandbox " + Id(2));
+  CHECK(conflict.error().message == "host port 8080/tcp is already used by sandbox " + Id(2));
   auto a = HostPortEntries(Id(3), ip, {{"tcp", 80, 8080, "192.168.1.5"}});
   auto b = HostPortEntries(Id(4), ip, {{"tcp", 80, 8080, "192.168.1.6"}});
   auto c = HostPortEntries(Id(5), ip, {{"udp", 80, 8080, ""}});
@@ -359,27 +359,36 @@ TEST_CASE("host port rules render one DNAT per mapping and one hairpin per pod",
   auto b = *HostPortEntries(Id(2), *Ipv4::Parse("10.244.7.3"), {{"tcp", 443, 8443, ""}});
   a.insert(a.end(), b.begin(), b.end());
   std::string id1 = Id(1).substr(0, 12), id2 = Id(2).substr(0, 12);
-  CHECK(RenderHostPortRules(a, {true, true, true}) ==
-        "*nat\n"
-        ":CUBELET-HOSTPORTS - [0:0]\n"
-        ":CUBELET-HOSTPORTS-MASQ - [0:0]\n"
-        "-A CUBELET-HOSTPORTS -p udp -d 192.168.1.5/32 -m udp --dport 5353 -m comment --comment "
-        "\"sandbox " + id1 + " hostPort 192.168.1.5:5353/udp\" -j DNAT --to-destination "
-        "10.244.7.2:53\n"
-        "-A CUBELET-HOSTPORTS -p tcp -m tcp --dport 8080 -m comment --comment \"sandbox " + id1 +
-        " hostPort 8080/tcp\" -j DNAT --to-destination 10.244.7.2:80\n"
-        "-A CUBELET-HOSTPORTS -p tcp -m tcp --dport 8443 -m comment --comment \"sandbox " + id2 +
-        " hostPort 8443/tcp\" -j DNAT --to-destination 10.244.7.3:443\n"
-        "-A CUBELET-HOSTPORTS-MASQ -s 10.244.7.2/32 -d 10.244.7.2/32 -m comment --comment "
-        "\"sandbox " + id1 + " hairpin\" -j MASQUERADE\n"
-        "-A CUBELET-HOSTPORTS-MASQ -s 10.244.7.3/32 -d 10.244.7.3/32 -m comment --comment "
-        "\"sandbox " + id2 + " hairpin\" -j MASQUERADE\n"
-        "-I PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"cubelet: host ports\" "
-        "-j CUBELET-HOSTPORTS\n"
-        "-I OUTPUT -m addrtype --dst-type LOCAL -m comment --comment \"cubelet: host ports\" "
-        "-j CUBELET-HOSTPORTS\n"
-        "-I POSTROUTING -m comment --comment \"cubelet: host ports\" -j CUBELET-HOSTPORTS-MASQ\n"
-        "COMMIT\n");
+  CHECK(
+      RenderHostPortRules(a, {true, true, true}) ==
+      "*nat\n"
+      ":CUBELET-HOSTPORTS - [0:0]\n"
+      ":CUBELET-HOSTPORTS-MASQ - [0:0]\n"
+      "-A CUBELET-HOSTPORTS -p udp -d 192.168.1.5/32 -m udp --dport 5353 -m comment --comment "
+      "\"sandbox " +
+          id1 +
+          " hostPort 192.168.1.5:5353/udp\" -j DNAT --to-destination "
+          "10.244.7.2:53\n"
+          "-A CUBELET-HOSTPORTS -p tcp -m tcp --dport 8080 -m comment --comment \"sandbox " +
+          id1 +
+          " hostPort 8080/tcp\" -j DNAT --to-destination 10.244.7.2:80\n"
+          "-A CUBELET-HOSTPORTS -p tcp -m tcp --dport 8443 -m comment --comment \"sandbox " +
+          id2 +
+          " hostPort 8443/tcp\" -j DNAT --to-destination 10.244.7.3:443\n"
+          "-A CUBELET-HOSTPORTS-MASQ -s 10.244.7.2/32 -d 10.244.7.2/32 -m comment --comment "
+          "\"sandbox " +
+          id1 +
+          " hairpin\" -j MASQUERADE\n"
+          "-A CUBELET-HOSTPORTS-MASQ -s 10.244.7.3/32 -d 10.244.7.3/32 -m comment --comment "
+          "\"sandbox " +
+          id2 +
+          " hairpin\" -j MASQUERADE\n"
+          "-I PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"cubelet: host ports\" "
+          "-j CUBELET-HOSTPORTS\n"
+          "-I OUTPUT -m addrtype --dst-type LOCAL -m comment --comment \"cubelet: host ports\" "
+          "-j CUBELET-HOSTPORTS\n"
+          "-I POSTROUTING -m comment --comment \"cubelet: host ports\" -j CUBELET-HOSTPORTS-MASQ\n"
+          "COMMIT\n");
   // No entries, jumps present: the chains are emptied.
   CHECK(RenderHostPortRules({}, {}) ==
         "*nat\n:CUBELET-HOSTPORTS - [0:0]\n:CUBELET-HOSTPORTS-MASQ - [0:0]\nCOMMIT\n");

@@ -1,17 +1,18 @@
 // Privileged: NetNamespace create/open/enter/remove, and the libnl wrappers (Link, Bridge,
 // VethPair, Address, Route) on the real kernel, inside the test process's own network namespace.
+#include "runtime/network/netns.h"
+
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <string>
 #include <future>
+#include <string>
 #include <thread>
 
 #include "base/file.h"
 #include "runtime/network/address.h"
 #include "runtime/network/link.h"
 #include "runtime/network/netlink_socket.h"
-#include "runtime/network/netns.h"
 #include "runtime/network/route.h"
 #include "tests/runtime/network/test_root.h"
 #include "tests/support/kernel_env.h"

@@ -1,6 +1,8 @@
 // Privileged: two "nodes" (the test's namespace and a second one), each with its own
 // BridgeNetwork, joined by a veth "wire"; RouteSync routes each node's pod CIDR via the other's
 // InternalIP, so pods talk across nodes without masquerade, and stop when the routes go.
+#include "runtime/network/route_sync.h"
+
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -13,7 +15,6 @@
 #include "runtime/network/bridge_network.h"
 #include "runtime/network/link.h"
 #include "runtime/network/netns.h"
-#include "runtime/network/route_sync.h"
 #include "tests/runtime/network/test_root.h"
 #include "tests/support/kernel_env.h"
 
