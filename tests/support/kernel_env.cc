@@ -110,7 +110,7 @@ std::string BusyboxRootfs() {
         "set -e; d=" + dir + "; if [ ! -x $d/bin/busybox ]; then rm -rf $d.tmp; "
         "mkdir -p $d.tmp/bin $d.tmp/etc $d.tmp/proc $d.tmp/sys $d.tmp/dev $d.tmp/tmp $d.tmp/var/www; "
         "cp /bin/busybox $d.tmp/bin/busybox; "
-        "for a in $(/bin/busybox --list); do ln -sf busybox $d.tmp/bin/$a; done; "
+        "for a in $(/bin/busybox --list); do [ \"$a\" = busybox ] || ln -sf busybox $d.tmp/bin/$a; done; "
         "echo 'root:x:0:0:root:/root:/bin/sh' > $d.tmp/etc/passwd; "
         "echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >> $d.tmp/etc/passwd; "
         "echo 'root:x:0:' > $d.tmp/etc/group; echo 'nogroup:x:65534:' >> $d.tmp/etc/group; "
