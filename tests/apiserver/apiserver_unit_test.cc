@@ -133,6 +133,9 @@ TEST_CASE("Go encoding rules: omitempty, explicit nulls, sorted maps") {
   CHECK(apiserver::Dump(apiserver::schema::Normalize(slice, "EndpointSlice")) ==
         "{\"metadata\":{\"name\":\"s\",\"creationTimestamp\":null},\"addressType\":\"IPv4\","
         "\"endpoints\":null,\"ports\":null}");
+  Json unknown = {{"spec", {{"bogus", 1}, {"nodeName", "n"}}}};
+  CHECK(apiserver::Dump(apiserver::schema::Normalize(unknown, "Pod")["spec"]) ==
+        "{\"containers\":null,\"nodeName\":\"n\"}");
   Json labels = {{"metadata", {{"labels", {{"z", "1"}, {"a", "2"}}}}}};
   CHECK(apiserver::Dump(apiserver::schema::Normalize(labels, "ConfigMap")) ==
         "{\"metadata\":{\"creationTimestamp\":null,\"labels\":{\"a\":\"2\",\"z\":\"1\"}}}");

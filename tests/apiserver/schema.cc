@@ -425,17 +425,8 @@ Json NormalizeStruct(const Json& in, const std::string& name) {
     auto nv = NormalizeValue(v, f.type, f.omitempty);
     if (nv) out[f.name] = std::move(*nv);
   }
-  // Keep fields this table does not know (newer API fields, patch directives) at the end.
-  for (const auto& [k, v] : in.items()) {
-    bool known = false;
-    for (const auto& f : it->second.fields) {
-      if (f.name == k) {
-        known = true;
-        break;
-      }
-    }
-    if (!known) out[k] = v;
-  }
+  // Fields the Go struct does not have are dropped, as decoding into the struct does (the
+  // real server answers with a "unknown field" warning unless fieldValidation=Strict).
   return out;
 }
 

@@ -26,8 +26,8 @@ struct PatchMeta {
   std::string type;            // struct type of the field itself ("" if not a struct)
 };
 
-// Normalizes `in` as Go type `type` (e.g. "Pod", "Node"). Unknown fields are kept after the
-// known ones (the real server drops them; we keep them so nothing a client sent is lost).
+// Normalizes `in` as Go type `type` (e.g. "Pod", "Node"). Unknown fields are dropped, like the
+// real server's decoder does (fields typed `any` in the table are kept as sent).
 Json Normalize(const Json& in, std::string_view type);
 
 // Patch metadata of field `field` inside struct `type` (nullopt if unknown).
