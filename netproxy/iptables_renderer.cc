@@ -41,9 +41,10 @@ struct Args {
 // nowhere, counting them only.
 class Sink {
  public:
-  Sink(IptablesTable& table, bool discard) : table_(table), discard_(discard) {}
+  Sink(IptablesTable& table, bool discard, int group)
+      : table_(table), discard_(discard), group_(group) {}
   IptablesChain* Chain(const std::string& name) {
-    return discard_ ? nullptr : table_.AddChain(name);
+    return discard_ ? nullptr : table_.AddChain(name, group_);
   }
   bool discard() const { return discard_; }
   // `make` builds the rule text only when it is kept.
@@ -59,6 +60,7 @@ class Sink {
  private:
   IptablesTable& table_;
   bool discard_;
+  int group_;
 };
 
 }  // namespace
@@ -175,6 +177,7 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
   }
   const bool large_cluster = total_endpoints > config_.large_cluster_endpoints;
 
+  int group = 0;
   for (const auto& [spn, svc] : state.service_ports()) {
     const std::string proto(ProtocolLower(spn.protocol));
     const std::string& name = svc.name_string;
@@ -306,7 +309,7 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
     if (uses_cluster_chain) rs.active_nat_chains.insert(cluster_chain);
     if (uses_local_chain) rs.active_nat_chains.insert(local_chain);
     const bool skip = changed && !changed->count(spn.service);
-    Sink sink(nat, skip);
+    Sink sink(nat, skip, group++);
 
     IptablesChain* ext = uses_ext_chain ? sink.Chain(ext_chain) : nullptr;
     IptablesChain* fw = uses_fw_chain ? sink.Chain(fw_chain) : nullptr;

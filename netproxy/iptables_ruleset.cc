@@ -2,8 +2,8 @@
 
 namespace netproxy {
 
-IptablesChain* IptablesTable::AddChain(std::string chain_name) {
-  chains.push_back(IptablesChain{std::move(chain_name), {}});
+IptablesChain* IptablesTable::AddChain(std::string chain_name, int group) {
+  chains.push_back(IptablesChain{std::move(chain_name), group, {}});
   return &chains.back();
 }
 
@@ -51,22 +51,27 @@ std::string IptablesJump::RuleArgs() const {
 
 namespace {
 
+// Writes one table; with top_level_only, the per-service chains are left out.
 void SerializeTable(const IptablesTable& t, const std::vector<IptablesJump>& jumps,
-                    std::string& out) {
+                    std::string& out, bool top_level_only = false) {
+  auto selected = [&](const IptablesChain& c) { return !top_level_only || c.group < 0; };
   out += '*';
   out += t.name;
   out += '\n';
   for (const auto& c : t.chains) {
+    if (!selected(c)) continue;
     out += ':';
     out += c.name;
     out += " - [0:0]\n";
   }
+
   for (const auto& name : t.deleted_chains) {
     out += ':';
     out += name;
     out += " - [0:0]\n";
   }
   for (const auto& c : t.chains) {
+    if (!selected(c)) continue;
     for (const auto& r : c.rules) {
       out += "-A ";
       out += c.name;
@@ -92,6 +97,45 @@ void SerializeTable(const IptablesTable& t, const std::vector<IptablesJump>& jum
 }
 
 }  // namespace
+
+std::vector<std::string> IptablesRuleset::SerializeChunked(
+    const std::vector<IptablesJump>& jumps_to_insert, size_t max_chains) const {
+  std::vector<std::string> out;
+  // Per-service chains jump to KUBE-MARK-MASQ: it must exist from the first commit on.
+  const IptablesChain* mark_masq = nat.Find("KUBE-MARK-MASQ");
+  std::vector<const IptablesChain*> batch;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    if (out.empty() && mark_masq) batch.insert(batch.begin(), mark_masq);
+    std::string buf = "*" + nat.name + "\n";
+    for (const IptablesChain* c : batch) buf += ":" + c->name + " - [0:0]\n";
+    for (const IptablesChain* c : batch) {
+      for (const auto& r : c->rules) {
+        buf += "-A ";
+        buf += c->name;
+        buf += ' ';
+        buf += r;
+        buf += '\n';
+      }
+    }
+    buf += "COMMIT\n";
+    out.push_back(std::move(buf));
+    batch.clear();
+  };
+  int last = -1;
+  for (const auto& c : nat.chains) {
+    if (c.group < 0) continue;
+    if (c.group != last && batch.size() >= max_chains) flush();
+    last = c.group;
+    batch.push_back(&c);
+  }
+  flush();
+  std::string final_buf;
+  SerializeTable(filter, jumps_to_insert, final_buf);
+  SerializeTable(nat, jumps_to_insert, final_buf, true);
+  out.push_back(std::move(final_buf));
+  return out;
+}
 
 std::string IptablesRuleset::Serialize(const std::vector<IptablesJump>& jumps_to_insert) const {
   std::string out;

@@ -11,6 +11,9 @@ namespace netproxy {
 
 struct IptablesChain {
   std::string name;
+  // Per-service chains carry the index of their service port (chains of one service must be
+  // committed together); -1 for the top-level chains.
+  int group = -1;
   // Each rule is the argument text after "-A <name> ", quoted as iptables-restore reads it.
   std::vector<std::string> rules;
 };
@@ -26,7 +29,7 @@ struct IptablesTable {
   // Rules of this table's chains that a partial sync did not rewrite (they stay in the kernel).
   size_t skipped_rules = 0;
 
-  IptablesChain* AddChain(std::string chain_name);
+  IptablesChain* AddChain(std::string chain_name, int group = -1);
   const IptablesChain* Find(std::string_view chain_name) const;
   size_t WrittenRules() const;
   size_t TotalRules() const { return WrittenRules() + skipped_rules; }
@@ -56,6 +59,14 @@ struct IptablesRuleset {
   // iptables-restore input for --noflush: each table's declared chains, their rules, the
   // given jumps inserted at the top of their built-in chains (-I CHAIN 1), then the deletions.
   std::string Serialize(const std::vector<IptablesJump>& jumps_to_insert = {}) const;
+
+  // The same content as several commits, for iptables-nft-restore --noflush whose cost grows
+  // with the square of the chains in one input: first the per-service chains, whole services
+  // at a time, about max_chains chains per commit (nothing references them yet, or the old
+  // references see each service switch over atomically), then one commit with the top-level
+  // chains, the jumps and the deletions. Without per-service chains this is one commit.
+  std::vector<std::string> SerializeChunked(const std::vector<IptablesJump>& jumps_to_insert,
+                                            size_t max_chains) const;
 };
 
 // Quotes an argument for iptables-restore when it holds spaces or quotes.

@@ -318,9 +318,21 @@ bool Proxier::SyncProxyRules() {
     }
     IptablesRuleset rs =
         renderer_.Render(state_, full ? nullptr : &update.updated_services, existing_nat_chains_);
-    std::string buffer = rs.Serialize(missing_jumps);
-    if (need_hint) buffer += "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n";
-    auto r = backend_->Restore(buffer);
+    std::vector<std::string> buffers;
+    const size_t chunk = backend_->ChunkChains();
+    if (chunk > 0 && rs.nat.chains.size() > 2 * chunk) {
+      buffers = rs.SerializeChunked(missing_jumps, chunk);
+    } else {
+      buffers.push_back(rs.Serialize(missing_jumps));
+    }
+    if (need_hint) buffers.back() += "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n";
+    size_t bytes = 0;
+    base::Result<> r;
+    for (const auto& b : buffers) {
+      bytes += b.size();
+      r = backend_->Restore(b);
+      if (!r) break;
+    }
     if (!r) {
       error = r.error().message;
       metrics_.IncRestoreFailures();
@@ -332,7 +344,8 @@ bool Proxier::SyncProxyRules() {
                  {{"full", full ? "true" : "false"},
                   {"services", state_.service_ports().size()},
                   {"changedServices", update.updated_services.size()},
-                  {"bytes", buffer.size()},
+                  {"bytes", bytes},
+                  {"commits", buffers.size()},
                   {"deletedChains", rs.nat.deleted_chains.size()}});
     }
   }

@@ -38,6 +38,9 @@ class RulesBackend {
   virtual base::Result<IptablesSnapshot> Snapshot() = 0;
   // Applies an iptables-restore buffer with --noflush --counters as one transaction per table.
   virtual base::Result<> Restore(const std::string& buffer) = 0;
+  // > 0: large full syncs go in commits of about this many per-service chains (see
+  // IptablesRuleset::SerializeChunked). 0: always one commit.
+  virtual size_t ChunkChains() const { return 0; }
 };
 using RulesBackendPtr = std::unique_ptr<RulesBackend>;
 
@@ -66,12 +69,15 @@ class FakeRulesBackend final : public RulesBackend {
   // The next n Restore() calls fail.
   void FailNext(int n = 1);
   void SetSnapshot(IptablesSnapshot s);
+  void SetChunkChains(size_t n) { chunk_chains_ = n; }
+  size_t ChunkChains() const override { return chunk_chains_; }
 
  private:
   mutable std::mutex mu_;
   std::vector<std::string> buffers_;
   IptablesSnapshot snapshot_;
   int fail_next_ = 0;
+  size_t chunk_chains_ = 0;
 };
 
 }  // namespace netproxy

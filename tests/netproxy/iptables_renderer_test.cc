@@ -420,3 +420,55 @@ TEST_CASE("jump rules and serialization of missing jumps") {
   CHECK(text == "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n-I PREROUTING 1 -m comment "
                 "--comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n");
 }
+
+TEST_CASE("chunked serialization keeps each service in one commit and the top level last") {
+  Harness h;
+  for (int i = 0; i < 30; ++i) {
+    std::string name = "s" + std::to_string(i);
+    h.Add(ClusterIPService("ns", name, "10.96.0." + std::to_string(i + 1), {Port("p", 80, 80)}));
+    h.Add(Slice("ns", name, name + "-1",
+                {Ep("10.244.1." + std::to_string(i + 1)), Ep("10.244.2." + std::to_string(i + 1))},
+                {EpPort("p", 80)}));
+  }
+  auto rs = h.Render({"KUBE-SVC-STALE000000000000"});
+  auto chunks = rs.SerializeChunked(IptablesJumps(true), 10);
+  // 30 services x 3 chains, ~10 per commit (whole services: 12 per commit) + the final one.
+  REQUIRE(chunks.size() == 9);
+  std::multiset<std::string> all_lines, chunk_lines;
+  for (const auto& l : Lines(rs.Serialize(IptablesJumps(true)))) {
+    if (l[0] != '*' && l != "COMMIT") all_lines.insert(l);
+  }
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const auto& c = chunks[i];
+    for (const auto& l : Lines(c)) {
+      if (l[0] != '*' && l != "COMMIT") chunk_lines.insert(l);
+    }
+    if (i + 1 < chunks.size()) {
+      CHECK(base::StartsWith(c, "*nat\n"));
+      CHECK(c.find("KUBE-SERVICES") == std::string::npos);
+      CHECK(c.find("-X ") == std::string::npos);
+      // Every chain a commit jumps to is declared in it or in an earlier one.
+      for (const auto& l : Lines(c)) {
+        auto pos = l.find("-j KUBE-");
+        if (pos != std::string::npos) {
+          std::string decl = ":" + l.substr(pos + 3) + " - [0:0]";
+          bool found = false;
+          for (size_t k = 0; k <= i; ++k) found = found || chunks[k].find(decl) != std::string::npos;
+          CHECK(found);
+        }
+      }
+    } else {
+      CHECK(c.find("-A KUBE-SERVICES") != std::string::npos);
+      CHECK(c.find("-X KUBE-SVC-STALE000000000000") != std::string::npos);
+      CHECK(c.find("-I PREROUTING 1") != std::string::npos);
+      CHECK(c.find(":KUBE-SEP-") == std::string::npos);
+    }
+  }
+  CHECK(chunks[0].find(":KUBE-MARK-MASQ - [0:0]") != std::string::npos);
+  // KUBE-MARK-MASQ is written twice (first and last commit); otherwise the same lines.
+  for (const char* l : {":KUBE-MARK-MASQ - [0:0]", "-A KUBE-MARK-MASQ -j MARK --or-mark 0x00004000"}) {
+    REQUIRE(chunk_lines.count(l) == 2);
+    chunk_lines.erase(chunk_lines.find(l));
+  }
+  CHECK(all_lines == chunk_lines);
+}

@@ -1,0 +1,307 @@
+// bench/proxy_sync: how fast the service proxy programs the kernel at scale.
+//
+// For each mode and size (service ports with E endpoints each), in a fresh network namespace of
+// a forked child (so nothing reaches the host and RSS is per run):
+//   - first full sync: from "informers synced" to rules in the kernel,
+//   - one endpoint change: from the event to rules in the kernel,
+//   - peak RSS of the proxy process and, separately, of its helper children (iptables-restore),
+// and beside it the floor: the same full ruleset written to a file beforehand and loaded by
+// plain `iptables-restore` / `nft -f` into an empty namespace.
+//
+// Usage (root): proxy_sync [--sizes 1000,5000] [--endpoints 10] [--modes iptables,nftables]
+//                          [--iptables nft|legacy] [--no-floor]
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/file.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "netproxy/exec.h"
+#include "netproxy/iptables_renderer.h"
+#include "netproxy/iptables_restore_backend.h"
+#include "netproxy/proxier.h"
+
+using namespace netproxy;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Args {
+  std::vector<int> sizes = {1000, 5000, 10000};
+  int endpoints = 10;
+  std::vector<std::string> modes = {"iptables"};
+  IptablesVariant variant = IptablesVariant::kNft;
+  bool floor = true;
+};
+
+bool LoopbackUp() {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return false;
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+  ifr.ifr_flags |= IFF_UP;
+  ok = ok && ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+  close(s);
+  return ok;
+}
+
+std::string Ip(int base, int n) {
+  return std::to_string(base) + "." + std::to_string((n >> 16) & 255) + "." +
+         std::to_string((n >> 8) & 255) + "." + std::to_string(n & 255);
+}
+
+Service MakeService(int i) {
+  Service s;
+  s.ns = "bench";
+  s.name = "svc-" + std::to_string(i);
+  s.type = ServiceType::kClusterIP;
+  s.cluster_ip = Ip(10, (96 << 16) + i + 1);  // 10.96.x.y .. (fits 10.96.0.0/12 for < 1M)
+  s.cluster_ips = {s.cluster_ip};
+  ServicePortSpec p;
+  p.name = "http";
+  p.port = 80;
+  p.target_port.number = 8080;
+  s.ports = {p};
+  return s;
+}
+
+EndpointSlice MakeSlice(int i, int endpoints, int generation) {
+  EndpointSlice sl;
+  sl.ns = "bench";
+  sl.service_name = "svc-" + std::to_string(i);
+  sl.name = sl.service_name + "-abcde";
+  for (int e = 0; e < endpoints; ++e) {
+    Endpoint ep;
+    // Unique per endpoint inside the cluster CIDR 10.128.0.0/10.
+    const int idx = i * endpoints + e;
+    ep.addresses = {"10." + std::to_string(128 + (idx >> 16) % 64) + "." +
+                    std::to_string((idx >> 8) & 255) + "." +
+                    std::to_string((idx + generation) & 255)};
+    ep.conditions.ready = true;
+    ep.node_name = e % 3 == 0 ? "node-a" : "node-b";
+    sl.endpoints.push_back(ep);
+  }
+  EndpointPort port;
+  port.name = "http";
+  port.port = 8080;
+  sl.ports = {port};
+  return sl;
+}
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+long MaxRssKb(int who) {
+  rusage ru{};
+  getrusage(who, &ru);
+  return ru.ru_maxrss;
+}
+
+struct Result {
+  double ingest_ms = 0, first_ms = 0, change_ms = 0;
+  long rss_kb = 0, child_rss_kb = 0;
+  double floor_full_ms = 0, floor_change_ms = 0;
+  size_t bytes = 0;
+  bool ok = false;
+};
+
+// Runs in a forked child inside its own netns; writes the result to `fd`.
+Result RunProxy(const Args& a, const std::string& mode, int n) {
+  Result r;
+  ProxierOptions o;
+  o.node_name = "node-a";
+  o.node_ips = {"192.168.0.2"};
+  o.cluster_cidr = "10.128.0.0/10";
+  o.min_sync_period = std::chrono::milliseconds(0);
+  o.cleanup_at_start = false;
+  o.mode = *ParseProxyMode(mode);
+  RulesBackendPtr backend;
+  if (o.mode == ProxyMode::kIptables) backend = std::make_unique<IptablesRestoreBackend>(a.variant);
+  auto p = Proxier::Create(o, std::move(backend));
+  if (!p) {
+    fprintf(stderr, "create proxier: %s\n", p.error().message.c_str());
+    return r;
+  }
+  auto& proxier = *p;
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    proxier->OnServiceAdd(MakeService(i));
+    proxier->OnEndpointSliceAdd(MakeSlice(i, a.endpoints, 0));
+  }
+  auto t1 = Clock::now();
+  r.ingest_ms = Ms(t1 - t0);
+  proxier->OnServicesSynced();
+  proxier->OnEndpointSlicesSynced();
+  if (!proxier->WaitForSync(std::chrono::minutes(10))) {
+    fprintf(stderr, "first sync failed: %s\n", proxier->Health().last_error.c_str());
+    return r;
+  }
+  auto t2 = Clock::now();
+  r.first_ms = Ms(t2 - t1);
+  // One endpoint of one service replaced.
+  int k = n / 2;
+  auto old_slice = MakeSlice(k, a.endpoints, 0);
+  auto new_slice = old_slice;
+  new_slice.endpoints[0].addresses[0] = "10.255.255.1";
+  auto t3 = Clock::now();
+  proxier->OnEndpointSliceUpdate(old_slice, new_slice);
+  if (!proxier->WaitForSync(std::chrono::minutes(5))) {
+    fprintf(stderr, "change sync failed: %s\n", proxier->Health().last_error.c_str());
+    return r;
+  }
+  r.change_ms = Ms(Clock::now() - t3);
+  r.rss_kb = MaxRssKb(RUSAGE_SELF);
+  r.child_rss_kb = MaxRssKb(RUSAGE_CHILDREN);
+  r.ok = true;
+  return r;
+}
+
+void FillState(ProxyState& state, const Args& a, int n) {
+  for (int i = 0; i < n; ++i) {
+    Service s = MakeService(i);
+    state.service_changes().Update(nullptr, &s);
+    state.endpoint_changes().EndpointSliceUpdate(MakeSlice(i, a.endpoints, 0), false, WallTime{});
+  }
+  state.Update();
+}
+
+// The floor: the same full ruleset loaded by plain iptables-restore into an empty netns.
+Result RunFloor(const Args& a, const std::string& mode, int n) {
+  Result r;
+  if (mode != "iptables") return r;
+  ProxyState state("node-a", WallTime{});
+  FillState(state, a, n);
+  IptablesRendererConfig cfg;
+  cfg.cluster_cidr = "10.128.0.0/10";
+  IptablesRenderer renderer(cfg);
+  std::string full = renderer.Render(state, nullptr, {}).Serialize(IptablesJumps(true));
+  r.bytes = full.size();
+  const std::string file = "/tmp/proxy_sync_floor_" + std::to_string(getpid()) + ".rules";
+  if (!base::WriteFile(file, full)) return r;
+  std::string restore =
+      a.variant == IptablesVariant::kNft ? "iptables-nft-restore" : "iptables-legacy-restore";
+  auto t0 = Clock::now();
+  // Plain restore into an empty netns: what loading this ruleset costs at least.
+  auto res = RunCommand({"sh", "-c", restore + " < " + file});
+  r.floor_full_ms = Ms(Clock::now() - t0);
+  if (!res || !res->ok()) {
+    fprintf(stderr, "floor restore failed: %s\n", res ? res->err.c_str() : "");
+    return r;
+  }
+  // One changed service, as the proxy's partial commit would write it.
+  auto slice = MakeSlice(n / 2, a.endpoints, 0);
+  slice.endpoints[0].addresses[0] = "10.255.255.1";
+  state.endpoint_changes().EndpointSliceUpdate(slice, false, WallTime{});
+  auto upd = state.Update();
+  auto rs = renderer.Render(state, &upd.updated_services, {});
+  std::string partial = rs.Serialize();
+  base::WriteFile(file, partial);
+  t0 = Clock::now();
+  res = RunCommand({"sh", "-c", restore + " --noflush < " + file});
+  r.floor_change_ms = Ms(Clock::now() - t0);
+  unlink(file.c_str());
+  r.child_rss_kb = MaxRssKb(RUSAGE_CHILDREN);
+  r.ok = res && res->ok();
+  return r;
+}
+
+Result InChild(const std::function<Result()>& fn) {
+  int fds[2];
+  if (pipe(fds) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    if (unshare(CLONE_NEWNET) != 0 || !LoopbackUp()) {
+      perror("unshare");
+      _exit(1);
+    }
+    Result r = fn();
+    if (write(fds[1], &r, sizeof r) != sizeof r) _exit(1);
+    _exit(0);
+  }
+  close(fds[1]);
+  Result r;
+  if (read(fds[0], &r, sizeof r) != sizeof r) r.ok = false;
+  close(fds[0]);
+  int st;
+  waitpid(pid, &st, 0);
+  return r;
+}
+
+std::vector<int> ParseSizes(const std::string& s) {
+  std::vector<int> out;
+  for (const auto& p : base::Split(s, ',', true)) out.push_back(std::stoi(p));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (k == "--sizes") {
+      a.sizes = ParseSizes(next());
+    } else if (k == "--endpoints") {
+      a.endpoints = std::stoi(next());
+    } else if (k == "--modes") {
+      a.modes = base::Split(next(), ',', true);
+    } else if (k == "--iptables") {
+      a.variant = next() == "legacy" ? IptablesVariant::kLegacy : IptablesVariant::kNft;
+    } else if (k == "--dump") {
+      // Writes the full iptables ruleset for N services to stdout and exits.
+      int n = std::stoi(next());
+      ProxyState state("node-a", WallTime{});
+      FillState(state, a, n);
+      IptablesRendererConfig cfg;
+      cfg.cluster_cidr = "10.128.0.0/10";
+      IptablesRenderer renderer(cfg);
+      fputs(renderer.Render(state, nullptr, {}).Serialize(IptablesJumps(true)).c_str(), stdout);
+      return 0;
+    } else if (k == "--no-floor") {
+      a.floor = false;
+    } else {
+      fprintf(stderr, "unknown argument %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (geteuid() != 0) {
+    fprintf(stderr, "proxy_sync needs root (it works in its own network namespaces)\n");
+    return 77;
+  }
+  base::log::SetLevel(base::log::Level::kWarn);
+  printf("%-10s %-8s %7s %9s %10s %10s %9s %10s %11s %12s %8s\n", "mode", "backend", "svcs",
+         "ingest_ms", "first_ms", "change_ms", "rss_MiB", "child_MiB", "floor_full", "floor_change",
+         "MB");
+  for (const auto& mode : a.modes) {
+    for (int n : a.sizes) {
+      Result r = InChild([&] { return RunProxy(a, mode, n); });
+      Result f;
+      if (a.floor) f = InChild([&] { return RunFloor(a, mode, n); });
+      std::string backend =
+          mode == "iptables" ? std::string(IptablesVariantName(a.variant)) : std::string("-");
+      if (!r.ok) {
+        printf("%-10s %-8s %7d FAILED\n", mode.c_str(), backend.c_str(), n);
+        continue;
+      }
+      printf("%-10s %-8s %7d %9.0f %10.0f %10.1f %9.1f %10.1f %11.0f %12.1f %8.1f\n", mode.c_str(),
+             backend.c_str(), n, r.ingest_ms, r.first_ms, r.change_ms, r.rss_kb / 1024.0,
+             r.child_rss_kb / 1024.0, f.floor_full_ms, f.floor_change_ms, f.bytes / 1e6);
+      fflush(stdout);
+    }
+  }
+  return 0;
+}
