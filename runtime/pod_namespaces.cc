@@ -23,6 +23,8 @@ namespace {
 struct HelperArgs {
   int ready_w;
   int release_r;
+  int ready_r;
+  int release_w;
   char hostname[65];
   bool set_hostname;
   bool lo_up;
@@ -31,6 +33,10 @@ struct HelperArgs {
 // Runs in the cloned child: only async-signal-safe calls (the parent may be multithreaded).
 int Helper(void* p) {
   auto* a = static_cast<HelperArgs*>(p);
+  // Our copies of the parent's ends: keeping release_w open would make the read below wait
+  // forever if the parent died.
+  close(a->ready_r);
+  close(a->release_w);
   char status = 'k';
   if (a->set_hostname && sethostname(a->hostname, strlen(a->hostname)) != 0) status = 'h';
   if (a->lo_up) {
@@ -105,6 +111,8 @@ Result<PodNamespaces> PinPodNamespaces(const PodNamespaceRequest& req) {
   HelperArgs args{};
   args.ready_w = ready_w.get();
   args.release_r = release_r.get();
+  args.ready_r = ready_r.get();
+  args.release_w = release_w.get();
   args.set_hostname = req.new_uts && !req.hostname.empty();
   args.lo_up = req.new_net;
   strncpy(args.hostname, req.hostname.c_str(), 64);
@@ -112,6 +120,10 @@ Result<PodNamespaces> PinPodNamespaces(const PodNamespaceRequest& req) {
   pid_t pid = clone(Helper, stack.data() + stack.size(), flags | SIGCHLD, &args);
   if (pid < 0) return base::Errno("clone pod namespace helper");
   auto reap = [&] {
+    char go = 'x';
+    if (write(release_w.get(), &go, 1) != 1) {
+      // The helper is gone already; waitpid below still reaps it.
+    }
     release_w.reset();
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {

@@ -220,12 +220,22 @@ int LastCapability() {
 }
 
 uint64_t AllCapabilities() {
-  int last = LastCapability();
-  return last >= 63 ? ~0ull : (1ull << (last + 1)) - 1;
+  static uint64_t all = []() -> uint64_t {
+    int last = LastCapability();
+    uint64_t known = last >= 63 ? ~0ull : (1ull << (last + 1)) - 1;
+    // A container cannot get what cubelet itself lacks (e.g. CAP_SYS_RESOURCE on hosts that
+    // drop it from the bounding set): capset would fail. Privileged means all that we hold.
+    auto status = base::ReadFile("/proc/self/status");
+    if (!status) return known;
+    size_t p = status->find("CapBnd:");
+    if (p == std::string::npos) return known;
+    return known & std::stoull(status->substr(p + 7), nullptr, 16);
+  }();
+  return all;
 }
 
 uint64_t DefaultCapabilities() {
-  uint64_t c = 0;
+  uint64_t c = 0;  // (masked by AllCapabilities() in ComputeCapabilities)
   for (int cap : {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOWNER, CAP_MKNOD, CAP_NET_RAW,
                   CAP_SETGID, CAP_SETUID, CAP_SETFCAP, CAP_SETPCAP, CAP_NET_BIND_SERVICE,
                   CAP_SYS_CHROOT, CAP_KILL, CAP_AUDIT_WRITE}) {

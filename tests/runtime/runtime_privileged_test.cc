@@ -1,0 +1,487 @@
+// The embedded runtime on the real kernel, through cri::EmbeddedRuntime: sandboxes, containers
+// run by cubelet-monitor, logs, exits, stop, exec, security, re-adoption and cleanup.
+// Each test runs under its own testsupport::CgroupParent (the cgroup driver's root) inside the
+// fresh network namespace privileged_main gives the whole process.
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "base/file.h"
+#include "base/strings.h"
+#include "cgroups/driver.h"
+#include "cri/embedded_runtime.h"
+#include "runtime/monitor/spec.h"
+#include "runtime/runtime.h"
+#include "runtime/security.h"
+#include "tests/runtime/test_image.h"
+#include "tests/support/kernel_env.h"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string Slurp(const std::string& path) {
+  auto r = base::ReadFile(path);
+  return r ? *r : "";
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+struct Events {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<cri::ContainerEvent> list;
+  void Add(const cri::ContainerEvent& e) {
+    std::lock_guard<std::mutex> l(mu);
+    list.push_back(e);
+    cv.notify_all();
+  }
+  bool WaitFor(const std::string& id, cri::ContainerEvent::Type t, std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, d, [&] {
+      for (const auto& e : list) {
+        if (e.container_id == id && e.type == t) return true;
+      }
+      return false;
+    });
+  }
+  int Count(const std::string& id, cri::ContainerEvent::Type t) {
+    std::lock_guard<std::mutex> l(mu);
+    int n = 0;
+    for (const auto& e : list) n += e.container_id == id && e.type == t;
+    return n;
+  }
+};
+
+class Env {
+ public:
+  explicit Env(const std::string& name)
+      : cg(name), root("/var/tmp/cubelet-rt-" + name + "-" + std::to_string(getpid())) {
+    testsupport::Run("rm -rf " + root);
+    Start();
+    auto img = rt->runtime().images().ImportOciLayout(testimage::BusyboxLayout(), "busybox");
+    REQUIRE(img);
+    image_id = img->id;
+  }
+  ~Env() {
+    rt.reset();
+    testsupport::Run("rm -rf " + root);
+  }
+  void Start() {
+    auto driver = cgroups::Detect(cg.path());
+    REQUIRE(driver);
+    cgroup_driver = driver->get();
+    cri::EmbeddedRuntimeOptions o;
+    o.root_dir = root + "/state";
+    o.run_dir = root + "/run";
+    o.cgroup_driver = std::move(*driver);
+    auto r = cri::EmbeddedRuntime::Create(std::move(o));
+    REQUIRE(r);
+    rt = std::move(*r);
+    rt->GetContainerEvents([this](const cri::ContainerEvent& e) { events.Add(e); });
+  }
+  void Restart() {
+    rt.reset();
+    Start();
+  }
+  cri::PodSandboxConfig Pod(const std::string& name) {
+    cri::PodSandboxConfig c;
+    c.metadata = {name, "uid-" + name, "default", 0};
+    c.hostname = name + "-host";
+    c.log_directory = root + "/logs/default_" + name + "_uid-" + name;
+    c.linux.cgroup_parent = "kubepods/pod-" + name;
+    c.labels = {{"io.kubernetes.pod.name", name}};
+    return c;
+  }
+  cri::ContainerConfig Ctr(const std::string& name, std::vector<std::string> cmd) {
+    cri::ContainerConfig c;
+    c.metadata = {name, 0};
+    c.image.image = "busybox";
+    c.command = std::move(cmd);
+    c.log_path = name + "/0.log";
+    c.labels = {{"io.kubernetes.container.name", name}};
+    return c;
+  }
+  std::string Run(const std::string& sb, const cri::PodSandboxConfig& pod,
+                  const cri::ContainerConfig& c) {
+    auto id = rt->CreateContainer(sb, c, pod);
+    if (!id) FAIL("CreateContainer: " << id.error().message);
+    auto st = rt->StartContainer(*id);
+    if (!st) FAIL("StartContainer: " << st.error().message);
+    return *id;
+  }
+  cri::ContainerStatus Status(const std::string& id) {
+    auto s = rt->ContainerStatus(id);
+    REQUIRE(s);
+    return *s;
+  }
+  // Nothing of the sandbox is left: cgroups, mounts, namespace files, state.
+  void CheckNoLeaks(const std::string& sandbox_id, const std::vector<std::string>& containers,
+                    const std::string& pod_cgroup) {
+    std::string mountinfo = Slurp("/proc/self/mountinfo");
+    CHECK(mountinfo.find(sandbox_id) == std::string::npos);
+    for (const auto& c : containers) CHECK(mountinfo.find(c) == std::string::npos);
+    CHECK_FALSE(base::PathExists(root + "/run/netns/" + sandbox_id));
+    CHECK_FALSE(base::PathExists(root + "/run/ipcns/" + sandbox_id));
+    CHECK_FALSE(base::PathExists(root + "/run/utsns/" + sandbox_id));
+    CHECK_FALSE(base::PathExists(root + "/state/sandboxes/" + sandbox_id));
+    for (const auto& c : containers) CHECK_FALSE(base::PathExists(root + "/state/containers/" + c));
+    for (const char* ctrl : {"memory", "cpu", "pids", "freezer"}) {
+      std::string p = cgroup_driver->ControllerPath(ctrl, pod_cgroup);
+      if (!p.empty()) CHECK_FALSE(base::PathExists(p));
+    }
+  }
+  bool WaitExited(const std::string& id, std::chrono::milliseconds d = 10s) {
+    return events.WaitFor(id, cri::ContainerEvent::Type::kStopped, d);
+  }
+
+  testsupport::CgroupParent cg;
+  std::string root;
+  std::string image_id;
+  cgroups::Driver* cgroup_driver = nullptr;
+  std::unique_ptr<cri::EmbeddedRuntime> rt;
+  Events events;
+};
+
+ino_t NsInode(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+uint64_t CapEff(pid_t pid) {
+  std::istringstream in(Slurp("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("CapEff:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+  }
+  return ~0ull;
+}
+
+std::string StatusField(pid_t pid, const std::string& field) {
+  std::istringstream in(Slurp("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::string(base::Trim(line.substr(field.size() + 1)));
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("runtime: a container's output lands in the CRI log and its exit code is reported") {
+  Env env("rt-hello");
+  auto pod = env.Pod("hello");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.Run(*sb, pod, env.Ctr("main", {"sh", "-c", "echo hello; echo err >&2; exit 3"}));
+  REQUIRE(env.WaitExited(id));
+  auto st = env.Status(id);
+  CHECK(st.state == cri::ContainerState::kExited);
+  CHECK(st.exit_code == 3);
+  CHECK(st.reason == "Error");
+  CHECK(st.finished_at >= st.started_at);
+  CHECK(st.started_at > 0);
+  CHECK(st.log_path == pod.log_directory + "/main/0.log");
+  CHECK(st.image_ref.find("docker.io/library/busybox@sha256:") == 0);
+  std::string log = Slurp(st.log_path);
+  std::regex line_re(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z (stdout|stderr) F (.*)$)");
+  std::istringstream in(log);
+  std::string line;
+  std::vector<std::string> got;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    REQUIRE(std::regex_match(line, m, line_re));
+    got.push_back(m[2].str() + " " + m[3].str());
+  }
+  std::sort(got.begin(), got.end());  // stdout and stderr are separate pipes: order may vary
+  CHECK(got == std::vector<std::string>{"stderr err", "stdout hello"});
+  CHECK(env.events.Count(id, cri::ContainerEvent::Type::kStopped) == 1);
+
+  // A container that exits 0 is Completed.
+  auto id2 = env.Run(*sb, pod, env.Ctr("ok", {"true"}));
+  REQUIRE(env.WaitExited(id2));
+  CHECK(env.Status(id2).exit_code == 0);
+  CHECK(env.Status(id2).reason == "Completed");
+
+  std::string pod_cgroup = "kubepods/pod-hello";
+  REQUIRE(env.rt->StopPodSandbox(*sb));
+  REQUIRE(env.rt->StopPodSandbox(*sb));  // idempotent
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id, id2}, pod_cgroup);
+  CHECK(base::PathExists(st.log_path));  // logs belong to the kubelet
+  auto gone = env.rt->ContainerStatus(id);
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().code == cri::kErrNotFound);
+}
+
+TEST_CASE("runtime: a running container is in its cgroup, pod namespaces, with limits") {
+  Env env("rt-running");
+  auto pod = env.Pod("web");
+  cri::LinuxContainerResources pod_res;
+  pod_res.memory_limit_in_bytes = 256 << 20;
+  pod.linux.resources = pod_res;
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto c = env.Ctr("app", {"sleep", "1000"});
+  c.linux.resources.memory_limit_in_bytes = 64 << 20;
+  c.linux.resources.cpu_quota = 50000;
+  c.linux.resources.cpu_period = 100000;
+  c.linux.resources.cpu_shares = 512;
+  c.envs = {{"FOO", "bar"}};
+  auto id = env.Run(*sb, pod, c);
+  auto st = env.Status(id);
+  REQUIRE(st.state == cri::ContainerState::kRunning);
+  REQUIRE(st.pid > 0);
+  pid_t pid = st.pid;
+  std::string cgroup = "kubepods/pod-web/" + id;
+  // In the container cgroup (every v1 hierarchy the driver manages).
+  std::string proc_cgroup = Slurp("/proc/" + std::to_string(pid) + "/cgroup");
+  CHECK(proc_cgroup.find(env.cg.path() + "/" + cgroup) != std::string::npos);
+  std::string procs = Slurp(env.cgroup_driver->ControllerPath("memory", cgroup) + "/cgroup.procs");
+  CHECK(procs.find(std::to_string(pid)) != std::string::npos);
+  // Limits.
+  if (env.cgroup_driver->version() == cgroups::Version::kV1) {
+    CHECK(Trim(Slurp(env.cgroup_driver->ControllerPath("memory", cgroup) + "/memory.limit_in_bytes")) ==
+          std::to_string(64 << 20));
+    CHECK(Trim(Slurp(env.cgroup_driver->ControllerPath("memory", "kubepods/pod-web") +
+                     "/memory.limit_in_bytes")) == std::to_string(256 << 20));
+    CHECK(Trim(Slurp(env.cgroup_driver->ControllerPath("cpu", cgroup) + "/cpu.cfs_quota_us")) == "50000");
+    CHECK(Trim(Slurp(env.cgroup_driver->ControllerPath("cpu", cgroup) + "/cpu.shares")) == "512");
+  }
+  // Namespaces: own pid and mount, the pod's net/ipc/uts.
+  std::string ns = "/proc/" + std::to_string(pid) + "/ns/";
+  CHECK(NsInode(ns + "pid") != NsInode("/proc/self/ns/pid"));
+  CHECK(NsInode(ns + "mnt") != NsInode("/proc/self/ns/mnt"));
+  CHECK(NsInode(ns + "net") == NsInode(env.root + "/run/netns/" + *sb));
+  CHECK(NsInode(ns + "net") != NsInode("/proc/self/ns/net"));
+  CHECK(NsInode(ns + "ipc") == NsInode(env.root + "/run/ipcns/" + *sb));
+  CHECK(NsInode(ns + "uts") == NsInode(env.root + "/run/utsns/" + *sb));
+  // Inside: hostname, /proc mounted, pid 1 is the container process, env, /etc files.
+  auto ex = env.rt->ExecSync(id, {"hostname"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->exit_code == 0);
+  CHECK(ex->stdout_ == "web-host\n");
+  ex = env.rt->ExecSync(id, {"cat", "/proc/1/cmdline"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == std::string("sleep\0" "1000\0", 11));
+  ex = env.rt->ExecSync(id, {"sh", "-c", "echo $FOO $HOSTNAME; cat /etc/hostname; grep -c Kubernetes-managed /etc/hosts"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "bar web-host\nweb-host\n1\n");
+  ex = env.rt->ExecSync(id, {"sh", "-c", "echo out; echo err >&2; exit 5"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->exit_code == 5);
+  CHECK(ex->stdout_ == "out\n");
+  CHECK(ex->stderr_ == "err\n");
+  ex = env.rt->ExecSync(id, {"sh", "-c", "cat /proc/self/cgroup"}, 10s);
+  REQUIRE(ex);  // the exec'd process joined the container cgroup (namespace root = "/")
+  CHECK(ex->stdout_.find(":memory:/\n") != std::string::npos);
+  auto missing = env.rt->ExecSync(id, {"no-such-tool"}, 10s);
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().message.find("executable file not found in $PATH") != std::string::npos);
+  auto t0 = std::chrono::steady_clock::now();
+  auto slow = env.rt->ExecSync(id, {"sleep", "30"}, 1s);
+  REQUIRE_FALSE(slow);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  // Stats from the cgroup.
+  auto stats = env.rt->ContainerStats(id);
+  REQUIRE(stats);
+  CHECK(stats->memory.usage_bytes > 0);
+  // `sleep` as pid 1 has no SIGTERM handler, so the kernel drops SIGTERM: the stop escalates to
+  // SIGKILL after the timeout.
+  t0 = std::chrono::steady_clock::now();
+  REQUIRE(env.rt->StopContainer(id, 2s));
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took >= 2s);
+  CHECK(took < 15s);
+  st = env.Status(id);
+  CHECK(st.state == cri::ContainerState::kExited);
+  CHECK(st.exit_code == 137);
+  CHECK(kill(pid, 0) != 0);
+  REQUIRE(env.rt->StopContainer(id, 2s));  // idempotent
+  REQUIRE(env.rt->RemoveContainer(id));
+  REQUIRE(env.rt->RemoveContainer(id));
+  CHECK_FALSE(base::PathExists(env.cgroup_driver->ControllerPath("memory", cgroup)));
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id}, "kubepods/pod-web");
+}
+
+TEST_CASE("runtime: SIGTERM handled or ignored; stop honours the timeout") {
+  Env env("rt-stop");
+  auto pod = env.Pod("stop");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  // A shell that traps TERM and exits 0 on it stops right away.
+  auto polite = env.Run(*sb, pod, env.Ctr("polite", {"sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"}));
+  auto stubborn = env.Run(*sb, pod, env.Ctr("stubborn", {"sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"}));
+  std::this_thread::sleep_for(300ms);
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(env.rt->StopContainer(polite, 10s));
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  CHECK(env.Status(polite).exit_code == 0);
+  t0 = std::chrono::steady_clock::now();
+  REQUIRE(env.rt->StopContainer(stubborn, 2s));
+  CHECK(std::chrono::steady_clock::now() - t0 >= 2s);
+  CHECK(env.Status(stubborn).exit_code == 137);
+  CHECK(env.Status(stubborn).reason == "Error");
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {polite, stubborn}, "kubepods/pod-stop");
+}
+
+TEST_CASE("runtime: an executable that is not found is a start error with exit code 128") {
+  Env env("rt-notfound");
+  auto pod = env.Pod("nf");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.rt->CreateContainer(*sb, env.Ctr("bad", {"no-such-binary", "x"}), pod);
+  REQUIRE(id);
+  CHECK(env.Status(*id).state == cri::ContainerState::kCreated);
+  auto r = env.rt->StartContainer(*id);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == cri::kErrRunContainer);
+  CHECK(r.error().message.find("\"bad\"") != std::string::npos);
+  CHECK(r.error().message.find("exec: \"no-such-binary\": executable file not found in $PATH") !=
+        std::string::npos);
+  auto st = env.Status(*id);
+  CHECK(st.state == cri::ContainerState::kExited);
+  CHECK(st.exit_code == 128);
+  CHECK(st.reason == "StartError");
+  CHECK(st.message.find("executable file not found") != std::string::npos);
+  // An image that is not in the store.
+  auto c = env.Ctr("x", {"true"});
+  c.image.image = "docker.io/library/nothere:1.0";
+  auto missing = env.rt->CreateContainer(*sb, c, pod);
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == cri::kErrNotFound);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {*id}, "kubepods/pod-nf");
+}
+
+TEST_CASE("runtime: capabilities, seccomp RuntimeDefault, no_new_privs, read-only mounts") {
+  Env env("rt-security");
+  auto pod = env.Pod("sec");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  std::string vol = env.root + "/volume";
+  REQUIRE(base::MkdirAll(vol));
+  REQUIRE(base::WriteFile(vol + "/token", "secret-token"));
+  auto c = env.Ctr("locked", {"sleep", "1000"});
+  c.linux.security_context.capabilities.drop_capabilities = {"NET_RAW", "CHOWN"};
+  c.linux.security_context.no_new_privs = true;
+  c.mounts.push_back({"/var/run/secrets/kubernetes.io/serviceaccount", vol, true});
+  auto id = env.Run(*sb, pod, c);
+  pid_t pid = env.Status(id).pid;
+  uint64_t expected = runtime::DefaultCapabilities() & ~(1ull << 13) & ~(1ull << 0);
+  CHECK(CapEff(pid) == expected);
+  CHECK(StatusField(pid, "Seccomp") == "2");
+  CHECK(StatusField(pid, "NoNewPrivs") == "1");
+  // The exec'd process gets the same restrictions.
+  auto ex = env.rt->ExecSync(id, {"sh", "-c", "grep CapEff /proc/self/status"}, 10s);
+  REQUIRE(ex);
+  char hex[32];
+  snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(expected));
+  CHECK(ex->stdout_.find(hex) != std::string::npos);
+  // unshare(2) is not in the RuntimeDefault allow-list: EPERM.
+  ex = env.rt->ExecSync(id, {"unshare", "-U", "true"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->exit_code != 0);
+  CHECK(ex->stderr_.find("Operation not permitted") != std::string::npos);
+  // Read-only volume: readable, not writable.
+  ex = env.rt->ExecSync(id, {"cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "secret-token");
+  ex = env.rt->ExecSync(id, {"touch", "/var/run/secrets/kubernetes.io/serviceaccount/x"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->exit_code != 0);
+  CHECK(ex->stderr_.find("Read-only file system") != std::string::npos);
+  // Masked and read-only /proc paths; the rootfs itself is writable (overlay upper).
+  ex = env.rt->ExecSync(id, {"sh", "-c", "wc -c < /proc/kcore; echo x > /proc/sys/kernel/hostname; touch /newfile && echo wrote"}, 10s);
+  REQUIRE(ex);
+  INFO("stdout: " << ex->stdout_ << " stderr: " << ex->stderr_);
+  CHECK(ex->stdout_.find("0\n") == 0);
+  CHECK(ex->stderr_.find("Read-only file system") != std::string::npos);
+  CHECK(ex->stdout_.find("wrote") != std::string::npos);
+  CHECK_FALSE(base::PathExists(env.rt->runtime().images().Find("busybox")->rootfs + "/newfile"));
+
+  // Privileged: every capability, no seccomp; unshare works.
+  auto p = env.Ctr("priv", {"sleep", "1000"});
+  p.linux.security_context.privileged = true;
+  auto pid2_id = env.Run(*sb, pod, p);
+  pid_t pid2 = env.Status(pid2_id).pid;
+  CHECK(CapEff(pid2) == runtime::AllCapabilities());  // as far as this process has them
+  CHECK(StatusField(pid2, "Seccomp") == "0");
+  ex = env.rt->ExecSync(pid2_id, {"unshare", "-U", "true"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->exit_code == 0);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id, pid2_id}, "kubepods/pod-sec");
+}
+
+TEST_CASE("runtime: containers survive a runtime restart and are re-adopted") {
+  Env env("rt-adopt");
+  auto pod = env.Pod("adopt");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto c = env.Ctr("long", {"sleep", "1000"});
+  c.labels["io.kubernetes.pod.uid"] = "uid-adopt";
+  c.annotations["io.kubernetes.container.restartCount"] = "4";
+  auto id = env.Run(*sb, pod, c);
+  auto quick = env.Run(*sb, pod, env.Ctr("quick", {"sh", "-c", "sleep 1; exit 7"}));
+  pid_t pid = env.Status(id).pid;
+  REQUIRE(pid > 0);
+  env.rt.reset();  // "cubelet" goes away; the monitors do not
+  CHECK(kill(pid, 0) == 0);
+  std::this_thread::sleep_for(2s);  // `quick` exits while nobody watches
+  env.Start();
+  auto st = env.Status(id);
+  CHECK(st.state == cri::ContainerState::kRunning);
+  CHECK(st.pid == pid);
+  CHECK(st.annotations.at("io.kubernetes.container.restartCount") == "4");
+  cri::ContainerFilter f;
+  f.label_selector = {{"io.kubernetes.pod.uid", "uid-adopt"}};
+  auto listed = env.rt->ListContainers(f);
+  REQUIRE(listed);
+  REQUIRE(listed->size() == 1);
+  CHECK((*listed)[0].id == id);
+  auto q = env.Status(quick);
+  CHECK(q.state == cri::ContainerState::kExited);
+  CHECK(q.exit_code == 7);
+  auto sbs = env.rt->ListPodSandbox({});
+  REQUIRE(sbs);
+  REQUIRE(sbs->size() == 1);
+  CHECK((*sbs)[0].labels.at("io.kubernetes.pod.name") == "adopt");
+  // The re-adopted container's exit is still an event with the real status.
+  kill(pid, SIGKILL);
+  REQUIRE(env.WaitExited(id));
+  st = env.Status(id);
+  CHECK(st.state == cri::ContainerState::kExited);
+  CHECK(st.exit_code == 137);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id, quick}, "kubepods/pod-adopt");
+}
+
+TEST_CASE("runtime: the monitor stays small") {
+  Env env("rt-rss");
+  auto pod = env.Pod("rss");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.Run(*sb, pod, env.Ctr("s", {"sleep", "1000"}));
+  std::string started = Slurp(env.root + "/state/containers/" + id + "/started");
+  monitor::StartRecord sr;
+  REQUIRE(monitor::DecodeStart(started, &sr));
+  std::string rss = StatusField(sr.monitor_pid, "VmRSS");
+  INFO("monitor VmRSS: " << rss);
+  CHECK(std::stoul(rss) < 1024);  // kB
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+}
