@@ -8,6 +8,7 @@ PKGS=(
   libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev catch2
   libspdlog-dev libfmt-dev libcli11-dev libexpected-dev
   libseccomp-dev libcgroup-dev libnl-3-dev libnl-route-3-dev
+  zlib1g-dev
   iptables libip4tc-dev libxtables-dev nftables libnftables-dev libnftnl-dev libmnl-dev
   libnetfilter-conntrack-dev conntrack iproute2 util-linux procps psmisc
   busybox-static docker-registry skopeo umoci containernetworking-plugins runc crun
