@@ -18,6 +18,7 @@
 #include "base/strings.h"
 #include "cgroups/driver.h"
 #include "cri/embedded_runtime.h"
+#include "runtime/network/bridge_network.h"
 #include "runtime/monitor/spec.h"
 #include "runtime/runtime.h"
 #include "runtime/security.h"
@@ -78,7 +79,7 @@ class Env {
     rt.reset();
     testsupport::Run("rm -rf " + root);
   }
-  void Start() {
+  void Start(runtime::net::PodNetworkPtr network = nullptr) {
     auto driver = cgroups::Detect(cg.path());
     REQUIRE(driver);
     cgroup_driver = driver->get();
@@ -86,6 +87,7 @@ class Env {
     o.root_dir = root + "/state";
     o.run_dir = root + "/run";
     o.cgroup_driver = std::move(*driver);
+    o.pod_network = std::move(network);
     auto r = cri::EmbeddedRuntime::Create(std::move(o));
     REQUIRE(r);
     rt = std::move(*r);
@@ -406,10 +408,10 @@ TEST_CASE("runtime: capabilities, seccomp RuntimeDefault, no_new_privs, read-onl
   CHECK(ex->exit_code != 0);
   CHECK(ex->stderr_.find("Read-only file system") != std::string::npos);
   // Masked and read-only /proc paths; the rootfs itself is writable (overlay upper).
-  ex = env.rt->ExecSync(id, {"sh", "-c", "wc -c < /proc/kcore; echo x > /proc/sys/kernel/hostname; touch /newfile && echo wrote"}, 10s);
+  ex = env.rt->ExecSync(id, {"sh", "-c", "wc -c < /proc/timer_list; ls /proc/acpi | wc -l; echo x > /proc/sys/kernel/hostname; touch /newfile && echo wrote"}, 10s);
   REQUIRE(ex);
   INFO("stdout: " << ex->stdout_ << " stderr: " << ex->stderr_);
-  CHECK(ex->stdout_.find("0\n") == 0);
+  CHECK(ex->stdout_.find("0\n0\n") == 0);
   CHECK(ex->stderr_.find("Read-only file system") != std::string::npos);
   CHECK(ex->stdout_.find("wrote") != std::string::npos);
   CHECK_FALSE(base::PathExists(env.rt->runtime().images().Find("busybox")->rootfs + "/newfile"));
@@ -483,5 +485,61 @@ TEST_CASE("runtime: the monitor stays small") {
   std::string rss = StatusField(sr.monitor_pid, "VmRSS");
   INFO("monitor VmRSS: " << rss);
   CHECK(std::stoul(rss) < 1024);  // kB
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+}
+
+TEST_CASE("runtime: with the bridge pod network, a pod gets an IP and leaves no veth behind") {
+  Env env("rt-net");
+  runtime::net::BridgeNetworkOptions no;
+  no.bridge_name = "cbrt0";
+  no.state_dir = env.root + "/network";
+  no.cluster_cidr = "10.250.0.0/16";
+  auto net = std::make_unique<runtime::net::BridgeNetwork>(no);
+  env.rt.reset();
+  env.Start(std::move(net));
+  auto st = env.rt->Status();
+  REQUIRE(st);
+  CHECK_FALSE(st->conditions[1].status);  // no pod CIDR yet
+  REQUIRE(env.rt->UpdateRuntimeConfig("10.250.3.0/24"));
+  st = env.rt->Status();
+  CHECK(st->conditions[1].type == "NetworkReady");
+  CHECK(st->conditions[1].status);
+  auto pod = env.Pod("netpod");
+  auto sb = env.rt->RunPodSandbox(pod);
+  if (!sb) FAIL(sb.error().message);
+  auto ps = env.rt->PodSandboxStatus(*sb);
+  REQUIRE(ps);
+  CHECK(ps->state == cri::PodSandboxState::kReady);
+  CHECK(ps->network.ip.rfind("10.250.3.", 0) == 0);
+  auto id = env.Run(*sb, pod, env.Ctr("c", {"sleep", "1000"}));
+  auto ex = env.rt->ExecSync(id, {"sh", "-c", "ip -4 addr show eth0 | grep -c " + ps->network.ip +
+                                                 "; grep netpod-host /etc/hosts"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "1\n" + ps->network.ip + "\tnetpod-host\n");
+  std::string veth = runtime::net::BridgeNetwork::HostVethName(*sb);
+  CHECK(testsupport::Run("ip link show " + veth) == 0);
+  REQUIRE(env.rt->StopPodSandbox(*sb));
+  CHECK(testsupport::Run("ip link show " + veth) != 0);
+  ps = env.rt->PodSandboxStatus(*sb);
+  REQUIRE(ps);
+  CHECK(ps->state == cri::PodSandboxState::kNotReady);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id}, "kubepods/pod-netpod");
+  testsupport::Run("ip link del cbrt0");
+}
+
+TEST_CASE("runtime: a container over its memory limit is OOMKilled") {
+  Env env("rt-oom");
+  auto pod = env.Pod("oom");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto c = env.Ctr("hog", {"sh", "-c", "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; "
+                                       "while true; do x=$x$x; done"});
+  c.linux.resources.memory_limit_in_bytes = 32 << 20;
+  auto id = env.Run(*sb, pod, c);
+  REQUIRE(env.WaitExited(id, 60s));
+  auto st = env.Status(id);
+  CHECK(st.exit_code == 137);
+  CHECK(st.reason == "OOMKilled");
   REQUIRE(env.rt->RemovePodSandbox(*sb));
 }
