@@ -1,15 +1,12 @@
 #include "netproxy/proxier.h"
 
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <netinet/in.h>
-
 #include <algorithm>
 
 #include "base/file.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "netproxy/iptables_restore_backend.h"
+#include "netproxy/proxy_engine.h"
 
 namespace netproxy {
 
@@ -38,33 +35,6 @@ double UnixSeconds(WallTime t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
 
-bool NodePortMatchAll(const std::vector<std::string>& cidrs) {
-  if (cidrs.empty()) return true;
-  return std::find(cidrs.begin(), cidrs.end(), "0.0.0.0/0") != cidrs.end();
-}
-
-// This host's IPv4 addresses inside any of `cidrs` (kube-proxy's NodePortAddresses.GetNodeIPs).
-std::vector<std::string> LocalAddressesIn(const std::vector<std::string>& cidrs) {
-  std::vector<std::string> out;
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return out;
-  for (ifaddrs* a = list; a; a = a->ifa_next) {
-    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
-    char buf[INET_ADDRSTRLEN];
-    auto* sin = reinterpret_cast<sockaddr_in*>(a->ifa_addr);
-    if (!inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf)) continue;
-    for (const auto& c : cidrs) {
-      if (CidrContainsIPv4(c, buf) &&
-          std::find(out.begin(), out.end(), buf) == out.end()) {
-        out.emplace_back(buf);
-      }
-    }
-  }
-  freeifaddrs(list);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 bool SysctlIsSet(const std::string& path) {
   auto v = base::ReadFile(path);
   return v && base::Trim(*v) != "0" && !base::Trim(*v).empty();
@@ -72,18 +42,15 @@ bool SysctlIsSet(const std::string& path) {
 
 }  // namespace
 
-base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
-                                                       RulesBackendPtr backend) {
-  if (options.mode != ProxyMode::kIptables) {
-    return base::Fail("proxy mode " + std::string(ProxyModeName(options.mode)) +
-                      " is not implemented");
-  }
+namespace {
+
+base::Result<> CheckOptions(const ProxierOptions& options) {
   if (options.min_sync_period.count() < 0 || options.sync_period.count() <= 0) {
     return base::Fail("proxy options: sync periods must be positive");
   }
   if (!options.cluster_cidr.empty()) {
-    auto net = options.cluster_cidr.substr(0, options.cluster_cidr.find('/'));
-    if (!IsIPv4(net) || options.cluster_cidr.find('/') == std::string::npos) {
+    auto slash = options.cluster_cidr.find('/');
+    if (slash == std::string::npos || !IsIPv4(options.cluster_cidr.substr(0, slash))) {
       return base::Fail("proxy options: cluster CIDR '" + options.cluster_cidr +
                         "' is not an IPv4 CIDR");
     }
@@ -96,18 +63,25 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
   if (options.masquerade_bit < 0 || options.masquerade_bit > 31) {
     return base::Fail("proxy options: masquerade bit must be in 0..31");
   }
+  return {};
+}
 
+std::string FirstIPv4(const std::vector<std::string>& ips) {
+  for (const auto& ip : ips) {
+    if (IsIPv4(ip)) return ip;
+  }
+  return {};
+}
+
+}  // namespace
+
+IptablesRendererConfig IptablesConfigFor(const ProxierOptions& options) {
   IptablesRendererConfig cfg;
   cfg.cluster_cidr = options.cluster_cidr;
   cfg.masquerade_all = options.masquerade_all;
   cfg.masquerade_bit = options.masquerade_bit;
   cfg.topology_zone = options.topology_zone;
-  for (const auto& ip : options.node_ips) {
-    if (IsIPv4(ip)) {
-      cfg.node_ip = ip;
-      break;
-    }
-  }
+  cfg.node_ip = FirstIPv4(options.node_ips);
   // localhost NodePorts need loopback among the NodePort addresses.
   cfg.localhost_nodeports = options.localhost_nodeports;
   if (!NodePortMatchAll(options.nodeport_addresses)) {
@@ -117,35 +91,51 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
     }
     if (!has_loopback) cfg.localhost_nodeports = false;
   }
+  cfg.conntrack_tcp_be_liberal =
+      SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
+  return cfg;
+}
+
+base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
+                                                       RulesBackendPtr backend) {
+  CUBELET_TRY(CheckOptions(options));
+  if (options.mode != ProxyMode::kIptables) {
+    return base::Fail("proxy mode " + std::string(ProxyModeName(options.mode)) +
+                      " is not implemented");
+  }
+  IptablesRendererConfig cfg = IptablesConfigFor(options);
   if (cfg.localhost_nodeports) {
     // Lets NodePorts answer on 127.0.0.1 (k8s issue 90259; KUBE-FIREWALL closes the hole).
     auto w = base::WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", "1");
     if (!w) return tl::unexpected(w.error().Wrap("set net.ipv4.conf.all.route_localnet=1"));
   }
-  cfg.conntrack_tcp_be_liberal =
-      SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
-
   if (!backend) {
     IptablesVariant v = DetectIptablesVariant();
     backend = std::make_unique<IptablesRestoreBackend>(v);
   }
+  auto engine = MakeIptablesEngine(std::move(backend), cfg, options.nodeport_addresses);
+  return CreateWithEngine(std::move(options), std::move(engine));
+}
+
+base::Result<std::unique_ptr<Proxier>> Proxier::CreateWithEngine(ProxierOptions options,
+                                                                 ProxyEnginePtr engine) {
+  CUBELET_TRY(CheckOptions(options));
   log::Info("service proxy starting",
-            {{"mode", ProxyModeName(options.mode)}, {"backend", backend->Name()},
+            {{"mode", ProxyModeName(options.mode)}, {"engine", engine->Name()},
              {"node", options.node_name}, {"clusterCIDR", options.cluster_cidr},
              {"minSyncPeriod", std::to_string(options.min_sync_period.count()) + "ms"}});
   if (options.cleanup_at_start) {
-    auto c = CleanupLeftovers(*backend);
-    if (!c) return tl::unexpected(c.error());
+    auto c = engine->Cleanup();
+    if (!c) return tl::unexpected(c.error().Wrap("remove proxy rules of a previous run"));
   }
-  std::unique_ptr<Proxier> p(new Proxier(std::move(options), std::move(backend), std::move(cfg)));
+  std::unique_ptr<Proxier> p(new Proxier(std::move(options), std::move(engine)));
   p->thread_ = std::thread([raw = p.get()] { raw->SyncLoop(); });
   return p;
 }
 
-Proxier::Proxier(ProxierOptions options, RulesBackendPtr backend, IptablesRendererConfig config)
+Proxier::Proxier(ProxierOptions options, ProxyEnginePtr engine)
     : options_(std::move(options)),
-      backend_(std::move(backend)),
-      renderer_(std::move(config)),
+      engine_(std::move(engine)),
       state_(options_.node_name, std::chrono::system_clock::now()) {}
 
 Proxier::~Proxier() { Stop(); }
@@ -289,65 +279,18 @@ bool Proxier::SyncProxyRules() {
     full = need_full_;
   }
   StateUpdateResult update = state_.Update();
-
-  std::vector<IptablesJump> missing_jumps;
-  bool need_hint = false;
   std::string error;
-  if (full) {
-    auto snap = backend_->Snapshot();
-    if (!snap) {
-      error = snap.error().message;
-    } else {
-      auto it = snap->tables.find("nat");
-      existing_nat_chains_ = it == snap->tables.end() ? std::set<std::string>{} : it->second.chains;
-      missing_jumps = MissingJumps(*snap, IptablesJumps(renderer_.config().localhost_nodeports));
-      // The kubelet's hint for tools that pick the iptables variant (iptables-wrapper).
-      need_hint = !snap->HasChain("mangle", "KUBE-IPTABLES-HINT");
-    }
-  }
-  if (error.empty()) {
-    if (!NodePortMatchAll(options_.nodeport_addresses)) {
-      // Addresses come and go with interfaces: resolved at each sync as kube-proxy does.
-      IptablesRendererConfig cfg = renderer_.config();
-      auto ips = LocalAddressesIn(options_.nodeport_addresses);
-      if (ips != cfg.nodeport_ips) {
-        cfg.nodeport_ips = ips;
-        renderer_ = IptablesRenderer(cfg);
-        full = true;  // KUBE-SERVICES changes only; chains need no rewrite, but keep it simple
-      }
-    }
-    IptablesRuleset rs =
-        renderer_.Render(state_, full ? nullptr : &update.updated_services, existing_nat_chains_);
-    std::vector<std::string> buffers;
-    const size_t chunk = backend_->ChunkChains();
-    if (chunk > 0 && rs.nat.chains.size() > 2 * chunk) {
-      buffers = rs.SerializeChunked(missing_jumps, chunk);
-    } else {
-      buffers.push_back(rs.Serialize(missing_jumps));
-    }
-    if (need_hint) buffers.back() += "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n";
-    size_t bytes = 0;
-    base::Result<> r;
-    for (const auto& b : buffers) {
-      bytes += b.size();
-      r = backend_->Restore(b);
-      if (!r) break;
-    }
-    if (!r) {
-      error = r.error().message;
-      metrics_.IncRestoreFailures();
-    } else {
-      existing_nat_chains_ = std::move(rs.active_nat_chains);
-      metrics_.SetRules("filter", rs.filter.TotalRules());
-      metrics_.SetRules("nat", rs.nat.TotalRules());
-      log::Debug("proxy rules synced",
-                 {{"full", full ? "true" : "false"},
-                  {"services", state_.service_ports().size()},
-                  {"changedServices", update.updated_services.size()},
-                  {"bytes", bytes},
-                  {"commits", buffers.size()},
-                  {"deletedChains", rs.nat.deleted_chains.size()}});
-    }
+  auto stats = engine_->Sync(state_, update, full);
+  if (!stats) {
+    error = stats.error().message;
+    metrics_.IncRestoreFailures();
+  } else {
+    for (const auto& [table, n] : stats->rules) metrics_.SetRules(table, n);
+    log::Debug("proxy rules synced", {{"full", full ? "true" : "false"},
+                                      {"services", state_.service_ports().size()},
+                                      {"changedServices", update.updated_services.size()},
+                                      {"bytes", stats->bytes},
+                                      {"commits", stats->commits}});
   }
 
   const auto end = Clock::now();

@@ -25,6 +25,7 @@
 #include "netproxy/iptables_renderer.h"
 #include "netproxy/metrics.h"
 #include "netproxy/model.h"
+#include "netproxy/proxy_engine.h"
 #include "netproxy/proxy_state.h"
 #include "netproxy/rules_backend.h"
 
@@ -70,12 +71,20 @@ struct ProxierHealth {
   std::string last_error;  // of the last failed sync, "" after a success
 };
 
+// The iptables renderer settings that follow from the options (and the host's sysctls).
+IptablesRendererConfig IptablesConfigFor(const ProxierOptions& options);
+
 class Proxier {
  public:
   // backend == nullptr: IptablesRestoreBackend for the iptables variant the host uses. The
   // sync thread starts at once (idle until both informers synced). Options are checked here.
+  // For mode iptables; backend != nullptr replaces the host's iptables (tests). With the real
+  // host, the rules of the other modes (of an earlier run) are removed too.
   static base::Result<std::unique_ptr<Proxier>> Create(ProxierOptions options,
                                                        RulesBackendPtr backend = nullptr);
+  // With a given engine (any mode; tests and benchmarks).
+  static base::Result<std::unique_ptr<Proxier>> CreateWithEngine(ProxierOptions options,
+                                                                 ProxyEnginePtr engine);
   ~Proxier();
   Proxier(const Proxier&) = delete;
   Proxier& operator=(const Proxier&) = delete;
@@ -105,18 +114,17 @@ class Proxier {
 
   const ProxierOptions& options() const { return options_; }
   const ProxyMetrics& metrics() const { return metrics_; }
-  std::string backend_name() const { return backend_->Name(); }
+  std::string engine_name() const { return engine_->Name(); }
 
  private:
-  Proxier(ProxierOptions options, RulesBackendPtr backend, IptablesRendererConfig config);
+  Proxier(ProxierOptions options, ProxyEnginePtr engine);
   void Changed(bool pending);
   void SyncLoop();
   // One sync: returns false on failure (already logged and counted).
   bool SyncProxyRules();
 
   const ProxierOptions options_;
-  RulesBackendPtr backend_;
-  IptablesRenderer renderer_;
+  ProxyEnginePtr engine_;
   ProxyState state_;  // maps touched only by the sync thread; trackers by any thread
   ProxyMetrics metrics_;
 
@@ -135,7 +143,6 @@ class Proxier {
   WallTime last_updated_{};
   WallTime oldest_pending_{};
   std::string last_error_;
-  std::set<std::string> existing_nat_chains_;  // sync thread only
 
   std::thread thread_;
 };
