@@ -136,6 +136,8 @@ Response ApiServerImpl::Watch() {
   }
   Store* store = &store_;
   auto interval = s_.config_.bookmark_interval;
+  bool table = WantsTable();
+  std::string include = req_.Query("includeObject", "Metadata");
   bool initial_end_marker = send_initial;
   int64_t initial_rv = from;
   r.stream = [=](const ChunkWriter& write) {
@@ -163,8 +165,9 @@ Response ApiServerImpl::Watch() {
       auto wait = std::min<std::chrono::steady_clock::duration>(deadline - now, interval);
       auto ev = watcher->Next(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
       if (ev) {
-        alive = write(Dump(Json{{"type", ev->first}, {"object", ForClient(*def, ev->second)}}) +
-                      "\n");
+        Json obj = ForClient(*def, ev->second);
+        if (table) obj = ToTable(def->resource, {obj}, "", include);
+        alive = write(Dump(Json{{"type", ev->first}, {"object", obj}}) + "\n");
         continue;
       }
       if (watcher->closed()) break;

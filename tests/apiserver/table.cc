@@ -141,6 +141,105 @@ Json ServiceRow(const Json& s) {
                       selector.empty() ? "<none>" : selector});
 }
 
+size_t Count(const Json& o, const char* key) {
+  return o.contains(key) && (o[key].is_object() || o[key].is_array()) ? o[key].size() : 0;
+}
+
+// Columns and cells of the simpler printers (k8s.io/kubernetes/pkg/printers/internalversion).
+bool SimpleRow(const std::string& resource, const Json& o, Json* cols, Json* cells,
+               const char* kName, const char* kAge) {
+  std::string name = S(o, {"metadata", "name"});
+  if (resource == "namespaces") {
+    *cols = Json::array({Col("Name", "string", kName, 0, "name"),
+                         Col("Status", "string", "The status of the namespace"),
+                         Col("Age", "string", kAge)});
+    *cells = Json::array({name, S(o, {"status", "phase"}), Age(o)});
+  } else if (resource == "configmaps") {
+    *cols = Json::array({Col("Name", "string", kName, 0, "name"),
+                         Col("Data", "string", "Data contains the configuration data."),
+                         Col("Age", "string", kAge)});
+    *cells = Json::array({name, static_cast<int64_t>(Count(o, "data") + Count(o, "binaryData")), Age(o)});
+  } else if (resource == "secrets") {
+    *cols = Json::array({Col("Name", "string", kName, 0, "name"),
+                         Col("Type", "string", "The type of the secret"),
+                         Col("Data", "string", "The number of entries in the secret"),
+                         Col("Age", "string", kAge)});
+    *cells = Json::array({name, S(o, {"type"}), static_cast<int64_t>(Count(o, "data")), Age(o)});
+  } else if (resource == "serviceaccounts") {
+    *cols = Json::array({Col("Name", "string", kName, 0, "name"),
+                         Col("Secrets", "string", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
+                         Col("Age", "string", kAge)});
+    *cells = Json::array({name, static_cast<int64_t>(Count(o, "secrets")), Age(o)});
+  } else if (resource == "leases") {
+    *cols = Json::array({Col("Name", "string", kName, 0, "name"),
+                         Col("Holder", "string", "The holder of the lease"),
+                         Col("Age", "string", kAge)});
+    *cells = Json::array({name, S(o, {"spec", "holderIdentity"}), Age(o)});
+  } else if (resource == "endpointslices") {
+    std::string ports, eps;
+    if (o.contains("ports") && o["ports"].is_array()) {
+      for (const auto& p : o["ports"]) {
+        ports += (ports.empty() ? "" : ",") + (p.contains("port") ? p["port"].dump() : "<unset>");
+      }
+    }
+    int n = 0, total = 0;
+    if (o.contains("endpoints") && o["endpoints"].is_array()) {
+      for (const auto& e : o["endpoints"]) {
+        for (const auto& a : e.value("addresses", Json::array())) {
+          ++total;
+          if (n < 3) {
+            eps += (eps.empty() ? "" : ",") + a.get<std::string>();
+            ++n;
+          }
+        }
+      }
+    }
+    if (total > 3) eps += " + " + std::to_string(total - 3) + " more...";
+    *cols = Json::array({Col("Name", "string", kName, 0, "name"),
+                         Col("AddressType", "string", "The IP protocol for this slice"),
+                         Col("Ports", "string", "The ports for this slice"),
+                         Col("Endpoints", "string", "The endpoints for this slice"),
+                         Col("Age", "string", kAge)});
+    *cells = Json::array({name, S(o, {"addressType"}), ports.empty() ? "<unset>" : ports,
+                          eps.empty() ? "<unset>" : eps, Age(o)});
+  } else if (resource == "endpoints") {
+    std::string eps;
+    int n = 0, total = 0;
+    for (const auto& ss : o.value("subsets", Json::array())) {
+      for (const auto& a : ss.value("addresses", Json::array())) {
+        for (const auto& p : ss.value("ports", Json::array())) {
+          ++total;
+          if (n < 3) {
+            eps += (eps.empty() ? "" : ",") + a.value("ip", "") + ":" + p["port"].dump();
+            ++n;
+          }
+        }
+      }
+    }
+    if (total > 3) eps += " + " + std::to_string(total - 3) + " more...";
+    *cols = Json::array({Col("Name", "string", kName, 0, "name"),
+                         Col("Endpoints", "string", "Endpoints is the list of endpoints."),
+                         Col("Age", "string", kAge)});
+    *cells = Json::array({name, eps.empty() ? "<none>" : eps, Age(o)});
+  } else if (resource == "events") {
+    std::string last = S(o, {"lastTimestamp"});
+    if (last.empty()) last = S(o, {"eventTime"});
+    if (last.empty()) last = S(o, {"metadata", "creationTimestamp"});
+    std::string kind = S(o, {"involvedObject", "kind"});
+    for (char& c : kind) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    *cols = Json::array({Col("Last Seen", "string", "Time when last event occurred"),
+                         Col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future."),
+                         Col("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+                         Col("Object", "string", "The object that this event is about."),
+                         Col("Message", "string", "A human-readable description of the status of this operation.")});
+    *cells = Json::array({HumanAge(last), S(o, {"type"}), S(o, {"reason"}),
+                          kind + "/" + S(o, {"involvedObject", "name"}), S(o, {"message"})});
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string HumanAge(const std::string& rfc3339) {
@@ -185,7 +284,10 @@ Json ToTable(const std::string& resource, const std::vector<Json>& objects,
                         Col("Age", "string", kAge),
                         Col("Selector", "string", "Route service traffic to pods with label keys and values matching this selector.", 1)});
   } else {
-    cols = Json::array({Col("Name", "string", kName, 0, "name"), Col("Age", "string", kAge)});
+    Json cells;
+    static const Json kEmpty = {{"metadata", Json::object()}};
+    if (!SimpleRow(resource, objects.empty() ? kEmpty : objects[0], &cols, &cells, kName, kAge))
+      cols = Json::array({Col("Name", "string", kName, 0, "name"), Col("Age", "string", kAge)});
   }
   Json rows = Json::array();
   for (const auto& o : objects) {
@@ -193,7 +295,8 @@ Json ToTable(const std::string& resource, const std::vector<Json>& objects,
     if (resource == "pods") cells = PodRow(o);
     else if (resource == "nodes") cells = NodeRow(o);
     else if (resource == "services") cells = ServiceRow(o);
-    else cells = Json::array({S(o, {"metadata", "name"}), Age(o)});
+    else if (Json c; SimpleRow(resource, o, &c, &cells, kName, kAge)) {
+    } else cells = Json::array({S(o, {"metadata", "name"}), Age(o)});
     Json row = {{"cells", cells}};
     if (include == "Object") {
       row["object"] = o;
