@@ -118,9 +118,8 @@ Result<std::optional<Image>> EmbeddedRuntime::ImageStatus(const ImageSpec& image
 }
 Result<std::string> EmbeddedRuntime::PullImage(const ImageSpec& image, const AuthConfig& auth,
                                                const PodSandboxConfig* sandbox_config) {
-  (void)auth;
   (void)sandbox_config;
-  return runtime_->PullImage(image.image);
+  return runtime_->PullImage(image.image, auth);
 }
 Result<> EmbeddedRuntime::RemoveImage(const ImageSpec& image) {
   return runtime_->RemoveImage(image.image);

@@ -15,6 +15,7 @@
 #include "base/strings.h"
 #include "base/time.h"
 #include "runtime/command.h"
+#include "runtime/image_ref.h"
 #include "runtime/layer.h"
 #include "runtime/monitor_process.h"
 #include "runtime/runtime.h"
@@ -169,7 +170,16 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   rec.metadata = c.metadata;
   rec.image = c.image;
   rec.image_id = image->id;
-  rec.image_ref = image->repo_digests.empty() ? "sha256:" + image->id : image->repo_digests.front();
+  rec.image_ref = "sha256:" + image->id;
+  if (!image->repo_digests.empty()) {
+    // Prefer the digest of the repository the image was named by (an image can have several).
+    rec.image_ref = image->repo_digests.front();
+    if (auto named = ParseImageRef(c.image.image)) {
+      for (const auto& d : image->repo_digests) {
+        if (base::StartsWith(d, named->Repository() + "@")) rec.image_ref = d;
+      }
+    }
+  }
   rec.created_at = base::ToUnixNanos(std::chrono::system_clock::now());
   rec.labels = c.labels;
   rec.annotations = c.annotations;

@@ -256,6 +256,19 @@ Result<ImageRecord> ImageStore::Commit(const std::string& staged_rootfs,
   return RecordLocked(id);
 }
 
+Result<ImageRecord> ImageStore::Tag(const std::string& id, const std::vector<std::string>& names) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!base::PathExists(dir_ + "/images/" + id + "/rootfs")) {
+    return base::Fail("image sha256:" + id + " is not in the store");
+  }
+  for (const auto& n : names) {
+    std::erase_if(refs_, [&](const auto& p) { return p.first == n; });
+    refs_.emplace_back(n, id);
+  }
+  CUBELET_TRY(SaveRefsLocked());
+  return RecordLocked(id);
+}
+
 Result<ImageRecord> ImageStore::ImportRootfs(const std::string& rootfs_dir, const std::string& name,
                                              const ImageConfig& config) {
   auto ref = ParseImageRef(name);

@@ -54,6 +54,9 @@ class ImageStore {
   Result<ImageRecord> Commit(const std::string& staged_rootfs, const std::string& config_json,
                              const std::vector<std::string>& names, uint64_t size);
 
+  // Adds names to an image that is already stored (a pull whose config is known).
+  Result<ImageRecord> Tag(const std::string& id, const std::vector<std::string>& names);
+
   // By name (normalised), name@digest, "sha256:<id>" or "<id>".
   std::optional<ImageRecord> Find(const std::string& ref) const;
   std::vector<ImageRecord> List() const;

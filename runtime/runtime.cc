@@ -13,6 +13,7 @@
 #include "base/strings.h"
 #include "base/time.h"
 #include "runtime/image_ref.h"
+#include <openssl/evp.h>
 
 #ifndef CUBELET_MONITOR_PATH
 #define CUBELET_MONITOR_PATH ""
@@ -258,17 +259,35 @@ Result<> Runtime::RemoveImage(const std::string& ref) {
   return images_->Remove(ref, in_use);
 }
 
-Result<std::string> Runtime::PullImage(const std::string& ref) {
+Result<std::string> Runtime::PullImage(const std::string& ref, const cri::AuthConfig& auth) {
+  auto parsed = ParseImageRef(ref);
+  if (!parsed) return base::Fail(parsed.error().message, kErrInvalidImageName);
+  RegistryAuth ra;
+  ra.username = auth.username;
+  ra.password = auth.password;
+  if (!auth.auth.empty() && ra.username.empty()) {
+    // "auth" is base64(user:pass) as in docker config files.
+    std::string decoded(auth.auth.size(), '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                            reinterpret_cast<const unsigned char*>(auth.auth.data()),
+                            static_cast<int>(auth.auth.size()));
+    if (n > 0) {
+      decoded.resize(static_cast<size_t>(n));
+      decoded.erase(decoded.find_last_not_of('\0') + 1);
+      ra.username = decoded.substr(0, decoded.find(':'));
+      if (decoded.find(':') != std::string::npos) ra.password = decoded.substr(decoded.find(':') + 1);
+    }
+  }
+  ra.identity_token = auth.identity_token;
+  ra.registry_token = auth.registry_token;
+  auto pulled = PullFromRegistry(*images_, ref, ra, opts_.registry);
+  if (pulled) return pulled->repo_digest;
   if (auto found = images_->Find(ref)) {
+    base::log::Warn("image pull failed; using the image in the store",
+                    {{"image", ref}, {"error", pulled.error().message}});
     return found->repo_digests.empty() ? "sha256:" + found->id : found->repo_digests.front();
   }
-  auto parsed = ParseImageRef(ref);
-  if (!parsed) {
-    return base::Fail(parsed.error().message, kErrInvalidImageName);
-  }
-  return base::Fail("failed to pull image \"" + ref + "\": pulling from a registry (" +
-                        parsed->domain + ") is not supported yet; import the image into the store",
-                    kErrImagePull);
+  return base::Fail("failed to pull image \"" + ref + "\": " + pulled.error().message, kErrImagePull);
 }
 
 Result<cri::ContainerStats> Runtime::ContainerStats(const std::string& id) {

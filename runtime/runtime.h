@@ -23,6 +23,7 @@
 #include "runtime/image_store.h"
 #include "runtime/monitor/spec.h"
 #include "runtime/network/pod_network.h"
+#include "runtime/registry_puller.h"
 #include "runtime/state.h"
 
 namespace runtime {
@@ -37,6 +38,7 @@ struct RuntimeOptions {
   std::string cgroup_root;                      // prefix for relative cgroup parents
   runtime::net::PodNetwork* network = nullptr;  // optional, not owned
   std::string monitor_path;                     // "" = found next to the executable
+  RegistryOptions registry;                     // mirrors, plain-HTTP registries
 };
 
 // Error codes shared with cri/runtime_service.h (kept equal; runtime does not include cri's
@@ -81,7 +83,9 @@ class Runtime {
 
   // Images (the image store plus the runtime's knowledge of which images are in use).
   Result<> RemoveImage(const std::string& ref);
-  Result<std::string> PullImage(const std::string& ref);
+  // Pulls from the registry; returns the image ref (repo digest). When the registry cannot be
+  // reached but the image is in the store (imported for an air-gapped node), that is used.
+  Result<std::string> PullImage(const std::string& ref, const cri::AuthConfig& auth);
   cri::Image ToCriImage(const ImageRecord& r) const;
 
  private:

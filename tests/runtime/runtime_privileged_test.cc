@@ -543,3 +543,88 @@ TEST_CASE("runtime: a container over its memory limit is OOMKilled") {
   CHECK(st.reason == "OOMKilled");
   REQUIRE(env.rt->RemovePodSandbox(*sb));
 }
+
+TEST_CASE("runtime: images are pulled from a registry with every digest verified") {
+  Env env("rt-pull");
+  // A real registry (Debian's docker-registry) on 127.0.0.1:5000 of this test's own netns.
+  std::string reg = env.root + "/registry";
+  REQUIRE(base::MkdirAll(reg + "/data"));
+  REQUIRE(base::WriteFile(reg + "/config.yml",
+                          "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: " +
+                              reg + "/data\nhttp:\n  addr: 127.0.0.1:5000\n"));
+  REQUIRE(testsupport::Run("docker-registry serve " + reg + "/config.yml > " + reg +
+                           "/log 2>&1 & echo $! > " + reg + "/pid") == 0);
+  struct Stop {
+    std::string pidfile;
+    ~Stop() { testsupport::Run("kill $(cat " + pidfile + ")"); }
+  } stop{reg + "/pid"};
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    up = testsupport::Run("curl -sf http://127.0.0.1:5000/v2/ >/dev/null") == 0;
+    if (!up) std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE(up);
+  std::string out;
+  int rc = testsupport::Run("skopeo copy --insecure-policy --dest-tls-verify=false oci:" +
+                                testimage::BusyboxLayout() + ":latest docker://127.0.0.1:5000/test/busybox:v1",
+                            &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  cri::ImageSpec spec;
+  spec.image = "127.0.0.1:5000/test/busybox:v1";
+  auto ref = env.rt->PullImage(spec, {}, nullptr);
+  if (!ref) FAIL(ref.error().message);
+  CHECK(ref->rfind("127.0.0.1:5000/test/busybox@sha256:", 0) == 0);
+  auto img = env.rt->ImageStatus(spec);
+  REQUIRE(img);
+  REQUIRE(*img);
+  auto has = [](const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  CHECK(has((*img)->repo_tags, "127.0.0.1:5000/test/busybox:v1"));
+  CHECK(has((*img)->repo_digests, *ref));
+  // The same image as the imported one (same config): stored once.
+  CHECK((*img)->id == "sha256:" + env.image_id);
+  CHECK(env.rt->ListImages()->size() == 1);
+  // A container from the pulled name runs.
+  auto pod = env.Pod("pulled");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto c = env.Ctr("c", {"sh", "-c", "echo pulled"});
+  c.image.image = "127.0.0.1:5000/test/busybox:v1";
+  auto id = env.Run(*sb, pod, c);
+  REQUIRE(env.WaitExited(id));
+  CHECK(env.Status(id).exit_code == 0);
+  CHECK(env.Status(id).image_ref == *ref);  // the digest of the repository it was named by
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  // Not in use any more: remove everything, then pull for real (layers downloaded + unpacked).
+  cri::ImageSpec by_id;
+  by_id.image = "sha256:" + env.image_id;
+  REQUIRE(env.rt->RemoveImage(by_id));
+  CHECK(env.rt->ListImages()->empty());
+  ref = env.rt->PullImage(spec, {}, nullptr);
+  if (!ref) FAIL(ref.error().message);
+  img = env.rt->ImageStatus(spec);
+  REQUIRE(*img);
+  CHECK(base::PathExists(env.root + "/state/images/images/" + env.image_id + "/rootfs/bin/busybox"));
+  // Unknown tag.
+  cri::ImageSpec missing;
+  missing.image = "127.0.0.1:5000/test/busybox:nope";
+  auto bad = env.rt->PullImage(missing, {}, nullptr);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == cri::kErrImagePull);
+  CHECK(bad.error().message.find("failed to pull image") == 0);
+  // A tampered layer in the registry's storage is refused.
+  REQUIRE(env.rt->RemoveImage(by_id));
+  std::string biggest;
+  testsupport::Run("find " + reg + "/data -name data -type f -printf '%s %p\\n' | sort -n | tail -1 | cut -d' ' -f2",
+                   &biggest);
+  biggest = Trim(biggest);
+  REQUIRE_FALSE(biggest.empty());
+  REQUIRE(testsupport::Run("printf 'X' | dd of=" + biggest + " bs=1 seek=200 conv=notrunc 2>/dev/null") == 0);
+  bad = env.rt->PullImage(spec, {}, nullptr);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == cri::kErrImagePull);
+  CHECK(bad.error().message.find("does not match its digest") != std::string::npos);
+  CHECK(env.rt->ListImages()->empty());
+}
