@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "netproxy/iptables_restore_backend.h"
+#include "netproxy/nftables_engine.h"
 #include "netproxy/proxy_engine.h"
 
 namespace netproxy {
@@ -99,9 +100,33 @@ IptablesRendererConfig IptablesConfigFor(const ProxierOptions& options) {
 base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
                                                        RulesBackendPtr backend) {
   CUBELET_TRY(CheckOptions(options));
+  const bool real_host = backend == nullptr;
+  if (options.mode == ProxyMode::kNftables) {
+    if (!real_host) return base::Fail("proxy mode nftables takes no iptables backend");
+    if (options.cleanup_at_start) {
+      // Switching from iptables mode: its rules would still catch service traffic first.
+      IptablesRestoreBackend ipt(DetectIptablesVariant());
+      CUBELET_TRY_CTX(CleanupLeftovers(ipt), "remove iptables-mode proxy rules");
+    }
+    NftRendererConfig cfg;
+    cfg.cluster_cidr = options.cluster_cidr;
+    cfg.masquerade_all = options.masquerade_all;
+    cfg.masquerade_bit = options.masquerade_bit;
+    cfg.node_ip = FirstIPv4(options.node_ips);
+    cfg.topology_zone = options.topology_zone;
+    cfg.conntrack_tcp_be_liberal =
+        SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
+    auto engine =
+        MakeNftablesEngine(MakeLibNftablesBackend(), cfg, options.nodeport_addresses);
+    return CreateWithEngine(std::move(options), std::move(engine));
+  }
   if (options.mode != ProxyMode::kIptables) {
     return base::Fail("proxy mode " + std::string(ProxyModeName(options.mode)) +
                       " is not implemented");
+  }
+  if (real_host && options.cleanup_at_start) {
+    auto nft = MakeLibNftablesBackend();
+    CUBELET_TRY_CTX(CleanupNftables(*nft), "remove nftables-mode proxy rules");
   }
   IptablesRendererConfig cfg = IptablesConfigFor(options);
   if (cfg.localhost_nodeports) {

@@ -18,6 +18,7 @@
 #include "base/strings.h"
 #include "netproxy/chain_names.h"
 #include "netproxy/iptables_restore_backend.h"
+#include "netproxy/nftables_engine.h"
 #include "netproxy/proxier.h"
 #include "tests/netproxy/fixtures.h"
 #include "tests/support/kernel_env.h"
@@ -197,10 +198,14 @@ int Curl(const std::string& url, std::string* body = nullptr, const std::string&
   return rc;
 }
 
-}  // namespace
+std::string NftList() {
+  std::string out;
+  Run("(nft list table ip cubelet 2>/dev/null)", &out);
+  return out;
+}
 
-TEST_CASE("iptables proxy: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
-          "without endpoints") {
+// The same traffic scenario for each mode: ClusterIP, NodePort, balancing, REJECT, removal.
+void TrafficScenario(ProxyMode mode) {
   SweepStaleNamespaces();
   // A fresh netns: both iptables variants are empty, so detection must pick nft (Debian 12).
   const IptablesVariant variant = DetectIptablesVariant();
@@ -211,14 +216,21 @@ TEST_CASE("iptables proxy: ClusterIP and NodePort traffic reaches pods, balanced
   REQUIRE(Run("ip route add 10.96.0.0/12 dev np1") == 0);
 
   IptablesRestoreBackend real(variant);
-  auto rec = std::make_unique<RecordingBackend>(&real);
-  RecordingBackend* recorder = rec.get();
+  RecordingBackend* recorder = nullptr;
   ProxierOptions o;
   o.node_name = "node-a";
   o.node_ips = {pod1.host_ip()};
   o.cluster_cidr = "10.250.0.0/16";
   o.min_sync_period = 100ms;
-  auto created = Proxier::Create(o, std::move(rec));
+  o.mode = mode;
+  base::Result<std::unique_ptr<Proxier>> created;
+  if (mode == ProxyMode::kIptables) {
+    auto rec = std::make_unique<RecordingBackend>(&real);
+    recorder = rec.get();
+    created = Proxier::Create(o, std::move(rec));
+  } else {
+    created = Proxier::Create(o);
+  }
   REQUIRE(created);
   auto& proxier = *created;
 
@@ -234,12 +246,12 @@ TEST_CASE("iptables proxy: ClusterIP and NodePort traffic reaches pods, balanced
   REQUIRE(proxier->WaitForSync(10s));
 
   std::string body;
-  SECTION("cluster IP, load balancing, NodePort, reject, chain layout, removal") {
+  SECTION("cluster IP, load balancing, NodePort, reject, layout, removal") {
     REQUIRE(Curl("http://10.96.0.10/", &body) == 0);
     CHECK(body == "pod-1");
 
-    // The kernel holds exactly the layout that was rendered.
-    {
+    if (mode == ProxyMode::kIptables) {
+      // The kernel holds exactly the layout that was rendered.
       Layout saved = LayoutOf(Save(variant));
       Layout rendered = LayoutOf(recorder->last());
       for (const auto& [table, chains] : rendered) {
@@ -259,13 +271,23 @@ TEST_CASE("iptables proxy: ClusterIP and NodePort traffic reaches pods, balanced
                       "KUBE-SERVICES") != std::string::npos);
       CHECK(save.find("-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j "
                       "KUBE-POSTROUTING") != std::string::npos);
+    } else {
+      std::string list = NftList();
+      INFO(list);
+      CHECK(list.find("10.96.0.10 . tcp . 80 : goto service-") != std::string::npos);
+      CHECK(list.find("tcp . 30080 : goto external-") != std::string::npos);
+      CHECK(list.find("dnat to " + pod1.ip() + ":8080") != std::string::npos);
+      // iptables mode's rules are not there.
+      CHECK(Save(variant).find("KUBE-SERVICES") == std::string::npos);
     }
 
-    // NodePort on the node's own address, and on 127.0.0.1 (route_localnet).
+    // NodePort on the node's own address, and (iptables: route_localnet) on 127.0.0.1.
     REQUIRE(Curl("http://" + pod1.host_ip() + ":30080/", &body) == 0);
     CHECK(body == "pod-1");
-    CHECK(Curl("http://127.0.0.1:30080/", &body) == 0);
-    CHECK(body == "pod-1");
+    if (mode == ProxyMode::kIptables) {
+      CHECK(Curl("http://127.0.0.1:30080/", &body) == 0);
+      CHECK(body == "pod-1");
+    }
 
     // A second pod: both answer over repeated requests.
     Pod pod2(2, "10.250.2", "pod-2");
@@ -281,6 +303,7 @@ TEST_CASE("iptables proxy: ClusterIP and NodePort traffic reaches pods, balanced
     CHECK(seen.size() == 2);
     CHECK(seen["pod-1"] >= 5);
     CHECK(seen["pod-2"] >= 5);
+    REQUIRE(Curl("http://" + pod1.host_ip() + ":30080/", &body) == 0);
 
     // No endpoints: refused at once (REJECT), not a hang.
     slice.endpoints.clear();
@@ -291,33 +314,73 @@ TEST_CASE("iptables proxy: ClusterIP and NodePort traffic reaches pods, balanced
     auto took = std::chrono::steady_clock::now() - t0;
     CHECK(rc == 7);  // curl: failed to connect (connection refused)
     CHECK(took < 2s);
-    CHECK(Save(variant).find("default/web:http has no endpoints") != std::string::npos);
-    CHECK(Save(variant).find(ServiceChainName("default/web:http", "tcp")) == std::string::npos);
+    rc = Curl("http://" + pod1.host_ip() + ":30080/");
+    CHECK(rc == 7);
+    if (mode == ProxyMode::kIptables) {
+      CHECK(Save(variant).find("default/web:http has no endpoints") != std::string::npos);
+      CHECK(Save(variant).find(ServiceChainName("default/web:http", "tcp")) == std::string::npos);
+    } else {
+      CHECK(NftList().find("10.96.0.10 . tcp . 80 : goto reject-chain") != std::string::npos);
+      CHECK(NftList().find("chain service-") == std::string::npos);
+    }
 
-    // Service and slice deleted: nothing of it remains.
+    // Endpoints back, then service and slice deleted: nothing of it remains.
+    slice.endpoints.push_back(Ep(pod1.ip(), true, "node-a"));
+    proxier->OnEndpointSliceUpdate(slice, slice);
+    REQUIRE(proxier->WaitForSync(10s));
+    REQUIRE(Curl("http://10.96.0.10/", &body) == 0);
     proxier->OnServiceDelete(svc);
     proxier->OnEndpointSliceDelete(slice);
     REQUIRE(proxier->WaitForSync(10s));
-    std::string save = Save(variant);
-    CHECK(save.find("default/web") == std::string::npos);
-    CHECK(save.find("KUBE-SVC-") == std::string::npos);
-    CHECK(save.find("KUBE-SEP-") == std::string::npos);
-    CHECK(save.find("KUBE-EXT-") == std::string::npos);
+    if (mode == ProxyMode::kIptables) {
+      std::string save = Save(variant);
+      CHECK(save.find("default/web") == std::string::npos);
+      CHECK(save.find("KUBE-SVC-") == std::string::npos);
+      CHECK(save.find("KUBE-SEP-") == std::string::npos);
+      CHECK(save.find("KUBE-EXT-") == std::string::npos);
+    } else {
+      std::string list = NftList();
+      INFO(list);
+      CHECK(list.find("default/web") == std::string::npos);
+      CHECK(list.find("10.96.0.10") == std::string::npos);
+      CHECK(list.find(pod1.ip()) == std::string::npos);  // hairpin element gone too
+    }
+    CHECK(Curl("http://10.96.0.10/") != 0);
   }
 
   SECTION("cleanup removes every rule of the proxy") {
     proxier->Stop();
-    REQUIRE(CleanupLeftovers(real));
-    std::string save = Save(variant);
-    INFO(save);
-    CHECK(save.find("KUBE-SERVICES") == std::string::npos);
-    CHECK(save.find("KUBE-SVC-") == std::string::npos);
-    CHECK(save.find("KUBE-POSTROUTING") == std::string::npos);
-    CHECK(save.find("KUBE-FORWARD") == std::string::npos);
-    CHECK(save.find("KUBE-MARK-MASQ") == std::string::npos);
+    if (mode == ProxyMode::kIptables) {
+      REQUIRE(CleanupLeftovers(real));
+      std::string save = Save(variant);
+      INFO(save);
+      CHECK(save.find("KUBE-SERVICES") == std::string::npos);
+      CHECK(save.find("KUBE-SVC-") == std::string::npos);
+      CHECK(save.find("KUBE-POSTROUTING") == std::string::npos);
+      CHECK(save.find("KUBE-FORWARD") == std::string::npos);
+      CHECK(save.find("KUBE-MARK-MASQ") == std::string::npos);
+    } else {
+      auto nft = MakeLibNftablesBackend();
+      REQUIRE(CleanupNftables(*nft));
+      CHECK(NftList().empty());
+    }
     CHECK(Curl("http://10.96.0.10/") != 0);
   }
   proxier.reset();
   CleanupLeftovers(real);
+  auto nft = MakeLibNftablesBackend();
+  CleanupNftables(*nft);
   Run("ip route del 10.96.0.0/12");
+}
+
+}  // namespace
+
+TEST_CASE("iptables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
+          "without endpoints") {
+  TrafficScenario(ProxyMode::kIptables);
+}
+
+TEST_CASE("nftables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
+          "without endpoints") {
+  TrafficScenario(ProxyMode::kNftables);
 }

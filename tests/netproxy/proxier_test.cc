@@ -237,8 +237,8 @@ TEST_CASE("options are validated") {
   o.nodeport_addresses = {"nonsense"};
   CHECK_FALSE(Proxier::Create(o, std::make_unique<FakeRulesBackend>()));
   o.nodeport_addresses.clear();
-  o.mode = ProxyMode::kNftables;
+  o.mode = ProxyMode::kUserspace;
   auto r = Proxier::Create(o, std::make_unique<FakeRulesBackend>());
   REQUIRE_FALSE(r);
-  CHECK(r.error().message.find("nftables") != std::string::npos);
+  CHECK(r.error().message.find("userspace") != std::string::npos);
 }

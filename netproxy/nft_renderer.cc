@@ -1,0 +1,359 @@
+#include "netproxy/nft_renderer.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "netproxy/chain_names.h"
+
+namespace netproxy {
+
+namespace {
+
+std::string Prefix() { return std::string("ip ") + kNftTable + " "; }
+
+std::string MarkHex(int bit) {
+  char buf[16];
+  snprintf(buf, sizeof buf, "0x%x", 1u << bit);
+  return buf;
+}
+
+// "dnat" to one endpoint, or through a numgen map to one of several.
+std::string DnatRule(const std::string& proto, const std::vector<const EndpointInfo*>& eps) {
+  std::string r = "meta l4proto " + proto + " dnat ip ";
+  if (eps.size() == 1) return r + "to " + eps[0]->address;
+  r += "addr . port to numgen random mod " + std::to_string(eps.size()) + " map { ";
+  for (size_t i = 0; i < eps.size(); ++i) {
+    if (i) r += ", ";
+    r += std::to_string(i) + " : " + eps[i]->ip + " . " + std::to_string(eps[i]->port);
+  }
+  return r + " }";
+}
+
+}  // namespace
+
+std::string NftServiceBase(const ServicePort& svc) {
+  std::string proto(ProtocolLower(svc.name.protocol));
+  return PortProtoHash(svc.name_string, proto).substr(0, 8) + "-" + svc.name.service.ns + "/" +
+         svc.name.service.name + "/" + proto + "/" + svc.name.port;
+}
+
+NftServiceObjects RenderNftService(const NftRendererConfig& config, const ServicePort& svc,
+                                   const std::vector<EndpointInfo>& endpoints) {
+  NftServiceObjects out;
+  const std::string proto(ProtocolLower(svc.name.protocol));
+  const std::string port = std::to_string(svc.port);
+  const std::string base = NftServiceBase(svc);
+  const std::string cluster_chain = "service-" + base;
+  const std::string local_chain = "local-" + base;
+  const std::string ext_chain = "external-" + base;
+  const std::string fw_chain = "firewall-" + base;
+  CategorizedEndpoints cat = CategorizeEndpoints(endpoints, svc, config.topology_zone);
+
+  const bool uses_cluster_chain = !cat.cluster.empty() && svc.UsesClusterEndpoints();
+  const bool uses_local_chain = !cat.local.empty() && svc.UsesLocalEndpoints();
+  std::string internal_chain = cluster_chain;
+  bool has_internal = cat.has_any;
+  if (svc.InternalPolicyLocal()) {
+    internal_chain = local_chain;
+    if (cat.local.empty()) has_internal = false;
+  }
+  std::string external_policy_chain = cluster_chain;
+  bool has_external = cat.has_any;
+  if (svc.ExternalPolicyLocal()) {
+    external_policy_chain = local_chain;
+    if (cat.local.empty()) has_external = false;
+  }
+  const bool uses_ext_chain = cat.has_any && svc.ExternallyAccessible();
+  const bool uses_fw_chain = cat.has_any && !svc.load_balancer_ips.empty() &&
+                             !svc.load_balancer_source_ranges.empty();
+  // No usable endpoint anywhere: reject (the client sees a refusal at once); endpoints exist but
+  // none for this policy: drop, as kube-proxy.
+  const std::string no_ep_verdict = cat.has_any ? "drop" : "goto reject-chain";
+  const bool has_detector = !config.cluster_cidr.empty();
+
+  auto key = [&](const std::string& ip) { return ip + " . " + proto + " . " + port; };
+
+  // Map elements.
+  if (has_internal) {
+    out.elements.push_back({"service-ips", key(svc.cluster_ip), "goto " + internal_chain});
+  } else {
+    out.elements.push_back({"no-endpoint-services", key(svc.cluster_ip), no_ep_verdict});
+  }
+  for (const auto& ip : svc.external_ips) {
+    if (cat.has_any) out.elements.push_back({"service-ips", key(ip), "goto " + ext_chain});
+    if (!has_external) out.elements.push_back({"no-endpoint-services", key(ip), no_ep_verdict});
+  }
+  for (const auto& ip : svc.load_balancer_ips) {
+    if (cat.has_any) {
+      out.elements.push_back(
+          {"service-ips", key(ip), "goto " + (uses_fw_chain ? fw_chain : ext_chain)});
+    }
+    if (!has_external) out.elements.push_back({"no-endpoint-services", key(ip), no_ep_verdict});
+  }
+  if (svc.node_port != 0) {
+    std::string np_key = proto + " . " + std::to_string(svc.node_port);
+    if (cat.has_any) out.elements.push_back({"service-nodeports", np_key, "goto " + ext_chain});
+    if (!has_external) out.elements.push_back({"no-endpoint-nodeports", np_key, no_ep_verdict});
+  }
+  for (const EndpointInfo* ep : cat.all_reachable) {
+    out.elements.push_back({kNftHairpinSet, ep->ip + " . " + ep->ip, ""});
+  }
+
+  // Chains.
+  if (uses_ext_chain) {
+    NftChain ext{ext_chain, {}};
+    if (!svc.ExternalPolicyLocal()) {
+      ext.rules.push_back("jump mark-for-masquerade");
+    } else {
+      if (has_detector) ext.rules.push_back("ip saddr " + config.cluster_cidr + " goto " +
+                                            cluster_chain);
+      ext.rules.push_back("fib saddr type local jump mark-for-masquerade");
+      ext.rules.push_back("fib saddr type local goto " + cluster_chain);
+    }
+    if (has_external) ext.rules.push_back("goto " + external_policy_chain);
+    out.chains.push_back(std::move(ext));
+  }
+  if (uses_fw_chain) {
+    std::vector<std::string> allowed = svc.load_balancer_source_ranges;
+    bool allow_from_node = false;
+    for (const auto& c : svc.load_balancer_source_ranges) {
+      if (CidrContainsIPv4(c, config.node_ip)) allow_from_node = true;
+    }
+    if (allow_from_node) {
+      allowed.insert(allowed.end(), svc.load_balancer_ips.begin(), svc.load_balancer_ips.end());
+    }
+    std::string set;
+    for (size_t i = 0; i < allowed.size(); ++i) set += (i ? ", " : "") + allowed[i];
+    out.chains.push_back({fw_chain, {"ip saddr != { " + set + " } drop", "goto " + ext_chain}});
+  }
+
+  auto service_chain = [&](const std::string& name, const std::vector<const EndpointInfo*>& eps,
+                           bool internal) {
+    NftChain c{name, {}};
+    if (internal && (config.masquerade_all || has_detector)) {
+      std::string r = "ip daddr " + svc.cluster_ip + " " + proto + " dport " + port;
+      if (!config.masquerade_all) r += " ip saddr != " + config.cluster_cidr;
+      c.rules.push_back(r + " jump mark-for-masquerade");
+    }
+    if (svc.session_affinity != SessionAffinity::kClientIP) {
+      c.rules.push_back(DnatRule(proto, eps));
+      return c;
+    }
+    // ClientIP affinity: a timeout set and a chain per endpoint, as kube-proxy.
+    std::vector<std::string> ep_chains;
+    for (const EndpointInfo* ep : eps) {
+      std::string ep_hash =
+          PortProtoHash(svc.name_string, proto + ep->address).substr(0, 8);
+      std::string ep_chain = "endpoint-" + ep_hash + "-" + base + "__" + ep->ip + "/" +
+                             std::to_string(ep->port);
+      std::string set_name = "affinity-" + ep_hash + "-" + base + "__" + ep->ip + "/" +
+                             std::to_string(ep->port);
+      if (std::find(out.sets.begin(), out.sets.end(), set_name) == out.sets.end() &&
+          std::none_of(out.chains.begin(), out.chains.end(),
+                       [&](const NftChain& x) { return x.name == ep_chain; })) {
+        out.sets.push_back(set_name + " { type ipv4_addr; flags dynamic,timeout; timeout " +
+                           std::to_string(svc.sticky_max_age_seconds) + "s; }");
+        out.chains.push_back({ep_chain,
+                              {"update @" + set_name + " { ip saddr }",
+                               DnatRule(proto, {ep})}});
+      }
+      c.rules.push_back("ip saddr @" + set_name + " goto " + ep_chain);
+      ep_chains.push_back(ep_chain);
+    }
+    if (ep_chains.size() == 1) {
+      c.rules.push_back("goto " + ep_chains[0]);
+    } else {
+      std::string r = "numgen random mod " + std::to_string(ep_chains.size()) + " vmap { ";
+      for (size_t i = 0; i < ep_chains.size(); ++i) {
+        r += (i ? ", " : "") + std::to_string(i) + " : goto " + ep_chains[i];
+      }
+      c.rules.push_back(r + " }");
+    }
+    return c;
+  };
+  if (uses_cluster_chain) {
+    out.chains.push_back(
+        service_chain(cluster_chain, cat.cluster, internal_chain == cluster_chain && has_internal));
+  }
+  if (uses_local_chain) {
+    out.chains.push_back(
+        service_chain(local_chain, cat.local, internal_chain == local_chain && has_internal));
+  }
+  return out;
+}
+
+std::string NftBaseTable(const NftRendererConfig& config) {
+  const std::string mark = MarkHex(config.masquerade_bit);
+  std::string nodeport_match =
+      config.nodeport_ips.empty() ? "fib daddr type local ip daddr != 127.0.0.0/8" : "";
+  if (!config.nodeport_ips.empty()) {
+    nodeport_match = "ip daddr { ";
+    for (size_t i = 0; i < config.nodeport_ips.size(); ++i) {
+      nodeport_match += (i ? ", " : "") + config.nodeport_ips[i];
+    }
+    nodeport_match += " }";
+  }
+  std::string t = std::string("table ip ") + kNftTable + " {\n";
+  t += "  map service-ips {\n    type ipv4_addr . inet_proto . inet_service : verdict\n  }\n";
+  t += "  map service-nodeports {\n    type inet_proto . inet_service : verdict\n  }\n";
+  t += "  map no-endpoint-services {\n"
+       "    type ipv4_addr . inet_proto . inet_service : verdict\n  }\n";
+  t += "  map no-endpoint-nodeports {\n    type inet_proto . inet_service : verdict\n  }\n";
+  t += std::string("  set ") + kNftHairpinSet + " {\n    type ipv4_addr . ipv4_addr\n  }\n";
+  t += "  chain reject-chain {\n    reject\n  }\n";
+  t += "  chain mark-for-masquerade {\n    meta mark set meta mark or " + mark + "\n  }\n";
+  t += "  chain masquerading {\n";
+  // A pod reaching itself through its service: masquerade so the reply comes back through NAT.
+  t += std::string("    ct status dnat ip saddr . ip daddr @") + kNftHairpinSet +
+       " jump mark-for-masquerade\n";
+  t += "    meta mark & " + mark + " == 0 return\n";
+  t += "    meta mark set meta mark xor " + mark + "\n";
+  t += std::string("    masquerade") + (config.random_fully ? " fully-random" : "") + "\n  }\n";
+  t += "  chain services {\n    ip daddr . meta l4proto . th dport vmap @service-ips\n";
+  t += "    " + nodeport_match + " meta l4proto . th dport vmap @service-nodeports\n  }\n";
+  t += "  chain endpoints-check {\n"
+       "    ip daddr . meta l4proto . th dport vmap @no-endpoint-services\n";
+  t += "    " + nodeport_match + " meta l4proto . th dport vmap @no-endpoint-nodeports\n  }\n";
+  t += "  chain nat-prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n"
+       "    jump services\n  }\n";
+  t += "  chain nat-output {\n    type nat hook output priority -100; policy accept;\n"
+       "    jump services\n  }\n";
+  t += "  chain nat-postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+       "    jump masquerading\n  }\n";
+  // After DNAT (input/forward come after prerouting, output at 0 after nat output at -100): a
+  // DNATed packet no longer matches a service address, only refused ones do.
+  t += "  chain filter-input {\n    type filter hook input priority 0; policy accept;\n"
+       "    ct state new jump endpoints-check\n  }\n";
+  t += "  chain filter-forward {\n    type filter hook forward priority 0; policy accept;\n";
+  if (!config.conntrack_tcp_be_liberal) t += "    ct state invalid drop\n";
+  t += "    ct state new jump endpoints-check\n  }\n";
+  t += "  chain filter-output {\n    type filter hook output priority 0; policy accept;\n"
+       "    ct state new jump endpoints-check\n  }\n";
+  t += "}\n";
+  return t;
+}
+
+namespace {
+
+void AppendElements(std::string& out, const char* verb, const std::vector<NftElement>& elems) {
+  // Grouped per map: one command per map keeps the script (and its parsing) small.
+  std::map<std::string, std::vector<const NftElement*>> by_map;
+  for (const auto& e : elems) by_map[e.map].push_back(&e);
+  for (const auto& [map, list] : by_map) {
+    out += std::string(verb) + " element " + Prefix() + map + " { ";
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (i) out += ", ";
+      out += list[i]->key;
+      if (!list[i]->value.empty() && std::string(verb) == "add") out += " : " + list[i]->value;
+    }
+    out += " }\n";
+  }
+}
+
+}  // namespace
+
+std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& services) {
+  std::string out = "add table " + Prefix() + "\ndelete table " + Prefix() + "\n";
+  std::string base = NftBaseTable(config);
+  base.resize(base.size() - 2);  // reopen the table block: "}\n"
+  out += base;
+  std::vector<NftElement> elements;
+  std::set<std::string> hairpin;
+  for (const auto& [_, o] : services) {
+    for (const auto& s : o.sets) out += "  set " + s + "\n";
+    for (const auto& c : o.chains) {
+      out += "  chain " + c.name + " {\n";
+      for (const auto& r : c.rules) out += "    " + r + "\n";
+      out += "  }\n";
+    }
+    for (const auto& e : o.elements) {
+      if (e.map == kNftHairpinSet) {
+        if (!hairpin.insert(e.key).second) continue;
+      }
+      elements.push_back(e);
+    }
+  }
+  out += "}\n";
+  AppendElements(out, "add", elements);
+  return out;
+}
+
+std::string NftDiffScript(
+    const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
+    std::map<std::string, int>& hairpin_refs) {
+  static const NftServiceObjects kEmpty;
+  const std::string p = Prefix();
+  std::string sets_add, chains_add, rules, elems_del_s, elems_add_s, chains_flush_del, chains_del,
+      sets_del;
+  std::vector<NftElement> elems_del, elems_add;
+  for (auto [before_p, after_p] : changes) {
+    const NftServiceObjects& before = before_p ? *before_p : kEmpty;
+    const NftServiceObjects& after = after_p ? *after_p : kEmpty;
+    if (before == after) continue;
+    auto set_name = [](const std::string& decl) { return decl.substr(0, decl.find(' ')); };
+    for (const auto& s : after.sets) {
+      if (std::find(before.sets.begin(), before.sets.end(), s) == before.sets.end()) {
+        sets_add += "add set " + p + s + "\n";
+      }
+    }
+    for (const auto& s : before.sets) {
+      if (std::find(after.sets.begin(), after.sets.end(), s) == after.sets.end()) {
+        sets_del += "delete set " + p + set_name(s) + "\n";
+      }
+    }
+    for (const auto& c : after.chains) {
+      auto old = std::find_if(before.chains.begin(), before.chains.end(),
+                              [&](const NftChain& x) { return x.name == c.name; });
+      if (old == before.chains.end()) {
+        chains_add += "add chain " + p + c.name + "\n";
+      } else if (old->rules == c.rules) {
+        continue;
+      } else {
+        rules += "flush chain " + p + c.name + "\n";
+      }
+      for (const auto& r : c.rules) rules += "add rule " + p + c.name + " " + r + "\n";
+    }
+    for (const auto& c : before.chains) {
+      if (std::none_of(after.chains.begin(), after.chains.end(),
+                       [&](const NftChain& x) { return x.name == c.name; })) {
+        // Flushed first: removed chains may jump to each other.
+        chains_flush_del += "flush chain " + p + c.name + "\n";
+        chains_del += "delete chain " + p + c.name + "\n";
+      }
+    }
+    for (const auto& e : before.elements) {
+      if (std::find(after.elements.begin(), after.elements.end(), e) != after.elements.end()) {
+        continue;
+      }
+      if (e.map == kNftHairpinSet) {
+        auto it = hairpin_refs.find(e.key);
+        if (it != hairpin_refs.end() && --it->second > 0) continue;
+        if (it != hairpin_refs.end()) hairpin_refs.erase(it);
+      }
+      elems_del.push_back(e);
+    }
+    for (const auto& e : after.elements) {
+      if (std::find(before.elements.begin(), before.elements.end(), e) != before.elements.end()) {
+        continue;
+      }
+      if (e.map == kNftHairpinSet && hairpin_refs[e.key]++ > 0) continue;
+      elems_add.push_back(e);
+    }
+  }
+  // A hairpin element removed by one service and added by another in the same script cancels.
+  std::vector<NftElement> del_final;
+  for (const auto& e : elems_del) {
+    auto it = std::find(elems_add.begin(), elems_add.end(), e);
+    if (e.map == kNftHairpinSet && it != elems_add.end()) {
+      elems_add.erase(it);
+      continue;
+    }
+    del_final.push_back(e);
+  }
+  AppendElements(elems_del_s, "delete", del_final);
+  AppendElements(elems_add_s, "add", elems_add);
+  return sets_add + chains_add + rules + elems_del_s + elems_add_s + chains_flush_del +
+         chains_del + sets_del;
+}
+
+}  // namespace netproxy
