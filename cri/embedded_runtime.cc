@@ -18,9 +18,11 @@ Result<std::unique_ptr<EmbeddedRuntime>> EmbeddedRuntime::Create(EmbeddedRuntime
   ro.cgroup_root = o.cgroup_root;
   ro.network = er->network_.get();
   ro.monitor_path = o.monitor_path;
+  ro.registry = o.registry;
   auto rt = runtime::Runtime::Create(std::move(ro));
   if (!rt) return tl::unexpected(rt.error());
   er->runtime_ = std::move(*rt);
+  er->runtime_name_ = o.runtime_name;
   return er;
 }
 
@@ -31,7 +33,7 @@ EmbeddedRuntime::~EmbeddedRuntime() = default;
 
 Result<VersionResponse> EmbeddedRuntime::Version() {
   VersionResponse v;
-  v.runtime_name = "cubelet";
+  v.runtime_name = runtime_name_;
   v.runtime_version = "0.1.0";
   return v;
 }

@@ -9,6 +9,7 @@
 #include "cgroups/driver.h"
 #include "cri/runtime_service.h"
 #include "runtime/network/pod_network.h"
+#include "runtime/registry_puller.h"
 
 namespace runtime {
 class Runtime;
@@ -33,6 +34,8 @@ struct EmbeddedRuntimeOptions {
   // Path of the cubelet-monitor binary. "" = "cubelet-monitor" next to /proc/self/exe, then
   // the build-time location (CUBELET_MONITOR_PATH).
   std::string monitor_path;
+  // Registry mirrors and plain-HTTP registries (loopback registries always may use HTTP).
+  runtime::RegistryOptions registry;
   // Reported in Version().
   std::string runtime_name = "cubelet";
 };
@@ -88,6 +91,7 @@ class EmbeddedRuntime final : public RuntimeService, public ImageService {
   cgroups::DriverPtr driver_;
   runtime::net::PodNetworkPtr network_;
   std::unique_ptr<runtime::Runtime> runtime_;
+  std::string runtime_name_ = "cubelet";
 };
 
 }  // namespace cri

@@ -210,6 +210,18 @@ TEST_CASE("runtime: a container's output lands in the CRI log and its exit code 
   CHECK(got == std::vector<std::string>{"stderr err", "stdout hello"});
   CHECK(env.events.Count(id, cri::ContainerEvent::Type::kStopped) == 1);
 
+  // Log rotation: the kubelet renames the file and asks for a reopen; new lines go to a new file.
+  auto talker = env.Run(*sb, pod, env.Ctr("talker", {"sh", "-c", "while true; do echo tick; sleep 0.1; done"}));
+  std::string tlog = env.Status(talker).log_path;
+  std::this_thread::sleep_for(500ms);
+  REQUIRE(rename(tlog.c_str(), (tlog + ".1").c_str()) == 0);
+  REQUIRE(env.rt->ReopenContainerLog(talker));
+  std::this_thread::sleep_for(500ms);
+  CHECK(Slurp(tlog).find("stdout F tick") != std::string::npos);
+  CHECK(Slurp(tlog + ".1").find("stdout F tick") != std::string::npos);
+  REQUIRE(env.rt->StopContainer(talker, 1s));
+  CHECK_FALSE(env.rt->ReopenContainerLog(talker));  // not running any more
+
   // A container that exits 0 is Completed.
   auto id2 = env.Run(*sb, pod, env.Ctr("ok", {"true"}));
   REQUIRE(env.WaitExited(id2));
@@ -221,7 +233,7 @@ TEST_CASE("runtime: a container's output lands in the CRI log and its exit code 
   REQUIRE(env.rt->StopPodSandbox(*sb));  // idempotent
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   REQUIRE(env.rt->RemovePodSandbox(*sb));
-  env.CheckNoLeaks(*sb, {id, id2}, pod_cgroup);
+  env.CheckNoLeaks(*sb, {id, id2, talker}, pod_cgroup);
   CHECK(base::PathExists(st.log_path));  // logs belong to the kubelet
   auto gone = env.rt->ContainerStatus(id);
   REQUIRE_FALSE(gone);
