@@ -253,7 +253,8 @@ void AppendElements(std::string& out, const char* verb, const std::vector<NftEle
 }  // namespace
 
 std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& services) {
-  std::string out = "add table " + Prefix() + "\ndelete table " + Prefix() + "\n";
+  std::string out = std::string("add table ip ") + kNftTable + "\ndelete table ip " + kNftTable +
+                    "\n";
   std::string base = NftBaseTable(config);
   base.resize(base.size() - 2);  // reopen the table block: "}\n"
   out += base;
