@@ -640,3 +640,37 @@ TEST_CASE("runtime: images are pulled from a registry with every digest verified
   CHECK(bad.error().message.find("does not match its digest") != std::string::npos);
   CHECK(env.rt->ListImages()->empty());
 }
+
+TEST_CASE("runtime: host-network pods and oom_score_adj") {
+  Env env("rt-hostnet");
+  auto pod = env.Pod("hostnet");
+  pod.linux.security_context.namespace_options.network = cri::NamespaceMode::kNode;
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  CHECK_FALSE(base::PathExists(env.root + "/run/netns/" + *sb));
+  auto c = env.Ctr("c", {"sleep", "1000"});
+  c.linux.resources.oom_score_adj = 1000;  // BestEffort
+  auto id = env.Run(*sb, pod, c);
+  pid_t pid = env.Status(id).pid;
+  CHECK(NsInode("/proc/" + std::to_string(pid) + "/ns/net") == NsInode("/proc/self/ns/net"));
+  CHECK(NsInode("/proc/" + std::to_string(pid) + "/ns/uts") == NsInode("/proc/self/ns/uts"));
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  auto ex = env.rt->ExecSync(id, {"hostname"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == std::string(host) + "\n");
+  CHECK(Trim(Slurp("/proc/" + std::to_string(pid) + "/oom_score_adj")) == "1000");
+  // Guaranteed asks for -997; without CAP_SYS_RESOURCE the runtime keeps what it may set and
+  // the container still runs.
+  auto g = env.Ctr("guaranteed", {"sleep", "1000"});
+  g.linux.resources.oom_score_adj = -997;
+  auto gid = env.Run(*sb, pod, g);
+  pid_t gpid = env.Status(gid).pid;
+  int own = std::stoi(Trim(Slurp("/proc/self/oom_score_adj")));
+  int got = std::stoi(Trim(Slurp("/proc/" + std::to_string(gpid) + "/oom_score_adj")));
+  CHECK(got <= own);
+  CHECK(got >= -997);
+  CHECK(env.Status(gid).state == cri::ContainerState::kRunning);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id, gid}, "kubepods/pod-hostnet");
+}
