@@ -103,6 +103,7 @@ class ApiServer {
   std::set<std::string> managed_endpoints_;
   using Heartbeat = std::pair<std::string, std::chrono::steady_clock::time_point>;
   std::map<std::string, Heartbeat> node_seen_;  // last heartbeat text and when it changed
+  std::map<std::string, std::chrono::steady_clock::time_point> orphan_nodes_;  // missing since
   std::mutex controller_mu_;
   std::condition_variable controller_cv_;
 

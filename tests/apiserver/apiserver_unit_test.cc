@@ -565,3 +565,36 @@ TEST_CASE("node lifecycle: heartbeats stop, conditions go Unknown and unreachabl
   CHECK(taints == std::set<std::string>{"node.kubernetes.io/unreachable:NoSchedule",
                                         "node.kubernetes.io/unreachable:NoExecute"});
 }
+
+TEST_CASE("scheduler binds pending pods; taint manager evicts after tolerationSeconds") {
+  Fixture f;
+  Json node = Load("10-node-create.req.json");
+  REQUIRE(f.Call("POST", "/api/v1/nodes", node.dump(), NodeUser("sample-node")).status == 201);
+  REQUIRE(f.Call("POST", "/api/v1/namespaces/default/pods",
+                 "{\"metadata\":{\"name\":\"p\"},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"busybox\"}]}}",
+                 Admin()).status == 201);
+  REQUIRE(f.Call("POST", "/api/v1/namespaces/default/pods",
+                 "{\"metadata\":{\"name\":\"q\"},\"spec\":{\"nodeSelector\":{\"disk\":\"ssd\"},\"containers\":[{\"name\":\"c\",\"image\":\"busybox\"}]}}",
+                 Admin()).status == 201);
+  f.api.RunControllersOnce();  // removes the not-ready taint
+  f.api.RunControllersOnce();  // schedules
+  Json p = Json::parse(f.Call("GET", "/api/v1/namespaces/default/pods/p", "", Admin()).body);
+  CHECK(p["spec"]["nodeName"] == "sample-node");
+  CHECK(p["status"]["conditions"][0]["type"] == "PodScheduled");
+  CHECK(p["status"]["conditions"][0]["status"] == "True");
+  Json q = Json::parse(f.Call("GET", "/api/v1/namespaces/default/pods/q", "", Admin()).body);
+  CHECK_FALSE(q["spec"].contains("nodeName"));
+  CHECK(q["status"]["conditions"][0]["reason"] == "Unschedulable");
+  // A NoExecute taint the pod does not tolerate evicts it (graceful deletion).
+  auto t = f.Call("PATCH", "/api/v1/nodes/sample-node",
+                  "{\"spec\":{\"taints\":[{\"key\":\"evict\",\"effect\":\"NoExecute\"}]}}", Admin(),
+                  "application/strategic-merge-patch+json");
+  REQUIRE(t.status == 200);
+  f.api.RunControllersOnce();
+  p = Json::parse(f.Call("GET", "/api/v1/namespaces/default/pods/p", "", Admin()).body);
+  CHECK(p["metadata"].contains("deletionTimestamp"));
+  bool disruption = false;
+  for (const auto& c : p["status"]["conditions"])
+    disruption = disruption || (c["type"] == "DisruptionTarget" && c["reason"] == "DeletionByTaintManager");
+  CHECK(disruption);
+}

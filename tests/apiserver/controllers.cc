@@ -79,6 +79,9 @@ class Controllers {
   void ReconcileNodes(std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>>& seen,
                       std::chrono::seconds grace, const std::string& cluster_cidr, int mask);
   void ReconcileNamespaces();
+  void Schedule();
+  void EvictForTaints();
+  void CollectOrphans(std::map<std::string, std::chrono::steady_clock::time_point>& missing);
 
  private:
   void ReconcileService(const Json& svc, std::set<std::string>& managed_endpoints);
@@ -499,14 +502,221 @@ void Controllers::ReconcileNamespaces() {
   }
 }
 
+
+namespace {
+
+bool Tolerates(const Json& tolerations, const Json& taint) {
+  for (const auto& t : tolerations) {
+    std::string op = t.value("operator", "Equal");
+    std::string key = t.value("key", "");
+    bool key_ok = key.empty() ? op == "Exists" : key == taint.value("key", "");
+    bool value_ok = op == "Exists" || t.value("value", "") == taint.value("value", "");
+    std::string effect = t.value("effect", "");
+    bool effect_ok = effect.empty() || effect == taint.value("effect", "");
+    if (key_ok && value_ok && effect_ok) return true;
+  }
+  return false;
+}
+
+const Json* FindToleration(const Json& tolerations, const Json& taint) {
+  for (const auto& t : tolerations) {
+    if (Tolerates(Json::array({t}), taint)) return &t;
+  }
+  return nullptr;
+}
+
+bool NodeReady(const Json& node) {
+  if (!node.contains("status")) return false;
+  for (const auto& c : node["status"].value("conditions", Json::array())) {
+    if (c.value("type", "") == "Ready") return c.value("status", "") == "True";
+  }
+  return false;
+}
+
+Json WithCondition(Json status, const Json& cond) {
+  Json conds = status.value("conditions", Json::array());
+  bool found = false;
+  for (auto& c : conds) {
+    if (c.value("type", "") == cond["type"]) {
+      c = cond;
+      found = true;
+    }
+  }
+  if (!found) conds.push_back(cond);
+  status["conditions"] = conds;
+  return status;
+}
+
+}  // namespace
+
+// A minimal default-scheduler: binds pending pods to a Ready, schedulable node whose taints
+// they tolerate and whose labels match their nodeSelector (fewest pods first).
+void Controllers::Schedule() {
+  std::vector<Json> pending;
+  for (const Json* p : store_.List("pods", "")) {
+    const Json& spec = (*p)["spec"];
+    if (!spec.value("nodeName", "").empty()) continue;
+    if (spec.value("schedulerName", "default-scheduler") != "default-scheduler") continue;
+    if ((*p)["metadata"].contains("deletionTimestamp")) continue;
+    if (spec.contains("schedulingGates") && !spec["schedulingGates"].empty()) continue;
+    pending.push_back(*p);
+  }
+  if (pending.empty()) return;
+  std::map<std::string, int> load;
+  for (const Json* p : store_.List("pods", "")) load[(*p)["spec"].value("nodeName", "")]++;
+  std::vector<Json> nodes;
+  for (const Json* n : store_.List("nodes", "")) nodes.push_back(*n);
+  for (auto& pod : pending) {
+    const Json& spec = pod["spec"];
+    const Json tolerations = spec.value("tolerations", Json::array());
+    const Json selector = spec.value("nodeSelector", Json::object());
+    const Json* best = nullptr;
+    int untolerated = 0, not_ready = 0, mismatch = 0;
+    for (const auto& n : nodes) {
+      if (!NodeReady(n) || n["spec"].value("unschedulable", false)) {
+        ++not_ready;
+        continue;
+      }
+      bool ok = true;
+      for (const auto& t : n["spec"].value("taints", Json::array())) {
+        std::string effect = t.value("effect", "");
+        if ((effect == "NoSchedule" || effect == "NoExecute") && !Tolerates(tolerations, t)) ok = false;
+      }
+      if (!ok) {
+        ++untolerated;
+        continue;
+      }
+      auto labels = LabelsOf(n);
+      for (const auto& [k, v] : selector.items()) {
+        if (!v.is_string() || labels[k] != v.get<std::string>()) ok = false;
+      }
+      if (!ok) {
+        ++mismatch;
+        continue;
+      }
+      std::string name = Meta(n, "name");
+      if (!best || load[name] < load[Meta(*best, "name")]) best = &n;
+    }
+    Json updated = pod;
+    if (best) {
+      std::string node = Meta(*best, "name");
+      updated["spec"]["nodeName"] = node;
+      load[node]++;
+      updated["status"] = WithCondition(updated.value("status", Json::object()),
+                                        {{"type", "PodScheduled"}, {"status", "True"},
+                                         {"lastProbeTime", nullptr},
+                                         {"lastTransitionTime", NowRfc3339()}});
+    } else {
+      std::string msg = "0/" + std::to_string(nodes.size()) + " nodes are available";
+      std::vector<std::string> why;
+      if (not_ready) why.push_back(std::to_string(not_ready) + " node(s) were not ready");
+      if (untolerated) why.push_back(std::to_string(untolerated) + " node(s) had untolerated taint");
+      if (mismatch) why.push_back(std::to_string(mismatch) + " node(s) didn't match Pod's node affinity/selector");
+      for (size_t i = 0; i < why.size(); ++i) msg += (i == 0 ? ": " : ", ") + why[i];
+      msg += ".";
+      Json status = updated.value("status", Json::object());
+      bool reported = false;
+      for (const auto& c : status.value("conditions", Json::array()))
+        reported = reported || (c.value("type", "") == "PodScheduled" && c.value("message", "") == msg);
+      if (reported) continue;
+      updated["status"] = WithCondition(status, {{"type", "PodScheduled"}, {"status", "False"},
+                                                 {"lastProbeTime", nullptr},
+                                                 {"lastTransitionTime", NowRfc3339()},
+                                                 {"reason", "Unschedulable"}, {"message", msg}});
+    }
+    Write("pods", pod, updated);
+  }
+}
+
+// NoExecute taint manager: pods that do not tolerate a NoExecute taint of their node (or whose
+// tolerationSeconds ran out since the taint's timeAdded) are deleted gracefully.
+void Controllers::EvictForTaints() {
+  auto now = std::chrono::system_clock::now();
+  std::map<std::string, Json> taints;
+  for (const Json* n : store_.List("nodes", "")) {
+    Json no_exec = Json::array();
+    for (const auto& t : (*n)["spec"].value("taints", Json::array())) {
+      if (t.value("effect", "") == "NoExecute") no_exec.push_back(t);
+    }
+    if (!no_exec.empty()) taints[Meta(*n, "name")] = no_exec;
+  }
+  if (taints.empty()) return;
+  std::vector<Json> victims;
+  for (const Json* p : store_.List("pods", "")) {
+    auto it = taints.find((*p)["spec"].value("nodeName", ""));
+    if (it == taints.end() || (*p)["metadata"].contains("deletionTimestamp")) continue;
+    const Json tolerations = (*p)["spec"].value("tolerations", Json::array());
+    bool evict = false;
+    for (const auto& t : it->second) {
+      const Json* tol = FindToleration(tolerations, t);
+      if (!tol) {
+        evict = true;
+      } else if (tol->contains("tolerationSeconds") && (*tol)["tolerationSeconds"].is_number()) {
+        auto added = base::ParseRfc3339(t.value("timeAdded", ""));
+        auto limit = std::chrono::seconds((*tol)["tolerationSeconds"].get<int64_t>());
+        if (added && *added + limit <= now) evict = true;
+      }
+    }
+    if (evict) victims.push_back(*p);
+  }
+  for (auto& pod : victims) {
+    Json updated = pod;
+    updated["status"] = WithCondition(
+        updated.value("status", Json::object()),
+        {{"type", "DisruptionTarget"}, {"status", "True"}, {"lastProbeTime", nullptr},
+         {"lastTransitionTime", NowRfc3339()}, {"reason", "DeletionByTaintManager"},
+         {"message", "Taint manager: deleting due to NoExecute taint"}});
+    int64_t grace = pod["spec"].value("terminationGracePeriodSeconds", 30);
+    updated["metadata"]["deletionTimestamp"] = Rfc3339(now + std::chrono::seconds(grace));
+    updated["metadata"]["deletionGracePeriodSeconds"] = grace;
+    Write("pods", pod, updated);
+  }
+}
+
+// Pod garbage collector: pods bound to a node that has been gone for 40 s are failed and
+// removed (gcOrphaned).
+void Controllers::CollectOrphans(
+    std::map<std::string, std::chrono::steady_clock::time_point>& missing) {
+  auto now = std::chrono::steady_clock::now();
+  std::set<std::string> seen_missing;
+  std::vector<Json> victims;
+  for (const Json* p : store_.List("pods", "")) {
+    std::string node = (*p)["spec"].value("nodeName", "");
+    if (node.empty() || store_.Get("nodes", "", node)) continue;
+    seen_missing.insert(node);
+    auto it = missing.emplace(node, now).first;
+    if (now - it->second >= std::chrono::seconds(40)) victims.push_back(*p);
+  }
+  for (auto it = missing.begin(); it != missing.end();) {
+    if (seen_missing.count(it->first)) ++it;
+    else it = missing.erase(it);
+  }
+  for (auto& pod : victims) {
+    Json updated = pod;
+    Json status = WithCondition(updated.value("status", Json::object()),
+                                {{"type", "DisruptionTarget"}, {"status", "True"},
+                                 {"lastProbeTime", nullptr}, {"lastTransitionTime", NowRfc3339()},
+                                 {"reason", "DeletionByPodGC"},
+                                 {"message", "PodGC: node no longer exists"}});
+    std::string phase = status.value("phase", "");
+    if (phase != "Succeeded" && phase != "Failed") status["phase"] = "Failed";
+    updated["status"] = status;
+    Write("pods", pod, updated);
+    store_.Delete("pods", Meta(pod, "namespace"), Meta(pod, "name"));
+  }
+}
+
 void ApiServer::RunControllersOnce() {
   std::lock_guard<std::mutex> state_lock(controller_state_mu_);
   auto lock = store_.Lock();
   Controllers c(*this);
   c.ReconcileNamespaces();
-  c.ReconcileServices(managed_endpoints_);
   c.ReconcileNodes(node_seen_, config_.node_monitor_grace, config_.cluster_cidr,
                    config_.node_cidr_mask);
+  c.Schedule();
+  c.EvictForTaints();
+  c.CollectOrphans(orphan_nodes_);
+  c.ReconcileServices(managed_endpoints_);
 }
 
 void ApiServer::StartControllers() {
