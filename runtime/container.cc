@@ -88,7 +88,9 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
     if (!prog) return tl::unexpected(prog.error().Wrap("seccomp"));
     if (!prog->empty()) {
       s.seccomp_bpf = dir + "/seccomp.bpf";
-      CUBELET_TRY(base::WriteFileAtomic(s.seccomp_bpf, *prog, 0600));
+      if (!monitor::WriteFileAtomically(s.seccomp_bpf, *prog)) {
+        return base::Errno("write " + s.seccomp_bpf);
+      }
     }
     for (const char* p : kMaskedPaths) s.masked_paths.push_back(p);
     for (const char* p : kReadonlyPaths) s.readonly_paths.push_back(p);
@@ -215,11 +217,9 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   }
   auto spec = BuildSpec(sb, rec, c, *image, dir);
   if (!spec) return fail(spec.error());
-  if (auto r = base::WriteFileAtomic(dir + "/spec", monitor::EncodeSpec(*spec), 0600); !r) {
-    return fail(r.error());
-  }
-  if (auto r = base::WriteFileAtomic(dir + "/container.json", EncodeContainerRecord(rec), 0600); !r) {
-    return fail(r.error());
+  if (!monitor::WriteFileAtomically(dir + "/spec", monitor::EncodeSpec(*spec)) ||
+      !monitor::WriteFileAtomically(dir + "/container.json", EncodeContainerRecord(rec))) {
+    return fail(base::Errno("write the state of container " + rec.id).value());
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

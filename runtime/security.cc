@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "base/fd.h"
@@ -277,6 +279,13 @@ Result<std::string> BuildSeccompProgram(const cri::SecurityProfile& profile, uin
     if (base::StartsWith(path, "localhost/")) path = path.substr(10);
     return BuildLocalhost(path);
   }
+  // Compiling the allow-list takes milliseconds; it only depends on the capability set.
+  static std::mutex cache_mu;
+  static std::map<uint64_t, std::string> cache;
+  {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    if (auto it = cache.find(caps); it != cache.end()) return it->second;
+  }
   Ctx c(SCMP_ACT_ERRNO(EPERM));
   if (!c.ctx) return base::Fail("seccomp_init failed");
   // The container process sets no_new_privs itself when asked; do not force it.
@@ -297,7 +306,12 @@ Result<std::string> BuildSeccompProgram(const cri::SecurityProfile& profile, uin
       if (n) CUBELET_TRY(AddRule(c.ctx, SCMP_ACT_ALLOW, n));
     }
   }
-  return Export(c.ctx);
+  auto prog = Export(c.ctx);
+  if (prog) {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    cache.emplace(caps, *prog);
+  }
+  return prog;
 }
 
 }  // namespace runtime

@@ -331,7 +331,7 @@ bool ReadWholeFile(const std::string& path, std::string* out) {
   return true;
 }
 
-bool WriteFileAtomically(const std::string& path, std::string_view data) {
+bool WriteFileAtomically(const std::string& path, std::string_view data, bool sync) {
   std::string tmp = path + ".tmp" + std::to_string(getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return false;
@@ -346,7 +346,7 @@ bool WriteFileAtomically(const std::string& path, std::string_view data) {
     }
     off += static_cast<size_t>(n);
   }
-  fsync(fd);
+  if (sync) fsync(fd);
   close(fd);
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     unlink(tmp.c_str());

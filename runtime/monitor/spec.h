@@ -89,8 +89,9 @@ bool DecodeExit(std::string_view text, ExitRecord* out);
 
 // Small libc helpers shared by the monitor and the runtime.
 bool ReadWholeFile(const std::string& path, std::string* out);
-// temp file + fsync + rename.
-bool WriteFileAtomically(const std::string& path, std::string_view data);
+// temp file + rename (+ fsync when `sync`). Container state only has to survive process
+// restarts: after a host crash every container is gone anyway, so the hot path skips fsync.
+bool WriteFileAtomically(const std::string& path, std::string_view data, bool sync = false);
 // /proc/PID/stat field 22 (start time in clock ticks since boot); 0 if the process is gone.
 uint64_t ProcessStartTicks(int pid);
 int64_t NowUnixNanos();

@@ -1,0 +1,225 @@
+// bench/container_start: time to run a trivial busybox container (`true`) to completion, N times,
+// side by side with (a) the floor: a bare clone(NEWPID|NEWNS) + bind rootfs + pivot_root + exec
+// of the same rootfs, and (b) `runc run` of a bundle with the same rootfs (and `crun run` where
+// the host allows it). Ours = CreateContainer + StartContainer + the exit event, through
+// cri::EmbeddedRuntime with the real cgroup driver and a cubelet-monitor per container.
+// Root needed; it moves itself into a fresh network namespace and works under its own cgroup
+// parent ("cubelet-bench-<pid>") and /var/tmp/cubelet-bench-<pid>.
+//
+//   container_start [--n 100]
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cgroups/driver.h"
+#include "cri/embedded_runtime.h"
+#include "runtime/runtime.h"
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int Sh(const std::string& cmd) {
+  int st = system(cmd.c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+struct Summary {
+  double median = 0, p99 = 0, mean = 0;
+  size_t n = 0;
+};
+
+Summary Summarize(std::vector<double> v) {
+  Summary s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.n = v.size();
+  s.median = v[v.size() / 2];
+  s.p99 = v[std::min(v.size() - 1, (v.size() * 99) / 100)];
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  return s;
+}
+
+void Print(const char* name, const Summary& s) {
+  if (s.n == 0) {
+    printf("%-28s not run\n", name);
+    return;
+  }
+  printf("%-28s n=%zu median=%.2f ms p99=%.2f ms mean=%.2f ms\n", name, s.n, s.median, s.p99, s.mean);
+}
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+// The floor: what any runtime must do at least.
+double FloorOnce(const std::string& rootfs, const std::string& mnt) {
+  auto t0 = Clock::now();
+  pid_t pid = static_cast<pid_t>(syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0));
+  if (pid == 0) {
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(10);
+    if (mount(rootfs.c_str(), mnt.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) _exit(11);
+    if (chdir(mnt.c_str()) != 0 || syscall(SYS_pivot_root, ".", ".") != 0) _exit(12);
+    umount2(".", MNT_DETACH);
+    if (chdir("/") != 0) _exit(13);
+    char* argv[] = {const_cast<char*>("true"), nullptr};
+    char* envp[] = {nullptr};
+    execve("/bin/true", argv, envp);
+    _exit(14);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return -1;
+  return Ms(Clock::now() - t0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = 100;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--n") n = atoi(argv[++i]);
+  }
+  if (geteuid() != 0) {
+    fprintf(stderr, "container_start needs root\n");
+    return 77;
+  }
+  if (unshare(CLONE_NEWNET) != 0) {
+    perror("unshare(CLONE_NEWNET)");
+    return 1;
+  }
+  std::string tag = std::to_string(getpid());
+  std::string root = "/var/tmp/cubelet-bench-" + tag;
+  std::string cg = "cubelet-bench-" + tag;
+  std::string rootfs = root + "/busybox";
+  Sh("rm -rf " + root + " && mkdir -p " + rootfs + "/bin " + rootfs + "/proc " + rootfs + "/sys " +
+     rootfs + "/dev " + rootfs + "/etc " + rootfs + "/tmp && cp /bin/busybox " + rootfs +
+     "/bin/busybox && for a in $(/bin/busybox --list); do [ \"$a\" = busybox ] || ln -sf busybox " +
+     rootfs + "/bin/$a; done && echo 'root:x:0:0:root:/root:/bin/sh' > " + rootfs + "/etc/passwd");
+
+  // (a) floor
+  std::vector<double> floor;
+  std::string mnt = root + "/floor-mnt";
+  Sh("mkdir -p " + mnt);
+  for (int i = 0; i < n; ++i) {
+    double ms = FloorOnce(rootfs, mnt);
+    if (ms >= 0) floor.push_back(ms);
+  }
+
+  // (b) runc and crun: same rootfs, `true`, cgroups under our parent.
+  std::vector<double> runc_t, crun_t;
+  std::string bundle = root + "/bundle";
+  Sh("mkdir -p " + bundle + " && cd " + bundle + " && runc spec");
+  Sh("sed -i -e 's/\"terminal\": true/\"terminal\": false/' -e 's/\"sh\"/\"true\"/' -e 's|\"path\": \"rootfs\"|\"path\": \"" +
+     rootfs + "\"|' " + bundle + "/config.json");
+  for (const char* tool : {"runc", "crun"}) {
+    auto& out = std::string(tool) == "runc" ? runc_t : crun_t;
+    for (int i = 0; i < n; ++i) {
+      std::string id = std::string(tool) + "-" + tag + "-" + std::to_string(i);
+      auto t0 = Clock::now();
+      int rc = Sh(std::string(tool) + " --root " + root + "/" + tool + "-state run -b " + bundle + " " +
+                  id + " >/dev/null 2>" + root + "/" + tool + ".err");
+      if (rc != 0) {
+        fprintf(stderr, "%s run failed (rc %d); see %s/%s.err — skipping %s\n", tool, rc, root.c_str(),
+                tool, tool);
+        Sh("head -3 " + root + "/" + tool + ".err >&2");
+        out.clear();
+        break;
+      }
+      out.push_back(Ms(Clock::now() - t0));
+    }
+  }
+
+  // Ours.
+  std::vector<double> ours, ours_create, ours_start;
+  {
+    auto driver = cgroups::Detect(cg);
+    if (!driver) {
+      fprintf(stderr, "cgroups: %s\n", driver.error().message.c_str());
+      return 1;
+    }
+    cri::EmbeddedRuntimeOptions o;
+    o.root_dir = root + "/state";
+    o.run_dir = root + "/run";
+    o.cgroup_driver = std::move(*driver);
+    auto rt = cri::EmbeddedRuntime::Create(std::move(o));
+    if (!rt) {
+      fprintf(stderr, "runtime: %s\n", rt.error().message.c_str());
+      return 1;
+    }
+    auto img = (*rt)->runtime().images().ImportRootfs(rootfs, "busybox", {});
+    if (!img) {
+      fprintf(stderr, "import: %s\n", img.error().message.c_str());
+      return 1;
+    }
+    std::mutex mu;
+    std::condition_variable cv;
+    std::set<std::string> stopped;
+    (*rt)->GetContainerEvents([&](const cri::ContainerEvent& e) {
+      if (e.type != cri::ContainerEvent::Type::kStopped) return;
+      std::lock_guard<std::mutex> l(mu);
+      stopped.insert(e.container_id);
+      cv.notify_all();
+    });
+    cri::PodSandboxConfig pod;
+    pod.metadata = {"bench", "uid-bench", "default", 0};
+    pod.hostname = "bench";
+    pod.linux.cgroup_parent = "kubepods/pod-bench";
+    auto sb = (*rt)->RunPodSandbox(pod);
+    if (!sb) {
+      fprintf(stderr, "sandbox: %s\n", sb.error().message.c_str());
+      return 1;
+    }
+    for (int i = 0; i < n; ++i) {
+      cri::ContainerConfig c;
+      c.metadata = {"c" + std::to_string(i), 0};
+      c.image.image = "busybox";
+      c.command = {"true"};
+      auto t0 = Clock::now();
+      auto id = (*rt)->CreateContainer(*sb, c, pod);
+      auto t1 = Clock::now();
+      if (!id || !(*rt)->StartContainer(*id)) {
+        fprintf(stderr, "container %d failed: %s\n", i, id ? "start" : id.error().message.c_str());
+        break;
+      }
+      auto t2 = Clock::now();
+      ours_start.push_back(Ms(t2 - t1));
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait_for(l, std::chrono::seconds(10), [&] { return stopped.count(*id) > 0; });
+      ours.push_back(Ms(Clock::now() - t0));
+      ours_create.push_back(Ms(t1 - t0));
+    }
+    (void)(*rt)->RemovePodSandbox(*sb);
+  }
+  Sh("rm -rf " + root);
+  for (const char* h : {"cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio", "cpuset",
+                        "systemd", "unified"}) {
+    Sh(std::string("find /sys/fs/cgroup/") + h + "/" + cg + " -depth -type d -exec rmdir {} + 2>/dev/null");
+  }
+
+  printf("container_start: run `true` in a busybox rootfs to completion, %d times each\n", n);
+  Summary f = Summarize(floor), r = Summarize(runc_t), c = Summarize(crun_t), o = Summarize(ours);
+  Print("floor (clone+pivot_root)", f);
+  Print("runc run", r);
+  Print("crun run", c);
+  Print("cubelet (create+start+exit)", o);
+  Print("  of which CreateContainer", Summarize(ours_create));
+  Print("  of which StartContainer", Summarize(ours_start));
+  if (f.n && o.n) printf("cubelet / floor (median): %.2fx\n", o.median / f.median);
+  if (r.n && o.n) printf("runc / cubelet (median): %.2fx\n", r.median / o.median);
+  printf("{\"floor_ms\":%.3f,\"runc_ms\":%.3f,\"crun_ms\":%.3f,\"cubelet_ms\":%.3f,"
+         "\"cubelet_p99_ms\":%.3f}\n",
+         f.median, r.median, c.median, o.median, o.p99);
+  return 0;
+}
