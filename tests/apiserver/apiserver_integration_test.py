@@ -93,8 +93,11 @@ def main(binary):
         eq(st, 403, "node list pods without selector")
         st, _ = s.json("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn2", token=n1)
         eq(st, 403, "node list of other node's pods")
-        time.sleep(0.5)
-        st, n = s.json("GET", "/api/v1/nodes/n1", token=n1)
+        for _ in range(100):
+            st, n = s.json("GET", "/api/v1/nodes/n1", token=n1)
+            if n["spec"].get("podCIDR") and "taints" not in n["spec"]:
+                break
+            time.sleep(0.1)
         eq(n["spec"].get("podCIDR"), "10.244.0.0/24", "controller allocated podCIDR")
         check("taints" not in n["spec"], "controller removed not-ready taint", n["spec"])
 
