@@ -106,6 +106,21 @@ Result<> Runtime::Init() {
   }
   watcher_ = std::make_unique<ExitWatcher>([this](const std::string& id) { OnMonitorExit(id); });
   Adopt();
+  if (opts_.network) {
+    // Whatever the network still holds for sandboxes that no longer exist (a crash between
+    // Setup and saving the sandbox, or state removed by hand) is released now.
+    std::set<std::string> live;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [id, sb] : sandboxes_) live.insert(id);
+    }
+    auto gc = opts_.network->GarbageCollect(live);
+    if (!gc) {
+      base::log::Warn("pod network garbage collection failed", {{"error", gc.error().message}});
+    } else if (*gc > 0) {
+      base::log::Info("released the pod network of vanished sandboxes", {{"count", *gc}});
+    }
+  }
   return {};
 }
 
