@@ -103,7 +103,7 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
   }
   s.log_path = rec.log_path;
   s.oom_counter = ContainerCgroupOomFile(rec.cgroup);
-  bool has_hosts = false, has_hostname = false, has_resolv = false;
+  bool has_hosts = false, has_hostname = false, has_resolv = false, has_shm = false;
   for (const auto& m : c.mounts) {
     if (m.container_path.empty() || m.container_path[0] != '/') {
       return base::Fail("mount destination \"" + m.container_path + "\" is not absolute");
@@ -119,6 +119,14 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
     has_hosts |= m.container_path == "/etc/hosts";
     has_hostname |= m.container_path == "/etc/hostname";
     has_resolv |= m.container_path == "/etc/resolv.conf";
+    has_shm |= m.container_path == "/dev/shm";
+  }
+  if (!has_shm && !sb.shm.empty()) {
+    monitor::MountSpec ms;
+    ms.source = sb.shm;
+    ms.destination = "/dev/shm";
+    ms.recursive = false;
+    s.mounts.push_back(ms);
   }
   std::string sdir = SandboxDir(sb.id);
   auto add = [&](bool skip, const std::string& file, const std::string& dest) {

@@ -92,7 +92,8 @@ Result<> Runtime::Init() {
   for (const auto& d : {opts_.root_dir + "/sandboxes", opts_.root_dir + "/containers"}) {
     CUBELET_TRY_CTX(base::MkdirAll(d, 0700), "runtime state directory");
   }
-  for (const auto& d : {opts_.run_dir + "/netns", opts_.run_dir + "/ipcns", opts_.run_dir + "/utsns"}) {
+  for (const auto& d : {opts_.run_dir + "/netns", opts_.run_dir + "/ipcns", opts_.run_dir + "/utsns",
+                        opts_.run_dir + "/shm"}) {
     CUBELET_TRY_CTX(base::MkdirAll(d, 0755), "runtime run directory");
   }
   auto store = ImageStore::Open(opts_.image_dir);

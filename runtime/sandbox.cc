@@ -1,5 +1,8 @@
 // Runtime: pod sandboxes.
+#include <sys/mount.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "base/file.h"
 #include "base/scope_guard.h"
@@ -142,6 +145,20 @@ Result<std::string> Runtime::RunPodSandbox(const cri::PodSandboxConfig& config) 
   r.netns = ns->net;
   r.ipcns = ns->ipc;
   r.utsns = ns->uts;
+  // /dev/shm belongs to the IPC namespace: one tmpfs for the whole pod (the host's for hostIPC).
+  if (host_ipc) {
+    r.shm = "/dev/shm";
+  } else {
+    r.shm = opts_.run_dir + "/shm/" + r.id;
+    CUBELET_TRY_CTX(base::MkdirAll(r.shm, 0755), what);
+    if (mount("shm", r.shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=1777,size=65536k") != 0) {
+      auto e = base::Errno(what + ": mount the pod's /dev/shm");
+      (void)base::RemoveAll(r.shm);
+      r.shm.clear();
+      return e;
+    }
+  }
   // Persist before the network so that a crash after Setup still leads to a Teardown.
   CUBELET_TRY_CTX(SaveSandbox(r), what);
   if (!host_net && opts_.network) {
@@ -171,6 +188,12 @@ Result<> Runtime::CleanupSandboxResources(const SandboxRecord& r) {
   };
   if (r.network_setup && opts_.network) keep(opts_.network->Teardown(NetRequest(r)));
   keep(UnpinPodNamespaces({r.netns, r.ipcns, r.utsns}));
+  if (!r.shm.empty() && base::StartsWith(r.shm, opts_.run_dir + "/")) {
+    if (umount2(r.shm.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+      keep(base::Errno("unmount the pod's /dev/shm '" + r.shm + "'"));
+    }
+    if (rmdir(r.shm.c_str()) != 0 && errno != ENOENT) keep(base::Errno("remove '" + r.shm + "'"));
+  }
   keep(opts_.cgroups->Remove(r.cgroup));
   return first;
 }
@@ -221,6 +244,9 @@ Result<> Runtime::RemovePodSandbox(const std::string& id) {
     // Unknown or half-created (crash before sandbox.json): clean by the well-known paths.
     if (!base::PathExists(SandboxDir(id))) return {};
     CUBELET_TRY_CTX(UnpinPodNamespaces(PodNamespacePaths(opts_.run_dir, id, true, true, true)), what);
+    std::string shm = opts_.run_dir + "/shm/" + id;
+    umount2(shm.c_str(), MNT_DETACH);
+    rmdir(shm.c_str());
     return base::RemoveAll(SandboxDir(id));
   }
   CUBELET_TRY_CTX(CleanupSandboxResources(*rec), what);

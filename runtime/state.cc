@@ -76,6 +76,7 @@ std::string EncodeSandboxRecord(const SandboxRecord& r) {
       {"ipcns", r.ipcns},
       {"utsns", r.utsns},
       {"cgroup", r.cgroup},
+      {"shm", r.shm},
       {"network_setup", r.network_setup},
   };
   return j.dump(2);
@@ -123,6 +124,7 @@ Result<SandboxRecord> DecodeSandboxRecord(const std::string& text) {
     r.ipcns = j.value("ipcns", "");
     r.utsns = j.value("utsns", "");
     r.cgroup = j.value("cgroup", "");
+    r.shm = j.value("shm", "");
     r.network_setup = j.value("network_setup", false);
     return r;
   });

@@ -24,6 +24,7 @@ struct SandboxRecord {
   std::string ipcns;
   std::string utsns;
   std::string cgroup;  // driver-relative pod cgroup
+  std::string shm;     // tmpfs shared by the pod's containers at /dev/shm ("" = private ones)
   bool network_setup = false;
 };
 

@@ -200,8 +200,8 @@ void LoadSeccomp(const std::vector<char>& prog, int err_fd) {
   }
 }
 
-void SetCapabilities(uint64_t caps, int err_fd) {
-  // Bounding set first (needs CAP_SETPCAP, which we still hold).
+// Needs CAP_SETPCAP in the effective set: runs while still root, before the uid changes.
+void DropBoundingSet(uint64_t caps, int err_fd) {
   for (int c = 0; c <= 63; ++c) {
     if (caps & (1ull << c)) continue;
     if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) {
@@ -209,6 +209,10 @@ void SetCapabilities(uint64_t caps, int err_fd) {
       DieErrno(err_fd, "drop capability " + std::to_string(c) + " from the bounding set");
     }
   }
+}
+
+// After setuid (PR_SET_KEEPCAPS kept the permitted set): effective = permitted = caps.
+void SetCapabilities(uint64_t caps, int err_fd) {
   prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   struct __user_cap_header_struct hdr;
   struct __user_cap_data_struct data[2];
@@ -257,6 +261,7 @@ void FinishAndExec(const ContainerSpec& spec, const std::vector<std::string>& ar
   // Without no_new_privs the filter can only be installed while CAP_SYS_ADMIN is held; the
   // RuntimeDefault profile allows the identity and capability calls that follow.
   if (!spec.no_new_privs) LoadSeccomp(seccomp, err_fd);
+  DropBoundingSet(spec.capabilities, err_fd);
   std::vector<gid_t> groups(spec.groups.begin(), spec.groups.end());
   if (setgroups(groups.size(), groups.data()) != 0) DieErrno(err_fd, "setgroups");
   if (setresgid(spec.gid, spec.gid, spec.gid) != 0) DieErrno(err_fd, "setgid " + std::to_string(spec.gid));
@@ -334,7 +339,11 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
           err);
   MountAt(root_fd, "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
           "newinstance,ptmxmode=0666,mode=0620", err);
-  MountAt(root_fd, "shm", "/dev/shm", "tmpfs", kNoSuidDevExec, "mode=1777,size=65536k", err);
+  bool pod_shm = false;
+  for (const auto& m : spec.mounts) pod_shm |= m.destination == "/dev/shm";
+  if (!pod_shm) {
+    MountAt(root_fd, "shm", "/dev/shm", "tmpfs", kNoSuidDevExec, "mode=1777,size=65536k", err);
+  }
   MountAt(root_fd, "mqueue", "/dev/mqueue", "mqueue", kNoSuidDevExec, nullptr, err);
   {
     unsigned long ro = spec.privileged ? 0 : MS_RDONLY;

@@ -674,3 +674,40 @@ TEST_CASE("runtime: host-network pods and oom_score_adj") {
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {id, gid}, "kubepods/pod-hostnet");
 }
+
+TEST_CASE("runtime: pod-shared /dev/shm, runAsUser, read-only rootfs, resource updates") {
+  Env env("rt-shm");
+  auto pod = env.Pod("shm");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto writer = env.Run(*sb, pod, env.Ctr("writer", {"sh", "-c", "echo shared > /dev/shm/x; sleep 1000"}));
+  auto c = env.Ctr("reader", {"sleep", "1000"});
+  c.linux.security_context.run_as_user = 1000;
+  c.linux.security_context.run_as_group = 3000;
+  c.linux.security_context.supplemental_groups = {4000};
+  c.linux.security_context.readonly_rootfs = true;
+  auto reader = env.Run(*sb, pod, c);
+  std::this_thread::sleep_for(300ms);
+  auto ex = env.rt->ExecSync(reader, {"cat", "/dev/shm/x"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "shared\n");
+  ex = env.rt->ExecSync(reader, {"sh", "-c", "id -u; id -g; id -G; touch /rootfile; grep CapEff /proc/self/status"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_.find("1000\n3000\n3000 4000\n") == 0);
+  CHECK(ex->stdout_.find("CapEff:\t0000000000000000") != std::string::npos);  // non-root: none
+  CHECK(ex->stderr_.find("Read-only file system") != std::string::npos);
+  pid_t rpid = env.Status(reader).pid;
+  CHECK(StatusField(rpid, "Uid").rfind("1000\t", 0) == 0);
+  // UpdateContainerResources reaches the cgroup.
+  cri::LinuxContainerResources r;
+  r.memory_limit_in_bytes = 48 << 20;
+  REQUIRE(env.rt->UpdateContainerResources(reader, r));
+  if (env.cgroup_driver->version() == cgroups::Version::kV1) {
+    CHECK(Trim(Slurp(env.cgroup_driver->ControllerPath("memory", "kubepods/pod-shm/" + reader) +
+                     "/memory.limit_in_bytes")) == std::to_string(48 << 20));
+  }
+  CHECK(Slurp("/proc/self/mountinfo").find(env.root + "/run/shm/" + *sb) != std::string::npos);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {writer, reader}, "kubepods/pod-shm");
+  CHECK_FALSE(base::PathExists(env.root + "/run/shm/" + *sb));
+}
