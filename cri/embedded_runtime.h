@@ -36,6 +36,9 @@ struct EmbeddedRuntimeOptions {
   std::string monitor_path;
   // Registry mirrors and plain-HTTP registries (loopback registries always may use HTTP).
   runtime::RegistryOptions registry;
+  // Containers get a private copy of the image rootfs instead of an overlay (slow; for hosts or
+  // tests where overlayfs is not usable, which is also detected at start).
+  bool disable_overlay = false;
   // Reported in Version().
   std::string runtime_name = "cubelet";
 };

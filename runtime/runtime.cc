@@ -99,7 +99,7 @@ Result<> Runtime::Init() {
   auto store = ImageStore::Open(opts_.image_dir);
   if (!store) return tl::unexpected(store.error());
   images_ = std::move(*store);
-  overlay_ = ProbeOverlay(opts_.root_dir);
+  overlay_ = !opts_.disable_overlay && ProbeOverlay(opts_.root_dir);
   if (!overlay_) {
     base::log::Warn("overlayfs is not usable here; containers get a private copy of the image "
                     "rootfs (slower to create, more disk)",

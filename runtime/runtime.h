@@ -39,6 +39,7 @@ struct RuntimeOptions {
   runtime::net::PodNetwork* network = nullptr;  // optional, not owned
   std::string monitor_path;                     // "" = found next to the executable
   RegistryOptions registry;                     // mirrors, plain-HTTP registries
+  bool disable_overlay = false;                 // force the copy fallback (tests)
 };
 
 // Error codes shared with cri/runtime_service.h (kept equal; runtime does not include cri's

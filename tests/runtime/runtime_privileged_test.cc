@@ -88,6 +88,8 @@ class Env {
     o.run_dir = root + "/run";
     o.cgroup_driver = std::move(*driver);
     o.pod_network = std::move(network);
+    o.disable_overlay = disable_overlay;
+    o.registry.mirrors["mirror.example"] = "http://127.0.0.1:5000";
     auto r = cri::EmbeddedRuntime::Create(std::move(o));
     REQUIRE(r);
     rt = std::move(*r);
@@ -154,6 +156,7 @@ class Env {
   cgroups::Driver* cgroup_driver = nullptr;
   std::unique_ptr<cri::EmbeddedRuntime> rt;
   Events events;
+  bool disable_overlay = false;
 };
 
 ino_t NsInode(const std::string& path) {
@@ -619,6 +622,12 @@ TEST_CASE("runtime: images are pulled from a registry with every digest verified
   img = env.rt->ImageStatus(spec);
   REQUIRE(*img);
   CHECK(base::PathExists(env.root + "/state/images/images/" + env.image_id + "/rootfs/bin/busybox"));
+  // A mirror configured for another registry name serves it.
+  cri::ImageSpec mirrored;
+  mirrored.image = "mirror.example/test/busybox:v1";
+  auto mref = env.rt->PullImage(mirrored, {}, nullptr);
+  if (!mref) FAIL(mref.error().message);
+  CHECK(mref->rfind("mirror.example/test/busybox@sha256:", 0) == 0);
   // Unknown tag.
   cri::ImageSpec missing;
   missing.image = "127.0.0.1:5000/test/busybox:nope";
@@ -710,4 +719,22 @@ TEST_CASE("runtime: pod-shared /dev/shm, runAsUser, read-only rootfs, resource u
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {writer, reader}, "kubepods/pod-shm");
   CHECK_FALSE(base::PathExists(env.root + "/run/shm/" + *sb));
+}
+
+TEST_CASE("runtime: without overlayfs containers get a private copy of the rootfs") {
+  Env env("rt-copy");
+  env.disable_overlay = true;
+  env.Restart();
+  auto pod = env.Pod("copy");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.Run(*sb, pod, env.Ctr("c", {"sh", "-c", "echo changed > /bin/marker; sleep 1000"}));
+  std::this_thread::sleep_for(300ms);
+  auto ex = env.rt->ExecSync(id, {"cat", "/bin/marker"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "changed\n");
+  CHECK(base::PathExists(env.root + "/state/containers/" + id + "/rootfs-copy/bin/marker"));
+  CHECK_FALSE(base::PathExists(env.rt->runtime().images().Find("busybox")->rootfs + "/bin/marker"));
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id}, "kubepods/pod-copy");
 }

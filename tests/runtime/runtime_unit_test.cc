@@ -410,3 +410,27 @@ TEST_CASE("layers: entries escaping the root are refused, symlinks are not follo
   }
   testsupport::Run("rm -rf " + d);
 }
+
+TEST_CASE("tar: GNU long names and PAX paths over 100 bytes") {
+  std::string d = TempDir("longnames");
+  std::string deep = "a123456789/b123456789/c123456789/d123456789/e123456789/f123456789/g123456789/"
+                     "h123456789/i123456789/j123456789";
+  std::string name = std::string(120, 'n');
+  testsupport::Run("mkdir -p " + d + "/src/" + deep + " && echo deep > " + d + "/src/" + deep + "/" + name +
+                   " && ln -s " + deep + "/" + name + " " + d + "/src/link");
+  for (const char* format : {"gnu", "posix"}) {
+    std::string layout = d + "/layout-" + format;
+    REQUIRE_FALSE(testimage::BuildLayout(layout, {{d + "/src", {std::string("--format=") + format}}},
+                                         R"("Cmd":["x"])", "v1")
+                      .empty());
+    auto store = ImageStore::Open(d + "/store-" + format);
+    REQUIRE(store);
+    auto img = (*store)->ImportOciLayout(layout, std::string("long:") + format);
+    REQUIRE(img);
+    CHECK(*base::ReadFile(img->rootfs + "/" + deep + "/" + name) == "deep\n");
+    char buf[512] = {0};
+    ssize_t n = readlink((img->rootfs + "/link").c_str(), buf, sizeof buf - 1);
+    CHECK(std::string(buf, n > 0 ? n : 0) == deep + "/" + name);
+  }
+  testsupport::Run("rm -rf " + d);
+}
