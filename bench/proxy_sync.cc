@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -31,6 +32,7 @@
 #include "netproxy/exec.h"
 #include "netproxy/iptables_renderer.h"
 #include "netproxy/iptables_restore_backend.h"
+#include "netproxy/nft_renderer.h"
 #include "netproxy/proxier.h"
 
 using namespace netproxy;
@@ -44,6 +46,7 @@ struct Args {
   std::vector<std::string> modes = {"iptables"};
   IptablesVariant variant = IptablesVariant::kNft;
   bool floor = true;
+  int changes = 1;  // endpoint changes measured (the median is reported)
 };
 
 bool LoopbackUp() {
@@ -150,18 +153,24 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
   }
   auto t2 = Clock::now();
   r.first_ms = Ms(t2 - t1);
-  // One endpoint of one service replaced.
-  int k = n / 2;
-  auto old_slice = MakeSlice(k, a.endpoints, 0);
-  auto new_slice = old_slice;
-  new_slice.endpoints[0].addresses[0] = "10.255.255.1";
-  auto t3 = Clock::now();
-  proxier->OnEndpointSliceUpdate(old_slice, new_slice);
-  if (!proxier->WaitForSync(std::chrono::minutes(5))) {
-    fprintf(stderr, "change sync failed: %s\n", proxier->Health().last_error.c_str());
-    return r;
+  // One endpoint of one service replaced, `changes` times (different services).
+  std::vector<double> times;
+  for (int c = 0; c < a.changes; ++c) {
+    int k = (n / 2 + c * 7919) % n;
+    auto old_slice = MakeSlice(k, a.endpoints, 0);
+    auto new_slice = old_slice;
+    new_slice.endpoints[0].addresses[0] = "10.255." + std::to_string(c / 250) + "." +
+                                          std::to_string(c % 250 + 1);
+    auto t3 = Clock::now();
+    proxier->OnEndpointSliceUpdate(old_slice, new_slice);
+    if (!proxier->WaitForSync(std::chrono::minutes(5))) {
+      fprintf(stderr, "change sync failed: %s\n", proxier->Health().last_error.c_str());
+      return r;
+    }
+    times.push_back(Ms(Clock::now() - t3));
   }
-  r.change_ms = Ms(Clock::now() - t3);
+  std::sort(times.begin(), times.end());
+  r.change_ms = times[times.size() / 2];
   r.rss_kb = MaxRssKb(RUSAGE_SELF);
   r.child_rss_kb = MaxRssKb(RUSAGE_CHILDREN);
   r.ok = true;
@@ -178,7 +187,52 @@ void FillState(ProxyState& state, const Args& a, int n) {
 }
 
 // The floor: the same full ruleset loaded by plain iptables-restore into an empty netns.
+Result RunNftFloor(const Args& a, int n) {
+  Result r;
+  ProxyState state("node-a", WallTime{});
+  FillState(state, a, n);
+  NftRendererConfig cfg;
+  cfg.cluster_cidr = "10.128.0.0/10";
+  NftServiceMap m;
+  for (const auto& [spn, svc] : state.service_ports()) {
+    m.emplace(spn, RenderNftService(cfg, svc, state.EndpointsFor(spn)));
+  }
+  std::string full = NftFullScript(cfg, m);
+  r.bytes = full.size();
+  const std::string file = "/tmp/proxy_sync_floor_" + std::to_string(getpid()) + ".nft";
+  if (!base::WriteFile(file, full)) return r;
+  auto t0 = Clock::now();
+  auto res = RunCommand({"nft", "-f", file});
+  r.floor_full_ms = Ms(Clock::now() - t0);
+  if (!res || !res->ok()) {
+    fprintf(stderr, "floor nft -f failed: %s\n", res ? res->err.c_str() : "");
+    return r;
+  }
+  auto slice = MakeSlice(n / 2, a.endpoints, 0);
+  slice.endpoints[0].addresses[0] = "10.255.255.1";
+  state.endpoint_changes().EndpointSliceUpdate(slice, false, WallTime{});
+  auto upd = state.Update();
+  const ServicePortName spn{*upd.updated_services.begin(), "http", Protocol::kTCP};
+  auto after = RenderNftService(cfg, state.service_ports().at(spn), state.EndpointsFor(spn));
+  std::map<std::string, int> refs;
+  for (const auto& [_, o] : m) {
+    for (const auto& e : o.elements) {
+      if (e.map == kNftHairpinSet) ++refs[e.key];
+    }
+  }
+  std::string diff = NftDiffScript({{&m.at(spn), &after}}, refs);
+  base::WriteFile(file, diff);
+  t0 = Clock::now();
+  res = RunCommand({"nft", "-f", file});
+  r.floor_change_ms = Ms(Clock::now() - t0);
+  unlink(file.c_str());
+  r.child_rss_kb = MaxRssKb(RUSAGE_CHILDREN);
+  r.ok = res && res->ok();
+  return r;
+}
+
 Result RunFloor(const Args& a, const std::string& mode, int n) {
+  if (mode == "nftables") return RunNftFloor(a, n);
   Result r;
   if (mode != "iptables") return r;
   ProxyState state("node-a", WallTime{});
@@ -271,6 +325,8 @@ int main(int argc, char** argv) {
       IptablesRenderer renderer(cfg);
       fputs(renderer.Render(state, nullptr, {}).Serialize(IptablesJumps(true)).c_str(), stdout);
       return 0;
+    } else if (k == "--changes") {
+      a.changes = std::max(1, std::stoi(next()));
     } else if (k == "--no-floor") {
       a.floor = false;
     } else {

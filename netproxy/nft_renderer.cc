@@ -17,19 +17,60 @@ std::string MarkHex(int bit) {
   return buf;
 }
 
-// "dnat" to one endpoint, or through a numgen map to one of several.
-std::string DnatRule(const std::string& proto, const std::vector<const EndpointInfo*>& eps) {
-  std::string r = "meta l4proto " + proto + " dnat ip ";
-  if (eps.size() == 1) return r + "to " + eps[0]->address;
-  r += "addr . port to numgen random mod " + std::to_string(eps.size()) + " map { ";
+NftRule Rule(NftRule::Kind k, std::string target = {}) {
+  NftRule r;
+  r.kind = k;
+  r.target = std::move(target);
+  return r;
+}
+
+// One rule per endpoint: endpoint i of n with probability 1/(n-i), the last unconditionally.
+std::vector<NftRule> DnatRules(const std::string& proto,
+                               const std::vector<const EndpointInfo*>& eps) {
+  std::vector<NftRule> out;
   for (size_t i = 0; i < eps.size(); ++i) {
-    if (i) r += ", ";
-    r += std::to_string(i) + " : " + eps[i]->ip + " . " + std::to_string(eps[i]->port);
+    NftRule r = Rule(NftRule::Kind::kDnat);
+    r.proto = proto;
+    r.endpoints.emplace_back(eps[i]->ip, eps[i]->port);
+    r.mod = i + 1 < eps.size() ? static_cast<int>(eps.size() - i) : 0;
+    out.push_back(std::move(r));
   }
-  return r + " }";
+  return out;
+}
+
+std::string NumgenPrefix(int mod) {
+  return mod ? "numgen random mod " + std::to_string(mod) + " == 0 " : "";
 }
 
 }  // namespace
+
+std::string NftRuleText(const NftRule& r) {
+  using K = NftRule::Kind;
+  switch (r.kind) {
+    case K::kMasqOffCluster: {
+      std::string t = "ip daddr " + r.ip + " " + r.proto + " dport " + std::to_string(r.port);
+      if (!r.cidr.empty()) t += " ip saddr != " + r.cidr;
+      return t + " jump " + kNftMarkChain;
+    }
+    case K::kDnat:
+      return NumgenPrefix(r.mod) + "meta l4proto " + r.proto + " dnat ip to " +
+             r.endpoints[0].first + ":" + std::to_string(r.endpoints[0].second);
+    case K::kJump: return "jump " + r.target;
+    case K::kGoto: return NumgenPrefix(r.mod) + "goto " + r.target;
+    case K::kDrop: return "drop";
+    case K::kSaddrGoto: return "ip saddr " + r.cidr + " goto " + r.target;
+    case K::kLocalSrcJump: return "fib saddr type local jump " + r.target;
+    case K::kLocalSrcGoto: return "fib saddr type local goto " + r.target;
+    case K::kAffinityGoto: return "ip saddr @" + r.target + " goto " + r.target2;
+    case K::kAffinityUpdate: return "update @" + r.target + " { ip saddr }";
+  }
+  return "";
+}
+
+std::string NftSetText(const NftAffinitySet& s) {
+  return s.name + " { type ipv4_addr; flags dynamic,timeout; timeout " +
+         std::to_string(s.timeout_seconds) + "s; }";
+}
 
 std::string NftServiceBase(const ServicePort& svc) {
   std::string proto(ProtocolLower(svc.name.protocol));
@@ -103,14 +144,17 @@ NftServiceObjects RenderNftService(const NftRendererConfig& config, const Servic
   if (uses_ext_chain) {
     NftChain ext{ext_chain, {}};
     if (!svc.ExternalPolicyLocal()) {
-      ext.rules.push_back("jump mark-for-masquerade");
+      ext.rules.push_back(Rule(NftRule::Kind::kJump, kNftMarkChain));
     } else {
-      if (has_detector) ext.rules.push_back("ip saddr " + config.cluster_cidr + " goto " +
-                                            cluster_chain);
-      ext.rules.push_back("fib saddr type local jump mark-for-masquerade");
-      ext.rules.push_back("fib saddr type local goto " + cluster_chain);
+      if (has_detector) {
+        NftRule r = Rule(NftRule::Kind::kSaddrGoto, cluster_chain);
+        r.cidr = config.cluster_cidr;
+        ext.rules.push_back(r);
+      }
+      ext.rules.push_back(Rule(NftRule::Kind::kLocalSrcJump, kNftMarkChain));
+      ext.rules.push_back(Rule(NftRule::Kind::kLocalSrcGoto, cluster_chain));
     }
-    if (has_external) ext.rules.push_back("goto " + external_policy_chain);
+    if (has_external) ext.rules.push_back(Rule(NftRule::Kind::kGoto, external_policy_chain));
     out.chains.push_back(std::move(ext));
   }
   if (uses_fw_chain) {
@@ -122,52 +166,53 @@ NftServiceObjects RenderNftService(const NftRendererConfig& config, const Servic
     if (allow_from_node) {
       allowed.insert(allowed.end(), svc.load_balancer_ips.begin(), svc.load_balancer_ips.end());
     }
-    std::string set;
-    for (size_t i = 0; i < allowed.size(); ++i) set += (i ? ", " : "") + allowed[i];
-    out.chains.push_back({fw_chain, {"ip saddr != { " + set + " } drop", "goto " + ext_chain}});
+    NftChain fw{fw_chain, {}};
+    for (const auto& c : allowed) {
+      NftRule r = Rule(NftRule::Kind::kSaddrGoto, ext_chain);
+      r.cidr = c;
+      fw.rules.push_back(r);
+    }
+    fw.rules.push_back(Rule(NftRule::Kind::kDrop));
+    out.chains.push_back(std::move(fw));
   }
 
   auto service_chain = [&](const std::string& name, const std::vector<const EndpointInfo*>& eps,
                            bool internal) {
     NftChain c{name, {}};
     if (internal && (config.masquerade_all || has_detector)) {
-      std::string r = "ip daddr " + svc.cluster_ip + " " + proto + " dport " + port;
-      if (!config.masquerade_all) r += " ip saddr != " + config.cluster_cidr;
-      c.rules.push_back(r + " jump mark-for-masquerade");
+      NftRule r = Rule(NftRule::Kind::kMasqOffCluster);
+      r.ip = svc.cluster_ip;
+      r.proto = proto;
+      r.port = svc.port;
+      if (!config.masquerade_all) r.cidr = config.cluster_cidr;
+      c.rules.push_back(r);
     }
     if (svc.session_affinity != SessionAffinity::kClientIP) {
-      c.rules.push_back(DnatRule(proto, eps));
+      for (auto& r : DnatRules(proto, eps)) c.rules.push_back(std::move(r));
       return c;
     }
     // ClientIP affinity: a timeout set and a chain per endpoint, as kube-proxy.
     std::vector<std::string> ep_chains;
     for (const EndpointInfo* ep : eps) {
-      std::string ep_hash =
-          PortProtoHash(svc.name_string, proto + ep->address).substr(0, 8);
-      std::string ep_chain = "endpoint-" + ep_hash + "-" + base + "__" + ep->ip + "/" +
-                             std::to_string(ep->port);
-      std::string set_name = "affinity-" + ep_hash + "-" + base + "__" + ep->ip + "/" +
-                             std::to_string(ep->port);
-      if (std::find(out.sets.begin(), out.sets.end(), set_name) == out.sets.end() &&
-          std::none_of(out.chains.begin(), out.chains.end(),
-                       [&](const NftChain& x) { return x.name == ep_chain; })) {
-        out.sets.push_back(set_name + " { type ipv4_addr; flags dynamic,timeout; timeout " +
-                           std::to_string(svc.sticky_max_age_seconds) + "s; }");
-        out.chains.push_back({ep_chain,
-                              {"update @" + set_name + " { ip saddr }",
-                               DnatRule(proto, {ep})}});
+      std::string ep_hash = PortProtoHash(svc.name_string, proto + ep->address).substr(0, 8);
+      std::string suffix = ep_hash + "-" + base + "__" + ep->ip + "/" + std::to_string(ep->port);
+      std::string ep_chain = "endpoint-" + suffix;
+      std::string set_name = "affinity-" + suffix;
+      if (std::none_of(out.sets.begin(), out.sets.end(),
+                       [&](const NftAffinitySet& x) { return x.name == set_name; })) {
+        out.sets.push_back({set_name, svc.sticky_max_age_seconds});
+        NftRule update = Rule(NftRule::Kind::kAffinityUpdate, set_name);
+        out.chains.push_back({ep_chain, {update, DnatRules(proto, {ep})[0]}});
       }
-      c.rules.push_back("ip saddr @" + set_name + " goto " + ep_chain);
+      NftRule check = Rule(NftRule::Kind::kAffinityGoto, set_name);
+      check.target2 = ep_chain;
+      c.rules.push_back(check);
       ep_chains.push_back(ep_chain);
     }
-    if (ep_chains.size() == 1) {
-      c.rules.push_back("goto " + ep_chains[0]);
-    } else {
-      std::string r = "numgen random mod " + std::to_string(ep_chains.size()) + " vmap { ";
-      for (size_t i = 0; i < ep_chains.size(); ++i) {
-        r += (i ? ", " : "") + std::to_string(i) + " : goto " + ep_chains[i];
-      }
-      c.rules.push_back(r + " }");
+    for (size_t i = 0; i < ep_chains.size(); ++i) {
+      NftRule r = Rule(NftRule::Kind::kGoto, ep_chains[i]);
+      r.mod = i + 1 < ep_chains.size() ? static_cast<int>(ep_chains.size() - i) : 0;
+      c.rules.push_back(std::move(r));
     }
     return c;
   };
@@ -261,10 +306,10 @@ std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& 
   std::vector<NftElement> elements;
   std::set<std::string> hairpin;
   for (const auto& [_, o] : services) {
-    for (const auto& s : o.sets) out += "  set " + s + "\n";
+    for (const auto& s : o.sets) out += "  set " + NftSetText(s) + "\n";
     for (const auto& c : o.chains) {
       out += "  chain " + c.name + " {\n";
-      for (const auto& r : c.rules) out += "    " + r + "\n";
+      for (const auto& r : c.rules) out += "    " + NftRuleText(r) + "\n";
       out += "  }\n";
     }
     for (const auto& e : o.elements) {
@@ -279,47 +324,41 @@ std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& 
   return out;
 }
 
-std::string NftDiffScript(
+NftDiff ComputeNftDiff(
     const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
     std::map<std::string, int>& hairpin_refs) {
   static const NftServiceObjects kEmpty;
-  const std::string p = Prefix();
-  std::string sets_add, chains_add, rules, elems_del_s, elems_add_s, chains_flush_del, chains_del,
-      sets_del;
-  std::vector<NftElement> elems_del, elems_add;
+  NftDiff d;
+  std::vector<NftElement> elems_del;
   for (auto [before_p, after_p] : changes) {
     const NftServiceObjects& before = before_p ? *before_p : kEmpty;
     const NftServiceObjects& after = after_p ? *after_p : kEmpty;
     if (before == after) continue;
-    auto set_name = [](const std::string& decl) { return decl.substr(0, decl.find(' ')); };
+    auto has_set = [](const std::vector<NftAffinitySet>& v, const NftAffinitySet& s) {
+      return std::find(v.begin(), v.end(), s) != v.end();
+    };
     for (const auto& s : after.sets) {
-      if (std::find(before.sets.begin(), before.sets.end(), s) == before.sets.end()) {
-        sets_add += "add set " + p + s + "\n";
-      }
+      if (!has_set(before.sets, s)) d.sets_add.push_back(s);
     }
     for (const auto& s : before.sets) {
-      if (std::find(after.sets.begin(), after.sets.end(), s) == after.sets.end()) {
-        sets_del += "delete set " + p + set_name(s) + "\n";
-      }
+      if (!has_set(after.sets, s)) d.sets_del.push_back(s.name);
     }
     for (const auto& c : after.chains) {
       auto old = std::find_if(before.chains.begin(), before.chains.end(),
                               [&](const NftChain& x) { return x.name == c.name; });
       if (old == before.chains.end()) {
-        chains_add += "add chain " + p + c.name + "\n";
+        d.chains_add.push_back(c.name);
       } else if (old->rules == c.rules) {
         continue;
       } else {
-        rules += "flush chain " + p + c.name + "\n";
+        d.chains_flush.push_back(c.name);
       }
-      for (const auto& r : c.rules) rules += "add rule " + p + c.name + " " + r + "\n";
+      for (const auto& r : c.rules) d.rules_add.emplace_back(c.name, r);
     }
     for (const auto& c : before.chains) {
       if (std::none_of(after.chains.begin(), after.chains.end(),
                        [&](const NftChain& x) { return x.name == c.name; })) {
-        // Flushed first: removed chains may jump to each other.
-        chains_flush_del += "flush chain " + p + c.name + "\n";
-        chains_del += "delete chain " + p + c.name + "\n";
+        d.chains_del.push_back(c.name);
       }
     }
     for (const auto& e : before.elements) {
@@ -338,23 +377,41 @@ std::string NftDiffScript(
         continue;
       }
       if (e.map == kNftHairpinSet && hairpin_refs[e.key]++ > 0) continue;
-      elems_add.push_back(e);
+      d.elems_add.push_back(e);
     }
   }
-  // A hairpin element removed by one service and added by another in the same script cancels.
-  std::vector<NftElement> del_final;
+  // A hairpin element removed by one service and added by another in the same diff cancels.
   for (const auto& e : elems_del) {
-    auto it = std::find(elems_add.begin(), elems_add.end(), e);
-    if (e.map == kNftHairpinSet && it != elems_add.end()) {
-      elems_add.erase(it);
+    auto it = std::find(d.elems_add.begin(), d.elems_add.end(), e);
+    if (e.map == kNftHairpinSet && it != d.elems_add.end()) {
+      d.elems_add.erase(it);
       continue;
     }
-    del_final.push_back(e);
+    d.elems_del.push_back(e);
   }
-  AppendElements(elems_del_s, "delete", del_final);
-  AppendElements(elems_add_s, "add", elems_add);
-  return sets_add + chains_add + rules + elems_del_s + elems_add_s + chains_flush_del +
-         chains_del + sets_del;
+  return d;
+}
+
+std::string NftDiffText(const NftDiff& d) {
+  const std::string p = Prefix();
+  std::string out;
+  for (const auto& s : d.sets_add) out += "add set " + p + NftSetText(s) + "\n";
+  for (const auto& c : d.chains_add) out += "add chain " + p + c + "\n";
+  for (const auto& c : d.chains_flush) out += "flush chain " + p + c + "\n";
+  for (const auto& [c, r] : d.rules_add) out += "add rule " + p + c + " " + NftRuleText(r) + "\n";
+  AppendElements(out, "delete", d.elems_del);
+  AppendElements(out, "add", d.elems_add);
+  // Flushed first: removed chains may jump to each other.
+  for (const auto& c : d.chains_del) out += "flush chain " + p + c + "\n";
+  for (const auto& c : d.chains_del) out += "delete chain " + p + c + "\n";
+  for (const auto& s : d.sets_del) out += "delete set " + p + s + "\n";
+  return out;
+}
+
+std::string NftDiffScript(
+    const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
+    std::map<std::string, int>& hairpin_refs) {
+  return NftDiffText(ComputeNftDiff(changes, hairpin_refs));
 }
 
 }  // namespace netproxy

@@ -5,10 +5,14 @@
 //
 //   services chain: ip daddr . meta l4proto . th dport vmap @service-ips
 //                   fib daddr type local ... meta l4proto . th dport vmap @service-nodeports
-//   service chain:  [masquerade off-cluster traffic] then one dnat through a numgen map
-//                   (per-endpoint chains only for ClientIP affinity, which needs a set each)
+//   service chain:  [masquerade off-cluster traffic] then one dnat rule per endpoint, picked
+//                   with numgen (per-endpoint chains only for ClientIP affinity, which needs a
+//                   set each)
 //   hairpin:        postrouting masquerades DNATed packets whose (saddr . daddr) is in @hairpin
 //   no endpoints:   filter hooks reject (or drop) via @no-endpoint-services / -nodeports
+//
+// Rules are data (NftRule) so that they can be written as nft text (libnftables, goldens) or
+// as netlink messages directly (nft_netlink.h).
 #include <map>
 #include <set>
 #include <string>
@@ -20,6 +24,7 @@ namespace netproxy {
 
 inline constexpr const char* kNftTable = "cubelet";
 inline constexpr const char* kNftHairpinSet = "hairpin";
+inline constexpr const char* kNftMarkChain = "mark-for-masquerade";
 
 struct NftRendererConfig {
   std::string cluster_cidr;  // "" = no local-traffic detector
@@ -32,23 +37,62 @@ struct NftRendererConfig {
   std::string topology_zone;
 };
 
+// One rule of a per-service chain.
+struct NftRule {
+  enum class Kind {
+    kMasqOffCluster,  // ip daddr IP PROTO dport PORT [ip saddr != CIDR] jump mark-for-masquerade
+    kDnat,            // [numgen random mod MOD == 0] meta l4proto PROTO dnat ip to IP:PORT
+    kJump,            // jump TARGET
+    kGoto,            // [numgen random mod MOD == 0] goto TARGET
+    kDrop,            // drop
+    kSaddrGoto,       // ip saddr CIDR goto TARGET
+    kLocalSrcJump,    // fib saddr type local jump TARGET
+    kLocalSrcGoto,    // fib saddr type local goto TARGET
+    kAffinityGoto,    // ip saddr @SET goto TARGET
+    kAffinityUpdate,  // update @SET { ip saddr }
+  };
+  Kind kind = Kind::kJump;
+  std::string ip;      // cluster IP (kMasqOffCluster)
+  std::string cidr;    // kMasqOffCluster ("" = masquerade all), kSaddrGoto
+  std::string proto;   // "tcp", "udp", "sctp"
+  int port = 0;
+  std::string target;  // chain, or set name for the affinity kinds
+  std::string target2; // chain for kAffinityGoto
+  // Endpoint i of n is picked by "numgen random mod (n-i) == 0" (the last one unconditionally),
+  // one rule each, like iptables' statistic match: no anonymous maps, whose creation costs the
+  // kernel time in proportion to the sets of the table on every change.
+  int mod = 0;                                         // 0 = unconditional
+  std::vector<std::pair<std::string, int>> endpoints;  // kDnat: one (ip, port)
+  bool operator==(const NftRule&) const = default;
+};
+
+std::string NftRuleText(const NftRule& r);
+
 struct NftChain {
   std::string name;
-  std::vector<std::string> rules;
+  std::vector<NftRule> rules;
   bool operator==(const NftChain&) const = default;
 };
 
 struct NftElement {
   std::string map;    // map or set name
   std::string key;    // "10.96.0.10 . tcp . 80"
-  std::string value;  // "goto service-..." ("" for sets)
+  std::string value;  // "goto service-...", "drop" ("" for sets)
   bool operator==(const NftElement&) const = default;
   auto operator<=>(const NftElement&) const = default;
 };
 
+// A ClientIP affinity set: source addresses with a timeout.
+struct NftAffinitySet {
+  std::string name;
+  int timeout_seconds = 10800;
+  bool operator==(const NftAffinitySet&) const = default;
+};
+std::string NftSetText(const NftAffinitySet& s);  // "NAME { type ipv4_addr; ... }"
+
 // Everything one service port owns in the table.
 struct NftServiceObjects {
-  std::vector<std::string> sets;  // set declarations "NAME { type ...; }" (affinity)
+  std::vector<NftAffinitySet> sets;
   std::vector<NftChain> chains;
   std::vector<NftElement> elements;
   bool operator==(const NftServiceObjects&) const = default;
@@ -65,15 +109,38 @@ NftServiceObjects RenderNftService(const NftRendererConfig& config, const Servic
 // The table with its maps, sets and base chains, no service objects: "table ip cubelet { ... }".
 std::string NftBaseTable(const NftRendererConfig& config);
 
-// The whole table, replacing whatever is there in one transaction.
+// The whole table as nft text, replacing whatever is there in one transaction.
 std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& services);
 
-// Commands that turn `before` into `after` for the given service ports, in an order the kernel
-// accepts within one transaction (chains exist before elements point at them, elements go
-// before their chains). `hairpin_refs` counts, over all services, the users of each hairpin
-// element; it is updated, and elements are added/removed only on 0 <-> 1 transitions.
-std::string NftDiffScript(const std::vector<std::pair<const NftServiceObjects*,
-                                                      const NftServiceObjects*>>& changes,
-                          std::map<std::string, int>& hairpin_refs);
+// What turns one state of some service ports into another, in the order the kernel accepts in
+// one transaction: sets and chains are added, changed chains flushed, rules added, elements
+// deleted then added, removed chains flushed then deleted, removed sets deleted.
+struct NftDiff {
+  std::vector<NftAffinitySet> sets_add;
+  std::vector<std::string> chains_add;
+  std::vector<std::string> chains_flush;
+  std::vector<std::pair<std::string, NftRule>> rules_add;  // (chain, rule)
+  std::vector<NftElement> elems_del;
+  std::vector<NftElement> elems_add;
+  std::vector<std::string> chains_del;
+  std::vector<std::string> sets_del;
+  bool empty() const {
+    return sets_add.empty() && chains_add.empty() && chains_flush.empty() && rules_add.empty() &&
+           elems_del.empty() && elems_add.empty() && chains_del.empty() && sets_del.empty();
+  }
+};
+
+// `changes` pairs (before, after) per service port (nullptr = absent). `hairpin_refs` counts,
+// over all services, the users of each hairpin element; it is updated, and hairpin elements are
+// added/removed only on 0 <-> 1 transitions.
+NftDiff ComputeNftDiff(
+    const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
+    std::map<std::string, int>& hairpin_refs);
+std::string NftDiffText(const NftDiff& diff);
+
+// Text form of ComputeNftDiff (tests, libnftables backend).
+std::string NftDiffScript(
+    const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
+    std::map<std::string, int>& hairpin_refs);
 
 }  // namespace netproxy

@@ -9,7 +9,7 @@ namespace netproxy {
 
 namespace {
 
-class LibNftablesBackend final : public NftBackend {
+class LibNftablesBackend final : public NftScriptBackend {
  public:
   ~LibNftablesBackend() override {
     if (ctx_) nft_ctx_free(ctx_);
@@ -59,15 +59,14 @@ class NftablesEngine final : public ProxyEngine {
       }
     }
     EngineSyncStats stats;
-    std::string script;
     if (full) {
       NftServiceMap services;
       for (const auto& [spn, svc] : state.service_ports()) {
         services.emplace(spn, RenderNftService(config_, svc, state.EndpointsFor(spn)));
       }
-      script = NftFullScript(config_, services);
-      auto r = backend_->Run(script);
+      auto r = backend_->ReplaceTable(config_, services);
       if (!r) return tl::unexpected(r.error());
+      stats.commits = 1;
       applied_ = std::move(services);
       hairpin_refs_.clear();
       for (const auto& [_, o] : applied_) {
@@ -100,10 +99,11 @@ class NftablesEngine final : public ProxyEngine {
                            r == rendered.end() ? nullptr : &r->second});
       }
       auto refs = hairpin_refs_;
-      script = NftDiffScript(changes, refs);
-      if (!script.empty()) {
-        auto r = backend_->Run(script);
+      NftDiff diff = ComputeNftDiff(changes, refs);
+      if (!diff.empty()) {
+        auto r = backend_->ApplyDiff(diff);
         if (!r) return tl::unexpected(r.error());
+        stats.commits = 1;
       }
       hairpin_refs_ = std::move(refs);
       for (const auto& spn : touched) {
@@ -115,8 +115,6 @@ class NftablesEngine final : public ProxyEngine {
         }
       }
     }
-    stats.bytes = script.size();
-    stats.commits = script.empty() ? 0 : 1;
     size_t chains = 0, elements = 0;
     for (const auto& [_, o] : applied_) {
       chains += o.chains.size();
@@ -139,9 +137,15 @@ class NftablesEngine final : public ProxyEngine {
 
 NftBackendPtr MakeLibNftablesBackend() { return std::make_unique<LibNftablesBackend>(); }
 
-base::Result<> CleanupNftables(NftBackend& backend) {
-  return backend.Run(std::string("add table ip ") + kNftTable + "\ndelete table ip " + kNftTable +
-                     "\n");
+base::Result<> NftScriptBackend::ReplaceTable(const NftRendererConfig& config,
+                                              const NftServiceMap& services) {
+  return Run(NftFullScript(config, services));
+}
+
+base::Result<> NftScriptBackend::ApplyDiff(const NftDiff& diff) { return Run(NftDiffText(diff)); }
+
+base::Result<> NftScriptBackend::DeleteTable() {
+  return Run(std::string("add table ip ") + kNftTable + "\ndelete table ip " + kNftTable + "\n");
 }
 
 base::Result<> FakeNftBackend::Run(const std::string& script) {

@@ -13,21 +13,39 @@
 
 namespace netproxy {
 
-// Runs nft scripts (the `nft -f` language) as one transaction each.
+// Writes the cubelet table, each call one kernel transaction.
 class NftBackend {
  public:
   virtual ~NftBackend() = default;
   virtual std::string Name() const = 0;
-  virtual base::Result<> Run(const std::string& script) = 0;
+  // Replaces the whole table (created when missing).
+  virtual base::Result<> ReplaceTable(const NftRendererConfig& config,
+                                      const NftServiceMap& services) = 0;
+  virtual base::Result<> ApplyDiff(const NftDiff& diff) = 0;
+  // Removes the table; no error when it does not exist.
+  virtual base::Result<> DeleteTable() = 0;
 };
 using NftBackendPtr = std::unique_ptr<NftBackend>;
 
-// In-process libnftables. Its netlink socket is opened on first use, in the network namespace
-// of the calling thread.
+// Text backends render nft scripts (the `nft -f` language) and run them.
+class NftScriptBackend : public NftBackend {
+ public:
+  base::Result<> ReplaceTable(const NftRendererConfig& config,
+                              const NftServiceMap& services) override;
+  base::Result<> ApplyDiff(const NftDiff& diff) override;
+  base::Result<> DeleteTable() override;
+  virtual base::Result<> Run(const std::string& script) = 0;
+};
+
+// In-process libnftables (parses text; re-reads the table's cache on every call). Its netlink
+// socket is opened on first use, in the network namespace of the calling thread.
 NftBackendPtr MakeLibNftablesBackend();
 
+// Direct netlink batches (libnftnl + libmnl): no parsing, no cache reads. Default backend.
+NftBackendPtr MakeNetlinkNftBackend();
+
 // Records scripts for unit tests.
-class FakeNftBackend final : public NftBackend {
+class FakeNftBackend final : public NftScriptBackend {
  public:
   std::string Name() const override { return "fake-nft"; }
   base::Result<> Run(const std::string& script) override;
@@ -45,6 +63,6 @@ ProxyEnginePtr MakeNftablesEngine(NftBackendPtr backend, const NftRendererConfig
                                   std::vector<std::string> nodeport_cidrs);
 
 // Removes the cubelet table (mode switch, cleanup). No error when it does not exist.
-base::Result<> CleanupNftables(NftBackend& backend);
+inline base::Result<> CleanupNftables(NftBackend& backend) { return backend.DeleteTable(); }
 
 }  // namespace netproxy

@@ -117,7 +117,7 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
     cfg.conntrack_tcp_be_liberal =
         SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
     auto engine =
-        MakeNftablesEngine(MakeLibNftablesBackend(), cfg, options.nodeport_addresses);
+        MakeNftablesEngine(MakeNetlinkNftBackend(), cfg, options.nodeport_addresses);
     return CreateWithEngine(std::move(options), std::move(engine));
   }
   if (options.mode != ProxyMode::kIptables) {
@@ -125,7 +125,7 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
                       " is not implemented");
   }
   if (real_host && options.cleanup_at_start) {
-    auto nft = MakeLibNftablesBackend();
+    auto nft = MakeNetlinkNftBackend();
     CUBELET_TRY_CTX(CleanupNftables(*nft), "remove nftables-mode proxy rules");
   }
   IptablesRendererConfig cfg = IptablesConfigFor(options);
