@@ -109,6 +109,32 @@ void EmbeddedRuntime::GetContainerEvents(std::function<void(const ContainerEvent
   runtime_->SetEventHandler(std::move(handler));
 }
 
+namespace {
+
+class EmbeddedExecSession final : public ExecSession {
+ public:
+  explicit EmbeddedExecSession(runtime::ExecProcess p) : p_(std::move(p)) {}
+  int stdin_fd() const override { return p_.stdin_fd(); }
+  int stdout_fd() const override { return p_.stdout_fd(); }
+  int stderr_fd() const override { return p_.stderr_fd(); }
+  void CloseStdin() override { p_.CloseStdin(); }
+  Result<int> Wait() override { return p_.Wait(); }
+  void Kill() override { p_.Kill(); }
+
+ private:
+  runtime::ExecProcess p_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ExecSession>> EmbeddedRuntime::Exec(const std::string& id,
+                                                           const std::vector<std::string>& cmd,
+                                                           bool with_stdin) {
+  auto p = runtime_->StartExec(id, cmd, with_stdin);
+  if (!p) return tl::unexpected(p.error());
+  return std::unique_ptr<ExecSession>(new EmbeddedExecSession(std::move(*p)));
+}
+
 Result<std::vector<Image>> EmbeddedRuntime::ListImages() {
   std::vector<Image> out;
   for (const auto& r : runtime_->images().List()) out.push_back(runtime_->ToCriImage(r));

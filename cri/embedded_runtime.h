@@ -78,6 +78,9 @@ class EmbeddedRuntime final : public RuntimeService, public ImageService {
   Result<cri::PodSandboxStats> PodSandboxStats(const std::string& pod_sandbox_id) override;
   Result<> UpdateRuntimeConfig(const std::string& pod_cidr) override;
   void GetContainerEvents(std::function<void(const ContainerEvent&)> handler) override;
+  Result<std::unique_ptr<ExecSession>> Exec(const std::string& container_id,
+                                            const std::vector<std::string>& cmd,
+                                            bool with_stdin) override;
 
   Result<std::vector<Image>> ListImages() override;
   Result<std::optional<Image>> ImageStatus(const ImageSpec& image) override;

@@ -26,6 +26,20 @@ enum ErrorCode : int {
   kErrCreateConfig = 1006,
 };
 
+// A running streaming exec (CRI Exec, served by the kubelet API for `kubectl exec`): the caller
+// pumps the pipes. No TTY.
+class ExecSession {
+ public:
+  virtual ~ExecSession() = default;  // kills the command if it is still running
+  virtual int stdin_fd() const = 0;   // -1 without stdin or once closed
+  virtual int stdout_fd() const = 0;
+  virtual int stderr_fd() const = 0;
+  virtual void CloseStdin() = 0;      // EOF for the command
+  // The command's exit code (128+N for signal N); an error when it could not be started.
+  virtual Result<int> Wait() = 0;
+  virtual void Kill() = 0;
+};
+
 class RuntimeService {
  public:
   virtual ~RuntimeService() = default;
@@ -62,6 +76,15 @@ class RuntimeService {
   // GetContainerEvents: `handler` is called from a runtime thread when a container changes state
   // (notably kStopped when its process exits). Must be cheap; the agent only enqueues work.
   virtual void GetContainerEvents(std::function<void(const ContainerEvent&)> handler) = 0;
+
+  // Streaming exec (CRI Exec). Runtimes without it fail.
+  virtual Result<std::unique_ptr<ExecSession>> Exec(const std::string& container_id,
+                                                    const std::vector<std::string>& cmd,
+                                                    bool with_stdin) {
+    (void)cmd;
+    (void)with_stdin;
+    return base::Fail("exec in container " + container_id + ": not supported by this runtime");
+  }
 };
 
 class ImageService {

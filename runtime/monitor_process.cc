@@ -28,14 +28,15 @@ Result<std::pair<base::UniqueFd, base::UniqueFd>> HighPipe() {
 }  // namespace
 
 Result<MonitorProcess> SpawnMonitor(const std::string& binary, const std::vector<std::string>& args,
-                                    int stdout_fd, int stderr_fd, bool new_session) {
+                                    int stdout_fd, int stderr_fd, bool new_session, int stdin_fd) {
   auto st = HighPipe();
   if (!st) return tl::unexpected(st.error());
   auto cmd = HighPipe();
   if (!cmd) return tl::unexpected(cmd.error());
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (stdin_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0);
+  else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   if (stdout_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stdout_fd, 1);
   else posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);

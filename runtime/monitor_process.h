@@ -22,7 +22,7 @@ struct MonitorProcess {
 
 // stdout_fd/stderr_fd become the monitor's fds 1 and 2 (-1 = /dev/null).
 Result<MonitorProcess> SpawnMonitor(const std::string& binary, const std::vector<std::string>& args,
-                                    int stdout_fd, int stderr_fd, bool new_session);
+                                    int stdout_fd, int stderr_fd, bool new_session, int stdin_fd = -1);
 
 // One status line (without "\n"); fails on EOF or timeout.
 Result<std::string> ReadStatusLine(int fd, std::chrono::milliseconds timeout);

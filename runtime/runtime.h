@@ -19,6 +19,7 @@
 #include "base/result.h"
 #include "cgroups/driver.h"
 #include "cri/types.h"
+#include "runtime/exec_process.h"
 #include "runtime/exit_watcher.h"
 #include "runtime/image_store.h"
 #include "runtime/monitor/spec.h"
@@ -78,6 +79,9 @@ class Runtime {
   Result<> ReopenContainerLog(const std::string& id);
   Result<cri::ExecSyncResponse> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                          std::chrono::seconds timeout);
+  // Streaming exec: the caller pumps the pipes and calls Wait().
+  Result<ExecProcess> StartExec(const std::string& id, const std::vector<std::string>& cmd,
+                                bool with_stdin);
   Result<cri::ContainerStats> ContainerStats(const std::string& id);
   Result<cri::PodSandboxStats> PodSandboxStats(const std::string& id);
   void SetEventHandler(std::function<void(const cri::ContainerEvent&)> handler);

@@ -738,3 +738,43 @@ TEST_CASE("runtime: without overlayfs containers get a private copy of the rootf
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {id}, "kubepods/pod-copy");
 }
+
+TEST_CASE("runtime: streaming exec with stdin") {
+  Env env("rt-exec");
+  auto pod = env.Pod("exec");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.Run(*sb, pod, env.Ctr("c", {"sleep", "1000"}));
+  auto s = env.rt->Exec(id, {"sh", "-c", "tr a-z A-Z; echo done >&2; exit 4"}, true);
+  if (!s) FAIL(s.error().message);
+  std::string in = "hello exec\n";
+  REQUIRE(write((*s)->stdin_fd(), in.data(), in.size()) == static_cast<ssize_t>(in.size()));
+  (*s)->CloseStdin();
+  auto drain = [](int fd) {
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    return out;
+  };
+  CHECK(drain((*s)->stdout_fd()) == "HELLO EXEC\n");
+  CHECK(drain((*s)->stderr_fd()) == "done\n");
+  auto code = (*s)->Wait();
+  REQUIRE(code);
+  CHECK(*code == 4);
+  auto bad = env.rt->Exec(id, {"no-such-cmd"}, false);
+  REQUIRE(bad);
+  auto bc = (*bad)->Wait();
+  REQUIRE_FALSE(bc);
+  CHECK(bc.error().message.find("executable file not found") != std::string::npos);
+  // Killing a long-running exec.
+  auto longer = env.rt->Exec(id, {"sleep", "100"}, false);
+  REQUIRE(longer);
+  std::this_thread::sleep_for(200ms);
+  (*longer)->Kill();
+  auto lc = (*longer)->Wait();
+  REQUIRE(lc);
+  CHECK(*lc == 137);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id}, "kubepods/pod-exec");
+}
