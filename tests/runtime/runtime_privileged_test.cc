@@ -76,8 +76,16 @@ class Env {
     image_id = img->id;
   }
   ~Env() {
+    // A failed REQUIRE leaves sandboxes behind: remove them through the runtime, then lazily
+    // unmount anything still mounted under the test root so nothing leaks onto the host.
+    if (rt) {
+      if (auto sbs = rt->ListPodSandbox({})) {
+        for (const auto& sb : *sbs) (void)rt->RemovePodSandbox(sb.id);
+      }
+    }
     rt.reset();
-    testsupport::Run("rm -rf " + root);
+    testsupport::Run("for m in $(awk '{print $5}' /proc/self/mountinfo | grep '^" + root +
+                     "/'); do umount -l \"$m\"; done; rm -rf " + root);
   }
   void Start(runtime::net::PodNetworkPtr network = nullptr) {
     auto driver = cgroups::Detect(cg.path());
