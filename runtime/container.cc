@@ -62,6 +62,7 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
   s.netns = sb.netns;
   s.ipcns = sb.ipcns;
   s.utsns = sb.utsns;
+  s.host_pid = sc.namespace_options.pid == cri::NamespaceMode::kNode;
   auto argv = ResolveCommand(image.config, c.command, c.args);
   if (!argv) return tl::unexpected(argv.error());
   s.args = *argv;

@@ -171,8 +171,8 @@ int Run(const std::string& dir) {
   uint64_t oom_before = ReadOomKills(spec.oom_counter);
   LogFile log(spec.log_path);
 
-  long child = syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, nullptr, nullptr,
-                       nullptr, 0);
+  unsigned long clone_flags = CLONE_NEWNS | SIGCHLD | (spec.host_pid ? 0 : CLONE_NEWPID);
+  long child = syscall(SYS_clone, clone_flags, nullptr, nullptr, nullptr, 0);
   if (child < 0) {
     Status("error " + monitor::Escape(std::string("clone: ") + strerror(errno)));
     return 1;

@@ -133,6 +133,7 @@ std::string EncodeSpec(const ContainerSpec& s) {
   Put(o, "netns", s.netns);
   Put(o, "ipcns", s.ipcns);
   Put(o, "utsns", s.utsns);
+  PutNum(o, "host_pid", s.host_pid);
   for (const auto& m : s.mounts) {
     // Fields are escaped first so that the separating tabs are unambiguous.
     std::string v = Escape(m.source) + "\t" + Escape(m.destination) + "\t" + Escape(m.type) +
@@ -193,6 +194,7 @@ bool DecodeSpec(std::string_view text, ContainerSpec* out, std::string* error) {
     else if (k == "netns") s.netns = v;
     else if (k == "ipcns") s.ipcns = v;
     else if (k == "utsns") s.utsns = v;
+    else if (k == "host_pid") flag(k, v, &s.host_pid);
     else if (k == "mount") {
       auto f = SplitTabs(v);
       if (f.size() != 5) return fail(k);

@@ -32,6 +32,7 @@ struct ContainerSpec {
   std::string netns;
   std::string ipcns;
   std::string utsns;
+  bool host_pid = false;  // hostPID: no new pid namespace
   std::vector<MountSpec> mounts;
   std::vector<std::string> masked_paths;
   std::vector<std::string> readonly_paths;

@@ -786,3 +786,25 @@ TEST_CASE("runtime: streaming exec with stdin") {
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {id}, "kubepods/pod-exec");
 }
+
+TEST_CASE("runtime: hostPID containers share the node's pid namespace") {
+  Env env("rt-hostpid");
+  auto pod = env.Pod("hostpid");
+  pod.linux.security_context.namespace_options.pid = cri::NamespaceMode::kNode;
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto c = env.Ctr("c", {"sleep", "1000"});
+  c.linux.security_context.namespace_options.pid = cri::NamespaceMode::kNode;
+  auto id = env.Run(*sb, pod, c);
+  pid_t pid = env.Status(id).pid;
+  CHECK(NsInode("/proc/" + std::to_string(pid) + "/ns/pid") == NsInode("/proc/self/ns/pid"));
+  CHECK(NsInode("/proc/" + std::to_string(pid) + "/ns/mnt") != NsInode("/proc/self/ns/mnt"));
+  auto ex = env.rt->ExecSync(id, {"sh", "-c", "test -d /proc/" + std::to_string(getpid()) + " && echo sees-host"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "sees-host\n");
+  // Not pid 1 of its own namespace: SIGTERM's default action applies.
+  REQUIRE(env.rt->StopContainer(id, 5s));
+  CHECK(env.Status(id).exit_code == 143);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id}, "kubepods/pod-hostpid");
+}

@@ -157,6 +157,7 @@ TEST_CASE("monitor files: spec, start and exit records round-trip") {
   s.work = "/r/work";
   s.readonly_rootfs = true;
   s.netns = "/run/cubelet/netns/x";
+  s.host_pid = true;
   s.mounts.push_back({"/host/with\ttab", "/in/ctr\nnewline", "bind", true, false});
   s.mounts.push_back({"tmpfs", "/tmp", "tmpfs", false, true});
   s.masked_paths = {"/proc/kcore"};
