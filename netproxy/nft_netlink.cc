@@ -23,6 +23,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "base/strings.h"
@@ -229,6 +230,8 @@ class Batch {
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
 
+  // The table the following messages address.
+  void Use(const std::string& table) { table_ = table; }
   uint32_t first_seq() const { return 1; }
   uint32_t last_seq() const { return seq_ - 1; }
   const std::string& What(uint32_t seq) const {
@@ -239,11 +242,11 @@ class Batch {
 
   void Table(bool del) {
     nftnl_table* t = nftnl_table_alloc();
-    nftnl_table_set_str(t, NFTNL_TABLE_NAME, kNftTable);
+    nftnl_table_set_str(t, NFTNL_TABLE_NAME, table_.c_str());
     nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
     nftnl_table_nlmsg_build_payload(Hdr(del ? NFT_MSG_DELTABLE : NFT_MSG_NEWTABLE,
                                         del ? 0 : NLM_F_CREATE,
-                                        std::string(del ? "delete" : "add") + " table"),
+                                        std::string(del ? "delete" : "add") + " table " + table_),
                                     t);
     nftnl_table_free(t);
     Done();
@@ -253,7 +256,7 @@ class Batch {
   void Chain(uint16_t msg, const std::string& name, const char* type = nullptr,
              uint32_t hook = 0, int prio = 0) {
     nftnl_chain* c = nftnl_chain_alloc();
-    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, kNftTable);
+    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table_.c_str());
     nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name.c_str());
     nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_IPV4);
     if (type) {
@@ -272,7 +275,7 @@ class Batch {
 
   void FlushChain(const std::string& name) {
     nftnl_rule* r = nftnl_rule_alloc();
-    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, kNftTable);
+    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_.c_str());
     nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, name.c_str());
     nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_IPV4);
     nftnl_rule_nlmsg_build_payload(Hdr(NFT_MSG_DELRULE, 0, "flush chain " + name), r);
@@ -284,7 +287,7 @@ class Batch {
   template <class F>
   void Rule(const std::string& chain, const std::string& what, F&& fill) {
     nftnl_rule* r = nftnl_rule_alloc();
-    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, kNftTable);
+    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_.c_str());
     nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.c_str());
     nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_IPV4);
     Expr e(r);
@@ -300,7 +303,7 @@ class Batch {
   void Set(const std::string& name, uint32_t flags, uint32_t key_type, uint32_t key_len,
            uint32_t data_type, uint32_t data_len, uint32_t id, uint64_t timeout_ms = 0) {
     nftnl_set* s = nftnl_set_alloc();
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, kNftTable);
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
     nftnl_set_set_str(s, NFTNL_SET_NAME, name.c_str());
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_IPV4);
     nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags);
@@ -319,7 +322,7 @@ class Batch {
 
   void DelSet(const std::string& name) {
     nftnl_set* s = nftnl_set_alloc();
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, kNftTable);
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
     nftnl_set_set_str(s, NFTNL_SET_NAME, name.c_str());
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_IPV4);
     nftnl_set_nlmsg_build_payload(Hdr(NFT_MSG_DELSET, 0, "delete set " + name), s);
@@ -332,7 +335,7 @@ class Batch {
                 const std::vector<ElementData>& elems) {
     for (size_t start = 0; start < elems.size(); start += 512) {
       nftnl_set* s = nftnl_set_alloc();
-      nftnl_set_set_str(s, NFTNL_SET_TABLE, kNftTable);
+      nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
       nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
       nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_IPV4);
       if (set_id) nftnl_set_set_u32(s, NFTNL_SET_ID, set_id);
@@ -421,6 +424,7 @@ class Batch {
   void Done() { nftnl_batch_update(batch_); }
 
   nftnl_batch* batch_;
+  std::string table_ = kNftTable;
   uint32_t seq_ = 0;
   uint32_t last_seq_real_ = 0;
   uint32_t set_id_ = 0;
@@ -455,9 +459,12 @@ ElementData ParseElement(const NftElement& e) {
 }
 
 void AddElements(Batch& b, bool del, const std::vector<NftElement>& elems) {
-  std::map<std::string, std::vector<ElementData>> by_map;
-  for (const auto& e : elems) by_map[e.map].push_back(ParseElement(e));
-  for (const auto& [map, list] : by_map) b.Elements(del, map, 0, list);
+  std::map<std::pair<std::string, std::string>, std::vector<ElementData>> by_map;
+  for (const auto& e : elems) by_map[{e.table, e.map}].push_back(ParseElement(e));
+  for (const auto& [tm, list] : by_map) {
+    b.Use(tm.first);
+    b.Elements(del, tm.second, 0, list);
+  }
 }
 
 void AddRule(Batch& b, const std::string& chain, const NftRule& r,
@@ -540,23 +547,82 @@ uint32_t AddAffinitySet(Batch& b, const NftAffinitySet& s) {
   return id;
 }
 
-// The maps, sets and base chains of NftBaseTable().
-void AddBase(Batch& b, const NftRendererConfig& cfg) {
+// The service-routing part of a table: maps, services chain, nat hooks.
+void AddServiceRouting(Batch& b) {
   const uint32_t svc_key = Concat({kTypeIPv4, kTypeProto, kTypeService});
   const uint32_t np_key = Concat({kTypeProto, kTypeService});
   b.Set("service-ips", NFT_SET_MAP, svc_key, 12, NFT_DATA_VERDICT, 0, b.NewSetId());
   b.Set("service-nodeports", NFT_SET_MAP, np_key, 8, NFT_DATA_VERDICT, 0, b.NewSetId());
+  b.Chain(NFT_MSG_NEWCHAIN, "services");
+  b.Chain(NFT_MSG_NEWCHAIN, "nat-prerouting", "nat", NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST);
+  b.Chain(NFT_MSG_NEWCHAIN, "nat-output", "nat", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST);
+}
+
+void AddMarkChain(Batch& b, const NftRendererConfig& cfg) {
+  const Bytes mark = HostU32(1u << cfg.masquerade_bit);
+  uint32_t mark_v;
+  memcpy(&mark_v, mark.data(), 4);
+  b.Chain(NFT_MSG_NEWCHAIN, kNftMarkChain);
+  b.Rule(kNftMarkChain, "meta mark set meta mark or mark", [&](Expr& e) {
+    e.Meta(NFT_META_MARK);
+    e.Bitwise(HostU32(~mark_v), mark);
+    e.MetaSet(NFT_META_MARK);
+  });
+}
+
+// `chain` looks up daddr . l4proto . dport in ip_map and l4proto . dport (for local addresses)
+// in np_map.
+void AddLookups(Batch& b, const NftRendererConfig& cfg, const std::string& chain,
+                const char* ip_map, const char* np_map) {
+  b.Rule(chain, ip_map, [&](Expr& e) {
+    e.Daddr(NFT_REG_1);
+    e.Meta(NFT_META_L4PROTO, NFT_REG32_01);
+    e.Dport(NFT_REG32_02);
+    e.Lookup(ip_map, 0, NFT_REG_VERDICT);
+  });
+  auto np_lookup = [&](Expr& e) {
+    e.Meta(NFT_META_L4PROTO, NFT_REG_1);
+    e.Dport(NFT_REG32_01);
+    e.Lookup(np_map, 0, NFT_REG_VERDICT);
+  };
+  if (cfg.nodeport_ips.empty()) {
+    b.Rule(chain, np_map, [&](Expr& e) {
+      e.FibType(false);
+      e.AddrInCidr(false, "127.0.0.0/8", NFT_CMP_NEQ);
+      np_lookup(e);
+    });
+  } else {
+    for (const auto& ip : cfg.nodeport_ips) {
+      b.Rule(chain, np_map, [&](Expr& e) {
+        e.Daddr();
+        e.Cmp(NFT_CMP_EQ, IPv4Bytes(ip));
+        np_lookup(e);
+      });
+    }
+  }
+}
+
+void AddServiceRoutingRules(Batch& b, const NftRendererConfig& cfg) {
+  AddLookups(b, cfg, "services", "service-ips", "service-nodeports");
+  for (const char* c : {"nat-prerouting", "nat-output"}) {
+    b.Rule(c, "jump services", [&](Expr& e) { e.Verdict(NFT_JUMP, "services"); });
+  }
+}
+
+// The main table of NftBaseTable().
+void AddBase(Batch& b, const NftRendererConfig& cfg) {
+  const uint32_t svc_key = Concat({kTypeIPv4, kTypeProto, kTypeService});
+  const uint32_t np_key = Concat({kTypeProto, kTypeService});
+  if (cfg.shards <= 1) AddServiceRouting(b);
   b.Set("no-endpoint-services", NFT_SET_MAP, svc_key, 12, NFT_DATA_VERDICT, 0, b.NewSetId());
   b.Set("no-endpoint-nodeports", NFT_SET_MAP, np_key, 8, NFT_DATA_VERDICT, 0, b.NewSetId());
   b.Set(kNftHairpinSet, 0, Concat({kTypeIPv4, kTypeIPv4}), 8, 0, 0, b.NewSetId());
 
   const Bytes mark = HostU32(1u << cfg.masquerade_bit);
-  for (const char* c : {"reject-chain", kNftMarkChain, "masquerading", "services",
-                        "endpoints-check"}) {
+  AddMarkChain(b, cfg);
+  for (const char* c : {"reject-chain", "masquerading", "endpoints-check"}) {
     b.Chain(NFT_MSG_NEWCHAIN, c);
   }
-  b.Chain(NFT_MSG_NEWCHAIN, "nat-prerouting", "nat", NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST);
-  b.Chain(NFT_MSG_NEWCHAIN, "nat-output", "nat", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST);
   b.Chain(NFT_MSG_NEWCHAIN, "nat-postrouting", "nat", NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC);
   b.Chain(NFT_MSG_NEWCHAIN, "filter-input", "filter", NF_INET_LOCAL_IN, 0);
   b.Chain(NFT_MSG_NEWCHAIN, "filter-forward", "filter", NF_INET_FORWARD, 0);
@@ -566,13 +632,6 @@ void AddBase(Batch& b, const NftRendererConfig& cfg) {
     nftnl_expr* r = e.New("reject");
     nftnl_expr_set_u32(r, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_ICMP_UNREACH);
     nftnl_expr_set_u8(r, NFTNL_EXPR_REJECT_CODE, 3);  // port unreachable
-  });
-  uint32_t mark_v;
-  memcpy(&mark_v, mark.data(), 4);
-  b.Rule(kNftMarkChain, "meta mark set meta mark or mark", [&](Expr& e) {
-    e.Meta(NFT_META_MARK);
-    e.Bitwise(HostU32(~mark_v), mark);
-    e.MetaSet(NFT_META_MARK);
   });
   b.Rule("masquerading", "hairpin", [&](Expr& e) {
     e.Ct(NFT_CT_STATUS);
@@ -595,41 +654,12 @@ void AddBase(Batch& b, const NftRendererConfig& cfg) {
   });
   b.Rule("masquerading", "masquerade", [&](Expr& e) {
     nftnl_expr* m = e.New("masq");
-    if (cfg.random_fully) nftnl_expr_set_u32(m, NFTNL_EXPR_MASQ_FLAGS, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
-  });
-  auto service_lookups = [&](const std::string& chain, const char* ip_map, const char* np_map) {
-    b.Rule(chain, ip_map, [&](Expr& e) {
-      e.Daddr(NFT_REG_1);
-      e.Meta(NFT_META_L4PROTO, NFT_REG32_01);
-      e.Dport(NFT_REG32_02);
-      e.Lookup(ip_map, 0, NFT_REG_VERDICT);
-    });
-    auto np_lookup = [&](Expr& e) {
-      e.Meta(NFT_META_L4PROTO, NFT_REG_1);
-      e.Dport(NFT_REG32_01);
-      e.Lookup(np_map, 0, NFT_REG_VERDICT);
-    };
-    if (cfg.nodeport_ips.empty()) {
-      b.Rule(chain, np_map, [&](Expr& e) {
-        e.FibType(false);
-        e.AddrInCidr(false, "127.0.0.0/8", NFT_CMP_NEQ);
-        np_lookup(e);
-      });
-    } else {
-      for (const auto& ip : cfg.nodeport_ips) {
-        b.Rule(chain, np_map, [&](Expr& e) {
-          e.Daddr();
-          e.Cmp(NFT_CMP_EQ, IPv4Bytes(ip));
-          np_lookup(e);
-        });
-      }
+    if (cfg.random_fully) {
+      nftnl_expr_set_u32(m, NFTNL_EXPR_MASQ_FLAGS, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
     }
-  };
-  service_lookups("services", "service-ips", "service-nodeports");
-  service_lookups("endpoints-check", "no-endpoint-services", "no-endpoint-nodeports");
-  for (const char* c : {"nat-prerouting", "nat-output"}) {
-    b.Rule(c, "jump services", [&](Expr& e) { e.Verdict(NFT_JUMP, "services"); });
-  }
+  });
+  if (cfg.shards <= 1) AddServiceRoutingRules(b, cfg);
+  AddLookups(b, cfg, "endpoints-check", "no-endpoint-services", "no-endpoint-nodeports");
   b.Rule("nat-postrouting", "jump masquerading",
          [&](Expr& e) { e.Verdict(NFT_JUMP, "masquerading"); });
   auto new_check = [&](const char* chain) {
@@ -651,6 +681,26 @@ void AddBase(Batch& b, const NftRendererConfig& cfg) {
   new_check("filter-output");
 }
 
+void ReplaceTableMsgs(Batch& b, const std::string& table) {
+  b.Use(table);
+  b.Table(false);
+  b.Table(true);
+}
+
+// Sets, chains and rules of some services (all in the batch's current table).
+void AddServiceObjects(Batch& b, const std::vector<const NftServiceObjects*>& objs) {
+  std::map<std::string, uint32_t> set_ids;
+  for (const NftServiceObjects* o : objs) {
+    for (const auto& s : o->sets) set_ids[s.name] = AddAffinitySet(b, s);
+    for (const auto& c : o->chains) b.Chain(NFT_MSG_NEWCHAIN, c.name);
+  }
+  for (const NftServiceObjects* o : objs) {
+    for (const auto& c : o->chains) {
+      for (const auto& r : c.rules) AddRule(b, c.name, r, set_ids);
+    }
+  }
+}
+
 class NetlinkNftBackend final : public NftBackend {
  public:
   ~NetlinkNftBackend() override {
@@ -658,52 +708,91 @@ class NetlinkNftBackend final : public NftBackend {
   }
   std::string Name() const override { return "nftables-netlink"; }
 
+  // One transaction for the main table (and removal of other shard counts' tables), then one
+  // per service table: each is consistent on its own, and the batches stay small.
   base::Result<> ReplaceTable(const NftRendererConfig& config,
                               const NftServiceMap& services) override {
-    Batch b;
-    b.Table(false);
-    b.Table(true);
-    b.Table(false);
-    AddBase(b, config);
-    std::map<std::string, uint32_t> set_ids;
+    const auto shards = NftShardTables(config);
+    std::vector<NftElement> main_elems;
+    std::map<std::string, std::vector<NftElement>> shard_elems;
+    std::set<std::string> hairpin;
+    std::map<std::string, std::vector<const NftServiceObjects*>> by_table;
     for (const auto& [_, o] : services) {
-      for (const auto& s : o.sets) set_ids[s.name] = AddAffinitySet(b, s);
-      for (const auto& c : o.chains) b.Chain(NFT_MSG_NEWCHAIN, c.name);
-    }
-    std::vector<NftElement> elements;
-    std::map<std::string, bool> hairpin;
-    for (const auto& [_, o] : services) {
-      for (const auto& c : o.chains) {
-        for (const auto& r : c.rules) AddRule(b, c.name, r, set_ids);
-      }
+      by_table[o.table].push_back(&o);
       for (const auto& e : o.elements) {
-        if (e.map == kNftHairpinSet && !hairpin.emplace(e.key, true).second) continue;
-        elements.push_back(e);
+        if (e.map == kNftHairpinSet && !hairpin.insert(e.key).second) continue;
+        (e.table == kNftTable ? main_elems : shard_elems[e.table]).push_back(e);
       }
     }
-    AddElements(b, false, elements);
-    return Send(b);
+    {
+      Batch b;
+      NftRendererConfig other = config;
+      other.shards = kNftMaxShards;
+      auto all = NftShardTables(other);
+      for (size_t i = shards.size(); i < all.size(); ++i) ReplaceTableMsgs(b, all[i]);
+      ReplaceTableMsgs(b, kNftTable);
+      b.Table(false);
+      AddBase(b, config);
+      AddServiceObjects(b, by_table[kNftTable]);
+      AddElements(b, false, main_elems);
+      CUBELET_TRY(Send(b));
+    }
+    for (const auto& t : shards) {
+      Batch b;
+      ReplaceTableMsgs(b, t);
+      b.Table(false);
+      AddServiceRouting(b);
+      AddMarkChain(b, config);
+      AddServiceRoutingRules(b, config);
+      AddServiceObjects(b, by_table[t]);
+      AddElements(b, false, shard_elems[t]);
+      CUBELET_TRY(Send(b));
+    }
+    return {};
   }
 
   base::Result<> ApplyDiff(const NftDiff& d) override {
     Batch b;
     std::map<std::string, uint32_t> set_ids;
-    for (const auto& s : d.sets_add) set_ids[s.name] = AddAffinitySet(b, s);
-    for (const auto& c : d.chains_add) b.Chain(NFT_MSG_NEWCHAIN, c);
-    for (const auto& c : d.chains_flush) b.FlushChain(c);
-    for (const auto& [c, r] : d.rules_add) AddRule(b, c, r, set_ids);
+    for (const auto& [t, s] : d.sets_add) {
+      b.Use(t);
+      set_ids[s.name] = AddAffinitySet(b, s);
+    }
+    for (const auto& c : d.chains_add) {
+      b.Use(c.table);
+      b.Chain(NFT_MSG_NEWCHAIN, c.name);
+    }
+    for (const auto& c : d.chains_flush) {
+      b.Use(c.table);
+      b.FlushChain(c.name);
+    }
+    for (const auto& [c, r] : d.rules_add) {
+      b.Use(c.table);
+      AddRule(b, c.name, r, set_ids);
+    }
     AddElements(b, true, d.elems_del);
     AddElements(b, false, d.elems_add);
-    for (const auto& c : d.chains_del) b.FlushChain(c);
-    for (const auto& c : d.chains_del) b.Chain(NFT_MSG_DELCHAIN, c);
-    for (const auto& s : d.sets_del) b.DelSet(s);
+    for (const auto& c : d.chains_del) {
+      b.Use(c.table);
+      b.FlushChain(c.name);
+    }
+    for (const auto& c : d.chains_del) {
+      b.Use(c.table);
+      b.Chain(NFT_MSG_DELCHAIN, c.name);
+    }
+    for (const auto& s : d.sets_del) {
+      b.Use(s.table);
+      b.DelSet(s.name);
+    }
     return Send(b);
   }
 
   base::Result<> DeleteTable() override {
     Batch b;
-    b.Table(false);
-    b.Table(true);
+    NftRendererConfig all;
+    all.shards = kNftMaxShards;
+    for (const auto& t : NftShardTables(all)) ReplaceTableMsgs(b, t);
+    ReplaceTableMsgs(b, kNftTable);
     return Send(b);
   }
 

@@ -9,7 +9,7 @@ namespace netproxy {
 
 namespace {
 
-std::string Prefix() { return std::string("ip ") + kNftTable + " "; }
+std::string Prefix(const std::string& table = kNftTable) { return "ip " + table + " "; }
 
 std::string MarkHex(int bit) {
   char buf[16];
@@ -72,6 +72,29 @@ std::string NftSetText(const NftAffinitySet& s) {
          std::to_string(s.timeout_seconds) + "s; }";
 }
 
+std::string NftServiceTable(const NftRendererConfig& config, const ServiceName& svc) {
+  if (config.shards <= 1) return kNftTable;
+  // FNV-1a: stable across runs and builds.
+  uint64_t h = 1469598103934665603ull;
+  for (char c : svc.ns + "/" + svc.name) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 1099511628211ull;
+  }
+  char buf[32];
+  snprintf(buf, sizeof buf, "%s-svc-%02d", kNftTable, static_cast<int>(h % config.shards));
+  return buf;
+}
+
+std::vector<std::string> NftShardTables(const NftRendererConfig& config) {
+  std::vector<std::string> out;
+  for (int i = 0; config.shards > 1 && i < config.shards; ++i) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s-svc-%02d", kNftTable, i);
+    out.push_back(buf);
+  }
+  return out;
+}
+
 std::string NftServiceBase(const ServicePort& svc) {
   std::string proto(ProtocolLower(svc.name.protocol));
   return PortProtoHash(svc.name_string, proto).substr(0, 8) + "-" + svc.name.service.ns + "/" +
@@ -81,6 +104,7 @@ std::string NftServiceBase(const ServicePort& svc) {
 NftServiceObjects RenderNftService(const NftRendererConfig& config, const ServicePort& svc,
                                    const std::vector<EndpointInfo>& endpoints) {
   NftServiceObjects out;
+  out.table = NftServiceTable(config, svc.name.service);
   const std::string proto(ProtocolLower(svc.name.protocol));
   const std::string port = std::to_string(svc.port);
   const std::string base = NftServiceBase(svc);
@@ -138,6 +162,9 @@ NftServiceObjects RenderNftService(const NftRendererConfig& config, const Servic
   }
   for (const EndpointInfo* ep : cat.all_reachable) {
     out.elements.push_back({kNftHairpinSet, ep->ip + " . " + ep->ip, ""});
+  }
+  for (auto& e : out.elements) {
+    if (e.map == "service-ips" || e.map == "service-nodeports") e.table = out.table;
   }
 
   // Chains.
@@ -227,26 +254,48 @@ NftServiceObjects RenderNftService(const NftRendererConfig& config, const Servic
   return out;
 }
 
-std::string NftBaseTable(const NftRendererConfig& config) {
-  const std::string mark = MarkHex(config.masquerade_bit);
-  std::string nodeport_match =
-      config.nodeport_ips.empty() ? "fib daddr type local ip daddr != 127.0.0.0/8" : "";
-  if (!config.nodeport_ips.empty()) {
-    nodeport_match = "ip daddr { ";
-    for (size_t i = 0; i < config.nodeport_ips.size(); ++i) {
-      nodeport_match += (i ? ", " : "") + config.nodeport_ips[i];
-    }
-    nodeport_match += " }";
+namespace {
+
+std::string NodePortMatch(const NftRendererConfig& config) {
+  if (config.nodeport_ips.empty()) return "fib daddr type local ip daddr != 127.0.0.0/8";
+  std::string m = "ip daddr { ";
+  for (size_t i = 0; i < config.nodeport_ips.size(); ++i) {
+    m += (i ? ", " : "") + config.nodeport_ips[i];
   }
-  std::string t = std::string("table ip ") + kNftTable + " {\n";
+  return m + " }";
+}
+
+// The parts of a table that route service traffic: maps, the services chain and nat hooks.
+std::string ServiceRouting(const NftRendererConfig& config) {
+  std::string t;
   t += "  map service-ips {\n    type ipv4_addr . inet_proto . inet_service : verdict\n  }\n";
   t += "  map service-nodeports {\n    type inet_proto . inet_service : verdict\n  }\n";
+  t += "  chain services {\n    ip daddr . meta l4proto . th dport vmap @service-ips\n";
+  t += "    " + NodePortMatch(config) + " meta l4proto . th dport vmap @service-nodeports\n  }\n";
+  t += "  chain nat-prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n"
+       "    jump services\n  }\n";
+  t += "  chain nat-output {\n    type nat hook output priority -100; policy accept;\n"
+       "    jump services\n  }\n";
+  return t;
+}
+
+std::string MarkChain(const NftRendererConfig& config) {
+  return std::string("  chain ") + kNftMarkChain + " {\n    meta mark set meta mark or " +
+         MarkHex(config.masquerade_bit) + "\n  }\n";
+}
+
+}  // namespace
+
+std::string NftBaseTable(const NftRendererConfig& config) {
+  const std::string mark = MarkHex(config.masquerade_bit);
+  std::string t = std::string("table ip ") + kNftTable + " {\n";
+  if (config.shards <= 1) t += ServiceRouting(config);
   t += "  map no-endpoint-services {\n"
        "    type ipv4_addr . inet_proto . inet_service : verdict\n  }\n";
   t += "  map no-endpoint-nodeports {\n    type inet_proto . inet_service : verdict\n  }\n";
   t += std::string("  set ") + kNftHairpinSet + " {\n    type ipv4_addr . ipv4_addr\n  }\n";
   t += "  chain reject-chain {\n    reject\n  }\n";
-  t += "  chain mark-for-masquerade {\n    meta mark set meta mark or " + mark + "\n  }\n";
+  t += MarkChain(config);
   t += "  chain masquerading {\n";
   // A pod reaching itself through its service: masquerade so the reply comes back through NAT.
   t += std::string("    ct status dnat ip saddr . ip daddr @") + kNftHairpinSet +
@@ -254,15 +303,9 @@ std::string NftBaseTable(const NftRendererConfig& config) {
   t += "    meta mark & " + mark + " == 0 return\n";
   t += "    meta mark set meta mark xor " + mark + "\n";
   t += std::string("    masquerade") + (config.random_fully ? " fully-random" : "") + "\n  }\n";
-  t += "  chain services {\n    ip daddr . meta l4proto . th dport vmap @service-ips\n";
-  t += "    " + nodeport_match + " meta l4proto . th dport vmap @service-nodeports\n  }\n";
   t += "  chain endpoints-check {\n"
        "    ip daddr . meta l4proto . th dport vmap @no-endpoint-services\n";
-  t += "    " + nodeport_match + " meta l4proto . th dport vmap @no-endpoint-nodeports\n  }\n";
-  t += "  chain nat-prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n"
-       "    jump services\n  }\n";
-  t += "  chain nat-output {\n    type nat hook output priority -100; policy accept;\n"
-       "    jump services\n  }\n";
+  t += "    " + NodePortMatch(config) + " meta l4proto . th dport vmap @no-endpoint-nodeports\n  }\n";
   t += "  chain nat-postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
        "    jump masquerading\n  }\n";
   // After DNAT (input/forward come after prerouting, output at 0 after nat output at -100): a
@@ -278,14 +321,18 @@ std::string NftBaseTable(const NftRendererConfig& config) {
   return t;
 }
 
+std::string NftShardBase(const NftRendererConfig& config, const std::string& table) {
+  return "table ip " + table + " {\n" + ServiceRouting(config) + MarkChain(config) + "}\n";
+}
+
 namespace {
 
 void AppendElements(std::string& out, const char* verb, const std::vector<NftElement>& elems) {
   // Grouped per map: one command per map keeps the script (and its parsing) small.
-  std::map<std::string, std::vector<const NftElement*>> by_map;
-  for (const auto& e : elems) by_map[e.map].push_back(&e);
-  for (const auto& [map, list] : by_map) {
-    out += std::string(verb) + " element " + Prefix() + map + " { ";
+  std::map<std::pair<std::string, std::string>, std::vector<const NftElement*>> by_map;
+  for (const auto& e : elems) by_map[{e.table, e.map}].push_back(&e);
+  for (const auto& [tm, list] : by_map) {
+    out += std::string(verb) + " element " + Prefix(tm.first) + tm.second + " { ";
     for (size_t i = 0; i < list.size(); ++i) {
       if (i) out += ", ";
       out += list[i]->key;
@@ -295,22 +342,40 @@ void AppendElements(std::string& out, const char* verb, const std::vector<NftEle
   }
 }
 
+std::string ReplaceTable(const std::string& table) {
+  return "add table ip " + table + "\ndelete table ip " + table + "\n";
+}
+
 }  // namespace
 
 std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& services) {
-  std::string out = std::string("add table ip ") + kNftTable + "\ndelete table ip " + kNftTable +
-                    "\n";
+  std::string out = ReplaceTable(kNftTable);
+  // Tables of another shard count go; the current ones are rebuilt.
+  std::vector<std::string> shards = NftShardTables(config);
+  for (int i = static_cast<int>(shards.size()); i < kNftMaxShards; ++i) {
+    NftRendererConfig other = config;
+    other.shards = kNftMaxShards;
+    out += ReplaceTable(NftShardTables(other)[i]);
+  }
+  std::map<std::string, std::string> blocks;  // table -> text (without the closing brace)
   std::string base = NftBaseTable(config);
-  base.resize(base.size() - 2);  // reopen the table block: "}\n"
-  out += base;
+  base.resize(base.size() - 2);
+  blocks[kNftTable] = base;
+  for (const auto& t : shards) {
+    out += ReplaceTable(t);
+    std::string b = NftShardBase(config, t);
+    b.resize(b.size() - 2);
+    blocks[t] = b;
+  }
   std::vector<NftElement> elements;
   std::set<std::string> hairpin;
   for (const auto& [_, o] : services) {
-    for (const auto& s : o.sets) out += "  set " + NftSetText(s) + "\n";
+    std::string& block = blocks[o.table];
+    for (const auto& s : o.sets) block += "  set " + NftSetText(s) + "\n";
     for (const auto& c : o.chains) {
-      out += "  chain " + c.name + " {\n";
-      for (const auto& r : c.rules) out += "    " + NftRuleText(r) + "\n";
-      out += "  }\n";
+      block += "  chain " + c.name + " {\n";
+      for (const auto& r : c.rules) block += "    " + NftRuleText(r) + "\n";
+      block += "  }\n";
     }
     for (const auto& e : o.elements) {
       if (e.map == kNftHairpinSet) {
@@ -319,7 +384,8 @@ std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& 
       elements.push_back(e);
     }
   }
-  out += "}\n";
+  out += blocks[kNftTable] + "}\n";
+  for (const auto& t : shards) out += blocks[t] + "}\n";
   AppendElements(out, "add", elements);
   return out;
 }
@@ -338,27 +404,29 @@ NftDiff ComputeNftDiff(
       return std::find(v.begin(), v.end(), s) != v.end();
     };
     for (const auto& s : after.sets) {
-      if (!has_set(before.sets, s)) d.sets_add.push_back(s);
+      if (!has_set(before.sets, s)) d.sets_add.emplace_back(after.table, s);
     }
     for (const auto& s : before.sets) {
-      if (!has_set(after.sets, s)) d.sets_del.push_back(s.name);
+      if (!has_set(after.sets, s)) d.sets_del.push_back({before.table, s.name});
     }
     for (const auto& c : after.chains) {
       auto old = std::find_if(before.chains.begin(), before.chains.end(),
                               [&](const NftChain& x) { return x.name == c.name; });
-      if (old == before.chains.end()) {
-        d.chains_add.push_back(c.name);
+      // A service moved to another table (new shard count) is removed and added again.
+      if (old == before.chains.end() || before.table != after.table) {
+        d.chains_add.push_back({after.table, c.name});
       } else if (old->rules == c.rules) {
         continue;
       } else {
-        d.chains_flush.push_back(c.name);
+        d.chains_flush.push_back({after.table, c.name});
       }
-      for (const auto& r : c.rules) d.rules_add.emplace_back(c.name, r);
+      for (const auto& r : c.rules) d.rules_add.push_back({{after.table, c.name}, r});
     }
     for (const auto& c : before.chains) {
-      if (std::none_of(after.chains.begin(), after.chains.end(),
+      if (before.table != after.table ||
+          std::none_of(after.chains.begin(), after.chains.end(),
                        [&](const NftChain& x) { return x.name == c.name; })) {
-        d.chains_del.push_back(c.name);
+        d.chains_del.push_back({before.table, c.name});
       }
     }
     for (const auto& e : before.elements) {
@@ -393,18 +461,19 @@ NftDiff ComputeNftDiff(
 }
 
 std::string NftDiffText(const NftDiff& d) {
-  const std::string p = Prefix();
   std::string out;
-  for (const auto& s : d.sets_add) out += "add set " + p + NftSetText(s) + "\n";
-  for (const auto& c : d.chains_add) out += "add chain " + p + c + "\n";
-  for (const auto& c : d.chains_flush) out += "flush chain " + p + c + "\n";
-  for (const auto& [c, r] : d.rules_add) out += "add rule " + p + c + " " + NftRuleText(r) + "\n";
+  for (const auto& [t, s] : d.sets_add) out += "add set " + Prefix(t) + NftSetText(s) + "\n";
+  for (const auto& c : d.chains_add) out += "add chain " + Prefix(c.table) + c.name + "\n";
+  for (const auto& c : d.chains_flush) out += "flush chain " + Prefix(c.table) + c.name + "\n";
+  for (const auto& [c, r] : d.rules_add) {
+    out += "add rule " + Prefix(c.table) + c.name + " " + NftRuleText(r) + "\n";
+  }
   AppendElements(out, "delete", d.elems_del);
   AppendElements(out, "add", d.elems_add);
   // Flushed first: removed chains may jump to each other.
-  for (const auto& c : d.chains_del) out += "flush chain " + p + c + "\n";
-  for (const auto& c : d.chains_del) out += "delete chain " + p + c + "\n";
-  for (const auto& s : d.sets_del) out += "delete set " + p + s + "\n";
+  for (const auto& c : d.chains_del) out += "flush chain " + Prefix(c.table) + c.name + "\n";
+  for (const auto& c : d.chains_del) out += "delete chain " + Prefix(c.table) + c.name + "\n";
+  for (const auto& s : d.sets_del) out += "delete set " + Prefix(s.table) + s.name + "\n";
   return out;
 }
 

@@ -5,6 +5,8 @@
 #include "base/log.h"
 #include "base/strings.h"
 
+#include <algorithm>
+
 namespace netproxy {
 
 namespace {
@@ -40,6 +42,7 @@ class NftablesEngine final : public ProxyEngine {
                  std::vector<std::string> nodeport_cidrs)
       : backend_(std::move(backend)),
         config_(std::move(config)),
+        requested_shards_(config_.shards),
         nodeport_cidrs_(std::move(nodeport_cidrs)) {}
 
   std::string Name() const override { return backend_->Name(); }
@@ -57,6 +60,16 @@ class NftablesEngine final : public ProxyEngine {
         config_.nodeport_ips = std::move(ips);
         full = true;  // the base chains change
       }
+    }
+    // Auto sharding: about 1000 service ports per table (a change then costs ~10 ms of kernel
+    // validation whatever the cluster size); re-shard at a full sync when that grows 2x.
+    const size_t n = state.service_ports().size();
+    if (requested_shards_ <= 0 && !full &&
+        n > 2000 * static_cast<size_t>(std::max(1, config_.shards))) {
+      full = true;
+    }
+    if (full && requested_shards_ <= 0) {
+      config_.shards = static_cast<int>(std::clamp<size_t>((n + 999) / 1000, 1, kNftMaxShards));
     }
     EngineSyncStats stats;
     if (full) {
@@ -98,14 +111,13 @@ class NftablesEngine final : public ProxyEngine {
         changes.push_back({a == applied_.end() ? nullptr : &a->second,
                            r == rendered.end() ? nullptr : &r->second});
       }
-      auto refs = hairpin_refs_;
-      NftDiff diff = ComputeNftDiff(changes, refs);
+      // Updated in place: a failure forces a full sync, which recounts.
+      NftDiff diff = ComputeNftDiff(changes, hairpin_refs_);
       if (!diff.empty()) {
         auto r = backend_->ApplyDiff(diff);
         if (!r) return tl::unexpected(r.error());
         stats.commits = 1;
       }
-      hairpin_refs_ = std::move(refs);
       for (const auto& spn : touched) {
         auto r = rendered.find(spn);
         if (r == rendered.end()) {
@@ -121,6 +133,7 @@ class NftablesEngine final : public ProxyEngine {
       elements += o.elements.size();
     }
     stats.rules["nft_chains"] = chains;
+    stats.rules["nft_tables"] = std::max(1, config_.shards) + (config_.shards > 1 ? 1 : 0);
     stats.rules["nft_elements"] = elements;
     return stats;
   }
@@ -128,6 +141,7 @@ class NftablesEngine final : public ProxyEngine {
  private:
   NftBackendPtr backend_;
   NftRendererConfig config_;
+  int requested_shards_;  // <= 0: automatic
   std::vector<std::string> nodeport_cidrs_;
   NftServiceMap applied_;
   std::map<std::string, int> hairpin_refs_;
@@ -145,7 +159,13 @@ base::Result<> NftScriptBackend::ReplaceTable(const NftRendererConfig& config,
 base::Result<> NftScriptBackend::ApplyDiff(const NftDiff& diff) { return Run(NftDiffText(diff)); }
 
 base::Result<> NftScriptBackend::DeleteTable() {
-  return Run(std::string("add table ip ") + kNftTable + "\ndelete table ip " + kNftTable + "\n");
+  std::string script;
+  NftRendererConfig all;
+  all.shards = kNftMaxShards;
+  for (const auto& t : NftShardTables(all)) {
+    script += "add table ip " + t + "\ndelete table ip " + t + "\n";
+  }
+  return Run(script + "add table ip " + kNftTable + "\ndelete table ip " + kNftTable + "\n");
 }
 
 base::Result<> FakeNftBackend::Run(const std::string& script) {

@@ -114,6 +114,7 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
     cfg.masquerade_bit = options.masquerade_bit;
     cfg.node_ip = FirstIPv4(options.node_ips);
     cfg.topology_zone = options.topology_zone;
+    cfg.shards = options.nft_shards;
     cfg.conntrack_tcp_be_liberal =
         SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
     auto engine =

@@ -60,6 +60,9 @@ struct ProxierOptions {
   // Remove rules a previous run left (all of them) before the first sync.
   bool cleanup_at_start = true;
   std::string topology_zone;  // this node's topology.kubernetes.io/zone
+  // nftables mode: service tables (see NftRendererConfig::shards); 0 = about one per 1000
+  // service ports.
+  int nft_shards = 0;
 };
 
 struct ProxierHealth {

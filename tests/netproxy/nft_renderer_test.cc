@@ -190,7 +190,8 @@ TEST_CASE("nft engine: full sync first, then diffs; failure falls back to a full
   auto& proxier = *p;
   // Cleanup at start removes the table of an earlier run.
   REQUIRE(fake->scripts().size() == 1);
-  CHECK(fake->scripts()[0] == "add table ip cubelet\ndelete table ip cubelet\n");
+  CHECK(base::EndsWith(fake->scripts()[0], "add table ip cubelet\ndelete table ip cubelet\n"));
+  CHECK(Has(fake->scripts()[0], "delete table ip cubelet-svc-63\n"));
 
   Service s = ClusterIPService("ns", "web", "10.96.0.10", {Port("http", 80, 8080)});
   EndpointSlice sl = Slice("ns", "web", "web-1", {Ep("10.244.1.1")}, {EpPort("http", 8080)});
@@ -199,7 +200,8 @@ TEST_CASE("nft engine: full sync first, then diffs; failure falls back to a full
   proxier->OnServicesSynced();
   proxier->OnEndpointSlicesSynced();
   REQUIRE(proxier->WaitForSync(5s));
-  CHECK(base::StartsWith(fake->last(), "add table ip cubelet\ndelete table ip cubelet\ntable ip"));
+  CHECK(base::StartsWith(fake->last(), "add table ip cubelet\ndelete table ip cubelet\n"));
+  CHECK(Has(fake->last(), "\ntable ip cubelet {\n"));
 
   sl.endpoints.push_back(Ep("10.244.1.2"));
   proxier->OnEndpointSliceUpdate(sl, sl);
@@ -215,4 +217,43 @@ TEST_CASE("nft engine: full sync first, then diffs; failure falls back to a full
   CHECK(Has(last, "10.96.0.11 . tcp . 80 : goto reject-chain"));
   CHECK(Has(last, "dnat ip to 10.244.1.2:8080"));
   CHECK(Has(proxier->MetricsText(), "kubeproxy_sync_proxy_rules_iptables_total{table=\"nft_chains\"} 1"));
+}
+
+TEST_CASE("nft: services spread over shard tables, each with its own nat hooks") {
+  NftRendererConfig cfg = Config();
+  cfg.shards = 3;
+  NftServiceMap m;
+  std::set<std::string> tables;
+  for (int i = 0; i < 12; ++i) {
+    Service s = ClusterIPService("ns", "svc" + std::to_string(i), "10.96.1." + std::to_string(i + 1),
+                                 {Port("p", 80, 80)});
+    auto sp = PortOf(s);
+    auto o = RenderNftService(cfg, sp, i % 4 ? Eps({{"10.244.3." + std::to_string(i + 1), false}}, 80)
+                                            : std::vector<EndpointInfo>{});
+    CHECK(o.table == NftServiceTable(cfg, sp.name.service));
+    tables.insert(o.table);
+    for (const auto& e : o.elements) {
+      // Service routing lives with the service; refusals and hairpin in the main table.
+      CHECK(e.table == (e.map == "service-ips" ? o.table : std::string(kNftTable)));
+    }
+    m.emplace(sp.name, std::move(o));
+  }
+  CHECK(tables == std::set<std::string>{"cubelet-svc-00", "cubelet-svc-01", "cubelet-svc-02"});
+  std::string script = NftFullScript(cfg, m);
+  CheckGolden("sharded.nft", script);
+  // The main table has no nat prerouting of its own; each shard has one.
+  auto main_block = script.substr(script.find("table ip cubelet {"));
+  main_block = main_block.substr(0, main_block.find("\n}\n"));
+  CHECK_FALSE(Has(main_block, "nat-prerouting"));
+  CHECK(Has(script, "table ip cubelet-svc-02 {\n  map service-ips"));
+  CHECK(Has(script, "delete table ip cubelet-svc-63\n"));
+
+  // A diff addresses the service's table.
+  std::map<std::string, int> refs;
+  auto sp = m.begin()->first;
+  const auto& before = m.begin()->second;
+  NftServiceObjects after = before;
+  after.chains.clear();
+  std::string d = NftDiffScript({{&before, &after}}, refs);
+  if (!before.chains.empty()) CHECK(Has(d, "delete chain ip " + before.table + " service-"));
 }

@@ -200,7 +200,7 @@ int Curl(const std::string& url, std::string* body = nullptr, const std::string&
 
 std::string NftList() {
   std::string out;
-  Run("(nft list table ip cubelet 2>/dev/null)", &out);
+  Run("(nft list ruleset 2>/dev/null | sed -n '/^table ip cubelet/,/^}/p')", &out);
   return out;
 }
 
@@ -223,6 +223,7 @@ void TrafficScenario(ProxyMode mode) {
   o.cluster_cidr = "10.250.0.0/16";
   o.min_sync_period = 100ms;
   o.mode = mode;
+  o.nft_shards = 3;  // the service lands in one of three service tables
   base::Result<std::unique_ptr<Proxier>> created;
   if (mode == ProxyMode::kIptables) {
     auto rec = std::make_unique<RecordingBackend>(&real);
