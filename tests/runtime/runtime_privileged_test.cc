@@ -463,6 +463,8 @@ TEST_CASE("runtime: containers survive a runtime restart and are re-adopted") {
   c.annotations["io.kubernetes.container.restartCount"] = "4";
   auto id = env.Run(*sb, pod, c);
   auto quick = env.Run(*sb, pod, env.Ctr("quick", {"sh", "-c", "sleep 1; exit 7"}));
+  auto created = env.rt->CreateContainer(*sb, env.Ctr("later", {"sh", "-c", "exit 9"}), pod);
+  REQUIRE(created);
   pid_t pid = env.Status(id).pid;
   REQUIRE(pid > 0);
   env.rt.reset();  // "cubelet" goes away; the monitors do not
@@ -486,6 +488,11 @@ TEST_CASE("runtime: containers survive a runtime restart and are re-adopted") {
   REQUIRE(sbs);
   REQUIRE(sbs->size() == 1);
   CHECK((*sbs)[0].labels.at("io.kubernetes.pod.name") == "adopt");
+  // A container created before the restart starts after it.
+  CHECK(env.Status(*created).state == cri::ContainerState::kCreated);
+  REQUIRE(env.rt->StartContainer(*created));
+  REQUIRE(env.WaitExited(*created));
+  CHECK(env.Status(*created).exit_code == 9);
   // The re-adopted container's exit is still an event with the real status.
   kill(pid, SIGKILL);
   REQUIRE(env.WaitExited(id));
@@ -493,7 +500,7 @@ TEST_CASE("runtime: containers survive a runtime restart and are re-adopted") {
   CHECK(st.state == cri::ContainerState::kExited);
   CHECK(st.exit_code == 137);
   REQUIRE(env.rt->RemovePodSandbox(*sb));
-  env.CheckNoLeaks(*sb, {id, quick}, "kubepods/pod-adopt");
+  env.CheckNoLeaks(*sb, {id, quick, *created}, "kubepods/pod-adopt");
 }
 
 TEST_CASE("runtime: the monitor stays small") {
