@@ -20,7 +20,13 @@
 namespace runtime {
 namespace {
 
+struct Sysctl {
+  std::string path;   // /proc/sys/...
+  std::string value;
+};
+
 struct HelperArgs {
+  const std::vector<Sysctl>* sysctls;
   int ready_w;
   int release_r;
   int ready_r;
@@ -51,6 +57,13 @@ int Helper(void* p) {
       if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) status = 'l';
     }
     if (s >= 0) close(s);
+  }
+  // /proc/sys/net and the IPC sysctls show the namespaces of the writing task: ours are new.
+  for (const auto& s : *a->sysctls) {
+    if (status != 'k') break;
+    int fd = open(s.path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, s.value.data(), s.value.size()) < 0) status = 's';
+    if (fd >= 0) close(fd);
   }
   if (write(a->ready_w, &status, 1) != 1) _exit(1);
   char c;
@@ -108,7 +121,26 @@ Result<PodNamespaces> PinPodNamespaces(const PodNamespaceRequest& req) {
     return base::Errno("pipe");
   }
   base::UniqueFd ready_r(ready[0]), ready_w(ready[1]), release_r(release[0]), release_w(release[1]);
+  // Paths are computed here: the helper may only make async-signal-safe calls.
+  std::vector<Sysctl> sysctls;
+  for (const auto& [name, value] : req.sysctls) {
+    bool net = name.rfind("net.", 0) == 0;
+    bool ipc = name.rfind("kernel.shm", 0) == 0 || name.rfind("kernel.msg", 0) == 0 ||
+               name == "kernel.sem" || name.rfind("fs.mqueue.", 0) == 0;
+    if ((net && !req.new_net) || (ipc && !req.new_ipc) || (!net && !ipc)) {
+      return base::Fail("sysctl \"" + name + "\" is not namespaced for this pod; refusing to set it on the node");
+    }
+    std::string path = "/proc/sys/" + name;
+    for (size_t i = 10; i < path.size(); ++i) {
+      if (path[i] == '.') path[i] = '/';
+    }
+    if (name.find("..") != std::string::npos || name.find('/') != std::string::npos) {
+      return base::Fail("bad sysctl name \"" + name + "\"");
+    }
+    sysctls.push_back({path, value});
+  }
   HelperArgs args{};
+  args.sysctls = &sysctls;
   args.ready_w = ready_w.get();
   args.release_r = release_r.get();
   args.ready_r = ready_r.get();
@@ -138,8 +170,9 @@ Result<PodNamespaces> PinPodNamespaces(const PodNamespaceRequest& req) {
   }
   if (status != 'k') {
     reap();
-    return base::Fail(status == 'h' ? "set hostname \"" + req.hostname + "\" failed"
-                                    : "bring up loopback in the pod network namespace failed");
+    return base::Fail(status == 'h'   ? "set hostname \"" + req.hostname + "\" failed"
+                      : status == 's' ? "set the pod's sysctls failed (unknown name or bad value)"
+                                      : "bring up loopback in the pod network namespace failed");
   }
   Result<> r;
   if (req.new_net) r = BindNamespace(pid, "net", ns.net);

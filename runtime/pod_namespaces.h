@@ -2,6 +2,7 @@
 // The pod's shared namespaces (network, IPC, UTS) live without any process: a short-lived
 // helper child unshares them and sets the hostname, and its /proc/PID/ns/* files are bind
 // mounted under the run dir (<run>/netns/<id>, <run>/ipcns/<id>, <run>/utsns/<id>).
+#include <map>
 #include <string>
 
 #include "base/result.h"
@@ -23,6 +24,9 @@ struct PodNamespaceRequest {
   bool new_net = true;
   bool new_ipc = true;
   bool new_uts = true;
+  // Namespaced sysctls (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*), set inside
+  // the new namespaces: "net.ipv4.ip_unprivileged_port_start" -> "0".
+  std::map<std::string, std::string> sysctls;
 };
 
 Result<PodNamespaces> PinPodNamespaces(const PodNamespaceRequest& req);

@@ -140,6 +140,7 @@ Result<std::string> Runtime::RunPodSandbox(const cri::PodSandboxConfig& config) 
   nreq.new_net = !host_net;
   nreq.new_ipc = !host_ipc;
   nreq.new_uts = !host_net;  // host-network pods keep the node's hostname, as the kubelet does
+  nreq.sysctls = config.linux.sysctls;
   auto ns = PinPodNamespaces(nreq);
   if (!ns) return tl::unexpected(ns.error().Wrap(what));
   r.netns = ns->net;

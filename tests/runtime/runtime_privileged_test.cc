@@ -254,6 +254,7 @@ TEST_CASE("runtime: a container's output lands in the CRI log and its exit code 
 TEST_CASE("runtime: a running container is in its cgroup, pod namespaces, with limits") {
   Env env("rt-running");
   auto pod = env.Pod("web");
+  pod.linux.sysctls = {{"net.ipv4.ip_unprivileged_port_start", "80"}, {"kernel.shmmni", "1000"}};
   cri::LinuxContainerResources pod_res;
   pod_res.memory_limit_in_bytes = 256 << 20;
   pod.linux.resources = pod_res;
@@ -298,6 +299,10 @@ TEST_CASE("runtime: a running container is in its cgroup, pod namespaces, with l
   REQUIRE(ex);
   CHECK(ex->exit_code == 0);
   CHECK(ex->stdout_ == "web-host\n");
+  ex = env.rt->ExecSync(id, {"cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/kernel/shmmni"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "80\n1000\n");
+  CHECK(Trim(Slurp("/proc/sys/kernel/shmmni")) != "1000");  // not the node's
   ex = env.rt->ExecSync(id, {"cat", "/proc/1/cmdline"}, 10s);
   REQUIRE(ex);
   CHECK(ex->stdout_ == std::string("sleep\0" "1000\0", 11));
@@ -383,6 +388,13 @@ TEST_CASE("runtime: an executable that is not found is a start error with exit c
   CHECK(st.exit_code == 128);
   CHECK(st.reason == "StartError");
   CHECK(st.message.find("executable file not found") != std::string::npos);
+  // A sysctl that is not namespaced is refused, not applied to the node.
+  auto bad_pod = env.Pod("badsysctl");
+  bad_pod.linux.sysctls = {{"vm.swappiness", "1"}};
+  auto bad_sb = env.rt->RunPodSandbox(bad_pod);
+  REQUIRE_FALSE(bad_sb);
+  CHECK(bad_sb.error().message.find("vm.swappiness") != std::string::npos);
+  CHECK(env.rt->ListPodSandbox({})->size() == 1);
   // An image that is not in the store.
   auto c = env.Ctr("x", {"true"});
   c.image.image = "docker.io/library/nothere:1.0";
