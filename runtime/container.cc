@@ -221,7 +221,21 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     }
   }
   if (auto r = opts_.cgroups->Create(rec.cgroup); !r) return fail(r.error());
-  if (auto r = opts_.cgroups->Apply(rec.cgroup, ToCgroupResourcesForRuntime(c.linux.resources)); !r) {
+  cgroups::Resources res = ToCgroupResourcesForRuntime(c.linux.resources);
+  // runc's default device allow-list: mknod of anything (CAP_MKNOD is in the default set) but
+  // no read/write of devices other than the /dev set, so a node cannot reach the host's disks.
+  // Privileged containers may use every device.
+  using cgroups::DeviceRule;
+  if (c.linux.security_context.privileged) {
+    res.devices = std::vector<DeviceRule>{{true, 'a', -1, -1, "rwm"}};
+  } else {
+    res.devices = std::vector<DeviceRule>{
+        {true, 'c', -1, -1, "m"},  {true, 'b', -1, -1, "m"},    {true, 'c', 1, 3, "rwm"},
+        {true, 'c', 1, 5, "rwm"},  {true, 'c', 1, 7, "rwm"},    {true, 'c', 1, 8, "rwm"},
+        {true, 'c', 1, 9, "rwm"},  {true, 'c', 5, 0, "rwm"},    {true, 'c', 5, 1, "rwm"},
+        {true, 'c', 5, 2, "rwm"},  {true, 'c', 136, -1, "rwm"}, {true, 'c', 10, 200, "rwm"}};
+  }
+  if (auto r = opts_.cgroups->Apply(rec.cgroup, res); !r) {
     return fail(r.error());
   }
   auto spec = BuildSpec(sb, rec, c, *image, dir);

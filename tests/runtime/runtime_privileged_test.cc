@@ -434,6 +434,11 @@ TEST_CASE("runtime: capabilities, seccomp RuntimeDefault, no_new_privs, read-onl
   REQUIRE(ex);
   CHECK(ex->exit_code != 0);
   CHECK(ex->stderr_.find("Operation not permitted") != std::string::npos);
+  // The devices cgroup: a block device node can be made (CAP_MKNOD) but not opened.
+  ex = env.rt->ExecSync(id, {"sh", "-c", "mknod /tmp/disk b 7 0 && echo made; head -c1 /tmp/disk; echo x > /dev/null && echo null-ok"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "made\nnull-ok\n");
+  CHECK(ex->stderr_.find("Operation not permitted") != std::string::npos);
   // Read-only volume: readable, not writable.
   ex = env.rt->ExecSync(id, {"cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"}, 10s);
   REQUIRE(ex);
