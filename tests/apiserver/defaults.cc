@@ -65,9 +65,11 @@ void DefaultContainer(Json& c) {
   if (!c.contains("resources") || !c["resources"].is_object()) c["resources"] = Json::object();
   auto& res = c["resources"];
   if (res.contains("limits") && res["limits"].is_object()) {
-    for (const auto& [k, v] : res["limits"].items()) {
-      if (!res.contains("requests") || !res["requests"].is_object())
-        res["requests"] = Json::object();
+    // Copy first: adding "requests" to the (vector-backed) ordered object moves "limits", which
+    // would invalidate an iterator over it.
+    Json limits = res["limits"];
+    if (!res.contains("requests") || !res["requests"].is_object()) res["requests"] = Json::object();
+    for (const auto& [k, v] : limits.items()) {
       if (!res["requests"].contains(k)) res["requests"][k] = v;
     }
   }
