@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -145,6 +146,10 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
   }
   auto t1 = Clock::now();
   r.ingest_ms = Ms(t1 - t0);
+  if (getenv("PROXY_SYNC_MEM")) {
+    fprintf(stderr, "after ingest: heap in use %.1f MiB, rss %.1f MiB\n",
+            mallinfo2().uordblks / 1048576.0, MaxRssKb(RUSAGE_SELF) / 1024.0);
+  }
   proxier->OnServicesSynced();
   proxier->OnEndpointSlicesSynced();
   if (!proxier->WaitForSync(std::chrono::minutes(10))) {
@@ -153,6 +158,10 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
   }
   auto t2 = Clock::now();
   r.first_ms = Ms(t2 - t1);
+  if (getenv("PROXY_SYNC_MEM")) {
+    fprintf(stderr, "after first sync: heap in use %.1f MiB, peak rss %.1f MiB\n",
+            mallinfo2().uordblks / 1048576.0, MaxRssKb(RUSAGE_SELF) / 1024.0);
+  }
   // One endpoint of one service replaced, `changes` times (different services).
   std::vector<double> times;
   for (int c = 0; c < a.changes; ++c) {
@@ -214,7 +223,7 @@ Result RunNftFloor(const Args& a, int n) {
   auto upd = state.Update();
   const ServicePortName spn{*upd.updated_services.begin(), "http", Protocol::kTCP};
   auto after = RenderNftService(cfg, state.service_ports().at(spn), state.EndpointsFor(spn));
-  std::map<std::string, int> refs;
+  NftRefCounts refs;
   for (const auto& [_, o] : m) {
     for (const auto& e : o.elements) {
       if (e.map == kNftHairpinSet) ++refs[e.key];

@@ -47,7 +47,7 @@ bool EndpointsChangeTracker::EndpointSliceUpdate(const EndpointSlice& slice, boo
     return false;
   }
   ServiceName key{slice.ns, slice.service_name};
-  SliceData data{slice, remove};
+  SliceData data = Compact(slice, remove);
 
   std::lock_guard lock(mu_);
   auto tit = trackers_.find(key);
@@ -90,7 +90,7 @@ EndpointsChangeTracker::Checkout EndpointsChangeTracker::CheckoutChanges() {
       continue;
     }
     Change change;
-    change.previous = EndpointsOf(t.applied);
+    change.previous = EndpointsOf(it->first, t.applied);
     for (auto& [name, data] : t.pending) {
       if (data.remove) {
         t.applied.erase(name);
@@ -99,7 +99,7 @@ EndpointsChangeTracker::Checkout EndpointsChangeTracker::CheckoutChanges() {
       }
     }
     t.pending.clear();
-    change.current = EndpointsOf(t.applied);
+    change.current = EndpointsOf(it->first, t.applied);
     out.changes.emplace(it->first, std::move(change));
     if (t.applied.empty()) {
       it = trackers_.erase(it);
@@ -119,28 +119,48 @@ bool EndpointsChangeTracker::HasPending() const {
   return false;
 }
 
+EndpointsChangeTracker::SliceData EndpointsChangeTracker::Compact(const EndpointSlice& slice,
+                                                                   bool remove) const {
+  SliceData d;
+  d.remove = remove;
+  if (remove) return d;  // a removal is identified by the slice name alone
+  for (const auto& port : slice.ports) {
+    if (!port.name) continue;                   // kube-proxy: "Ignoring port with nil name"
+    if (!port.port || *port.port == 0) continue;  // "Ignoring invalid endpoint port"
+    d.ports.push_back({*port.name, *port.port, port.protocol});
+  }
+  for (const auto& ep : slice.endpoints) {
+    if (ep.addresses.empty()) continue;
+    CompactEndpoint c;
+    c.ip = ep.addresses.front();
+    c.is_local = !node_name_.empty() && ep.node_name && *ep.node_name == node_name_;
+    c.ready = ep.conditions.ready.value_or(true);
+    c.serving = ep.conditions.serving.value_or(true);
+    c.terminating = ep.conditions.terminating.value_or(false);
+    c.zone_hints = ep.hints_for_zones;
+    d.endpoints.push_back(std::move(c));
+  }
+  return d;
+}
+
 EndpointsMap EndpointsChangeTracker::EndpointsOf(
-    const std::map<std::string, SliceData>& slices) const {
+    const ServiceName& svc, const std::map<std::string, SliceData>& slices) const {
   // Keyed by address while merging: an endpoint may briefly appear in two slices while it moves.
   std::map<ServicePortName, std::map<std::string, EndpointInfo>> by_port;
   for (const auto& [_, data] : slices) {
-    const EndpointSlice& s = data.slice;
-    for (const auto& port : s.ports) {
-      if (!port.name) continue;                   // kube-proxy: "Ignoring port with nil name"
-      if (!port.port || *port.port == 0) continue;  // "Ignoring invalid endpoint port"
-      ServicePortName spn{ServiceName{s.ns, s.service_name}, *port.name, port.protocol};
+    for (const auto& port : data.ports) {
+      ServicePortName spn{svc, port.name, port.protocol};
       auto& set = by_port[spn];
-      for (const auto& ep : s.endpoints) {
-        if (ep.addresses.empty()) continue;
+      for (const auto& ep : data.endpoints) {
         EndpointInfo info;
-        info.ip = ep.addresses.front();
-        info.port = *port.port;
+        info.ip = ep.ip;
+        info.port = port.port;
         info.address = info.ip + ":" + std::to_string(info.port);
-        info.is_local = !node_name_.empty() && ep.node_name && *ep.node_name == node_name_;
-        info.ready = ep.conditions.ready.value_or(true);
-        info.serving = ep.conditions.serving.value_or(true);
-        info.terminating = ep.conditions.terminating.value_or(false);
-        info.zone_hints = ep.hints_for_zones;
+        info.is_local = ep.is_local;
+        info.ready = ep.ready;
+        info.serving = ep.serving;
+        info.terminating = ep.terminating;
+        info.zone_hints = ep.zone_hints;
         // The same IP may be a terminating pod and its running successor: prefer the latter.
         auto existing = set.find(info.address);
         if (existing == set.end() || !info.terminating) {

@@ -61,17 +61,34 @@ class EndpointsChangeTracker {
   bool HasPending() const;
 
  private:
+  // What the proxy keeps of a slice: the fields it uses, resolved (nil conditions applied,
+  // locality decided), so that it stays small and a change of other fields is no change.
+  struct CompactEndpoint {
+    std::string ip;
+    bool is_local = false, ready = false, serving = false, terminating = false;
+    std::vector<std::string> zone_hints;
+    bool operator==(const CompactEndpoint&) const = default;
+  };
+  struct CompactPort {
+    std::string name;
+    int32_t port = 0;
+    Protocol protocol = Protocol::kTCP;
+    bool operator==(const CompactPort&) const = default;
+  };
   struct SliceData {
-    EndpointSlice slice;
+    std::vector<CompactEndpoint> endpoints;
+    std::vector<CompactPort> ports;
     bool remove = false;
     bool operator==(const SliceData&) const = default;
   };
+  SliceData Compact(const EndpointSlice& slice, bool remove) const;
   struct SliceTracker {
     std::map<std::string, SliceData> applied;  // by slice name
     std::map<std::string, SliceData> pending;
   };
 
-  EndpointsMap EndpointsOf(const std::map<std::string, SliceData>& slices) const;
+  EndpointsMap EndpointsOf(const ServiceName& svc,
+                           const std::map<std::string, SliceData>& slices) const;
 
   const std::string node_name_;
   const WallTime start_time_;

@@ -708,47 +708,28 @@ class NetlinkNftBackend final : public NftBackend {
   }
   std::string Name() const override { return "nftables-netlink"; }
 
-  // One transaction for the main table (and removal of other shard counts' tables), then one
-  // per service table: each is consistent on its own, and the batches stay small.
-  base::Result<> ReplaceTable(const NftRendererConfig& config,
-                              const NftServiceMap& services) override {
-    const auto shards = NftShardTables(config);
-    std::vector<NftElement> main_elems;
-    std::map<std::string, std::vector<NftElement>> shard_elems;
-    std::set<std::string> hairpin;
-    std::map<std::string, std::vector<const NftServiceObjects*>> by_table;
-    for (const auto& [_, o] : services) {
-      by_table[o.table].push_back(&o);
-      for (const auto& e : o.elements) {
-        if (e.map == kNftHairpinSet && !hairpin.insert(e.key).second) continue;
-        (e.table == kNftTable ? main_elems : shard_elems[e.table]).push_back(e);
-      }
-    }
-    {
-      Batch b;
-      NftRendererConfig other = config;
-      other.shards = kNftMaxShards;
-      auto all = NftShardTables(other);
-      for (size_t i = shards.size(); i < all.size(); ++i) ReplaceTableMsgs(b, all[i]);
-      ReplaceTableMsgs(b, kNftTable);
-      b.Table(false);
+  base::Result<> ReplaceTable(const NftRendererConfig& config, const std::string& table,
+                              const std::vector<const NftServiceObjects*>& services,
+                              const std::vector<NftElement>& elements) override {
+    Batch b;
+    ReplaceTableMsgs(b, table);
+    b.Table(false);
+    if (table == kNftTable) {
       AddBase(b, config);
-      AddServiceObjects(b, by_table[kNftTable]);
-      AddElements(b, false, main_elems);
-      CUBELET_TRY(Send(b));
-    }
-    for (const auto& t : shards) {
-      Batch b;
-      ReplaceTableMsgs(b, t);
-      b.Table(false);
+    } else {
       AddServiceRouting(b);
       AddMarkChain(b, config);
       AddServiceRoutingRules(b, config);
-      AddServiceObjects(b, by_table[t]);
-      AddElements(b, false, shard_elems[t]);
-      CUBELET_TRY(Send(b));
     }
-    return {};
+    AddServiceObjects(b, services);
+    AddElements(b, false, elements);
+    return Send(b);
+  }
+
+  base::Result<> DeleteTables(const std::vector<std::string>& tables) override {
+    Batch b;
+    for (const auto& t : tables) ReplaceTableMsgs(b, t);
+    return Send(b);
   }
 
   base::Result<> ApplyDiff(const NftDiff& d) override {
@@ -787,14 +768,6 @@ class NetlinkNftBackend final : public NftBackend {
     return Send(b);
   }
 
-  base::Result<> DeleteTable() override {
-    Batch b;
-    NftRendererConfig all;
-    all.shards = kNftMaxShards;
-    for (const auto& t : NftShardTables(all)) ReplaceTableMsgs(b, t);
-    ReplaceTableMsgs(b, kNftTable);
-    return Send(b);
-  }
 
  private:
   base::Result<> Send(Batch& b) {

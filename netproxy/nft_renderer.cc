@@ -348,51 +348,51 @@ std::string ReplaceTable(const std::string& table) {
 
 }  // namespace
 
-std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& services) {
-  std::string out = ReplaceTable(kNftTable);
-  // Tables of another shard count go; the current ones are rebuilt.
-  std::vector<std::string> shards = NftShardTables(config);
-  for (int i = static_cast<int>(shards.size()); i < kNftMaxShards; ++i) {
-    NftRendererConfig other = config;
-    other.shards = kNftMaxShards;
-    out += ReplaceTable(NftShardTables(other)[i]);
-  }
-  std::map<std::string, std::string> blocks;  // table -> text (without the closing brace)
-  std::string base = NftBaseTable(config);
-  base.resize(base.size() - 2);
-  blocks[kNftTable] = base;
-  for (const auto& t : shards) {
-    out += ReplaceTable(t);
-    std::string b = NftShardBase(config, t);
-    b.resize(b.size() - 2);
-    blocks[t] = b;
-  }
-  std::vector<NftElement> elements;
-  std::set<std::string> hairpin;
-  for (const auto& [_, o] : services) {
-    std::string& block = blocks[o.table];
-    for (const auto& s : o.sets) block += "  set " + NftSetText(s) + "\n";
-    for (const auto& c : o.chains) {
+std::string NftTableScript(const NftRendererConfig& config, const std::string& table,
+                           const std::vector<const NftServiceObjects*>& services,
+                           const std::vector<NftElement>& elements) {
+  std::string out = ReplaceTable(table);
+  std::string block = table == kNftTable ? NftBaseTable(config) : NftShardBase(config, table);
+  block.resize(block.size() - 2);  // reopen the table block: "}\n"
+  for (const NftServiceObjects* o : services) {
+    for (const auto& s : o->sets) block += "  set " + NftSetText(s) + "\n";
+    for (const auto& c : o->chains) {
       block += "  chain " + c.name + " {\n";
       for (const auto& r : c.rules) block += "    " + NftRuleText(r) + "\n";
       block += "  }\n";
     }
+  }
+  out += block + "}\n";
+  AppendElements(out, "add", elements);
+  return out;
+}
+
+std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& services) {
+  std::string out;
+  // Tables of another shard count go; the current ones are rebuilt.
+  std::vector<std::string> shards = NftShardTables(config);
+  NftRendererConfig all = config;
+  all.shards = kNftMaxShards;
+  auto all_tables = NftShardTables(all);
+  for (size_t i = shards.size(); i < all_tables.size(); ++i) out += ReplaceTable(all_tables[i]);
+  std::map<std::string, std::vector<const NftServiceObjects*>> by_table;
+  std::map<std::string, std::vector<NftElement>> elems;
+  std::set<std::string> hairpin;
+  for (const auto& [_, o] : services) {
+    by_table[o.table].push_back(&o);
     for (const auto& e : o.elements) {
-      if (e.map == kNftHairpinSet) {
-        if (!hairpin.insert(e.key).second) continue;
-      }
-      elements.push_back(e);
+      if (e.map == kNftHairpinSet && !hairpin.insert(e.key).second) continue;
+      elems[e.table].push_back(e);
     }
   }
-  out += blocks[kNftTable] + "}\n";
-  for (const auto& t : shards) out += blocks[t] + "}\n";
-  AppendElements(out, "add", elements);
+  out += NftTableScript(config, kNftTable, by_table[kNftTable], elems[kNftTable]);
+  for (const auto& t : shards) out += NftTableScript(config, t, by_table[t], elems[t]);
   return out;
 }
 
 NftDiff ComputeNftDiff(
     const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
-    std::map<std::string, int>& hairpin_refs) {
+    NftRefCounts& hairpin_refs) {
   static const NftServiceObjects kEmpty;
   NftDiff d;
   std::vector<NftElement> elems_del;
@@ -479,7 +479,7 @@ std::string NftDiffText(const NftDiff& d) {
 
 std::string NftDiffScript(
     const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
-    std::map<std::string, int>& hairpin_refs) {
+    NftRefCounts& hairpin_refs) {
   return NftDiffText(ComputeNftDiff(changes, hairpin_refs));
 }
 

@@ -14,6 +14,7 @@
 // Rules are data (NftRule) so that they can be written as nft text (libnftables, goldens) or
 // as netlink messages directly (nft_netlink.h).
 #include <map>
+#include <unordered_map>
 #include <set>
 #include <string>
 #include <vector>
@@ -124,6 +125,12 @@ std::string NftBaseTable(const NftRendererConfig& config);
 // A service table's maps and base chains (shards > 1).
 std::string NftShardBase(const NftRendererConfig& config, const std::string& table);
 
+// One table as nft text, replaced whole: the main table (kNftTable) or a service table, with the
+// given services' sets and chains and the given elements (of any table).
+std::string NftTableScript(const NftRendererConfig& config, const std::string& table,
+                           const std::vector<const NftServiceObjects*>& services,
+                           const std::vector<NftElement>& elements);
+
 // All tables as nft text, replacing whatever is there (tables of other shard counts removed).
 std::string NftFullScript(const NftRendererConfig& config, const NftServiceMap& services);
 
@@ -150,17 +157,20 @@ struct NftDiff {
   }
 };
 
+// Users of each hairpin element ("ip . ip"), over all services.
+using NftRefCounts = std::unordered_map<std::string, int>;
+
 // `changes` pairs (before, after) per service port (nullptr = absent). `hairpin_refs` counts,
 // over all services, the users of each hairpin element; it is updated, and hairpin elements are
 // added/removed only on 0 <-> 1 transitions.
 NftDiff ComputeNftDiff(
     const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
-    std::map<std::string, int>& hairpin_refs);
+    NftRefCounts& hairpin_refs);
 std::string NftDiffText(const NftDiff& diff);
 
 // Text form of ComputeNftDiff (tests, libnftables backend).
 std::string NftDiffScript(
     const std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>>& changes,
-    std::map<std::string, int>& hairpin_refs);
+    NftRefCounts& hairpin_refs);
 
 }  // namespace netproxy

@@ -3,9 +3,10 @@
 #include <nftables/libnftables.h>
 
 #include "base/log.h"
-#include "base/strings.h"
-
 #include <algorithm>
+#include <set>
+
+#include "base/strings.h"
 
 namespace netproxy {
 
@@ -47,9 +48,8 @@ class NftablesEngine final : public ProxyEngine {
 
   std::string Name() const override { return backend_->Name(); }
   base::Result<> Cleanup() override {
-    applied_.clear();
     hairpin_refs_.clear();
-    return CleanupNftables(*backend_);
+    return backend_->DeleteTable();
   }
 
   base::Result<EngineSyncStats> Sync(const ProxyState& state, const StateUpdateResult& update,
@@ -73,99 +73,167 @@ class NftablesEngine final : public ProxyEngine {
     }
     EngineSyncStats stats;
     if (full) {
-      NftServiceMap services;
-      for (const auto& [spn, svc] : state.service_ports()) {
-        services.emplace(spn, RenderNftService(config_, svc, state.EndpointsFor(spn)));
-      }
-      auto r = backend_->ReplaceTable(config_, services);
-      if (!r) return tl::unexpected(r.error());
-      stats.commits = 1;
-      applied_ = std::move(services);
-      hairpin_refs_.clear();
-      for (const auto& [_, o] : applied_) {
-        for (const auto& e : o.elements) {
-          if (e.map == kNftHairpinSet) ++hairpin_refs_[e.key];
-        }
-      }
+      CUBELET_TRY(FullSync(state, stats));
     } else {
-      // The ports of each changed service, before and after.
-      NftServiceMap rendered;
-      std::vector<ServicePortName> touched;
-      for (const auto& name : update.updated_services) {
-        ServicePortName lo{name, "", Protocol::kTCP};
-        for (auto it = state.service_ports().lower_bound(lo);
-             it != state.service_ports().end() && it->first.service == name; ++it) {
-          rendered.emplace(it->first,
-                           RenderNftService(config_, it->second, state.EndpointsFor(it->first)));
-          touched.push_back(it->first);
-        }
-        for (auto it = applied_.lower_bound(lo); it != applied_.end() && it->first.service == name;
-             ++it) {
-          if (!rendered.count(it->first)) touched.push_back(it->first);
-        }
-      }
-      std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>> changes;
-      for (const auto& spn : touched) {
-        auto a = applied_.find(spn);
-        auto r = rendered.find(spn);
-        changes.push_back({a == applied_.end() ? nullptr : &a->second,
-                           r == rendered.end() ? nullptr : &r->second});
-      }
-      // Updated in place: a failure forces a full sync, which recounts.
-      NftDiff diff = ComputeNftDiff(changes, hairpin_refs_);
-      if (!diff.empty()) {
-        auto r = backend_->ApplyDiff(diff);
-        if (!r) return tl::unexpected(r.error());
-        stats.commits = 1;
-      }
-      for (const auto& spn : touched) {
-        auto r = rendered.find(spn);
-        if (r == rendered.end()) {
-          applied_.erase(spn);
-        } else {
-          applied_[spn] = std::move(r->second);
-        }
-      }
+      CUBELET_TRY(PartialSync(state, update, stats));
     }
-    size_t chains = 0, elements = 0;
-    for (const auto& [_, o] : applied_) {
-      chains += o.chains.size();
-      elements += o.elements.size();
-    }
-    stats.rules["nft_chains"] = chains;
-    stats.rules["nft_tables"] = std::max(1, config_.shards) + (config_.shards > 1 ? 1 : 0);
-    stats.rules["nft_elements"] = elements;
+    stats.rules["nft_chains"] = chains_;
+    stats.rules["nft_elements"] = elements_;
+    stats.rules["nft_tables"] = config_.shards > 1 ? config_.shards + 1 : 1;
     return stats;
   }
 
  private:
+  // One transaction per service table, rendered and sent one table at a time (the peak memory
+  // of a 30k-service sync is one table's worth), then the main table with the refusals and the
+  // hairpin set collected on the way.
+  base::Result<> FullSync(const ProxyState& state, EngineSyncStats& stats) {
+    hairpin_refs_.clear();
+    chains_ = elements_ = 0;
+    const auto shards = NftShardTables(config_);
+    NftRendererConfig all = config_;
+    all.shards = kNftMaxShards;
+    auto all_tables = NftShardTables(all);
+    std::vector<std::string> stale(all_tables.begin() + static_cast<long>(shards.size()),
+                                   all_tables.end());
+    CUBELET_TRY(backend_->DeleteTables(stale));
+
+    std::map<std::string, std::vector<const ServicePort*>> by_table;
+    for (const auto& [spn, svc] : state.service_ports()) {
+      by_table[NftServiceTable(config_, spn.service)].push_back(&svc);
+    }
+    std::vector<NftElement> main_elems;
+    auto render_table = [&](const std::string& table, std::vector<NftServiceObjects>& objs,
+                            std::vector<NftElement>& elems) {
+      for (const ServicePort* svc : by_table[table]) {
+        objs.push_back(RenderNftService(config_, *svc, state.EndpointsFor(svc->name)));
+        chains_ += objs.back().chains.size();
+        for (auto& e : objs.back().elements) {
+          if (e.map == kNftHairpinSet && hairpin_refs_[e.key]++ > 0) continue;
+          ++elements_;
+          (e.table == table ? elems : main_elems).push_back(std::move(e));
+        }
+        objs.back().elements.clear();
+      }
+    };
+    for (const auto& t : shards) {
+      std::vector<NftServiceObjects> objs;
+      std::vector<NftElement> elems;
+      render_table(t, objs, elems);
+      std::vector<const NftServiceObjects*> ptrs;
+      for (const auto& o : objs) ptrs.push_back(&o);
+      CUBELET_TRY(backend_->ReplaceTable(config_, t, ptrs, elems));
+      ++stats.commits;
+    }
+    std::vector<NftServiceObjects> objs;
+    std::vector<NftElement> elems;
+    render_table(kNftTable, objs, elems);
+    elems.insert(elems.end(), std::make_move_iterator(main_elems.begin()),
+                 std::make_move_iterator(main_elems.end()));
+    std::vector<const NftServiceObjects*> ptrs;
+    for (const auto& o : objs) ptrs.push_back(&o);
+    CUBELET_TRY(backend_->ReplaceTable(config_, kNftTable, ptrs, elems));
+    ++stats.commits;
+    return {};
+  }
+
+  // The changed services' objects as they were rendered last time (from the state before the
+  // update) and as they are now; the difference goes to the kernel in one transaction.
+  base::Result<> PartialSync(const ProxyState& state, const StateUpdateResult& update,
+                             EngineSyncStats& stats) {
+    std::vector<NftServiceObjects> storage;
+    std::vector<std::pair<size_t, size_t>> index;  // into storage; SIZE_MAX = absent
+    constexpr size_t kNone = SIZE_MAX;
+    storage.reserve(4 * update.updated_services.size() + 4);
+    for (const auto& name : update.updated_services) {
+      const ServicePortName lo{name, "", Protocol::kTCP};
+      // Ports now.
+      std::map<ServicePortName, const ServicePort*> now;
+      for (auto it = state.service_ports().lower_bound(lo);
+           it != state.service_ports().end() && it->first.service == name; ++it) {
+        now[it->first] = &it->second;
+      }
+      // Ports before: from the update when the Service changed, else the same as now.
+      std::map<ServicePortName, const ServicePort*> before = now;
+      auto pp = update.previous_ports.find(name);
+      if (pp != update.previous_ports.end()) {
+        before.clear();
+        for (const auto& [spn, sp] : pp->second) before[spn] = &sp;
+      }
+      auto pe = update.previous_endpoints.find(name);
+      auto eps_before = [&](const ServicePortName& spn) -> const std::vector<EndpointInfo>& {
+        static const std::vector<EndpointInfo> kNoEndpoints;
+        if (pe == update.previous_endpoints.end()) return state.EndpointsFor(spn);
+        auto it = pe->second.find(spn);
+        return it == pe->second.end() ? kNoEndpoints : it->second;
+      };
+      std::set<ServicePortName> spns;
+      for (const auto& [spn, _] : now) spns.insert(spn);
+      for (const auto& [spn, _] : before) spns.insert(spn);
+      for (const auto& spn : spns) {
+        size_t b = kNone, a = kNone;
+        if (auto it = before.find(spn); it != before.end()) {
+          storage.push_back(RenderNftService(config_, *it->second, eps_before(spn)));
+          b = storage.size() - 1;
+        }
+        if (auto it = now.find(spn); it != now.end()) {
+          storage.push_back(RenderNftService(config_, *it->second, state.EndpointsFor(spn)));
+          a = storage.size() - 1;
+        }
+        index.emplace_back(b, a);
+      }
+    }
+    std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>> changes;
+    for (auto [b, a] : index) {
+      changes.push_back({b == kNone ? nullptr : &storage[b], a == kNone ? nullptr : &storage[a]});
+    }
+    // Updated in place: a failure forces a full sync, which recounts.
+    NftDiff diff = ComputeNftDiff(changes, hairpin_refs_);
+    if (diff.empty()) return {};
+    CUBELET_TRY(backend_->ApplyDiff(diff));
+    ++stats.commits;
+    chains_ += diff.chains_add.size();
+    chains_ -= std::min(chains_, diff.chains_del.size());
+    elements_ += diff.elems_add.size();
+    elements_ -= std::min(elements_, diff.elems_del.size());
+    return {};
+  }
+
   NftBackendPtr backend_;
   NftRendererConfig config_;
   int requested_shards_;  // <= 0: automatic
   std::vector<std::string> nodeport_cidrs_;
-  NftServiceMap applied_;
-  std::map<std::string, int> hairpin_refs_;
+  NftRefCounts hairpin_refs_;
+  size_t chains_ = 0;
+  size_t elements_ = 0;
 };
 
 }  // namespace
 
 NftBackendPtr MakeLibNftablesBackend() { return std::make_unique<LibNftablesBackend>(); }
 
-base::Result<> NftScriptBackend::ReplaceTable(const NftRendererConfig& config,
-                                              const NftServiceMap& services) {
-  return Run(NftFullScript(config, services));
+base::Result<> NftScriptBackend::ReplaceTable(
+    const NftRendererConfig& config, const std::string& table,
+    const std::vector<const NftServiceObjects*>& services,
+    const std::vector<NftElement>& elements) {
+  return Run(NftTableScript(config, table, services, elements));
 }
 
 base::Result<> NftScriptBackend::ApplyDiff(const NftDiff& diff) { return Run(NftDiffText(diff)); }
 
-base::Result<> NftScriptBackend::DeleteTable() {
+base::Result<> NftScriptBackend::DeleteTables(const std::vector<std::string>& tables) {
   std::string script;
+  for (const auto& t : tables) script += "add table ip " + t + "\ndelete table ip " + t + "\n";
+  if (script.empty()) return {};
+  return Run(script);
+}
+
+base::Result<> NftBackend::DeleteTable() {
   NftRendererConfig all;
   all.shards = kNftMaxShards;
-  for (const auto& t : NftShardTables(all)) {
-    script += "add table ip " + t + "\ndelete table ip " + t + "\n";
-  }
-  return Run(script + "add table ip " + kNftTable + "\ndelete table ip " + kNftTable + "\n");
+  auto tables = NftShardTables(all);
+  tables.push_back(kNftTable);
+  return DeleteTables(tables);
 }
 
 base::Result<> FakeNftBackend::Run(const std::string& script) {

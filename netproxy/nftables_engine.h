@@ -18,22 +18,26 @@ class NftBackend {
  public:
   virtual ~NftBackend() = default;
   virtual std::string Name() const = 0;
-  // Replaces the whole table (created when missing).
-  virtual base::Result<> ReplaceTable(const NftRendererConfig& config,
-                                      const NftServiceMap& services) = 0;
+  // Replaces one table (main or service table) in one transaction, created when missing.
+  virtual base::Result<> ReplaceTable(const NftRendererConfig& config, const std::string& table,
+                                      const std::vector<const NftServiceObjects*>& services,
+                                      const std::vector<NftElement>& elements) = 0;
   virtual base::Result<> ApplyDiff(const NftDiff& diff) = 0;
-  // Removes the table; no error when it does not exist.
-  virtual base::Result<> DeleteTable() = 0;
+  // Removes tables; no error for those that do not exist.
+  virtual base::Result<> DeleteTables(const std::vector<std::string>& tables) = 0;
+  // Removes the main table and every possible service table.
+  base::Result<> DeleteTable();
 };
 using NftBackendPtr = std::unique_ptr<NftBackend>;
 
 // Text backends render nft scripts (the `nft -f` language) and run them.
 class NftScriptBackend : public NftBackend {
  public:
-  base::Result<> ReplaceTable(const NftRendererConfig& config,
-                              const NftServiceMap& services) override;
+  base::Result<> ReplaceTable(const NftRendererConfig& config, const std::string& table,
+                              const std::vector<const NftServiceObjects*>& services,
+                              const std::vector<NftElement>& elements) override;
   base::Result<> ApplyDiff(const NftDiff& diff) override;
-  base::Result<> DeleteTable() override;
+  base::Result<> DeleteTables(const std::vector<std::string>& tables) override;
   virtual base::Result<> Run(const std::string& script) = 0;
 };
 

@@ -106,6 +106,7 @@ StateUpdateResult ProxyState::Update() {
       if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
       service_ports_.insert_or_assign(spn, std::move(sp));
     }
+    result.previous_ports.emplace(name, std::move(change.previous));
   }
 
   auto ep_checkout = endpoint_changes_.CheckoutChanges();
@@ -120,6 +121,7 @@ StateUpdateResult ProxyState::Update() {
       if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
       endpoints_.insert_or_assign(spn, std::move(eps));
     }
+    result.previous_endpoints.emplace(name, std::move(change.previous));
   }
   result.trigger_times = std::move(ep_checkout.trigger_times);
   return result;

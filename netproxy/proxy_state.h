@@ -33,6 +33,11 @@ struct StateUpdateResult {
   size_t endpoint_changes = 0;
   // A UDP service port changed (service or endpoints): stale conntrack entries may need removal.
   bool udp_changed = false;
+  // What changed services looked like before this update: their ports when the Service
+  // changed, their endpoints when a slice changed (absent = unchanged). Lets an engine compute
+  // the objects it wrote last time instead of keeping them.
+  std::map<ServiceName, ServicePortMap> previous_ports;
+  std::map<ServiceName, EndpointsMap> previous_endpoints;
 };
 
 class ProxyState {

@@ -70,8 +70,6 @@ struct EndpointInfo {
   bool ready = false;
   bool serving = false;
   bool terminating = false;
-  std::string node_name;
-  std::string zone;
   std::vector<std::string> zone_hints;
   bool operator==(const EndpointInfo&) const = default;
 };

@@ -142,7 +142,7 @@ TEST_CASE("nft: diffs touch only what changed, in an order the kernel accepts") 
   auto v1 = RenderNftService(Config(), sp, Eps({{"10.244.1.1", false}}));
   auto v2 = RenderNftService(Config(), sp, Eps({{"10.244.1.1", false}, {"10.244.1.2", false}}));
   auto none = RenderNftService(Config(), sp, {});
-  std::map<std::string, int> refs = {{"10.244.1.1 . 10.244.1.1", 2}};  // also used elsewhere
+  NftRefCounts refs = {{"10.244.1.1 . 10.244.1.1", 2}};  // also used elsewhere
 
   // Endpoint added: the chain is rewritten, one hairpin element added, the map untouched.
   std::string d = NftDiffScript({{&v1, &v2}}, refs);
@@ -249,7 +249,7 @@ TEST_CASE("nft: services spread over shard tables, each with its own nat hooks")
   CHECK(Has(script, "delete table ip cubelet-svc-63\n"));
 
   // A diff addresses the service's table.
-  std::map<std::string, int> refs;
+  NftRefCounts refs;
   auto sp = m.begin()->first;
   const auto& before = m.begin()->second;
   NftServiceObjects after = before;
