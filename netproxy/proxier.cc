@@ -155,6 +155,12 @@ base::Result<std::unique_ptr<Proxier>> Proxier::CreateWithEngine(ProxierOptions 
     if (!c) return tl::unexpected(c.error().Wrap("remove proxy rules of a previous run"));
   }
   std::unique_ptr<Proxier> p(new Proxier(std::move(options), std::move(engine)));
+  if (!p->options_.healthz_bind_address.empty() || p->options_.health_check_node_ports) {
+    auto hs = HealthServer::Start(p->options_.healthz_bind_address,
+                                  [raw = p.get()] { return raw->Health(); });
+    if (!hs) return tl::unexpected(hs.error());
+    p->health_server_ = std::move(*hs);
+  }
   p->thread_ = std::thread([raw = p.get()] { raw->SyncLoop(); });
   return p;
 }
@@ -164,7 +170,12 @@ Proxier::Proxier(ProxierOptions options, ProxyEnginePtr engine)
       engine_(std::move(engine)),
       state_(options_.node_name, std::chrono::system_clock::now()) {}
 
-Proxier::~Proxier() { Stop(); }
+Proxier::~Proxier() {
+  Stop();
+  health_server_.reset();
+}
+
+int Proxier::healthz_port() const { return health_server_ ? health_server_->healthz_port() : 0; }
 
 void Proxier::Stop() {
   {
@@ -322,24 +333,51 @@ bool Proxier::SyncProxyRules() {
   const auto end = Clock::now();
   const double secs = std::chrono::duration<double>(end - start).count();
   metrics_.ObserveSync(secs, full);
-  std::lock_guard lock(mu_);
   if (!error.empty()) {
+    std::lock_guard lock(mu_);
     last_error_ = error;
-    log::Error("proxy rules sync failed", {{"error", error},
-                                           {"retryIn", std::to_string(options_.retry_period.count()) + "ms"}});
+    log::Error("proxy rules sync failed",
+               {{"error", error},
+                {"retryIn", std::to_string(options_.retry_period.count()) + "ms"}});
     return false;
   }
-  if (full) {
-    need_full_ = false;
-    last_full_sync_ = end;
+  {
+    std::lock_guard lock(mu_);
+    if (full) {
+      need_full_ = false;
+      last_full_sync_ = end;
+    }
+    last_error_.clear();
   }
-  last_error_.clear();
   const auto wall_now = std::chrono::system_clock::now();
   metrics_.SetLastSync(UnixSeconds(wall_now));
   metrics_.IncSyncs();
   for (const auto& [svc, times] : update.trigger_times) {
     for (WallTime t : times) {
       metrics_.ObserveNetworkProgramming(std::chrono::duration<double>(wall_now - t).count());
+    }
+  }
+  if (health_server_ && options_.health_check_node_ports) {
+    // kube-proxy's LocalReadyEndpoints: ready endpoints on this node, per service.
+    std::map<int, ServiceHealthInfo> checks;
+    for (const auto& [spn, sp] : state_.service_ports()) {
+      if (sp.health_check_node_port == 0) continue;
+      auto& info = checks[sp.health_check_node_port];
+      info.ns = spn.service.ns;
+      info.name = spn.service.name;
+      int local = 0;
+      for (const auto& ep : state_.EndpointsFor(spn)) local += ep.is_local && ep.ready;
+      info.local_endpoints = std::max(info.local_endpoints, local);
+    }
+    if (checks != health_checks_) {
+      // Not under mu_: the server thread calls Health().
+      auto r = health_server_->SyncServices(checks);
+      if (r) {
+        health_checks_ = std::move(checks);
+      } else {
+        // Retried at the next sync.
+        log::Error("health check node ports", {{"error", r.error().message}});
+      }
     }
   }
   return true;

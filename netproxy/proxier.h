@@ -25,6 +25,8 @@
 #include "netproxy/iptables_renderer.h"
 #include "netproxy/metrics.h"
 #include "netproxy/model.h"
+#include "netproxy/health_server.h"
+#include "netproxy/proxier_health.h"
 #include "netproxy/proxy_engine.h"
 #include "netproxy/proxy_state.h"
 #include "netproxy/rules_backend.h"
@@ -60,18 +62,14 @@ struct ProxierOptions {
   // Remove rules a previous run left (all of them) before the first sync.
   bool cleanup_at_start = true;
   std::string topology_zone;  // this node's topology.kubernetes.io/zone
+  // /healthz listener "IP:PORT" (kube-proxy's default is "0.0.0.0:10256"; the agent sets it),
+  // "" = none. Port 0 picks a free port (tests).
+  std::string healthz_bind_address;
+  // Serve the healthCheckNodePorts of LoadBalancer services with externalTrafficPolicy Local.
+  bool health_check_node_ports = true;
   // nftables mode: service tables (see NftRendererConfig::shards); 0 = about one per 1000
   // service ports.
   int nft_shards = 0;
-};
-
-struct ProxierHealth {
-  bool healthy = true;
-  // Last successful sync (epoch when none yet).
-  WallTime last_updated;
-  // Oldest change not yet applied (epoch when none pending).
-  WallTime oldest_pending;
-  std::string last_error;  // of the last failed sync, "" after a success
 };
 
 // The iptables renderer settings that follow from the options (and the host's sysctls).
@@ -116,6 +114,8 @@ class Proxier {
   void Stop();
 
   const ProxierOptions& options() const { return options_; }
+  // The port /healthz listens on (0 when not serving).
+  int healthz_port() const;
   const ProxyMetrics& metrics() const { return metrics_; }
   std::string engine_name() const { return engine_->Name(); }
 
@@ -128,6 +128,8 @@ class Proxier {
 
   const ProxierOptions options_;
   ProxyEnginePtr engine_;
+  std::unique_ptr<HealthServer> health_server_;
+  std::map<int, ServiceHealthInfo> health_checks_;  // sync thread only
   ProxyState state_;  // maps touched only by the sync thread; trackers by any thread
   ProxyMetrics metrics_;
 

@@ -75,6 +75,7 @@ class Pod {
     REQUIRE(Run(in_ns + "ip addr add " + ip_ + "/24 dev eth0", &out) == 0);
     REQUIRE(Run(in_ns + "ip link set eth0 up && " + in_ns + "ip link set lo up", &out) == 0);
     REQUIRE(Run(in_ns + "ip route add default via " + host_ip_, &out) == 0);
+    if (body.empty()) return;  // a client, no server
     REQUIRE(base::MkdirAll(dir_));
     REQUIRE(base::WriteFile(dir_ + "/index.html", body + "\n"));
     // Without -f busybox httpd daemonizes; its pid is found through the netns at teardown.
@@ -93,6 +94,10 @@ class Pod {
   }
   const std::string& ip() const { return ip_; }
   const std::string& host_ip() const { return host_ip_; }
+  // Runs a shell command inside the pod's network namespace.
+  int Exec(const std::string& cmd, std::string* out = nullptr) const {
+    return Run("nsenter --net=/run/netns/" + ns_ + " " + cmd, out);
+  }
 
  private:
   std::string ns_, host_if_, ip_, host_ip_, dir_;
@@ -361,7 +366,7 @@ void TrafficScenario(ProxyMode mode) {
       CHECK(save.find("KUBE-FORWARD") == std::string::npos);
       CHECK(save.find("KUBE-MARK-MASQ") == std::string::npos);
     } else {
-      auto nft = MakeLibNftablesBackend();
+      auto nft = MakeNetlinkNftBackend();
       REQUIRE(CleanupNftables(*nft));
       CHECK(NftList().empty());
     }
@@ -369,12 +374,119 @@ void TrafficScenario(ProxyMode mode) {
   }
   proxier.reset();
   CleanupLeftovers(real);
-  auto nft = MakeLibNftablesBackend();
+  auto nft = MakeNetlinkNftBackend();
   CleanupNftables(*nft);
   Run("ip route del 10.96.0.0/12");
 }
 
 }  // namespace
+
+// externalTrafficPolicy Local with its health check node port, and ClientIP affinity.
+void PolicyScenario(ProxyMode mode) {
+  SweepStaleNamespaces();
+  Pod pod1(1, "10.250.1", "pod-1");
+  Pod pod2(2, "10.250.2", "pod-2");
+  // A client outside the cluster CIDR, as a load balancer or an external user would be.
+  Pod client(3, "192.168.77", "");
+  REQUIRE(Run("ip route add 10.96.0.0/12 dev np1") == 0);
+  REQUIRE(base::WriteFile("/proc/sys/net/ipv4/ip_forward", "1"));  // this test's netns only
+
+  ProxierOptions o;
+  o.node_name = "node-a";
+  o.node_ips = {pod1.host_ip()};
+  o.cluster_cidr = "10.250.0.0/16";
+  o.min_sync_period = 50ms;
+  o.mode = mode;
+  auto created = Proxier::Create(o);
+  REQUIRE(created);
+  auto& proxier = *created;
+
+  Service lb = ClusterIPService("default", "lb", "10.96.0.20",
+                                {Port("http", 80, 8080, Protocol::kTCP, 30081)});
+  lb.type = ServiceType::kLoadBalancer;
+  lb.external_traffic_policy = TrafficPolicy::kLocal;
+  lb.health_check_node_port = 32000;
+  EndpointSlice lb_slice = Slice("default", "lb", "lb-1",
+                                 {Ep(pod1.ip(), true, "node-a"), Ep(pod2.ip(), true, "node-b")},
+                                 {EpPort("http", 8080)});
+  Service sticky = ClusterIPService("default", "sticky", "10.96.0.21", {Port("http", 80, 8080)});
+  sticky.session_affinity = SessionAffinity::kClientIP;
+  sticky.session_affinity_timeout_seconds = 600;
+  EndpointSlice sticky_slice = Slice("default", "sticky", "sticky-1",
+                                     {Ep(pod1.ip(), true, "node-a"), Ep(pod2.ip(), true, "node-b")},
+                                     {EpPort("http", 8080)});
+  proxier->OnServiceAdd(lb);
+  proxier->OnEndpointSliceAdd(lb_slice);
+  proxier->OnServiceAdd(sticky);
+  proxier->OnEndpointSliceAdd(sticky_slice);
+  proxier->OnServicesSynced();
+  proxier->OnEndpointSlicesSynced();
+  REQUIRE(proxier->WaitForSync(10s));
+
+  std::string body;
+  // The health check node port reports this node's local endpoints.
+  REQUIRE(Curl("http://" + pod1.host_ip() + ":32000/", &body, "-w ' %{http_code}'") == 0);
+  CHECK(body == "{\"service\": {\"namespace\": \"default\", \"name\": \"lb\"}, "
+                "\"localEndpoints\": 1, \"serviceProxyHealthy\": true} 200");
+
+  // From outside the cluster, the NodePort reaches only the local endpoint (client address kept).
+  const std::string np_url = "http://" + client.host_ip() + ":30081/";
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 20; ++i) {
+    std::string out;
+    REQUIRE(client.Exec("curl -s --max-time 5 " + np_url, &out) == 0);
+    seen[std::string(base::Trim(out))]++;
+  }
+  CHECK(seen == std::map<std::string, int>{{"pod-1", 20}});
+  // From this node itself the short-circuit reaches both endpoints.
+  seen.clear();
+  for (int i = 0; i < 30; ++i) {
+    REQUIRE(Curl("http://" + pod1.host_ip() + ":30081/", &body) == 0);
+    seen[body]++;
+  }
+  CHECK(seen.size() == 2);
+
+  // Affinity: one client keeps its endpoint.
+  seen.clear();
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(Curl("http://10.96.0.21/", &body) == 0);
+    seen[body]++;
+  }
+  CHECK(seen.size() == 1);
+  CHECK(seen.begin()->second == 20);
+
+  // No local endpoint left: the health check fails and outside NodePort traffic is dropped
+  // (a black hole by design: the load balancer stops sending here).
+  lb_slice.endpoints = {Ep(pod2.ip(), true, "node-b")};
+  proxier->OnEndpointSliceUpdate(lb_slice, lb_slice);
+  REQUIRE(proxier->WaitForSync(10s));
+  REQUIRE(Curl("http://" + pod1.host_ip() + ":32000/", &body, "-w ' %{http_code}'") == 0);
+  CHECK(base::EndsWith(body, "\"localEndpoints\": 0, \"serviceProxyHealthy\": true} 503"));
+  CHECK(client.Exec("curl -s --max-time 2 " + np_url) == 28);  // timeout, not refused
+  // The node itself still reaches the remote endpoint.
+  REQUIRE(Curl("http://" + pod1.host_ip() + ":30081/", &body) == 0);
+  CHECK(body == "pod-2");
+
+  // The service gone: its health check port closes.
+  proxier->OnServiceDelete(lb);
+  proxier->OnEndpointSliceDelete(lb_slice);
+  REQUIRE(proxier->WaitForSync(10s));
+  CHECK(Curl("http://" + pod1.host_ip() + ":32000/") == 7);
+
+  proxier.reset();
+  IptablesRestoreBackend real(IptablesVariant::kNft);
+  CleanupLeftovers(real);
+  CleanupNftables(*MakeNetlinkNftBackend());
+  Run("ip route del 10.96.0.0/12");
+}
+
+TEST_CASE("iptables mode: externalTrafficPolicy Local, health check node port, affinity") {
+  PolicyScenario(ProxyMode::kIptables);
+}
+
+TEST_CASE("nftables mode: externalTrafficPolicy Local, health check node port, affinity") {
+  PolicyScenario(ProxyMode::kNftables);
+}
 
 TEST_CASE("iptables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
           "without endpoints") {

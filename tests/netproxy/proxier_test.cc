@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "base/strings.h"
+#include "tests/support/kernel_env.h"
 #include "netproxy/chain_names.h"
 #include "netproxy/proxier.h"
 #include "tests/netproxy/fixtures.h"
@@ -16,7 +17,7 @@ namespace {
 
 struct Fixture {
   explicit Fixture(std::chrono::milliseconds min_sync = 50ms,
-                   std::chrono::milliseconds sync_period = 30s) {
+                   std::chrono::milliseconds sync_period = 30s, std::string healthz = "") {
     auto fb = std::make_unique<FakeRulesBackend>();
     fake = fb.get();
     ProxierOptions o;
@@ -27,6 +28,8 @@ struct Fixture {
     o.sync_period = sync_period;
     o.retry_period = 100ms;
     o.localhost_nodeports = false;  // no sysctl writes from a unit test
+    o.healthz_bind_address = healthz;
+    o.health_check_node_ports = false;  // they bind 0.0.0.0: integration test only
     auto p = Proxier::Create(o, std::move(fb));
     REQUIRE(p);
     proxier = std::move(*p);
@@ -241,4 +244,31 @@ TEST_CASE("options are validated") {
   auto r = Proxier::Create(o, std::make_unique<FakeRulesBackend>());
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("userspace") != std::string::npos);
+}
+
+TEST_CASE("/healthz answers 200 while rules are fresh and 503 when a change is stuck") {
+  // Loopback, any free port: nothing outside this process is touched.
+  Fixture f(10ms, 100ms, "127.0.0.1:0");
+  REQUIRE(f.proxier->healthz_port() > 0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(f.proxier->healthz_port());
+  f.proxier->OnServicesSynced();
+  f.proxier->OnEndpointSlicesSynced();
+  REQUIRE(f.proxier->WaitForSync(5s));
+  std::string out;
+  REQUIRE(testsupport::Run("curl -s -w ' %{http_code}' " + url + "/healthz", &out) == 0);
+  CHECK(out.find("\"lastUpdated\": \"20") != std::string::npos);
+  CHECK(base::EndsWith(out, " 200"));
+  REQUIRE(testsupport::Run("curl -s -o /dev/null -w '%{http_code}' " + url + "/nope", &out) == 0);
+  CHECK(out == "404");
+  f.fake->FailNext(1000);
+  f.proxier->OnServiceAdd(Svc("a", "10.96.0.1"));
+  std::this_thread::sleep_for(350ms);
+  REQUIRE(testsupport::Run("curl -s -o /dev/null -w '%{http_code}' " + url + "/healthz", &out) ==
+          0);
+  CHECK(out == "503");
+  f.fake->FailNext(0);
+  REQUIRE(f.proxier->WaitForSync(5s));
+  REQUIRE(testsupport::Run("curl -s -o /dev/null -w '%{http_code}' " + url + "/healthz", &out) ==
+          0);
+  CHECK(out == "200");
 }
