@@ -5,6 +5,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "netproxy/conntrack.h"
 #include "netproxy/iptables_restore_backend.h"
 #include "netproxy/nftables_engine.h"
 #include "netproxy/proxy_engine.h"
@@ -135,6 +136,7 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
     auto w = base::WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", "1");
     if (!w) return tl::unexpected(w.error().Wrap("set net.ipv4.conf.all.route_localnet=1"));
   }
+  if (!real_host) options.conntrack_cleanup = false;
   if (!backend) {
     IptablesVariant v = DetectIptablesVariant();
     backend = std::make_unique<IptablesRestoreBackend>(v);
@@ -355,6 +357,14 @@ bool Proxier::SyncProxyRules() {
   for (const auto& [svc, times] : update.trigger_times) {
     for (WallTime t : times) {
       metrics_.ObserveNetworkProgramming(std::chrono::duration<double>(wall_now - t).count());
+    }
+  }
+  if (update.udp_changed && options_.conntrack_cleanup) {
+    auto n = CleanStaleUdpConntrack(state_);
+    if (!n) {
+      log::Warn("stale UDP conntrack entries not removed", {{"error", n.error().message}});
+    } else if (*n > 0) {
+      log::Debug("removed stale UDP conntrack entries", {{"count", *n}});
     }
   }
   if (health_server_ && options_.health_check_node_ports) {

@@ -67,6 +67,9 @@ struct ProxierOptions {
   std::string healthz_bind_address;
   // Serve the healthCheckNodePorts of LoadBalancer services with externalTrafficPolicy Local.
   bool health_check_node_ports = true;
+  // Delete stale UDP conntrack entries after UDP services or their endpoints change. (Off when
+  // Create() is given a fake backend: tests must not touch the host's conntrack table.)
+  bool conntrack_cleanup = true;
   // nftables mode: service tables (see NftRendererConfig::shards); 0 = about one per 1000
   // service ports.
   int nft_shards = 0;

@@ -3,10 +3,16 @@
 // with a busybox httpd each, connected to the test's namespace by veths; the test's namespace
 // plays the node. Traffic to a ClusterIP and to a NodePort must reach the pods, balance across
 // both, and be refused (not hang) once there are no endpoints.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
@@ -14,6 +20,7 @@
 #include <set>
 #include <thread>
 
+#include "base/fd.h"
 #include "base/file.h"
 #include "base/strings.h"
 #include "netproxy/chain_names.h"
@@ -94,6 +101,7 @@ class Pod {
   }
   const std::string& ip() const { return ip_; }
   const std::string& host_ip() const { return host_ip_; }
+  std::string netns_path() const { return "/run/netns/" + ns_; }
   // Runs a shell command inside the pod's network namespace.
   int Exec(const std::string& cmd, std::string* out = nullptr) const {
     return Run("nsenter --net=/run/netns/" + ns_ + " " + cmd, out);
@@ -380,6 +388,121 @@ void TrafficScenario(ProxyMode mode) {
 }
 
 }  // namespace
+
+// A UDP socket bound to `port`, created inside the network namespace at `netns_path` (the
+// calling thread switches there and back).
+base::UniqueFd UdpSocketIn(const std::string& netns_path, int port) {
+  base::UniqueFd self(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  base::UniqueFd target(open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  REQUIRE(self);
+  REQUIRE(target);
+  REQUIRE(setns(target.get(), CLONE_NEWNET) == 0);
+  base::UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  int rc = bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  REQUIRE(setns(self.get(), CLONE_NEWNET) == 0);
+  REQUIRE(rc == 0);
+  timeval tv{0, 200000};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// Answers every datagram with `body` until destroyed.
+class UdpResponder {
+ public:
+  UdpResponder(const std::string& netns_path, int port, std::string body)
+      : fd_(UdpSocketIn(netns_path, port)), body_(std::move(body)) {
+    thread_ = std::thread([this] {
+      char buf[512];
+      while (!stop_) {
+        sockaddr_in from{};
+        socklen_t len = sizeof from;
+        ssize_t n = recvfrom(fd_.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        if (n < 0) continue;
+        sendto(fd_.get(), body_.data(), body_.size(), 0, reinterpret_cast<sockaddr*>(&from), len);
+      }
+    });
+  }
+  ~UdpResponder() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  base::UniqueFd fd_;
+  std::string body_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Sends one datagram to ip:port from `fd` and returns the answer ("" after 1 s).
+std::string UdpAsk(int fd, const std::string& ip, int port) {
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip.c_str(), &to.sin_addr);
+  sendto(fd, "q", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  char buf[512];
+  for (int i = 0; i < 5; ++i) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0) return std::string(buf, static_cast<size_t>(n));
+  }
+  return "";
+}
+
+// A UDP flow (a DNS client reusing its port) follows the endpoint change: the conntrack entry
+// that pinned it to the old endpoint is removed. Without the cleanup it would stick.
+void UdpScenario(ProxyMode mode, bool cleanup) {
+  SweepStaleNamespaces();
+  Pod pod1(1, "10.250.1", "");
+  Pod pod2(2, "10.250.2", "");
+  REQUIRE(Run("ip route add 10.96.0.0/12 dev np1") == 0);
+  UdpResponder r1(pod1.netns_path(), 5353, "pod-1");
+  UdpResponder r2(pod2.netns_path(), 5353, "pod-2");
+
+  ProxierOptions o;
+  o.node_name = "node-a";
+  o.cluster_cidr = "10.250.0.0/16";
+  o.min_sync_period = 50ms;
+  o.mode = mode;
+  o.conntrack_cleanup = cleanup;
+  auto created = Proxier::Create(o);
+  REQUIRE(created);
+  auto& proxier = *created;
+  Service dns = ClusterIPService("kube-system", "dns", "10.96.0.30",
+                                 {Port("dns", 53, 5353, Protocol::kUDP)});
+  EndpointSlice slice = Slice("kube-system", "dns", "dns-1", {Ep(pod1.ip(), true, "node-a")},
+                              {EpPort("dns", 5353, Protocol::kUDP)});
+  proxier->OnServiceAdd(dns);
+  proxier->OnEndpointSliceAdd(slice);
+  proxier->OnServicesSynced();
+  proxier->OnEndpointSlicesSynced();
+  REQUIRE(proxier->WaitForSync(10s));
+
+  base::UniqueFd client = UdpSocketIn("/proc/self/ns/net", 40053);
+  CHECK(UdpAsk(client.get(), "10.96.0.30", 53) == "pod-1");
+  slice.endpoints = {Ep(pod2.ip(), true, "node-b")};
+  proxier->OnEndpointSliceUpdate(slice, slice);
+  REQUIRE(proxier->WaitForSync(10s));
+  CHECK(UdpAsk(client.get(), "10.96.0.30", 53) == (cleanup ? "pod-2" : "pod-1"));
+
+  proxier.reset();
+  IptablesRestoreBackend real(IptablesVariant::kNft);
+  CleanupLeftovers(real);
+  CleanupNftables(*MakeNetlinkNftBackend());
+  Run("conntrack -F 2>/dev/null");  // this netns only
+  Run("ip route del 10.96.0.0/12");
+}
+
+TEST_CASE("UDP flows follow endpoint changes (stale conntrack entries removed)") {
+  SECTION("iptables") { UdpScenario(ProxyMode::kIptables, true); }
+  SECTION("nftables") { UdpScenario(ProxyMode::kNftables, true); }
+  // The same steps without the cleanup: the flow sticks to the old endpoint, so the test above
+  // does detect a missing cleanup.
+  SECTION("control: no cleanup") { UdpScenario(ProxyMode::kNftables, false); }
+}
 
 // externalTrafficPolicy Local with its health check node port, and ClientIP affinity.
 void PolicyScenario(ProxyMode mode) {
