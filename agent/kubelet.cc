@@ -1,10 +1,13 @@
 #include "agent/kubelet.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <sstream>
 #include <thread>
 
 #include "base/file.h"
+#include "base/strings.h"
 #include "base/log.h"
 
 namespace agent {
@@ -44,6 +47,13 @@ std::string Label(const cri::Labels& l, const char* key) {
   return it == l.end() ? "" : it->second;
 }
 
+// status.podIP as GeneratePodStatus reports it: the target of httpGet/tcpSocket probes and hooks.
+std::string PodIpOf(const Pod& pod, const PodRuntimeState& state, const std::vector<std::string>& node_ips) {
+  if (pod.host_network) return node_ips.empty() ? "" : node_ips.front();
+  const ObservedSandbox* sb = state.Newest();
+  return sb ? sb->ip : "";
+}
+
 }  // namespace
 
 Kubelet::Kubelet(KubeletOptions opts, ApiClientPtr api, cri::RuntimeService* runtime, cri::ImageService* images,
@@ -63,6 +73,12 @@ Kubelet::Kubelet(KubeletOptions opts, ApiClientPtr api, cri::RuntimeService* run
     base::log::Warn("cannot read resolv.conf for dnsPolicy Default", {{"path", opts_.node.resolv_conf}, {"err", rc.error().message}});
   }
   workers_ = std::make_unique<PodWorkers>([this](const std::string& uid) { return Sync(uid); }, opts_.resync);
+  // Probes: a changed result re-syncs the pod at once (status, or a liveness kill).
+  probes_ = std::make_unique<ProbeManager>(
+      [this](const Probe& p, const ProbeTarget& t) { return prober_.Run(p, t); }, clock_);
+  probes_->SetOnChange([this](const std::string& uid) { workers_->Update(uid); });
+  probes_->SetEventFn([this](const Pod& pod, const std::string& type, const std::string& reason,
+                             const std::string& msg, const std::string& field) { Event(pod, type, reason, msg, field); });
 }
 
 Kubelet::~Kubelet() { Stop(); }
@@ -72,6 +88,7 @@ void Kubelet::Start() {
 }
 
 void Kubelet::Stop() {
+  if (probes_) probes_->Stop();
   if (workers_) workers_->Stop();
 }
 
@@ -271,6 +288,11 @@ bool Kubelet::KillContainers(const Pod& pod, const PodRuntimeState& state, int64
                       "spec.containers{" + c.name + "}");
       } else if (spec && spec->pre_stop && spec->pre_stop->sleep_seconds) {
         std::this_thread::sleep_for(std::chrono::seconds(std::min(*spec->pre_stop->sleep_seconds, grace)));
+      } else if (spec && spec->pre_stop && spec->pre_stop->http_get) {
+        ProbeTarget target{PodIpOf(pod, state, opts_.node.node_ips), c.id, spec->ports};
+        auto r = prober_.RunHandler(*spec->pre_stop, pod, *spec, target, std::chrono::seconds(grace));
+        if (!r) Event(pod, "Warning", "FailedPreStopHook", "PreStopHook failed: " + r.error().message,
+                      "spec.containers{" + c.name + "}");
       }
       auto used = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count();
       int64_t left = std::max<int64_t>(grace - used, 2);
@@ -299,6 +321,9 @@ void Kubelet::Publish(const std::string& uid, const PodRecord& rec, const PodRun
   in.terminating = terminating;
   in.pod_failed = pod_failed;
   in.now = clock_->Now();
+  probes_->UpdatePod(rec.pod, PodIpOf(rec.pod, state, opts_.node.node_ips), state);
+  in.readiness = probes_->Readiness(uid);
+  in.started = probes_->Started(uid);
   json status = GeneratePodStatus(in);
   status_.SetPodStatus(rec.api_pod, status);
   std::lock_guard lk(mu_);
@@ -356,6 +381,9 @@ SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
     Publish(uid, rec, state, false, true);
     return {};
   }
+  // Containers that failed their liveness or startup probe are killed; the next sync restarts
+  // them per restartPolicy like any exited container.
+  for (auto& kill : probes_->ContainersToKill(uid, state)) actions.kill.push_back(std::move(kill));
   if (actions.kill_pod) {
     KillContainers(pod, state, pod.termination_grace_period_seconds);
   }
@@ -428,6 +456,16 @@ SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
       if (init) break;
       continue;
     }
+    // The termination message file the container writes to (terminationMessagePath) must exist
+    // before it is bind-mounted; the kubelet creates it world-writable for non-root users.
+    for (const auto& m : cfg->mounts) {
+      if (m.container_path != c->termination_message_path || !base::StartsWith(m.host_path, facts.termination_log_dir)) continue;
+      if (auto w = base::WriteFile(m.host_path, ""); !w) {
+        waiting[c->name] = {"CreateContainerConfigError", w.error().message};
+      } else {
+        ::chmod(m.host_path.c_str(), 0666);
+      }
+    }
     auto id = runtime_->CreateContainer(sandbox_id, *cfg, sandbox_config);
     if (!id) {
       waiting[c->name] = {"CreateContainerError", id.error().message};
@@ -448,6 +486,21 @@ SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
     ++container_starts_;
     waiting.erase(c->name);
     Event(pod, "Normal", "Started", "Started container " + c->name, field);
+    if (c->post_start) {
+      // K:pkg/kubelet/kuberuntime startContainer: a failed postStart hook kills the container.
+      ProbeTarget target{facts.pod_ip, *id, c->ports};
+      if (auto hook = prober_.RunHandler(*c->post_start, pod, *c, target, std::chrono::seconds(0)); !hook) {
+        base::log::Warn("postStart hook failed", {{"pod", PodKey(pod)}, {"container", c->name}, {"err", hook.error().message}});
+        // The message stays out of the event (it may hold secrets), as the kubelet does.
+        Event(pod, "Warning", "FailedPostStartHook", "PostStartHook failed", field);
+        Event(pod, "Normal", "Killing", "FailedPostStartHook", field);
+        (void)runtime_->StopContainer(*id, std::chrono::seconds(std::max<int64_t>(pod.termination_grace_period_seconds, 2)));
+        waiting[c->name] = {"PostStartHookError", hook.error().message};
+        ++sync_errors_;
+        if (init) break;
+        continue;
+      }
+    }
     // Keep only the previous attempt of this container (for lastState and logs --previous).
     for (const auto& old : state.containers) {
       if (old.name == c->name && old.state == cri::ContainerState::kExited && old.attempt + 1 < start.attempt)
@@ -548,6 +601,7 @@ SyncResult Kubelet::TerminatePod(const std::string& uid, PodRecord rec) {
     else it->second.finalized = true;
   }
   status_.Forget(uid);
+  probes_->RemovePod(uid);
   return {true, std::nullopt};
 }
 

@@ -7,10 +7,9 @@ namespace agent {
 using nlohmann::json;
 
 const MergeKeys& PodStatusMergeKeys() {
+  // v1.PodStatus: conditions, podIPs and hostIPs merge by key; containerStatuses and
+  // initContainerStatuses are atomic lists (no patchMergeKey), so they are sent whole.
   static const MergeKeys k = {{"conditions", "type"},
-                              {"containerStatuses", "name"},
-                              {"initContainerStatuses", "name"},
-                              {"ephemeralContainerStatuses", "name"},
                               {"podIPs", "ip"},
                               {"hostIPs", "ip"},
                               {"volumeMounts", "mountPath"},

@@ -5,9 +5,9 @@
 #
 #   sudo ./scripts/demo.sh
 #
-# While it runs, in another shell:
-#   kubectl --kubeconfig /tmp/cubelet-demo/api/admin.kubeconfig get nodes,pods,svc -o wide
-#   kubectl --kubeconfig /tmp/cubelet-demo/api/admin.kubeconfig logs demo
+# While it runs, in another shell (the control plane lives in the netns "cubelet-demo"):
+#   sudo ip netns exec cubelet-demo kubectl --kubeconfig /tmp/cubelet-demo/api/admin.kubeconfig get nodes,pods,svc -o wide
+#   sudo ip netns exec cubelet-demo kubectl --kubeconfig /tmp/cubelet-demo/api/admin.kubeconfig logs demo
 #   sudo ./build/agent/cubectl --socket /tmp/cubelet-demo/node-a/run/cubelet.sock pods
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,16 +6,25 @@
 using namespace agent;
 using nlohmann::json;
 
-TEST_CASE("two-way merge patch turns a running state into terminated with a null") {
-  json old = json::parse(R"({"containerStatuses":[{"name":"a","state":{"running":{"startedAt":"t1"}},"ready":true}]})");
-  json neu = json::parse(R"({"containerStatuses":[{"name":"a","state":{"terminated":{"exitCode":0}},"ready":false}]})");
-  json p = CreateTwoWayMergePatch(old, neu, PodStatusMergeKeys());
-  json el = p["containerStatuses"][0];
+TEST_CASE("keyed list elements are diffed field by field; removed fields become null") {
+  MergeKeys keys = {{"items", "name"}};
+  json old = json::parse(R"({"items":[{"name":"a","state":{"running":{"startedAt":"t1"}},"ready":true}]})");
+  json neu = json::parse(R"({"items":[{"name":"a","state":{"terminated":{"exitCode":0}},"ready":false}]})");
+  json p = CreateTwoWayMergePatch(old, neu, keys);
+  json el = p["items"][0];
   CHECK(el["name"] == "a");
   CHECK(el["state"]["running"].is_null());
   CHECK(el["state"]["terminated"]["exitCode"] == 0);
   CHECK(el["ready"] == false);
-  CHECK(ApplyStrategicMergePatch(old, p, PodStatusMergeKeys()) == neu);
+  CHECK(ApplyStrategicMergePatch(old, p, keys) == neu);
+}
+
+TEST_CASE("containerStatuses is an atomic list in v1.PodStatus: sent whole") {
+  json old = json::parse(R"({"containerStatuses":[{"name":"a","state":{"running":{"startedAt":"t1"}},"ready":true}]})");
+  json neu = json::parse(R"({"containerStatuses":[{"name":"a","state":{"terminated":{"exitCode":0}},"ready":false}]})");
+  json p = CreateTwoWayMergePatch(old, neu, PodStatusMergeKeys());
+  CHECK(p == neu);
+  CHECK_FALSE(p.contains("$setElementOrder/containerStatuses"));
 }
 
 TEST_CASE("removed list elements become $patch delete and order is preserved") {

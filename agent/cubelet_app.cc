@@ -1,0 +1,431 @@
+#include "agent/cubelet_app.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "agent/event_recorder.h"
+#include "agent/https_api_client.h"
+#include "agent/informer.h"
+#include "agent/kubeconfig.h"
+#include "agent/kubelet.h"
+#include "agent/kubelet_server.h"
+#include "agent/machine_info.h"
+#include "agent/node_lease.h"
+#include "agent/node_status.h"
+#include "agent/proxy_feed.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "cgroups/driver.h"
+#include "cri/embedded_runtime.h"
+#include "netproxy/proxier.h"
+#include "runtime/network/bridge_network.h"
+#include "runtime/network/cni_network.h"
+#include "runtime/network/route_sync.h"
+
+namespace agent {
+
+using nlohmann::json;
+
+std::string DetectNodeIp() {
+  std::string dev;
+  std::ifstream route("/proc/net/route");
+  std::string line;
+  std::getline(route, line);  // header
+  while (std::getline(route, line)) {
+    std::istringstream in(line);
+    std::string iface, dest;
+    in >> iface >> dest;
+    if (dest == "00000000") {
+      dev = iface;
+      break;
+    }
+  }
+  struct ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0) return "";
+  std::string first, on_dev;
+  for (auto* i = ifs; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    if (i->ifa_flags & IFF_LOOPBACK) continue;
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+    if (first.empty()) first = buf;
+    if (!dev.empty() && dev == i->ifa_name && on_dev.empty()) on_dev = buf;
+  }
+  freeifaddrs(ifs);
+  return on_dev.empty() ? first : on_dev;
+}
+
+namespace {
+
+std::string NodeName(const CubeletFlags& f) {
+  if (!f.hostname_override.empty()) return base::ToLower(f.hostname_override);
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return base::ToLower(host);
+}
+
+// The kubelet server's data, from the kubelet core and the proxy.
+class Backend final : public KubeletServerBackend {
+ public:
+  Backend(Kubelet* k, netproxy::Proxier* p, cri::RuntimeService* rt) : k_(k), p_(p), rt_(rt) {}
+  std::string PodsJson() override { return k_->PodList().dump(); }
+  base::Result<ContainerLogRef> FindContainerLog(const std::string& ns, const std::string& pod,
+                                                 const std::string& container, bool previous) override {
+    auto r = k_->ContainerLogPath(ns, pod, container, previous);
+    if (!r) return tl::unexpected(r.error());
+    ContainerLogRef ref;
+    ref.path = r->first;
+    ref.running = r->second;
+    return ref;
+  }
+  bool Healthy(std::string* reason) override {
+    auto st = rt_->Status();
+    if (!st) {
+      *reason = "runtime: " + st.error().message;
+      return false;
+    }
+    for (const auto& c : st->conditions) {
+      if (c.type == "RuntimeReady" && !c.status) {
+        *reason = "runtime not ready: " + c.reason + " " + c.message;
+        return false;
+      }
+    }
+    return true;
+  }
+  std::string MetricsText() override {
+    std::string out = k_->MetricsText();
+    if (p_) out += p_->MetricsText();
+    return out;
+  }
+  std::string StatsSummaryJson() override {
+    json node = json::object();
+    json pods = json::array();
+    auto list = k_->PodList();
+    for (const auto& p : list["items"]) {
+      json ps;
+      ps["podRef"] = {{"name", p["metadata"].value("name", "")}, {"namespace", p["metadata"].value("namespace", "")},
+                      {"uid", p["metadata"].value("uid", "")}};
+      json containers = json::array();
+      cri::ContainerFilter f;
+      f.label_selector["io.kubernetes.pod.uid"] = p["metadata"].value("uid", "");
+      uint64_t cpu = 0, mem = 0;
+      if (auto stats = rt_->ListContainerStats(f)) {
+        for (const auto& s : *stats) {
+          containers.push_back({{"name", s.metadata.name},
+                                {"cpu", {{"usageCoreNanoSeconds", s.cpu.usage_core_nano_seconds}}},
+                                {"memory", {{"workingSetBytes", s.memory.working_set_bytes},
+                                            {"rssBytes", s.memory.rss_bytes},
+                                            {"usageBytes", s.memory.usage_bytes}}}});
+          cpu += s.cpu.usage_core_nano_seconds;
+          mem += s.memory.working_set_bytes;
+        }
+      }
+      ps["containers"] = containers;
+      ps["cpu"] = {{"usageCoreNanoSeconds", cpu}};
+      ps["memory"] = {{"workingSetBytes", mem}};
+      pods.push_back(ps);
+    }
+    return json{{"node", node}, {"pods", pods}}.dump();
+  }
+  std::string DebugPodsJson() override { return k_->DebugPods().dump(); }
+
+ private:
+  Kubelet* k_;
+  netproxy::Proxier* p_;
+  cri::RuntimeService* rt_;
+};
+
+std::map<std::string, std::string> ParseLabels(const std::string& s) {
+  std::map<std::string, std::string> out;
+  for (const auto& kv : base::Split(s, ',', true)) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) out[kv] = "";
+    else out[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+struct CubeletApp::State {
+  base::RealClock clock;
+  ApiClientPtr api;
+  ApiClientPtr proxy_api;
+  std::unique_ptr<cri::EmbeddedRuntime> runtime;
+  std::unique_ptr<Kubelet> kubelet;
+  std::shared_ptr<ApiEventRecorder> events;
+  std::unique_ptr<NodeStatusManager> node_status;
+  std::unique_ptr<NodeLeaseController> lease;
+  std::unique_ptr<Informer> pods;
+  std::unique_ptr<Informer> nodes;
+  std::unique_ptr<netproxy::Proxier> proxier;
+  std::unique_ptr<ProxyFeed> proxy_feed;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<KubeletServer> server;
+  std::unique_ptr<runtime::net::RouteSync> routes;
+  std::mutex route_mu;
+  std::string pod_cidr;
+};
+
+CubeletApp::CubeletApp(CubeletFlags flags) : flags_(std::move(flags)), s_(std::make_unique<State>()) {}
+
+CubeletApp::~CubeletApp() { Stop(); }
+
+base::Result<> CubeletApp::Start() {
+  const CubeletFlags& f = flags_;
+  std::string node = NodeName(f);
+  std::vector<std::string> node_ips = f.node_ip;
+  if (node_ips.empty()) {
+    std::string ip = DetectNodeIp();
+    if (ip.empty()) return base::Fail("cannot determine the node IP: no IPv4 address found; set --node-ip");
+    node_ips.push_back(ip);
+  }
+  base::log::Info("starting cubelet", {{"node", node}, {"nodeIP", base::Join(node_ips, ",")}, {"rootDir", f.root_dir}});
+
+  // API clients.
+  auto kc = LoadKubeconfig(f.kubeconfig);
+  if (!kc) return tl::unexpected(kc.error());
+  auto api = HttpsApiClient::Create(*kc);
+  if (!api) return tl::unexpected(api.error());
+  s_->api = *api;
+  s_->proxy_api = s_->api;
+  if (!f.proxy_kubeconfig.empty()) {
+    auto pkc = LoadKubeconfig(f.proxy_kubeconfig);
+    if (!pkc) return tl::unexpected(pkc.error());
+    auto papi = HttpsApiClient::Create(*pkc);
+    if (!papi) return tl::unexpected(papi.error());
+    s_->proxy_api = *papi;
+  }
+
+  // Runtime: cgroups, pod network, embedded runtime.
+  CUBELET_TRY(base::MkdirAll(f.root_dir, 0700));
+  CUBELET_TRY(base::MkdirAll(f.run_dir, 0700));
+  auto driver = cgroups::Detect(f.cgroup_root);
+  if (!driver) return tl::unexpected(driver.error().Wrap("cgroups"));
+  runtime::net::PodNetworkPtr network;
+  if (f.network_plugin == "cni") {
+    runtime::net::CniNetworkOptions o;
+    o.conf_dir = f.cni_conf_dir;
+    o.bin_dirs = f.cni_bin_dir;
+    o.cache_dir = f.root_dir + "/network/cni";
+    network = std::make_unique<runtime::net::CniNetwork>(o);
+  } else {
+    runtime::net::BridgeNetworkOptions o;
+    o.bridge_name = f.bridge_name;
+    o.state_dir = f.root_dir + "/network";
+    o.cluster_cidr = f.cluster_cidr;
+    network = std::make_unique<runtime::net::BridgeNetwork>(o);
+  }
+  cri::EmbeddedRuntimeOptions ro;
+  ro.root_dir = f.root_dir;
+  ro.run_dir = f.run_dir;
+  ro.image_dir = f.image_dir;
+  ro.cgroup_driver = std::move(*driver);
+  ro.pod_network = std::move(network);
+  ro.monitor_path = f.monitor_path;
+  auto rt = cri::EmbeddedRuntime::Create(std::move(ro));
+  if (!rt) return tl::unexpected(rt.error().Wrap("embedded runtime"));
+  s_->runtime = std::move(*rt);
+  cri::EmbeddedRuntime* runtime = s_->runtime.get();
+  if (!f.pod_cidr.empty()) {
+    if (auto r = runtime->UpdateRuntimeConfig(f.pod_cidr); !r)
+      base::log::Warn("pod network not ready yet", {{"podCIDR", f.pod_cidr}, {"err", r.error().message}});
+    s_->pod_cidr = f.pod_cidr;
+  }
+
+  // Events.
+  ApiEventRecorder::Options eo;
+  eo.host = node;
+  s_->events = std::make_shared<ApiEventRecorder>(s_->api, eo, &s_->clock);
+  s_->events->Start();
+
+  // Kubelet core.
+  KubeletOptions ko;
+  ko.root_dir = f.root_dir;
+  ko.node.node_name = node;
+  ko.node.node_ips = node_ips;
+  ko.node.cluster_dns = f.cluster_dns;
+  ko.node.cluster_domain = f.cluster_domain;
+  ko.node.resolv_conf = f.resolv_conf;
+  ko.node.pod_logs_dir = f.pod_logs_dir;
+  ko.node.pod_pids_limit = f.pod_max_pids;
+  ko.node.cgroups_per_qos = f.cgroups_per_qos;
+  if (auto mem = base::ReadFile("/proc/meminfo")) {
+    std::istringstream in(*mem);
+    std::string key;
+    int64_t kb;
+    while (in >> key >> kb) {
+      if (key == "MemTotal:") ko.node.memory_capacity_bytes = kb * 1024;
+      in.ignore(256, '\n');
+    }
+  }
+  s_->kubelet = std::make_unique<Kubelet>(ko, s_->api, runtime, runtime, &s_->clock);
+  auto events = s_->events;
+  s_->kubelet->SetEventFn([events](const Pod& pod, const std::string& type, const std::string& reason,
+                                   const std::string& message, const std::string& field_path) {
+    ObjectReference ref;
+    ref.kind = "Pod";
+    ref.namespace_ = pod.ns;
+    ref.name = pod.name;
+    ref.uid = pod.uid;
+    ref.api_version = "v1";
+    ref.resource_version = pod.resource_version;
+    ref.field_path = field_path;
+    events->Event(ref, type, reason, message);
+  });
+  s_->kubelet->Start();
+
+  // Node status and lease.
+  NodeStatusOptions no;
+  no.node.node_name = node;
+  no.node.hostname = node;
+  no.node.node_ips = node_ips;
+  no.node.node_labels = ParseLabels(f.node_labels);
+  no.node.kubelet_port = f.port;
+  no.node.max_pods = f.max_pods;
+  no.register_node = f.register_node;
+  no.pod_cidr = f.pod_cidr;
+  no.state_dir = f.root_dir;  // disk capacity and DiskPressure are measured where pods live
+  no.update_frequency = std::chrono::seconds(f.node_status_update_frequency);
+  NodeStatusHooks hooks;
+  hooks.runtime_status = [runtime] { return runtime->Status(); };
+  hooks.list_images = [runtime] { return runtime->ListImages(); };
+  State* s = s_.get();
+  hooks.on_pod_cidr = [runtime, s](const std::string& cidrs) {
+    std::string first = cidrs.substr(0, cidrs.find(','));
+    if (first.empty()) return;
+    auto r = runtime->UpdateRuntimeConfig(first);
+    if (!r) base::log::Warn("pod network setup failed", {{"podCIDR", first}, {"err", r.error().message}});
+    else base::log::Info("pod CIDR set", {{"podCIDR", first}});
+    std::lock_guard lk(s->route_mu);
+    s->pod_cidr = first;
+  };
+  // The Lease is created once the Node's uid is known: renew right after registration.
+  hooks.on_registered = [s](const std::string&) {
+    if (s->lease) s->lease->RequestSync();
+  };
+  NodeLeaseOptions lo;
+  lo.node_name = node;
+  lo.node_uid = [s] { return s->node_status ? s->node_status->NodeUid() : std::string(); };
+  s_->lease = std::make_unique<NodeLeaseController>(lo, s_->api, &s_->clock);
+  s_->node_status = std::make_unique<NodeStatusManager>(no, s_->api, hooks, nullptr, s_->events, &s_->clock);
+  s_->node_status->Start();
+  s_->lease->Start();
+
+  // Pods bound to this node.
+  InformerHandlers ph;
+  Kubelet* k = s_->kubelet.get();
+  ph.on_add = [k](const Json& o) { k->OnPodUpsert(o); };
+  ph.on_update = [k](const Json&, const Json& o) { k->OnPodUpsert(o); };
+  ph.on_delete = [k](const Json& o) { k->OnPodDelete(o); };
+  ph.on_synced = [k] { k->OnPodsSynced(); };
+  InformerOptions po;
+  po.resource_path = "/api/v1/pods";
+  po.field_selector = "spec.nodeName=" + node;
+  po.name = "pods";
+  s_->pods = std::make_unique<Informer>(s_->api, po, ph);
+  s_->pods->Start();
+
+  // Other nodes' pod CIDRs routed to their InternalIPs (host-gw), for the built-in network.
+  if (f.network_plugin == "bridge" && f.host_gw_routes) {
+    s_->routes = std::make_unique<runtime::net::RouteSync>();
+    auto resync = [s, node] {
+      std::vector<runtime::net::PeerNode> peers;
+      for (const auto& n : s->nodes->List()) {
+        runtime::net::PeerNode p;
+        p.name = n["metadata"].value("name", "");
+        if (p.name == node) continue;
+        p.pod_cidr = n.value("spec", json::object()).value("podCIDR", "");
+        if (n.contains("status") && n["status"].contains("addresses")) {
+          for (const auto& a : n["status"]["addresses"]) {
+            if (a.value("type", "") == "InternalIP" && p.internal_ip.empty() &&
+                a.value("address", "").find(':') == std::string::npos)
+              p.internal_ip = a.value("address", "");
+          }
+        }
+        if (!p.pod_cidr.empty() && !p.internal_ip.empty()) peers.push_back(p);
+      }
+      std::lock_guard lk(s->route_mu);
+      std::optional<runtime::net::Ipv4Cidr> own;
+      if (!s->pod_cidr.empty()) {
+        if (auto c = runtime::net::Ipv4Cidr::Parse(s->pod_cidr)) own = *c;
+      }
+      auto r = s->routes->Sync(peers, own);
+      if (!r) base::log::Warn("pod CIDR routes to other nodes", {{"err", r.error().message}});
+    };
+    InformerHandlers nh;
+    nh.on_add = [resync](const Json&) { resync(); };
+    nh.on_update = [resync](const Json& a, const Json& b) {
+      if (a.value("spec", json::object()) != b.value("spec", json::object()) ||
+          a["status"].value("addresses", json::array()) != b["status"].value("addresses", json::array()))
+        resync();
+    };
+    nh.on_delete = [resync](const Json&) { resync(); };
+    InformerOptions nopt;
+    nopt.resource_path = "/api/v1/nodes";
+    nopt.name = "nodes";
+    s_->nodes = std::make_unique<Informer>(s_->api, nopt, nh);
+    s_->nodes->Start();
+  }
+
+  // Service proxy.
+  if (f.proxy_mode != "none") {
+    netproxy::ProxierOptions po2;
+    po2.node_name = node;
+    po2.node_ips = node_ips;
+    po2.cluster_cidr = f.cluster_cidr;
+    po2.masquerade_all = f.masquerade_all;
+    po2.nodeport_addresses = f.nodeport_addresses;
+    auto mode = netproxy::ParseProxyMode(f.proxy_mode);
+    if (!mode) return base::Fail("--proxy-mode " + f.proxy_mode + " is not supported");
+    po2.mode = *mode;
+    auto proxier = netproxy::Proxier::Create(po2);
+    if (!proxier) return tl::unexpected(proxier.error().Wrap("service proxy"));
+    s_->proxier = std::move(*proxier);
+    s_->proxy_feed = std::make_unique<ProxyFeed>(s_->proxy_api, s_->proxier.get());
+    s_->proxy_feed->Start();
+  }
+
+  // Kubelet HTTP API and debug socket.
+  s_->backend = std::make_unique<Backend>(s_->kubelet.get(), s_->proxier.get(), runtime);
+  KubeletServerOptions so;
+  so.node_name = node;
+  so.address = f.address;
+  so.port = f.port;
+  so.tls_cert_file = f.tls_cert_file;
+  so.tls_private_key_file = f.tls_private_key_file;
+  so.cert_dir = f.root_dir + "/pki";
+  so.cert_sans = {node};
+  for (const auto& ip : node_ips) so.cert_sans.push_back(ip);
+  so.client_ca_file = f.client_ca_file;
+  so.healthz_address = f.healthz_bind_address;
+  so.healthz_port = f.healthz_port;
+  so.debug_socket = f.debug_socket;
+  s_->server = std::make_unique<KubeletServer>(so, s_->backend.get());
+  CUBELET_TRY(s_->server->Start());
+  base::log::Info("cubelet started", {{"node", node}, {"server", s_->api->Endpoint()}, {"port", f.port}});
+  return {};
+}
+
+void CubeletApp::Stop() {
+  if (!s_) return;
+  if (s_->server) s_->server->Stop();
+  if (s_->pods) s_->pods->Stop();
+  if (s_->nodes) s_->nodes->Stop();
+  if (s_->proxy_feed) s_->proxy_feed->Stop();
+  if (s_->proxier) s_->proxier->Stop();
+  if (s_->kubelet) s_->kubelet->Stop();
+  if (s_->lease) s_->lease->Stop();
+  if (s_->node_status) s_->node_status->Stop();
+  if (s_->events) s_->events->Stop();
+}
+
+}  // namespace agent

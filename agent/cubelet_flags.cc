@@ -1,0 +1,69 @@
+#include "agent/cubelet_flags.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <iostream>
+
+namespace agent {
+
+CubeletFlags ParseFlags(int argc, char** argv) {
+  CubeletFlags f;
+  CLI::App app{"cubelet: a Kubernetes node agent (kubelet + kube-proxy) with an embedded container runtime"};
+  app.set_version_flag("--version", "cubelet v0.1.0 (kubelet-compatible v1.32)");
+  app.get_formatter()->column_width(42);
+  // kubelet flags
+  app.add_option("--kubeconfig", f.kubeconfig, "Path to a kubeconfig with the API server and the node's credentials")->required();
+  app.add_option("--hostname-override", f.hostname_override, "Node name to use instead of the hostname");
+  app.add_option("--node-ip", f.node_ip, "IP address(es) of the node (InternalIP); default: the address of the default route")->delimiter(',');
+  app.add_option("--root-dir", f.root_dir, "Directory for cubelet state (pods, containers, images)")->capture_default_str();
+  app.add_option("--pod-cidr", f.pod_cidr, "Pod CIDR for this node, used until the API sets spec.podCIDR");
+  app.add_option("--cluster-cidr", f.cluster_cidr, "CIDR of all pods in the cluster (masquerade and proxy)");
+  app.add_option("--cluster-dns", f.cluster_dns, "DNS server IP(s) for pods with dnsPolicy ClusterFirst")->delimiter(',');
+  app.add_option("--cluster-domain", f.cluster_domain, "Cluster DNS domain")->capture_default_str();
+  app.add_option("--resolv-conf", f.resolv_conf, "Resolver configuration for dnsPolicy Default")->capture_default_str();
+  app.add_option("--client-ca-file", f.client_ca_file, "CA bundle that signs client certificates allowed on :10250 (the API server's kubelet client cert)");
+  app.add_option("--tls-cert-file", f.tls_cert_file, "Serving certificate for :10250 (default: self-signed under <root-dir>/pki)");
+  app.add_option("--tls-private-key-file", f.tls_private_key_file, "Key of --tls-cert-file");
+  app.add_option("--address", f.address, "Address of the kubelet API")->capture_default_str();
+  app.add_option("--port", f.port, "Port of the kubelet API (TLS)")->capture_default_str();
+  app.add_option("--healthz-bind-address", f.healthz_bind_address, "Address of the plain HTTP healthz endpoint")->capture_default_str();
+  app.add_option("--healthz-port", f.healthz_port, "Port of the plain HTTP healthz endpoint (0 = off)")->capture_default_str();
+  app.add_option("--cgroup-root", f.cgroup_root, "Root cgroup for pods (kubepods is created below it)");
+  app.add_option("--cgroups-per-qos", f.cgroups_per_qos, "Create the QoS cgroup hierarchy (kubepods/burstable, kubepods/besteffort)")->capture_default_str();
+  app.add_option("--node-labels", f.node_labels, "Labels to add when registering the node (k=v,k2=v2)");
+  app.add_option("--register-with-taints", f.register_with_taints, "Taints to add when registering (key=value:Effect)")->delimiter(',');
+  app.add_option("--register-node", f.register_node, "Register the node with the API server")->capture_default_str();
+  app.add_option("--max-pods", f.max_pods, "Number of pods this node can run")->capture_default_str();
+  app.add_option("--pod-max-pids", f.pod_max_pids, "Maximum number of processes per pod (-1 = unlimited)")->capture_default_str();
+  app.add_option("--pod-logs-dir", f.pod_logs_dir, "Directory of container logs")->capture_default_str();
+  app.add_option("--node-status-update-frequency", f.node_status_update_frequency, "Seconds between node status checks")->capture_default_str();
+  app.add_option("-v,--v", f.v, "Log verbosity (klog style; 4 and above is debug)");
+  app.add_option("--log-level", f.log_level, "Log level: debug, info, warn, error")->capture_default_str();
+  // cubelet-specific
+  app.add_option("--run-dir", f.run_dir, "Directory for volatile state (pinned namespaces, debug socket)")->capture_default_str();
+  app.add_option("--image-dir", f.image_dir, "Image store directory (default <root-dir>/images)");
+  app.add_option("--debug-socket", f.debug_socket, "Unix socket for cubectl (default <run-dir>/cubelet.sock)");
+  app.add_option("--monitor-path", f.monitor_path, "Path of the cubelet-monitor binary (default: next to cubelet)");
+  app.add_option("--network-plugin", f.network_plugin, "Pod network: bridge (built-in) or cni")->check(CLI::IsMember({"bridge", "cni"}))->capture_default_str();
+  app.add_option("--bridge-name", f.bridge_name, "Node bridge of the built-in network")->capture_default_str();
+  app.add_option("--cni-conf-dir", f.cni_conf_dir, "CNI configuration directory")->capture_default_str();
+  app.add_option("--cni-bin-dir", f.cni_bin_dir, "CNI plugin directories")->delimiter(',')->capture_default_str();
+  app.add_option("--host-gw-routes", f.host_gw_routes, "Route other nodes' pod CIDRs to their InternalIPs")->capture_default_str();
+  // kube-proxy flags
+  app.add_option("--proxy-mode", f.proxy_mode, "Service proxy: iptables, nftables, userspace or none")->check(CLI::IsMember({"iptables", "nftables", "userspace", "none"}))->capture_default_str();
+  app.add_option("--proxy-kubeconfig", f.proxy_kubeconfig, "Separate kubeconfig for the proxy (e.g. the kube-proxy identity)");
+  app.add_option("--masquerade-all", f.masquerade_all, "SNAT all traffic sent via Service cluster IPs")->capture_default_str();
+  app.add_option("--nodeport-addresses", f.nodeport_addresses, "CIDRs of the node addresses NodePorts answer on")->delimiter(',');
+  app.add_option("--proxy-healthz-bind-address", f.healthz_bind_address_proxy, "kube-proxy healthz address")->capture_default_str();
+  app.add_option("--metrics-bind-address", f.metrics_bind_address, "kube-proxy metrics address")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+  if (f.debug_socket.empty()) f.debug_socket = f.run_dir + "/cubelet.sock";
+  if (f.image_dir.empty()) f.image_dir = f.root_dir + "/images";
+  return f;
+}
+
+}  // namespace agent

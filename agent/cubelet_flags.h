@@ -1,0 +1,58 @@
+#pragma once
+// cubelet's command line: the kubelet's and kube-proxy's flag names for what cubelet supports.
+#include <string>
+#include <vector>
+
+namespace agent {
+
+struct CubeletFlags {
+  // kubelet
+  std::string kubeconfig;
+  std::string hostname_override;
+  std::vector<std::string> node_ip;      // --node-ip (comma-separated accepted)
+  std::string root_dir = "/var/lib/cubelet";
+  std::string run_dir = "/run/cubelet";
+  std::string pod_cidr;
+  std::string cluster_cidr;
+  std::vector<std::string> cluster_dns;
+  std::string cluster_domain = "cluster.local";
+  std::string resolv_conf = "/etc/resolv.conf";
+  std::string client_ca_file;
+  std::string tls_cert_file, tls_private_key_file;
+  std::string address = "0.0.0.0";
+  int port = 10250;
+  std::string healthz_bind_address = "127.0.0.1";
+  int healthz_port = 10248;
+  std::string cgroup_root;               // --cgroup-root ("" = /)
+  bool cgroups_per_qos = true;
+  std::string node_labels;               // k=v,k2=v2
+  std::vector<std::string> register_with_taints;
+  bool register_node = true;
+  int max_pods = 110;
+  long pod_max_pids = -1;
+  std::string pod_logs_dir = "/var/log/pods";
+  int node_status_update_frequency = 10;
+  int v = -1;                            // klog verbosity
+  std::string log_level = "info";
+  std::string image_dir;                 // "" = <root-dir>/images
+  std::string debug_socket;              // "" = <run-dir>/cubelet.sock
+  // networking
+  std::string network_plugin = "bridge"; // bridge | cni
+  std::string bridge_name = "cubelet0";
+  std::string cni_conf_dir = "/etc/cni/net.d";
+  std::vector<std::string> cni_bin_dir = {"/opt/cni/bin", "/usr/lib/cni"};
+  bool host_gw_routes = true;
+  // kube-proxy
+  std::string proxy_mode = "iptables";   // iptables | nftables | userspace | none
+  std::string proxy_kubeconfig;
+  bool masquerade_all = false;
+  std::vector<std::string> nodeport_addresses;
+  std::string healthz_bind_address_proxy = "0.0.0.0:10256";
+  std::string metrics_bind_address = "127.0.0.1:10249";
+  std::string monitor_path;
+};
+
+// Parses argv; on --help/--version prints and exits 0; on bad input prints the error and exits 2.
+CubeletFlags ParseFlags(int argc, char** argv);
+
+}  // namespace agent
