@@ -9,6 +9,7 @@
 #include "netproxy/iptables_restore_backend.h"
 #include "netproxy/nftables_engine.h"
 #include "netproxy/proxy_engine.h"
+#include "netproxy/userspace_proxy.h"
 
 namespace netproxy {
 
@@ -122,10 +123,6 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
         MakeNftablesEngine(MakeNetlinkNftBackend(), cfg, options.nodeport_addresses);
     return CreateWithEngine(std::move(options), std::move(engine));
   }
-  if (options.mode != ProxyMode::kIptables) {
-    return base::Fail("proxy mode " + std::string(ProxyModeName(options.mode)) +
-                      " is not implemented");
-  }
   if (real_host && options.cleanup_at_start) {
     auto nft = MakeNetlinkNftBackend();
     CUBELET_TRY_CTX(CleanupNftables(*nft), "remove nftables-mode proxy rules");
@@ -140,6 +137,12 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
   if (!backend) {
     IptablesVariant v = DetectIptablesVariant();
     backend = std::make_unique<IptablesRestoreBackend>(v);
+  }
+  if (options.mode == ProxyMode::kUserspace) {
+    UserspaceOptions u;
+    u.cluster_cidr = options.cluster_cidr;
+    u.udp_idle_timeout = options.udp_idle_timeout;
+    return CreateWithEngine(std::move(options), MakeUserspaceEngine(std::move(backend), u));
   }
   auto engine = MakeIptablesEngine(std::move(backend), cfg, options.nodeport_addresses);
   return CreateWithEngine(std::move(options), std::move(engine));

@@ -70,6 +70,8 @@ struct ProxierOptions {
   // Delete stale UDP conntrack entries after UDP services or their endpoints change. (Off when
   // Create() is given a fake backend: tests must not touch the host's conntrack table.)
   bool conntrack_cleanup = true;
+  // userspace mode: a UDP flow ends after this long without packets (kube-proxy --udp-timeout).
+  std::chrono::milliseconds udp_idle_timeout{250};
   // nftables mode: service tables (see NftRendererConfig::shards); 0 = about one per 1000
   // service ports.
   int nft_shards = 0;

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
@@ -285,6 +286,14 @@ void TrafficScenario(ProxyMode mode) {
                       "KUBE-SERVICES") != std::string::npos);
       CHECK(save.find("-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j "
                       "KUBE-POSTROUTING") != std::string::npos);
+    } else if (mode == ProxyMode::kUserspace) {
+      std::string save = Save(variant);
+      INFO(save);
+      CHECK(save.find("-A KUBE-PORTALS-CONTAINER -d 10.96.0.10/32 -p tcp -m comment --comment "
+                      "\"default/web:http\" -m tcp --dport 80 -j REDIRECT --to-ports") !=
+            std::string::npos);
+      CHECK(save.find("-A KUBE-NODEPORT-HOST -p tcp -m comment --comment \"default/web:http\" -m "
+                      "tcp --dport 30080 -j REDIRECT") != std::string::npos);
     } else {
       std::string list = NftList();
       INFO(list);
@@ -318,6 +327,17 @@ void TrafficScenario(ProxyMode mode) {
     CHECK(seen["pod-1"] >= 5);
     CHECK(seen["pod-2"] >= 5);
     REQUIRE(Curl("http://" + pod1.host_ip() + ":30080/", &body) == 0);
+    if (mode == ProxyMode::kUserspace) {
+      // Round robin alternates exactly; an endpoint that refuses is skipped (next one tried).
+      CHECK(std::abs(seen["pod-1"] - seen["pod-2"]) <= 1);
+      EndpointSlice dead = Slice("default", "web", "web-dead", {Ep(pod2.ip(), true, "node-b")},
+                                 {EpPort("http", 9999)});
+      proxier->OnEndpointSliceAdd(dead);
+      REQUIRE(proxier->WaitForSync(10s));
+      for (int i = 0; i < 12; ++i) CHECK(Curl("http://10.96.0.10/", &body) == 0);
+      proxier->OnEndpointSliceDelete(dead);
+      REQUIRE(proxier->WaitForSync(10s));
+    }
 
     // No endpoints: refused at once (REJECT), not a hang.
     slice.endpoints.clear();
@@ -330,7 +350,7 @@ void TrafficScenario(ProxyMode mode) {
     CHECK(took < 2s);
     rc = Curl("http://" + pod1.host_ip() + ":30080/");
     CHECK(rc == 7);
-    if (mode == ProxyMode::kIptables) {
+    if (mode != ProxyMode::kNftables) {
       CHECK(Save(variant).find("default/web:http has no endpoints") != std::string::npos);
       CHECK(Save(variant).find(ServiceChainName("default/web:http", "tcp")) == std::string::npos);
     } else {
@@ -346,7 +366,7 @@ void TrafficScenario(ProxyMode mode) {
     proxier->OnServiceDelete(svc);
     proxier->OnEndpointSliceDelete(slice);
     REQUIRE(proxier->WaitForSync(10s));
-    if (mode == ProxyMode::kIptables) {
+    if (mode != ProxyMode::kNftables) {
       std::string save = Save(variant);
       CHECK(save.find("default/web") == std::string::npos);
       CHECK(save.find("KUBE-SVC-") == std::string::npos);
@@ -364,7 +384,7 @@ void TrafficScenario(ProxyMode mode) {
 
   SECTION("cleanup removes every rule of the proxy") {
     proxier->Stop();
-    if (mode == ProxyMode::kIptables) {
+    if (mode != ProxyMode::kNftables) {
       REQUIRE(CleanupLeftovers(real));
       std::string save = Save(variant);
       INFO(save);
@@ -373,6 +393,7 @@ void TrafficScenario(ProxyMode mode) {
       CHECK(save.find("KUBE-POSTROUTING") == std::string::npos);
       CHECK(save.find("KUBE-FORWARD") == std::string::npos);
       CHECK(save.find("KUBE-MARK-MASQ") == std::string::npos);
+      CHECK(save.find("KUBE-PORTALS") == std::string::npos);
     } else {
       auto nft = MakeNetlinkNftBackend();
       REQUIRE(CleanupNftables(*nft));
@@ -486,7 +507,13 @@ void UdpScenario(ProxyMode mode, bool cleanup) {
   slice.endpoints = {Ep(pod2.ip(), true, "node-b")};
   proxier->OnEndpointSliceUpdate(slice, slice);
   REQUIRE(proxier->WaitForSync(10s));
-  CHECK(UdpAsk(client.get(), "10.96.0.30", 53) == (cleanup ? "pod-2" : "pod-1"));
+  if (mode == ProxyMode::kUserspace) {
+    // The proxy's flow to the old endpoint ends after its idle timeout (250 ms).
+    std::this_thread::sleep_for(500ms);
+    CHECK(UdpAsk(client.get(), "10.96.0.30", 53) == "pod-2");
+  } else {
+    CHECK(UdpAsk(client.get(), "10.96.0.30", 53) == (cleanup ? "pod-2" : "pod-1"));
+  }
 
   proxier.reset();
   IptablesRestoreBackend real(IptablesVariant::kNft);
@@ -502,6 +529,7 @@ TEST_CASE("UDP flows follow endpoint changes (stale conntrack entries removed)")
   // The same steps without the cleanup: the flow sticks to the old endpoint, so the test above
   // does detect a missing cleanup.
   SECTION("control: no cleanup") { UdpScenario(ProxyMode::kNftables, false); }
+  SECTION("userspace") { UdpScenario(ProxyMode::kUserspace, true); }
 }
 
 // externalTrafficPolicy Local with its health check node port, and ClientIP affinity.
@@ -614,6 +642,11 @@ TEST_CASE("nftables mode: externalTrafficPolicy Local, health check node port, a
 TEST_CASE("iptables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
           "without endpoints") {
   TrafficScenario(ProxyMode::kIptables);
+}
+
+TEST_CASE("userspace mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
+          "without endpoints") {
+  TrafficScenario(ProxyMode::kUserspace);
 }
 
 TEST_CASE("nftables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "

@@ -240,10 +240,10 @@ TEST_CASE("options are validated") {
   o.nodeport_addresses = {"nonsense"};
   CHECK_FALSE(Proxier::Create(o, std::make_unique<FakeRulesBackend>()));
   o.nodeport_addresses.clear();
-  o.mode = ProxyMode::kUserspace;
+  o.mode = ProxyMode::kNftables;
   auto r = Proxier::Create(o, std::make_unique<FakeRulesBackend>());
   REQUIRE_FALSE(r);
-  CHECK(r.error().message.find("userspace") != std::string::npos);
+  CHECK(r.error().message.find("nftables") != std::string::npos);
 }
 
 TEST_CASE("/healthz answers 200 while rules are fresh and 503 when a change is stuck") {
