@@ -87,6 +87,9 @@ class TcpRelay : public std::enable_shared_from_this<TcpRelay> {
       if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return Close();
       d->pipe_r.reset(p[0]);
       d->pipe_w.reset(p[1]);
+      // Fewer, larger moves per wakeup (default pipes hold 64 KiB). Best effort: capped by
+      // /proc/sys/fs/pipe-max-size.
+      fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
     }
     up_.from = &a_;
     up_.to = &b_;

@@ -1,0 +1,252 @@
+// bench/proxy_throughput: the userspace mode's data path against direct pod access.
+//
+// In a fresh network namespace (a forked child), a "pod" namespace behind a veth runs a TCP sink
+// and an echo server. Measured from the node's namespace:
+//   - bulk throughput: one connection sending `--mib` MiB, direct to the pod and through the
+//     userspace proxy (ClusterIP -> REDIRECT -> listener -> splice relay -> pod);
+//   - added latency: round trips of 64-byte messages on one connection, both ways.
+// Usage (root): proxy_throughput [--mib 2048] [--rounds 20000]
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/log.h"
+#include "netproxy/iptables_restore_backend.h"
+#include "netproxy/proxier.h"
+
+using namespace netproxy;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int Sh(const std::string& cmd) { return system(cmd.c_str()); }
+
+bool LoopbackUp() {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+  ifr.ifr_flags |= IFF_UP;
+  ok = ok && ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+  close(s);
+  return ok;
+}
+
+int Listen(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 64) != 0) {
+    perror("listen");
+    exit(1);
+  }
+  return fd;
+}
+
+// Servers inside the pod namespace: a sink on 9000, an echo on 9001.
+void PodServers(const std::string& netns) {
+  std::thread([netns] {
+    int ns = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (setns(ns, CLONE_NEWNET) != 0) {
+      perror("setns");
+      exit(1);
+    }
+    int sink = Listen(9000), echo = Listen(9001);
+    std::thread([sink] {
+      std::vector<char> buf(1 << 20);
+      while (true) {
+        int c = accept4(sink, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        std::thread([c, &buf] {
+          std::vector<char> b(1 << 20);
+          while (read(c, b.data(), b.size()) > 0) {
+          }
+          close(c);
+        }).detach();
+      }
+    }).detach();
+    while (true) {
+      int c = accept4(echo, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      std::thread([c] {
+        int one = 1;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        char b[4096];
+        ssize_t n;
+        while ((n = read(c, b, sizeof b)) > 0) {
+          if (write(c, b, static_cast<size_t>(n)) != n) break;
+        }
+        close(c);
+      }).detach();
+    }
+  }).detach();
+}
+
+int Connect(const std::string& ip, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    perror(("connect " + ip).c_str());
+    exit(1);
+  }
+  return fd;
+}
+
+double Throughput(const std::string& ip, int port, size_t mib) {
+  int fd = Connect(ip, port);
+  std::vector<char> buf(1 << 20, 'x');
+  auto t0 = Clock::now();
+  for (size_t i = 0; i < mib; ++i) {
+    size_t off = 0;
+    while (off < buf.size()) {
+      ssize_t n = write(fd, buf.data() + off, buf.size() - off);
+      if (n <= 0) {
+        perror("write");
+        exit(1);
+      }
+      off += static_cast<size_t>(n);
+    }
+  }
+  shutdown(fd, SHUT_WR);
+  char c;
+  while (read(fd, &c, 1) > 0) {
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  close(fd);
+  return static_cast<double>(mib) / secs;  // MiB/s
+}
+
+// Median round trip of a 64-byte message, in microseconds.
+double RoundTrip(const std::string& ip, int port, int rounds) {
+  int fd = Connect(ip, port);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  char msg[64] = {0}, back[64];
+  std::vector<double> us;
+  for (int i = 0; i < rounds; ++i) {
+    auto t0 = Clock::now();
+    if (write(fd, msg, sizeof msg) != sizeof msg) exit(1);
+    size_t got = 0;
+    while (got < sizeof back) {
+      ssize_t n = read(fd, back + got, sizeof back - got);
+      if (n <= 0) exit(1);
+      got += static_cast<size_t>(n);
+    }
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+  close(fd);
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t mib = 2048;
+  int rounds = 20000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    if (k == "--mib") mib = std::stoul(argv[i + 1]);
+    if (k == "--rounds") rounds = std::stoi(argv[i + 1]);
+  }
+  if (geteuid() != 0) {
+    fprintf(stderr, "proxy_throughput needs root\n");
+    return 77;
+  }
+  base::log::SetLevel(base::log::Level::kWarn);
+  if (unshare(CLONE_NEWNET) != 0 || !LoopbackUp()) {
+    perror("unshare");
+    return 1;
+  }
+  const std::string ns = "cubelet-bench-" + std::to_string(getpid());
+  Sh("ip netns add " + ns);
+  Sh("ip link add bp0 type veth peer name eth0 netns " + ns);
+  Sh("ip addr add 10.251.0.1/24 dev bp0 && ip link set bp0 up");
+  Sh("ip netns exec " + ns + " sh -c 'ip addr add 10.251.0.2/24 dev eth0 && ip link set eth0 up "
+     "&& ip link set lo up && ip route add default via 10.251.0.1'");
+  Sh("ip route add 10.96.0.0/12 dev bp0");
+  PodServers("/run/netns/" + ns);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+  ProxierOptions o;
+  o.node_name = "node-a";
+  o.cluster_cidr = "10.251.0.0/16";
+  o.mode = ProxyMode::kUserspace;
+  o.min_sync_period = std::chrono::milliseconds(0);
+  auto p = Proxier::Create(o);
+  if (!p) {
+    fprintf(stderr, "proxier: %s\n", p.error().message.c_str());
+    return 1;
+  }
+  Service svc;
+  svc.ns = "bench";
+  svc.name = "sink";
+  svc.cluster_ip = "10.96.0.50";
+  svc.cluster_ips = {svc.cluster_ip};
+  ServicePortSpec sink_port, echo_port;
+  sink_port.name = "sink";
+  sink_port.port = 9000;
+  echo_port.name = "echo";
+  echo_port.port = 9001;
+  svc.ports = {sink_port, echo_port};
+  EndpointSlice sl;
+  sl.ns = "bench";
+  sl.name = "sink-1";
+  sl.service_name = "sink";
+  Endpoint ep;
+  ep.addresses = {"10.251.0.2"};
+  sl.endpoints = {ep};
+  EndpointPort p1, p2;
+  p1.name = "sink";
+  p1.port = 9000;
+  p2.name = "echo";
+  p2.port = 9001;
+  sl.ports = {p1, p2};
+  (*p)->OnServiceAdd(svc);
+  (*p)->OnEndpointSliceAdd(sl);
+  (*p)->OnServicesSynced();
+  (*p)->OnEndpointSlicesSynced();
+  if (!(*p)->WaitForSync(std::chrono::seconds(30))) {
+    fprintf(stderr, "sync failed: %s\n", (*p)->Health().last_error.c_str());
+    return 1;
+  }
+  // Warm up both paths.
+  Throughput("10.251.0.2", 9000, 64);
+  Throughput("10.96.0.50", 9000, 64);
+  double direct = Throughput("10.251.0.2", 9000, mib);
+  double proxied = Throughput("10.96.0.50", 9000, mib);
+  double rtt_direct = RoundTrip("10.251.0.2", 9001, rounds);
+  double rtt_proxied = RoundTrip("10.96.0.50", 9001, rounds);
+  printf("%-28s %12s %12s %8s\n", "path", "direct", "userspace", "ratio");
+  printf("%-28s %12.0f %12.0f %7.0f%%\n", "throughput MiB/s (1 conn)", direct, proxied,
+         100.0 * proxied / direct);
+  printf("%-28s %12.1f %12.1f %+7.1f\n", "round trip us (p50, 64 B)", rtt_direct, rtt_proxied,
+         rtt_proxied - rtt_direct);
+  p->reset();
+  IptablesRestoreBackend b(DetectIptablesVariant());
+  CleanupLeftovers(b);
+  Sh("ip netns pids " + ns + " | xargs -r kill -9; ip netns del " + ns);
+  return 0;
+}
