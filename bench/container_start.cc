@@ -6,7 +6,7 @@
 // Root needed; it moves itself into a fresh network namespace and works under its own cgroup
 // parent ("cubelet-bench-<pid>") and /var/tmp/cubelet-bench-<pid>.
 //
-//   container_start [--n 100]
+//   container_start [--n 100] [--only floor,runc,crun,cubelet]
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -88,9 +89,14 @@ double FloorOnce(const std::string& rootfs, const std::string& mnt) {
 
 int main(int argc, char** argv) {
   int n = 100;
+  std::string only = "floor,runc,crun,cubelet";
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--n") n = atoi(argv[++i]);
+    if (std::string(argv[i]) == "--only") only = argv[++i];
   }
+  auto want = [&](const std::string& what) {
+    return ("," + only + ",").find("," + what + ",") != std::string::npos;
+  };
   if (geteuid() != 0) {
     fprintf(stderr, "container_start needs root\n");
     return 77;
@@ -108,42 +114,46 @@ int main(int argc, char** argv) {
      "/bin/busybox && for a in $(/bin/busybox --list); do [ \"$a\" = busybox ] || ln -sf busybox " +
      rootfs + "/bin/$a; done && echo 'root:x:0:0:root:/root:/bin/sh' > " + rootfs + "/etc/passwd");
 
-  // (a) floor
-  std::vector<double> floor;
+  // The four are interleaved round by round (floor, runc, crun, cubelet, floor, ...) so that a
+  // change in the machine's load (a shared 2-core VM) hits all of them alike.
   std::string mnt = root + "/floor-mnt";
   Sh("mkdir -p " + mnt);
-  for (int i = 0; i < n; ++i) {
-    double ms = FloorOnce(rootfs, mnt);
-    if (ms >= 0) floor.push_back(ms);
-  }
-
-  // (b) runc and crun: same rootfs, `true`, cgroups under our parent.
-  std::vector<double> runc_t, crun_t;
   std::string bundle = root + "/bundle";
   Sh("mkdir -p " + bundle + " && cd " + bundle + " && runc spec");
   Sh("sed -i -e 's/\"terminal\": true/\"terminal\": false/' -e 's/\"sh\"/\"true\"/' -e 's|\"path\": \"rootfs\"|\"path\": \"" +
      rootfs + "\"|' " + bundle + "/config.json");
-  for (const char* tool : {"runc", "crun"}) {
-    auto& out = std::string(tool) == "runc" ? runc_t : crun_t;
-    for (int i = 0; i < n; ++i) {
-      std::string id = std::string(tool) + "-" + tag + "-" + std::to_string(i);
-      auto t0 = Clock::now();
-      int rc = Sh(std::string(tool) + " --root " + root + "/" + tool + "-state run -b " + bundle + " " +
-                  id + " >/dev/null 2>" + root + "/" + tool + ".err");
-      if (rc != 0) {
-        fprintf(stderr, "%s run failed (rc %d); see %s/%s.err — skipping %s\n", tool, rc, root.c_str(),
-                tool, tool);
-        Sh("head -3 " + root + "/" + tool + ".err >&2");
-        out.clear();
-        break;
-      }
-      out.push_back(Ms(Clock::now() - t0));
+  struct Tool {
+    std::string name;
+    bool on;
+    std::vector<double> t;
+  };
+  Tool tools[] = {{"runc", want("runc"), {}}, {"crun", want("crun"), {}}};
+  auto run_tool = [&](Tool& tool, int i) {
+    if (!tool.on) return;
+    std::string id = tool.name + "-" + tag + "-" + std::to_string(i);
+    std::string err = root + "/" + tool.name + ".err";
+    auto t0 = Clock::now();
+    int rc = Sh(tool.name + " --root " + root + "/" + tool.name + "-state run -b " + bundle + " " +
+                id + " >/dev/null 2>" + err);
+    if (rc != 0) {
+      fprintf(stderr, "%s run failed (rc %d); skipping %s. Its error:\n", tool.name.c_str(), rc,
+              tool.name.c_str());
+      Sh("head -3 " + err + " >&2");
+      tool.on = false;
+      tool.t.clear();
+      return;
     }
-  }
+    tool.t.push_back(Ms(Clock::now() - t0));
+  };
 
-  // Ours.
-  std::vector<double> ours, ours_create, ours_start;
-  {
+  std::vector<double> floor, ours, ours_create, ours_start;
+  std::unique_ptr<cri::EmbeddedRuntime> rt;
+  std::string sandbox;
+  cri::PodSandboxConfig pod;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::set<std::string> stopped;
+  if (want("cubelet")) {
     auto driver = cgroups::Detect(cg);
     if (!driver) {
       fprintf(stderr, "cgroups: %s\n", driver.error().message.c_str());
@@ -153,55 +163,76 @@ int main(int argc, char** argv) {
     o.root_dir = root + "/state";
     o.run_dir = root + "/run";
     o.cgroup_driver = std::move(*driver);
-    auto rt = cri::EmbeddedRuntime::Create(std::move(o));
-    if (!rt) {
-      fprintf(stderr, "runtime: %s\n", rt.error().message.c_str());
+    auto r = cri::EmbeddedRuntime::Create(std::move(o));
+    if (!r) {
+      fprintf(stderr, "runtime: %s\n", r.error().message.c_str());
       return 1;
     }
-    auto img = (*rt)->runtime().images().ImportRootfs(rootfs, "busybox", {});
+    rt = std::move(*r);
+    auto img = rt->runtime().images().ImportRootfs(rootfs, "busybox", {});
     if (!img) {
       fprintf(stderr, "import: %s\n", img.error().message.c_str());
       return 1;
     }
-    std::mutex mu;
-    std::condition_variable cv;
-    std::set<std::string> stopped;
-    (*rt)->GetContainerEvents([&](const cri::ContainerEvent& e) {
+    rt->GetContainerEvents([&](const cri::ContainerEvent& e) {
       if (e.type != cri::ContainerEvent::Type::kStopped) return;
       std::lock_guard<std::mutex> l(mu);
       stopped.insert(e.container_id);
       cv.notify_all();
     });
-    cri::PodSandboxConfig pod;
     pod.metadata = {"bench", "uid-bench", "default", 0};
     pod.hostname = "bench";
     pod.linux.cgroup_parent = "kubepods/pod-bench";
-    auto sb = (*rt)->RunPodSandbox(pod);
+    auto sb = rt->RunPodSandbox(pod);
     if (!sb) {
       fprintf(stderr, "sandbox: %s\n", sb.error().message.c_str());
       return 1;
     }
-    for (int i = 0; i < n; ++i) {
-      cri::ContainerConfig c;
-      c.metadata = {"c" + std::to_string(i), 0};
-      c.image.image = "busybox";
-      c.command = {"true"};
-      auto t0 = Clock::now();
-      auto id = (*rt)->CreateContainer(*sb, c, pod);
-      auto t1 = Clock::now();
-      if (!id || !(*rt)->StartContainer(*id)) {
-        fprintf(stderr, "container %d failed: %s\n", i, id ? "start" : id.error().message.c_str());
-        break;
-      }
-      auto t2 = Clock::now();
-      ours_start.push_back(Ms(t2 - t1));
-      std::unique_lock<std::mutex> l(mu);
-      cv.wait_for(l, std::chrono::seconds(10), [&] { return stopped.count(*id) > 0; });
-      ours.push_back(Ms(Clock::now() - t0));
-      ours_create.push_back(Ms(t1 - t0));
-    }
-    (void)(*rt)->RemovePodSandbox(*sb);
+    sandbox = *sb;
   }
+  bool ours_on = rt != nullptr;
+  std::vector<std::string> ours_ids;
+  for (int i = 0; i < n; ++i) {
+    if (want("floor")) {
+      double ms = FloorOnce(rootfs, mnt);
+      if (ms >= 0) floor.push_back(ms);
+    }
+    for (auto& tool : tools) run_tool(tool, i);
+    if (!ours_on) continue;
+    cri::ContainerConfig c;
+    c.metadata = {"c" + std::to_string(i), 0};
+    c.image.image = "busybox";
+    c.command = {"true"};
+    auto t0 = Clock::now();
+    auto id = rt->CreateContainer(sandbox, c, pod);
+    auto t1 = Clock::now();
+    if (!id) {
+      fprintf(stderr, "container %d: create failed: %s\n", i, id.error().message.c_str());
+      ours_on = false;
+      continue;
+    }
+    if (auto st = rt->StartContainer(*id); !st) {
+      fprintf(stderr, "container %d: start failed: %s\n", i, st.error().message.c_str());
+      ours_on = false;
+      continue;
+    }
+    auto t2 = Clock::now();
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait_for(l, std::chrono::seconds(10), [&] { return stopped.count(*id) > 0; });
+    ours.push_back(Ms(Clock::now() - t0));
+    ours_create.push_back(Ms(t1 - t0));
+    ours_start.push_back(Ms(t2 - t1));
+    ours_ids.push_back(*id);
+  }
+  if (rt) {
+    // Removal is not timed (nor is runc's).
+    if (!getenv("KEEP")) for (const auto& id : ours_ids) (void)rt->RemoveContainer(id);
+    if (getenv("KEEP")) { printf("kept %s\n", root.c_str()); return 0; }
+    (void)rt->RemovePodSandbox(sandbox);
+    rt.reset();
+  }
+  auto& runc_t = tools[0].t;
+  auto& crun_t = tools[1].t;
   Sh("rm -rf " + root);
   for (const char* h : {"cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio", "cpuset",
                         "systemd", "unified"}) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 #include <thread>
 
 #include "base/file.h"
@@ -37,6 +38,26 @@ base::Error NotFound(const std::string& id) {
 
 }  // namespace
 
+std::vector<std::string> Runtime::CgroupProcsFiles(const std::string& cgroup) const {
+  // Every hierarchy the driver manages (v1: one per controller mount, co-mounted ones share a
+  // directory; v2: the one unified directory), as Driver::AddProcess writes them.
+  static const char* const kControllers[] = {
+      "cpu",     "cpuacct", "cpuset",  "memory",     "devices", "freezer", "blkio", "pids",
+      "hugetlb", "net_cls", "net_prio", "perf_event", "rdma",    "misc",    "systemd"};
+  std::set<std::string> dirs;
+  for (const char* c : kControllers) {
+    std::string d = opts_.cgroups->ControllerPath(c, cgroup);
+    if (!d.empty()) dirs.insert(d);
+  }
+  std::vector<std::string> out;
+  for (const auto& d : dirs) {
+    // A driver whose directories are not real (the fake one) keeps the pid/go protocol.
+    if (access(d.c_str(), F_OK) != 0) return {};
+    out.push_back(d + "/cgroup.procs");
+  }
+  return out;
+}
+
 std::string Runtime::ContainerCgroupOomFile(const std::string& cgroup) const {
   std::string dir = opts_.cgroups->ControllerPath("memory", cgroup);
   return dir + (opts_.cgroups->version() == cgroups::Version::kV1 ? "/memory.oom_control"
@@ -45,15 +66,17 @@ std::string Runtime::ContainerCgroupOomFile(const std::string& cgroup) const {
 
 Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const ContainerRecord& rec,
                                                   const cri::ContainerConfig& c,
-                                                  const ImageRecord& image, const std::string& dir) {
+                                                  const ImageRecord& image, const std::string& dir,
+                                                  const std::string& state_dir) {
   monitor::ContainerSpec s;
   s.id = rec.id;
   s.name = c.metadata.name;
-  s.rootfs = dir + "/rootfs";
+  s.rootfs = state_dir + "/rootfs";
   if (overlay_) {
     s.lower = image.rootfs;
     s.upper = dir + "/upper";
     s.work = dir + "/work";
+    s.overlay_volatile = overlay_volatile_;
   } else {
     s.lower = dir + "/rootfs-copy";
   }
@@ -88,7 +111,7 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
     auto prog = BuildSeccompProgram(sc.seccomp, s.capabilities);
     if (!prog) return tl::unexpected(prog.error().Wrap("seccomp"));
     if (!prog->empty()) {
-      s.seccomp_bpf = dir + "/seccomp.bpf";
+      s.seccomp_bpf = state_dir + "/seccomp.bpf";
       if (!monitor::WriteFileAtomically(s.seccomp_bpf, *prog)) {
         return base::Errno("write " + s.seccomp_bpf);
       }
@@ -104,6 +127,7 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
   }
   s.log_path = rec.log_path;
   s.oom_counter = ContainerCgroupOomFile(rec.cgroup);
+  s.cgroup_procs = CgroupProcsFiles(rec.cgroup);
   bool has_hosts = false, has_hostname = false, has_resolv = false, has_shm = false;
   for (const auto& m : c.mounts) {
     if (m.container_path.empty() || m.container_path[0] != '/') {
@@ -202,14 +226,21 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     rec.log_path = sb.config.log_directory + "/" + c.log_path;
   }
   std::string dir = ContainerDir(rec.id);
+  std::string state_dir = ContainerStateDir(rec.id);
   bool ok = false;
   auto undo = base::Defer([&] {
     if (!ok) {
       (void)opts_.cgroups->Remove(rec.cgroup);
       (void)base::RemoveAll(dir);
+      (void)base::RemoveAll(state_dir);
     }
   });
-  for (const auto& d : {dir + "/rootfs", dir + "/upper", dir + "/work"}) {
+  std::vector<std::string> dirs = {state_dir + "/rootfs"};
+  if (overlay_) {
+    dirs.push_back(dir + "/upper");
+    dirs.push_back(dir + "/work");
+  }
+  for (const auto& d : dirs) {
     if (auto r = base::MkdirAll(d, 0755); !r) return fail(r.error());
   }
   if (!overlay_) {
@@ -238,15 +269,17 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   if (auto r = opts_.cgroups->Apply(rec.cgroup, res); !r) {
     return fail(r.error());
   }
-  auto spec = BuildSpec(sb, rec, c, *image, dir);
+  auto spec = BuildSpec(sb, rec, c, *image, dir, state_dir);
   if (!spec) return fail(spec.error());
-  if (!monitor::WriteFileAtomically(dir + "/spec", monitor::EncodeSpec(*spec)) ||
+  if (!monitor::WriteFileAtomically(state_dir + "/spec", monitor::EncodeSpec(*spec)) ||
       !monitor::WriteFileAtomically(dir + "/container.json", EncodeContainerRecord(rec))) {
     return fail(base::Errno("write the state of container " + rec.id).value());
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    containers_[rec.id] = Container{rec, std::nullopt, std::nullopt, false, dir};
+    Container& nc = containers_[rec.id];
+    nc = Container{rec, std::nullopt, std::nullopt, false, dir, state_dir, false};
+    nc.self_join = !spec->cgroup_procs.empty();
   }
   ok = true;
   Emit(rec.id, sandbox_id, cri::ContainerEvent::Type::kCreated);
@@ -267,7 +300,7 @@ Result<> Runtime::StartContainer(const std::string& id) {
                         kErrRunContainer);
     }
     c.starting = true;
-    dir = c.dir;
+    dir = c.state_dir;
     cgroup = c.rec.cgroup;
     name = c.rec.metadata.name;
     sandbox_id = c.rec.sandbox_id;
@@ -299,22 +332,28 @@ Result<> Runtime::StartContainer(const std::string& id) {
                            O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
   auto mon = SpawnMonitor(opts_.monitor_path, {"run", dir}, mlog.get(), mlog.get(), true);
   if (!mon) return fail(mon.error().message);
-  WaitChild(mon->pid);  // the intermediate exits as soon as the monitor has detached
-  auto line = ReadStatusLine(mon->status.get(), std::chrono::seconds(30));
+  // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,
+  // through a pidfd taken now, while the pid cannot have been reused.
+  base::UniqueFd mon_pidfd(static_cast<int>(syscall(SYS_pidfd_open, mon->pid, 0)));
+  auto reap = base::Defer([&] {
+    if (mon_pidfd) watcher_->Reap(std::move(mon_pidfd));
+    else std::thread([pid = mon->pid] { WaitChild(pid); }).detach();  // fd limit reached
+  });
+  auto line = ReadStatusLine(mon->status.get(), std::chrono::seconds(60));
   if (!line) return fail(line.error().message);
-  if (base::StartsWith(*line, "error ")) return fail(monitor::Unescape(line->substr(6)));
-  if (!base::StartsWith(*line, "pid ")) return fail("bad monitor status \"" + *line + "\"");
-  pid_t init = static_cast<pid_t>(atoi(line->c_str() + 4));
-  // The init waits for "go" until it is in the container cgroup: everything it runs is
-  // accounted and limited from its first instruction after exec.
-  if (auto r = opts_.cgroups->AddProcess(cgroup, init); !r) {
-    mon->command.reset();  // the monitor kills the init and records a start error
-    (void)ReadStatusLine(mon->status.get(), std::chrono::seconds(10));
-    return fail(r.error().message);
+  if (base::StartsWith(*line, "pid ")) {
+    // A spec without cgroup_procs (written before an upgrade): the init waits for "go" until
+    // cubelet has put it in the container cgroup.
+    pid_t init = static_cast<pid_t>(atoi(line->c_str() + 4));
+    if (auto r = opts_.cgroups->AddProcess(cgroup, init); !r) {
+      mon->command.reset();  // the monitor kills the init and records a start error
+      (void)ReadStatusLine(mon->status.get(), std::chrono::seconds(10));
+      return fail(r.error().message);
+    }
+    if (auto r = SendCommand(mon->command.get(), "go"); !r) return fail(r.error().message);
+    line = ReadStatusLine(mon->status.get(), std::chrono::seconds(60));
+    if (!line) return fail(line.error().message);
   }
-  if (auto r = SendCommand(mon->command.get(), "go"); !r) return fail(r.error().message);
-  line = ReadStatusLine(mon->status.get(), std::chrono::seconds(60));
-  if (!line) return fail(line.error().message);
   if (base::StartsWith(*line, "error ")) return fail(monitor::Unescape(line->substr(6)));
   if (*line != "ok") return fail("bad monitor status \"" + *line + "\"");
   std::string s;
@@ -323,9 +362,8 @@ Result<> Runtime::StartContainer(const std::string& id) {
     return fail("the monitor did not record the start");
   }
   finish(sr);
-  auto pidfd = OpenPidFd(sr.monitor_pid, sr.monitor_start_ticks);
-  if (!pidfd || !watcher_->Watch(id, std::move(*pidfd))) {
-    OnMonitorExit(id);  // already gone (a very short-lived container)
+  if (!mon_pidfd || !watcher_->Watch(id, std::move(mon_pidfd))) {
+    OnMonitorExit(id);
   }
   Emit(id, sandbox_id, cri::ContainerEvent::Type::kStarted);
   return {};
@@ -407,24 +445,27 @@ Result<> Runtime::StopContainer(const std::string& id, std::chrono::seconds time
 
 Result<> Runtime::RemoveContainer(const std::string& id) {
   CUBELET_TRY(StopContainerImpl(id, std::chrono::seconds(0)));
-  std::string cgroup, dir, sandbox_id;
+  std::string cgroup, dir, state_dir, sandbox_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
     if (it == containers_.end()) {
-      // Unknown: clean a leftover directory if any (crash during create).
+      // Unknown: clean leftover directories if any (crash during create).
+      CUBELET_TRY(base::RemoveAll(ContainerStateDir(id)));
       return base::RemoveAll(ContainerDir(id));
     }
     cgroup = it->second.rec.cgroup;
     dir = it->second.dir;
+    state_dir = it->second.state_dir;
     sandbox_id = it->second.rec.sandbox_id;
   }
   watcher_->Unwatch(id);
   std::string what = "remove container " + id;
   CUBELET_TRY_CTX(opts_.cgroups->Remove(cgroup), what);
   // The rootfs was mounted only inside the container's mount namespace, which is gone with its
-  // processes; nothing is mounted under the directory on the host.
+  // processes; nothing is mounted under the directories on the host.
   CUBELET_TRY_CTX(base::RemoveAll(dir), what);
+  if (state_dir != dir) CUBELET_TRY_CTX(base::RemoveAll(state_dir), what);
   {
     std::lock_guard<std::mutex> lock(mu_);
     containers_.erase(id);

@@ -21,6 +21,7 @@ Result<cri::ExecSyncResponse> Runtime::ExecSync(const std::string& id,
                                                 std::chrono::seconds timeout) {
   monitor::StartRecord sr;
   std::string dir, cgroup, name;
+  bool self_join = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -31,7 +32,8 @@ Result<cri::ExecSyncResponse> Runtime::ExecSync(const std::string& id,
                         "): container is not running");
     }
     sr = *c.start;
-    dir = c.dir;
+    dir = c.state_dir;
+    self_join = c.self_join;
     cgroup = c.rec.cgroup;
     name = c.rec.metadata.name;
   }
@@ -54,8 +56,9 @@ Result<cri::ExecSyncResponse> Runtime::ExecSync(const std::string& id,
     kill(helper, SIGKILL);
     WaitChild(helper);
   };
-  // The helper joins the container cgroup before it enters the namespaces and forks.
-  if (auto r = opts_.cgroups->AddProcess(cgroup, helper); !r) {
+  // The helper joins the container cgroup before it enters the namespaces and forks (itself
+  // when the spec lists the cgroup.procs files).
+  if (auto r = self_join ? Result<>{} : opts_.cgroups->AddProcess(cgroup, helper); !r) {
     kill_and_reap();
     return tl::unexpected(r.error().Wrap(what));
   }

@@ -73,6 +73,7 @@ Result<ExecProcess> Runtime::StartExec(const std::string& id, const std::vector<
                                        bool with_stdin) {
   monitor::StartRecord sr;
   std::string dir, cgroup, name;
+  bool self_join = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -83,7 +84,8 @@ Result<ExecProcess> Runtime::StartExec(const std::string& id, const std::vector<
                         "): container is not running");
     }
     sr = *c.start;
-    dir = c.dir;
+    dir = c.state_dir;
+    self_join = c.self_join;
     cgroup = c.rec.cgroup;
     name = c.rec.metadata.name;
   }
@@ -113,7 +115,8 @@ Result<ExecProcess> Runtime::StartExec(const std::string& id, const std::vector<
   in_r.reset();
   ExecProcess proc(mon->pid, std::move(in_w), std::move(out_r), std::move(err_r),
                    std::move(mon->status), what);
-  if (auto r = opts_.cgroups->AddProcess(cgroup, mon->pid); !r) {
+  // The helper joins the container cgroup itself when the spec lists the cgroup.procs files.
+  if (auto r = self_join ? Result<>{} : opts_.cgroups->AddProcess(cgroup, mon->pid); !r) {
     return tl::unexpected(r.error().Wrap(what));  // ~ExecProcess kills and reaps
   }
   if (auto r = SendCommand(mon->command.get(), "go"); !r) return tl::unexpected(r.error().Wrap(what));

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -10,6 +11,10 @@
 
 #include "base/log.h"
 #include "runtime/monitor/spec.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 namespace runtime {
 
@@ -49,21 +54,43 @@ Result<> ExitWatcher::Watch(const std::string& key, base::UniqueFd pidfd) {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = fd;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return base::Errno("watch " + key);
-  watched_[fd] = {key, std::move(pidfd)};
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    ReapNow(fd);
+    return base::Errno("watch " + key);
+  }
+  watched_[fd] = Entry{key, std::move(pidfd), true};
   return {};
+}
+
+void ExitWatcher::Reap(base::UniqueFd pidfd) {
+  if (!pidfd) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  int fd = pidfd.get();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return;
+  watched_[fd] = Entry{"", std::move(pidfd), false};
 }
 
 bool ExitWatcher::Unwatch(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto it = watched_.begin(); it != watched_.end(); ++it) {
-    if (it->second.first == key) {
-      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->first, nullptr);
-      watched_.erase(it);
+  for (auto& [fd, e] : watched_) {
+    if (e.report && e.key == key) {
+      e.report = false;  // still reaped when it exits
       return true;
     }
   }
   return false;
+}
+
+void ExitWatcher::ReapNow(int pidfd) {
+  // Monitors we spawned are our children: collect the zombie. Adopted ones (started by an
+  // earlier cubelet process) are not: ECHILD, nothing to do.
+  siginfo_t si{};
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si,
+                WEXITED | WNOHANG) != 0 && errno == EINTR) {
+  }
 }
 
 void ExitWatcher::Loop() {
@@ -83,7 +110,8 @@ void ExitWatcher::Loop() {
       auto it = watched_.find(fd);
       if (it == watched_.end()) continue;
       epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-      exited.push_back(it->second.first);
+      ReapNow(fd);
+      if (it->second.report) exited.push_back(it->second.key);
       watched_.erase(it);
     }
     for (const auto& key : exited) on_exit_(key);

@@ -1,6 +1,7 @@
 #pragma once
 // One thread that waits on the pidfds of container monitors (epoll) and reports each exit
-// once: exits arrive as events, nothing is polled.
+// once: exits arrive as events, nothing is polled. Monitors started by this process are its
+// children (they are not double-forked away: see StartContainer); the watcher reaps them.
 #include <sys/types.h>
 
 #include <functional>
@@ -27,17 +28,26 @@ class ExitWatcher {
   // Watches `pidfd` (owned from now on); the callback runs on the watcher thread when the
   // process exits. A process that is already gone is reported right away.
   Result<> Watch(const std::string& key, base::UniqueFd pidfd);
-  // True if `key` was being watched (and now is not): its exit will not be reported.
+  // True if `key` was being watched (and now is not): its exit will not be reported (the
+  // process is still reaped when it is our child).
   bool Unwatch(const std::string& key);
+  // Only reaps `pidfd`'s process (a child of ours) when it exits; nothing is reported.
+  void Reap(base::UniqueFd pidfd);
 
  private:
   void Loop();
+  static void ReapNow(int pidfd);
 
   Callback on_exit_;
   base::UniqueFd epoll_;
   base::UniqueFd wake_;
   std::mutex mu_;
-  std::map<int, std::pair<std::string, base::UniqueFd>> watched_;  // fd -> (key, fd)
+  struct Entry {
+    std::string key;
+    base::UniqueFd pidfd;
+    bool report = true;
+  };
+  std::map<int, Entry> watched_;  // by pidfd
   std::thread thread_;
 };
 

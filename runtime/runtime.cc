@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <set>
+#include <tuple>
 
 #include "base/file.h"
 #include "base/log.h"
@@ -35,18 +36,25 @@ std::vector<std::string> ListDir(const std::string& dir) {
 }
 
 // Overlayfs needs a kernel module and an upper filesystem that supports it (not overlayfs
-// itself, e.g. when cubelet runs inside a container): try a real mount once.
-bool ProbeOverlay(const std::string& root) {
+// itself, e.g. when cubelet runs inside a container): try a real mount once, with "volatile"
+// (Linux 5.10+) and without. Returns {usable, volatile}.
+std::pair<bool, bool> ProbeOverlay(const std::string& root) {
   std::string d = root + "/.overlay-probe";
+  auto attempt = [&](const char* extra) {
+    (void)base::RemoveAll(d);
+    for (auto sub : {"/l", "/u", "/w", "/m"}) {
+      if (!base::MkdirAll(d + sub)) return false;
+    }
+    std::string opts = "lowerdir=" + d + "/l,upperdir=" + d + "/u,workdir=" + d + "/w" + extra;
+    bool ok = mount("overlay", (d + "/m").c_str(), "overlay", 0, opts.c_str()) == 0;
+    if (ok) umount2((d + "/m").c_str(), MNT_DETACH);
+    return ok;
+  };
+  std::pair<bool, bool> out{false, false};
+  if (attempt(",volatile")) out = {true, true};
+  else if (attempt("")) out = {true, false};
   (void)base::RemoveAll(d);
-  for (auto sub : {"/l", "/u", "/w", "/m"}) {
-    if (!base::MkdirAll(d + sub)) return false;
-  }
-  std::string opts = "lowerdir=" + d + "/l,upperdir=" + d + "/u,workdir=" + d + "/w";
-  bool ok = mount("overlay", (d + "/m").c_str(), "overlay", 0, opts.c_str()) == 0;
-  if (ok) umount2((d + "/m").c_str(), MNT_DETACH);
-  (void)base::RemoveAll(d);
-  return ok;
+  return out;
 }
 
 }  // namespace
@@ -93,13 +101,14 @@ Result<> Runtime::Init() {
     CUBELET_TRY_CTX(base::MkdirAll(d, 0700), "runtime state directory");
   }
   for (const auto& d : {opts_.run_dir + "/netns", opts_.run_dir + "/ipcns", opts_.run_dir + "/utsns",
-                        opts_.run_dir + "/shm"}) {
+                        opts_.run_dir + "/shm", opts_.run_dir + "/containers"}) {
     CUBELET_TRY_CTX(base::MkdirAll(d, 0755), "runtime run directory");
   }
   auto store = ImageStore::Open(opts_.image_dir);
   if (!store) return tl::unexpected(store.error());
   images_ = std::move(*store);
-  overlay_ = !opts_.disable_overlay && ProbeOverlay(opts_.root_dir);
+  if (!opts_.disable_overlay) std::tie(overlay_, overlay_volatile_) = ProbeOverlay(opts_.root_dir);
+  else overlay_ = false;
   if (!overlay_) {
     base::log::Warn("overlayfs is not usable here; containers get a private copy of the image "
                     "rootfs (slower to create, more disk)",
@@ -133,6 +142,10 @@ std::string Runtime::ContainerDir(const std::string& id) const {
   return opts_.root_dir + "/containers/" + id;
 }
 
+std::string Runtime::ContainerStateDir(const std::string& id) const {
+  return opts_.run_dir + "/containers/" + id;
+}
+
 void Runtime::Adopt() {
   for (const auto& id : ListDir(opts_.root_dir + "/sandboxes")) {
     auto text = base::ReadFile(SandboxDir(id) + "/sandbox.json");
@@ -155,14 +168,49 @@ void Runtime::Adopt() {
       base::log::Warn("unreadable container state", {{"id", id}, {"error", rec.error().message}});
       continue;
     }
-    Container c{*rec, std::nullopt, std::nullopt, false, dir};
+    // The monitor's files are on the run directory; containers created before that layout
+    // (an upgrade with containers running) keep them beside container.json.
+    std::string state_dir = ContainerStateDir(id);
+    bool lost = false;
+    if (!base::PathExists(state_dir)) {
+      if (base::PathExists(dir + "/spec")) {
+        state_dir = dir;
+      } else {
+        lost = true;  // the node restarted: the run directory is empty
+        (void)base::MkdirAll(state_dir, 0755);
+      }
+    }
+    Container c{*rec, std::nullopt, std::nullopt, false, dir, state_dir, false};
     std::string s;
+    if (monitor::ReadWholeFile(state_dir + "/spec", &s)) {
+      c.self_join = s.find("\ncgroup_procs=") != std::string::npos;
+    }
     monitor::StartRecord sr;
-    if (monitor::ReadWholeFile(dir + "/started", &s) && monitor::DecodeStart(s, &sr)) c.start = sr;
+    if (monitor::ReadWholeFile(state_dir + "/started", &s) && monitor::DecodeStart(s, &sr)) {
+      c.start = sr;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     LoadExitLocked(c);
+    if (lost && !c.exit) {
+      // Nothing of it runs any more (its processes, cgroups and namespaces went with the
+      // reboot) and it cannot be started: report it exited, as containerd does.
+      monitor::ExitRecord er;
+      er.exit_code = 255;
+      er.finished_at_ns = base::ToUnixNanos(std::chrono::system_clock::now());
+      er.reason = "Unknown";
+      er.message = "the node restarted; the container's runtime state is gone";
+      monitor::WriteFileAtomically(state_dir + "/exit", monitor::EncodeExit(er));
+      c.exit = er;
+    }
     if (c.start && !c.exit) to_watch.emplace_back(id, *c.start);
     containers_[id] = std::move(c);
+  }
+  // Run-directory state of containers whose record never made it to disk (a crash during
+  // CreateContainer).
+  for (const auto& id : ListDir(opts_.run_dir + "/containers")) {
+    if (!base::PathExists(ContainerDir(id) + "/container.json")) {
+      (void)base::RemoveAll(ContainerStateDir(id));
+    }
   }
   for (const auto& [id, sr] : to_watch) {
     auto pidfd = OpenPidFd(sr.monitor_pid, sr.monitor_start_ticks);
@@ -182,7 +230,7 @@ bool Runtime::LoadExitLocked(Container& c) {
   if (c.exit) return true;
   std::string s;
   monitor::ExitRecord er;
-  if (monitor::ReadWholeFile(c.dir + "/exit", &s) && monitor::DecodeExit(s, &er)) {
+  if (monitor::ReadWholeFile(c.state_dir + "/exit", &s) && monitor::DecodeExit(s, &er)) {
     c.exit = er;
     return true;
   }
@@ -204,7 +252,7 @@ void Runtime::OnMonitorExit(const std::string& id) {
       er.finished_at_ns = base::ToUnixNanos(std::chrono::system_clock::now());
       er.reason = "Unknown";
       er.message = "the container monitor exited without recording the exit status";
-      monitor::WriteFileAtomically(c.dir + "/exit", monitor::EncodeExit(er));
+      monitor::WriteFileAtomically(c.state_dir + "/exit", monitor::EncodeExit(er));
       c.exit = er;
     }
     sandbox_id = c.rec.sandbox_id;

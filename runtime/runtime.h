@@ -102,7 +102,9 @@ class Runtime {
     std::optional<monitor::StartRecord> start;
     std::optional<monitor::ExitRecord> exit;
     bool starting = false;
-    std::string dir;
+    std::string dir;        // <root_dir>/containers/<id>: container.json, upper/, work/
+    std::string state_dir;  // <run_dir>/containers/<id>: the monitor's spec, started, exit, logs
+    bool self_join = false;  // the spec has cgroup_procs: monitors join the cgroup themselves
   };
 
   explicit Runtime(RuntimeOptions opts);
@@ -119,6 +121,10 @@ class Runtime {
   void Emit(const std::string& id, const std::string& sandbox_id, cri::ContainerEvent::Type t);
   std::string SandboxDir(const std::string& id) const;
   std::string ContainerDir(const std::string& id) const;
+  // The per-container files the monitor reads and writes on every start and exit live on the
+  // run directory (a tmpfs): they only have to survive cubelet restarts, not host reboots, and
+  // creating files on a disk filesystem is the slowest part of a start on some hosts.
+  std::string ContainerStateDir(const std::string& id) const;
   Result<> SaveSandbox(const SandboxRecord& r);
   Result<> WriteSandboxFiles(const SandboxRecord& r);
   Result<> CleanupSandboxResources(const SandboxRecord& r);
@@ -127,12 +133,14 @@ class Runtime {
   bool WaitExited(const std::string& id, std::chrono::milliseconds timeout);
   Result<monitor::ContainerSpec> BuildSpec(const SandboxRecord& sb, const ContainerRecord& rec,
                                            const cri::ContainerConfig& c, const ImageRecord& image,
-                                           const std::string& dir);
+                                           const std::string& dir, const std::string& state_dir);
   std::string ContainerCgroupOomFile(const std::string& cgroup) const;
+  std::vector<std::string> CgroupProcsFiles(const std::string& cgroup) const;
 
   RuntimeOptions opts_;
   std::unique_ptr<ImageStore> images_;
   bool overlay_ = true;
+  bool overlay_volatile_ = false;  // the kernel takes overlayfs "volatile" (5.10+)
   std::mutex mu_;
   std::map<std::string, Sandbox> sandboxes_;
   std::map<std::string, Container> containers_;

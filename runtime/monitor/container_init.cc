@@ -181,6 +181,37 @@ void JoinNamespace(const std::string& path, int nstype, int err_fd) {
   close(fd);
 }
 
+void JoinCgroups(const std::vector<std::string>& procs_files, int err_fd) {
+  for (const auto& f : procs_files) {
+    int fd = open(f.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) DieErrno(err_fd, "join cgroup " + f);
+    if (write(fd, "0", 1) != 1) DieErrno(err_fd, "join cgroup " + f);
+    close(fd);
+  }
+}
+
+// Set by the process itself before it execs (as runc's init does), so no one has to wait for
+// it. fd 2 is still the monitor's log here.
+void SetOomScoreAdj(const ContainerSpec& spec) {
+  if (!spec.has_oom_score_adj) return;
+  int fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  std::string v = std::to_string(spec.oom_score_adj);
+  if (write(fd, v.data(), v.size()) < 0) {
+    // Lowering the score needs CAP_SYS_RESOURCE; keep the inherited value (the lowest this
+    // process may set), as the kubelet's runtimes do. Never fail the container for it.
+    int e = errno;
+    char cur[32] = {0};
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, cur, sizeof cur - 1);
+    std::string c(cur, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!c.empty() && c.back() == '\n') c.pop_back();
+    WriteAll(2, "cubelet-monitor: oom_score_adj " + v + " not permitted (" + strerror(e) +
+                    "); keeping " + c + "\n");
+  }
+  close(fd);
+}
+
 void ApplyRlimits(const ContainerSpec& spec, int err_fd) {
   for (const auto& r : spec.rlimits) {
     struct rlimit rl;
@@ -287,14 +318,21 @@ void FinishAndExec(const ContainerSpec& spec, const std::vector<std::string>& ar
 
 void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
   int err = fds.err_write;
-  // Wait until the monitor has placed this process in the container cgroup.
-  char go = 0;
-  ssize_t n;
-  do {
-    n = read(fds.sync_read, &go, 1);
-  } while (n < 0 && errno == EINTR);
-  if (n != 1 || go != 'g') _exit(1);  // the runtime gave up: no message needed
+  if (spec.cgroup_procs.empty()) {
+    // Older specs: wait until cubelet has placed this process in the container cgroup.
+    char go = 0;
+    ssize_t n;
+    do {
+      n = read(fds.sync_read, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || go != 'g') _exit(1);  // the runtime gave up: no message needed
+  } else {
+    // Join the container cgroup first: everything from here on is accounted and limited, and
+    // the start needs no round trip through cubelet.
+    JoinCgroups(spec.cgroup_procs, err);
+  }
   close(fds.sync_read);
+  SetOomScoreAdj(spec);
 
   int devnull = open("/dev/null", O_RDWR);
   if (devnull < 0) DieErrno(err, "open /dev/null");
@@ -321,7 +359,7 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
   const std::string& root = spec.rootfs;
   if (!spec.upper.empty()) {
     std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + spec.upper +
-                       ",workdir=" + spec.work;
+                       ",workdir=" + spec.work + (spec.overlay_volatile ? ",volatile" : "");
     if (mount("overlay", root.c_str(), "overlay", 0, opts.c_str()) != 0) {
       DieErrno(err, "mount overlay rootfs on " + root);
     }

@@ -10,7 +10,8 @@
 namespace monitor {
 
 struct InitFds {
-  int sync_read = -1;   // "go" byte from the monitor once the pid is in the container cgroup
+  int sync_read = -1;   // "go" byte from the monitor once cubelet put the pid in the cgroup
+                        // (only when the spec has no cgroup_procs)
   int err_write = -1;   // CLOEXEC: EOF = exec succeeded, else an error message
   int stdout_write = -1;
   int stderr_write = -1;

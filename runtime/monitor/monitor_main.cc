@@ -3,17 +3,20 @@
 //   cubelet-monitor run  <container-dir>
 //   cubelet-monitor exec <container-dir> <init-pid> <init-start-ticks> -- <cmd> [args...]
 //
-// fd 3 carries status lines to cubelet, fd 4 carries "go" from cubelet (sent once the process
-// that becomes the container has been put in the container cgroup).
+// fd 3 carries status lines to cubelet ("ok" once the container process has exec'd, or
+// "error <message>"). The init joins the container cgroup itself (spec cgroup_procs); for older
+// specs without it the monitor reports "pid N" first and waits on fd 4 for cubelet's "go",
+// sent once cubelet has put N in the container cgroup.
 //
-// `run` detaches (fork, setsid: cubelet restarts must not take containers with them), clone()s
-// the container init in new pid + mount namespaces, copies its stdout/stderr into the CRI log
+// `run` runs in a session of its own (cubelet restarts must not take containers with them),
+// clone()s the container init in new pid + mount namespaces, copies its stdout/stderr into the CRI log
 // file, waits for it and records its exit in <container-dir>/exit. No JSON, no Boost, no
 // OpenSSL: it stays small because one runs per container.
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -93,23 +96,24 @@ bool LoadSpec(const std::string& dir, ContainerSpec* spec, std::string* error) {
   return monitor::DecodeSpec(text, spec, error);
 }
 
-void SetChildOomScoreAdj(pid_t pid, const ContainerSpec& spec) {
-  if (!spec.has_oom_score_adj) return;
-  std::string path = "/proc/" + std::to_string(pid) + "/oom_score_adj";
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return;
-  std::string v = std::to_string(spec.oom_score_adj);
-  if (write(fd, v.data(), v.size()) < 0) {
-    // Lowering the score needs CAP_SYS_RESOURCE; keep the inherited value (the lowest this
-    // process may set), as the kubelet's runtimes do. Never fail the container for it.
-    char cur[32] = {0};
-    lseek(fd, 0, SEEK_SET);
-    ssize_t n = read(fd, cur, sizeof cur - 1);
-    std::string c(cur, n > 0 ? static_cast<size_t>(n) : 0);
-    while (!c.empty() && c.back() == '\n') c.pop_back();
-    Log("oom_score_adj " + v + " not permitted (" + strerror(errno) + "); keeping " + c);
-  }
-  close(fd);
+struct InitArgs {
+  const ContainerSpec* spec = nullptr;
+  const sigset_t* mask = nullptr;
+  std::vector<int> close_fds;  // the monitor's ends and fds the container must not inherit
+  monitor::InitFds fds;
+};
+
+// The container's init, on its own stack; with CLONE_VM it shares the (suspended) monitor's
+// memory until it execs, so it touches nothing the monitor uses afterwards besides the heap.
+int InitMain(void* p) {
+  auto* a = static_cast<InitArgs*>(p);
+  sigprocmask(SIG_SETMASK, a->mask, nullptr);
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  for (int fd : a->close_fds) close(fd);
+  // stdout/stderr pipes must survive exec.
+  fcntl(a->fds.stdout_write, F_SETFD, 0);
+  fcntl(a->fds.stderr_write, F_SETFD, 0);
+  monitor::RunContainerInit(*a->spec, a->fds);
 }
 
 class LogFile {
@@ -144,15 +148,11 @@ int Run(const std::string& dir) {
     Status("error " + monitor::Escape(error));
     return 1;
   }
-  // Detach: the grandchild of cubelet is reparented to init (or a subreaper) and is in its own
-  // session, so neither cubelet's exit nor a terminal's signals reach it.
-  pid_t p = fork();
-  if (p < 0) {
-    Status("error " + monitor::Escape(std::string("fork: ") + strerror(errno)));
-    return 1;
-  }
-  if (p > 0) _exit(0);
-  setsid();
+  // cubelet spawned us in a session of our own (setsid) and does not kill us when it exits, so
+  // no double fork is needed to outlive it: a restart of cubelet reparents us to init (or the
+  // nearest subreaper) and the next cubelet re-attaches through a pidfd. While cubelet runs it
+  // reaps us. (A fork costs a few ms on small VMs: it used to be the largest single step.)
+  setsid();  // no-op (EPERM) when spawned with POSIX_SPAWN_SETSID
   if (chdir("/") != 0) return 1;
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
@@ -171,34 +171,36 @@ int Run(const std::string& dir) {
   uint64_t oom_before = ReadOomKills(spec.oom_counter);
   LogFile log(spec.log_path);
 
-  unsigned long clone_flags = CLONE_NEWNS | SIGCHLD | (spec.host_pid ? 0 : CLONE_NEWPID);
-  long child = syscall(SYS_clone, clone_flags, nullptr, nullptr, nullptr, 0);
+  // With the init joining its cgroup itself, nothing has to happen between clone and exec on
+  // this side: clone(CLONE_VM|CLONE_VFORK) (as posix_spawn does) suspends the monitor until the
+  // init has exec'd or died, and saves copying the page tables and the copy-on-write faults
+  // of a fork. Older specs keep a fork-like clone, since the monitor must relay "go".
+  bool vfork = !spec.cgroup_procs.empty();
+  InitArgs args;
+  args.spec = &spec;
+  args.mask = &old;
+  args.close_fds = {out[0], err[0], sync[1], errp[0], kStatusFd, kCommandFd, sfd};
+  args.fds = monitor::InitFds{sync[0], errp[1], out[1], err[1]};
+  constexpr size_t kStack = 1 << 20;
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (stack == MAP_FAILED) {
+    Status("error " + monitor::Escape(std::string("mmap: ") + strerror(errno)));
+    return 1;
+  }
+  int clone_flags = CLONE_NEWNS | SIGCHLD | (spec.host_pid ? 0 : CLONE_NEWPID) |
+                    (vfork ? CLONE_VM | CLONE_VFORK : 0);
+  int child = clone(InitMain, static_cast<char*>(stack) + kStack, clone_flags, &args);
   if (child < 0) {
     Status("error " + monitor::Escape(std::string("clone: ") + strerror(errno)));
     return 1;
   }
-  if (child == 0) {
-    sigprocmask(SIG_SETMASK, &old, nullptr);
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    close(out[0]);
-    close(err[0]);
-    close(sync[1]);
-    close(errp[0]);
-    close(kStatusFd);
-    close(kCommandFd);
-    close(sfd);
-    monitor::InitFds fds{sync[0], errp[1], out[1], err[1]};
-    // stdin/stdout/stderr pipes must survive exec.
-    fcntl(out[1], F_SETFD, 0);
-    fcntl(err[1], F_SETFD, 0);
-    monitor::RunContainerInit(spec, fds);
-  }
+  munmap(stack, kStack);
   close(out[1]);
   close(err[1]);
   close(sync[0]);
   close(errp[1]);
   pid_t init = static_cast<pid_t>(child);
-  SetChildOomScoreAdj(init, spec);
 
   auto record_start_error = [&](const std::string& msg) {
     kill(init, SIGKILL);
@@ -212,16 +214,19 @@ int Run(const std::string& dir) {
     Log("start failed: " + msg);
   };
 
-  Status("pid " + std::to_string(init));
-  std::string cmd;
-  if (!ReadLine(kCommandFd, &cmd) || cmd != "go") {
-    record_start_error("the runtime abandoned the start");
-    return 1;
-  }
-  char g = 'g';
-  if (write(sync[1], &g, 1) != 1) {
-    record_start_error("the container process died during setup");
-    return 1;
+  if (spec.cgroup_procs.empty()) {
+    // Older specs: cubelet moves the init into the container cgroup, then says "go".
+    Status("pid " + std::to_string(init));
+    std::string cmd;
+    if (!ReadLine(kCommandFd, &cmd) || cmd != "go") {
+      record_start_error("the runtime abandoned the start");
+      return 1;
+    }
+    char g = 'g';
+    if (write(sync[1], &g, 1) != 1) {
+      record_start_error("the container process died during setup");
+      return 1;
+    }
   }
   close(sync[1]);
   std::string start_error = ReadAllFd(errp[0]);
@@ -356,8 +361,21 @@ int Exec(const std::string& dir, pid_t init, uint64_t ticks, const std::vector<s
     Status("error " + monitor::Escape(error));
     return 126;
   }
+  // "go" once cubelet has put us in the container cgroup (it sends it either way); with
+  // cgroup_procs in the spec we join it ourselves without waiting.
   std::string cmd;
-  if (!ReadLine(kCommandFd, &cmd) || cmd != "go") return 126;
+  if (spec.cgroup_procs.empty()) {
+    if (!ReadLine(kCommandFd, &cmd) || cmd != "go") return 126;
+  } else {
+    for (const auto& f : spec.cgroup_procs) {
+      int fd = open(f.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || write(fd, "0", 1) != 1) {
+        Status("error " + monitor::Escape("join cgroup " + f + ": " + strerror(errno)));
+        return 126;
+      }
+      close(fd);
+    }
+  }
   if (monitor::ProcessStartTicks(init) != ticks || ticks == 0) {
     Status("error " + monitor::Escape("container process " + std::to_string(init) +
                                       " is not running"));

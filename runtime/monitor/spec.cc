@@ -129,6 +129,7 @@ std::string EncodeSpec(const ContainerSpec& s) {
   Put(o, "lower", s.lower);
   Put(o, "upper", s.upper);
   Put(o, "work", s.work);
+  if (s.overlay_volatile) PutNum(o, "overlay_volatile", 1);
   PutNum(o, "readonly_rootfs", s.readonly_rootfs);
   Put(o, "netns", s.netns);
   Put(o, "ipcns", s.ipcns);
@@ -155,6 +156,7 @@ std::string EncodeSpec(const ContainerSpec& s) {
   Put(o, "log_path", s.log_path);
   Put(o, "oom_counter", s.oom_counter);
   PutNum(o, "privileged", s.privileged);
+  for (const auto& p : s.cgroup_procs) Put(o, "cgroup_procs", p);
   for (const auto& r : s.rlimits) {
     Put(o, "rlimit", std::to_string(r.resource) + "\t" + std::to_string(r.soft) + "\t" +
                          std::to_string(r.hard));
@@ -190,6 +192,7 @@ bool DecodeSpec(std::string_view text, ContainerSpec* out, std::string* error) {
     else if (k == "lower") s.lower = v;
     else if (k == "upper") s.upper = v;
     else if (k == "work") s.work = v;
+    else if (k == "overlay_volatile") flag(k, v, &s.overlay_volatile);
     else if (k == "readonly_rootfs") flag(k, v, &s.readonly_rootfs);
     else if (k == "netns") s.netns = v;
     else if (k == "ipcns") s.ipcns = v;
@@ -230,6 +233,7 @@ bool DecodeSpec(std::string_view text, ContainerSpec* out, std::string* error) {
     } else if (k == "log_path") s.log_path = v;
     else if (k == "oom_counter") s.oom_counter = v;
     else if (k == "privileged") flag(k, v, &s.privileged);
+    else if (k == "cgroup_procs") s.cgroup_procs.push_back(v);
     else if (k == "rlimit") {
       auto f = SplitTabs(v);
       long long res;

@@ -27,6 +27,10 @@ struct ContainerSpec {
   std::string lower;
   std::string upper;
   std::string work;
+  // Mount the overlay with "volatile" (Linux 5.10+): no sync of the upper filesystem when the
+  // container's mount namespace goes away. A container's writable layer does not outlive a host
+  // crash anyway (the container is recreated), and that sync cost ~8 ms per container exit.
+  bool overlay_volatile = false;
   bool readonly_rootfs = false;
   // Pinned pod namespaces to join (empty = keep the monitor's).
   std::string netns;
@@ -50,6 +54,10 @@ struct ContainerSpec {
   std::string log_path;       // CRI log file
   std::string oom_counter;    // memory.oom_control (v1) or memory.events (v2) of the container
   bool privileged = false;
+  // cgroup.procs files the init writes "0" to before anything else (one per v1 hierarchy, one on
+  // v2). Empty: the older protocol, where the monitor reports "pid N" and cubelet moves the pid
+  // and answers "go" (one round trip through cubelet per start).
+  std::vector<std::string> cgroup_procs;
   struct Rlimit {
     int resource = 0;
     uint64_t soft = 0, hard = 0;

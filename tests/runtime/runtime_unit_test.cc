@@ -176,6 +176,8 @@ TEST_CASE("monitor files: spec, start and exit records round-trip") {
   s.log_path = "/var/log/pods/ns_n_u/main/0.log";
   s.oom_counter = "/sys/fs/cgroup/memory/x/memory.oom_control";
   s.rlimits.push_back({7, 1024, 4096});
+  s.overlay_volatile = true;
+  s.cgroup_procs = {"/sys/fs/cgroup/memory/x/cgroup.procs", "/sys/fs/cgroup/pids/x/cgroup.procs"};
   monitor::ContainerSpec d;
   std::string err;
   REQUIRE(monitor::DecodeSpec(monitor::EncodeSpec(s), &d, &err));
@@ -187,6 +189,8 @@ TEST_CASE("monitor files: spec, start and exit records round-trip") {
   CHECK(d.args == s.args);
   CHECK(d.oom_score_adj == -997);
   CHECK(d.capabilities == s.capabilities);
+  CHECK(d.overlay_volatile);
+  CHECK(d.cgroup_procs == s.cgroup_procs);
   CHECK_FALSE(monitor::DecodeSpec("id=x\n", &d, &err));
   CHECK(err.find("version") != std::string::npos);
 

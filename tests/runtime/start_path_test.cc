@@ -1,0 +1,194 @@
+// The container start path: the init joins its cgroup itself, monitors are children of the
+// cubelet process (reaped by it) yet outlive it, and specs written before those changes (pid/go
+// handshake, files beside container.json) still start.
+#include <sys/wait.h>
+
+#include "tests/runtime/runtime_env.h"
+
+using namespace rttest;
+
+namespace {
+
+std::vector<pid_t> CgroupProcs(cgroups::Driver* d, const std::string& ctrl, const std::string& cg) {
+  std::vector<pid_t> out;
+  std::istringstream in(Slurp(d->ControllerPath(ctrl, cg) + "/cgroup.procs"));
+  pid_t p;
+  while (in >> p) out.push_back(p);
+  return out;
+}
+
+bool Contains(const std::vector<pid_t>& v, pid_t p) {
+  return std::find(v.begin(), v.end(), p) != v.end();
+}
+
+// 'Z' for a zombie, 0 when the process is gone.
+char ProcState(pid_t pid) {
+  std::string stat = Slurp("/proc/" + std::to_string(pid) + "/stat");
+  size_t rp = stat.rfind(')');
+  return rp == std::string::npos || rp + 2 >= stat.size() ? 0 : stat[rp + 2];
+}
+
+monitor::StartRecord Started(const Env& env, const std::string& id) {
+  monitor::StartRecord sr;
+  REQUIRE(monitor::DecodeStart(Slurp(env.root + "/run/containers/" + id + "/started"), &sr));
+  return sr;
+}
+
+}  // namespace
+
+TEST_CASE("start path: the init is in every hierarchy of its cgroup before it execs") {
+  Env env("rt-join");
+  auto pod = env.Pod("join");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  // The container reads its own cgroup membership as its first action: it must already be the
+  // container's cgroup (the cgroup namespace makes it "/").
+  auto id = env.Run(*sb, pod, env.Ctr("c", {"sh", "-c", "cat /proc/self/cgroup; sleep 1000"}));
+  auto st = env.Status(id);
+  REQUIRE(st.pid > 0);
+  std::string cg = "kubepods/pod-join/" + id;
+  for (const char* ctrl : {"memory", "cpu", "pids", "freezer", "devices", "blkio"}) {
+    INFO(ctrl);
+    CHECK(Contains(CgroupProcs(env.cgroup_driver, ctrl, cg), st.pid));
+  }
+  std::this_thread::sleep_for(300ms);
+  std::string log = Slurp(st.log_path);
+  CHECK(log.find(":memory:/\n") != std::string::npos);
+  CHECK(log.find(":pids:/\n") != std::string::npos);
+  // The spec carries the files; the overlay is volatile where the kernel allows it.
+  std::string spec = Slurp(env.root + "/run/containers/" + id + "/spec");
+  CHECK(spec.find("\ncgroup_procs=") != std::string::npos);
+  CHECK_FALSE(base::PathExists(env.root + "/state/containers/" + id + "/spec"));
+  // Exec joins the cgroup itself too.
+  auto ex = env.rt->ExecSync(id, {"cat", "/proc/self/cgroup"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_.find(":memory:/\n") != std::string::npos);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id}, "kubepods/pod-join");
+}
+
+TEST_CASE("start path: the monitor is reaped when its container exits") {
+  Env env("rt-reap");
+  auto pod = env.Pod("reap");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.Run(*sb, pod, env.Ctr("c", {"sh", "-c", "sleep 0.2; exit 4"}));
+  auto sr = Started(env, id);
+  CHECK(getppid() != sr.monitor_pid);
+  REQUIRE(env.WaitExited(id));
+  CHECK(env.Status(id).exit_code == 4);
+  // The exit watcher collects the monitor (our child) before it reports the exit.
+  CHECK(ProcState(sr.monitor_pid) == 0);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+}
+
+TEST_CASE("start path: a container outlives the cubelet process that started it") {
+  Env env("rt-orphan");
+  auto pod = env.Pod("orphan");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto c = env.Ctr("long", {"sh", "-c", "sleep 1000"});
+  env.rt.reset();
+  int p[2];
+  REQUIRE(pipe(p) == 0);
+  // Another process plays cubelet: it starts the container and dies without any cleanup.
+  pid_t cubelet = fork();
+  REQUIRE(cubelet >= 0);
+  if (cubelet == 0) {
+    close(p[0]);
+    auto driver = cgroups::Detect(env.cg.path());
+    if (!driver) _exit(10);
+    cri::EmbeddedRuntimeOptions o;
+    o.root_dir = env.root + "/state";
+    o.run_dir = env.root + "/run";
+    o.cgroup_driver = std::move(*driver);
+    auto rt = cri::EmbeddedRuntime::Create(std::move(o));
+    if (!rt) _exit(11);
+    auto id = (*rt)->CreateContainer(*sb, c, pod);
+    if (!id || !(*rt)->StartContainer(*id)) _exit(12);
+    if (write(p[1], id->data(), id->size()) != static_cast<ssize_t>(id->size())) _exit(13);
+    _exit(0);
+  }
+  close(p[1]);
+  char buf[128];
+  ssize_t n = read(p[0], buf, sizeof buf);
+  close(p[0]);
+  int status = 0;
+  REQUIRE(waitpid(cubelet, &status, 0) == cubelet);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(n > 0);
+  std::string id(buf, static_cast<size_t>(n));
+  auto sr = Started(env, id);
+  std::this_thread::sleep_for(200ms);
+  CHECK(kill(sr.monitor_pid, 0) == 0);
+  CHECK(ProcState(sr.monitor_pid) != 'Z');
+  CHECK(ProcState(sr.init_pid) == 'S');
+  env.Start();
+  auto st = env.Status(id);
+  CHECK(st.state == cri::ContainerState::kRunning);
+  CHECK(st.pid == sr.init_pid);
+  REQUIRE(env.rt->StopContainer(id, 0s));
+  REQUIRE(env.WaitExited(id));
+  CHECK(env.Status(id).exit_code == 137);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id}, "kubepods/pod-orphan");
+}
+
+TEST_CASE("start path: a spec written before self-joining cgroups starts with the pid/go handshake") {
+  Env env("rt-legacy");
+  auto pod = env.Pod("legacy");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.rt->CreateContainer(*sb, env.Ctr("c", {"sleep", "1000"}), pod);
+  REQUIRE(id);
+  env.rt.reset();
+  // What an older cubelet wrote: no cgroup_procs, every file beside container.json.
+  std::string run = env.root + "/run/containers/" + *id;
+  std::string disk = env.root + "/state/containers/" + *id;
+  std::string spec = Slurp(run + "/spec");
+  std::string old;
+  std::istringstream in(spec);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("cgroup_procs=", 0) == 0) continue;
+    for (size_t at; (at = line.find(run)) != std::string::npos;) line.replace(at, run.size(), disk);
+    old += line + "\n";
+  }
+  REQUIRE(old.size() < spec.size());
+  REQUIRE(base::WriteFileAtomic(disk + "/spec", old));
+  REQUIRE(base::MkdirAll(disk + "/rootfs"));
+  REQUIRE(testsupport::Run("cp " + run + "/seccomp.bpf " + disk + "/ && rm -rf " + run) == 0);
+  env.Start();
+  REQUIRE(env.rt->StartContainer(*id));
+  auto st = env.Status(*id);
+  REQUIRE(st.pid > 0);
+  CHECK(Contains(CgroupProcs(env.cgroup_driver, "memory", "kubepods/pod-legacy/" + *id), st.pid));
+  CHECK(base::PathExists(disk + "/started"));
+  auto ex = env.rt->ExecSync(*id, {"sh", "-c", "echo in"}, 10s);
+  REQUIRE(ex);
+  CHECK(ex->stdout_ == "in\n");
+  REQUIRE(env.rt->StopContainer(*id, 1s));
+  REQUIRE(env.WaitExited(*id));
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {*id}, "kubepods/pod-legacy");
+}
+
+TEST_CASE("start path: after a reboot (empty run directory) containers are reported exited") {
+  Env env("rt-reboot");
+  auto pod = env.Pod("reboot");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.rt->CreateContainer(*sb, env.Ctr("c", {"true"}), pod);
+  REQUIRE(id);
+  env.rt.reset();
+  REQUIRE(testsupport::Run("rm -rf " + env.root + "/run/containers/" + *id) == 0);
+  env.Start();
+  auto st = env.Status(*id);
+  CHECK(st.state == cri::ContainerState::kExited);
+  CHECK(st.exit_code == 255);
+  CHECK(st.reason == "Unknown");
+  CHECK_FALSE(env.rt->StartContainer(*id));
+  REQUIRE(env.rt->RemoveContainer(*id));
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {*id}, "kubepods/pod-reboot");
+}
