@@ -49,6 +49,7 @@ class IptablesEngine final : public ProxyEngine {
   std::string Name() const override { return backend_->Name(); }
 
   base::Result<> Cleanup() override { return CleanupLeftovers(*backend_); }
+  base::Result<bool> Intact() override { return backend_->CanaryPresent(); }
 
   base::Result<EngineSyncStats> Sync(const ProxyState& state, const StateUpdateResult& update,
                                      bool full) override {
@@ -83,6 +84,7 @@ class IptablesEngine final : public ProxyEngine {
       buffers.push_back(rs.Serialize(missing_jumps));
     }
     if (need_hint) buffers.back() += "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n";
+    if (full) buffers.back() += kCanaryRestore;
     EngineSyncStats stats;
     for (auto& b : buffers) {
       stats.bytes += b.size();

@@ -53,7 +53,16 @@ IptablesRestoreBackend::IptablesRestoreBackend(IptablesVariant variant)
     : variant_(variant),
       save_(variant == IptablesVariant::kNft ? "iptables-nft-save" : "iptables-legacy-save"),
       restore_(variant == IptablesVariant::kNft ? "iptables-nft-restore"
-                                                : "iptables-legacy-restore") {}
+                                                : "iptables-legacy-restore"),
+      iptables_(variant == IptablesVariant::kNft ? "iptables-nft" : "iptables-legacy") {}
+
+base::Result<bool> IptablesRestoreBackend::CanaryPresent() {
+  auto r = RunCommand({iptables_, "-w", "5", "-t", "nat", "-S", "KUBE-PROXY-CANARY"}, {},
+                      std::chrono::seconds(30));
+  if (!r) return tl::unexpected(r.error().Wrap("check the proxy's canary chain"));
+  // Exit 1 with "No chain/target/match by that name" when it is gone.
+  return r->ok() && r->out.find("-A KUBE-PROXY-CANARY") != std::string::npos;
+}
 
 std::string IptablesRestoreBackend::Name() const {
   return "iptables-" + std::string(IptablesVariantName(variant_));

@@ -23,6 +23,7 @@ class IptablesRestoreBackend final : public RulesBackend {
   std::string Name() const override;
   base::Result<IptablesSnapshot> Snapshot() override;
   base::Result<> Restore(const std::string& buffer) override;
+  base::Result<bool> CanaryPresent() override;
   // iptables-nft-restore --noflush spends time quadratic in the chains of one input (measured:
   // 250 services x 10 endpoints 2.0 s, 500 7.6 s, 1000 38 s); commits of ~1000 chains keep it
   // linear. iptables-legacy-restore rewrites whole tables and gains nothing from splitting.
@@ -35,6 +36,7 @@ class IptablesRestoreBackend final : public RulesBackend {
   IptablesVariant variant_;
   std::string save_;
   std::string restore_;
+  std::string iptables_;
 };
 
 // The lines around `line` (1-based) of `buffer`, for error messages ("line 12 failed").

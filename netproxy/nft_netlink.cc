@@ -317,6 +317,37 @@ class NetlinkNftBackend final : public NftBackend {
     return Send(b);
   }
 
+  base::Result<bool> Present() override {
+    CUBELET_TRY(Open());
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    const uint32_t seq = ++get_seq_;
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, NFPROTO_IPV4, NLM_F_ACK, seq);
+    nftnl_table* t = nftnl_table_alloc();
+    nftnl_table_set_str(t, NFTNL_TABLE_NAME, kNftTable);
+    nftnl_table_nlmsg_build_payload(nlh, t);
+    nftnl_table_free(t);
+    if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return base::Errno("nftables: get table");
+    // A NEWTABLE reply (then an ack) when it exists, an ENOENT error when not.
+    std::vector<char> rb(1 << 16);
+    while (true) {
+      ssize_t len = recv(mnl_socket_get_fd(nl_), rb.data(), rb.size(), 0);
+      if (len < 0) {
+        if (errno == EINTR) continue;
+        return base::Errno("nftables: get table reply");
+      }
+      for (auto* h = reinterpret_cast<nlmsghdr*>(rb.data()); NLMSG_OK(h, static_cast<size_t>(len));
+           h = NLMSG_NEXT(h, len)) {
+        if (h->nlmsg_seq != seq) continue;
+        if (h->nlmsg_type == NLMSG_ERROR) {
+          int err = -static_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+          if (err == 0) return true;  // the ack after the table
+          if (err == ENOENT) return false;
+          return base::Errno("nftables: get table", err);
+        }
+      }
+    }
+  }
+
   base::Result<> DeleteTables(const std::vector<std::string>& tables) override {
     Batch b;
     for (const auto& t : tables) ReplaceTableMsgs(b, t);
@@ -362,6 +393,11 @@ class NetlinkNftBackend final : public NftBackend {
 
  private:
   base::Result<> Send(Batch& b) {
+    CUBELET_TRY(Open());
+    return b.Send(nl_);
+  }
+
+  base::Result<> Open() {
     if (!nl_) {
       nl_ = mnl_socket_open(NETLINK_NETFILTER);
       if (!nl_) return base::Errno("nftables: open netlink socket");
@@ -379,10 +415,11 @@ class NetlinkNftBackend final : public NftBackend {
       int rcvbuf = 4 << 20;
       setsockopt(mnl_socket_get_fd(nl_), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
     }
-    return b.Send(nl_);
+    return {};
   }
 
   mnl_socket* nl_ = nullptr;
+  uint32_t get_seq_ = 1u << 30;  // apart from the batches' sequence numbers
 };
 
 }  // namespace

@@ -51,6 +51,7 @@ class NftablesEngine final : public ProxyEngine {
     hairpin_refs_.clear();
     return backend_->DeleteTable();
   }
+  base::Result<bool> Intact() override { return backend_->Present(); }
 
   base::Result<EngineSyncStats> Sync(const ProxyState& state, const StateUpdateResult& update,
                                      bool full) override {

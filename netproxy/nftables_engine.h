@@ -27,6 +27,8 @@ class NftBackend {
   virtual base::Result<> DeleteTables(const std::vector<std::string>& tables) = 0;
   // Removes the main table and every possible service table.
   base::Result<> DeleteTable();
+  // Whether the main table still exists (`nft flush ruleset` and firewall reloads remove it).
+  virtual base::Result<bool> Present() { return true; }
 };
 using NftBackendPtr = std::unique_ptr<NftBackend>;
 

@@ -280,8 +280,22 @@ void Proxier::SyncLoop() {
       need_full_ = true;
       due = true;
     }
+    if (!due && synced_once_ && now >= next_check_) {
+      next_check_ = now + options_.sync_period;
+      lock.unlock();
+      auto intact = engine_->Intact();
+      lock.lock();
+      if (intact && !*intact) {
+        log::Warn("proxy rules are gone from the kernel (flushed?): full resync",
+                  {{"engine", engine_->Name()}});
+        need_full_ = true;
+      } else if (!intact) {
+        log::Warn("cannot check the proxy rules", {{"error", intact.error().message}});
+      }
+      continue;
+    }
     if (!due) {
-      cv_.wait_until(lock, full_due);
+      cv_.wait_until(lock, std::min(full_due, next_check_));
       continue;
     }
     if (now < earliest) {
@@ -298,6 +312,7 @@ void Proxier::SyncLoop() {
     lock.lock();
     syncing_ = false;
     if (ok) {
+      if (!synced_once_) next_check_ = Clock::now() + options_.sync_period;
       synced_once_ = true;
       last_updated_ = std::chrono::system_clock::now();
       retry_at_ = {};

@@ -48,7 +48,8 @@ struct ProxierOptions {
   // Changes are applied at most this often (kube-proxy --iptables-min-sync-period, 1 s).
   std::chrono::milliseconds min_sync_period{1000};
   // kube-proxy --iptables-sync-period: healthz reports unhealthy when a change waited longer
-  // than twice this without being applied.
+  // than twice this without being applied; also how often the proxier checks that its rules
+  // are still in the kernel (a flush triggers a full sync).
   std::chrono::milliseconds sync_period{30000};
   // After a failed commit, retry (as a full sync) this much later.
   std::chrono::milliseconds retry_period{5000};
@@ -150,6 +151,7 @@ class Proxier {
   std::chrono::steady_clock::time_point last_sync_start_{};
   std::chrono::steady_clock::time_point last_full_sync_{};
   std::chrono::steady_clock::time_point retry_at_{};
+  std::chrono::steady_clock::time_point next_check_{};
   WallTime last_updated_{};
   WallTime oldest_pending_{};
   std::string last_error_;

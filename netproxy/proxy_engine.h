@@ -29,6 +29,9 @@ class ProxyEngine {
                                              const StateUpdateResult& update, bool full) = 0;
   // Removes everything this engine may have written (also of earlier runs).
   virtual base::Result<> Cleanup() = 0;
+  // Cheap check, run every sync period, that the kernel still holds what the engine wrote
+  // (something may have flushed it). false: the proxier forces a full sync.
+  virtual base::Result<bool> Intact() { return true; }
 };
 using ProxyEnginePtr = std::unique_ptr<ProxyEngine>;
 

@@ -36,6 +36,7 @@ bool IsProxyChain(const std::string& table, std::string_view chain) {
   const auto& tops = table == "nat" ? kNatTopChains : kFilterTopChains;
   if (std::find(tops.begin(), tops.end(), chain) != tops.end()) return true;
   if (table == "filter" && chain == "KUBE-FIREWALL") return true;
+  if (table == "nat" && chain == "KUBE-PROXY-CANARY") return true;
   // Userspace mode's redirect chains.
   if (table == "nat" && base::StartsWith(chain, "KUBE-PORTALS-")) return true;
   if (base::StartsWith(chain, "KUBE-NODEPORT-")) return true;
@@ -168,6 +169,11 @@ base::Result<> FakeRulesBackend::Restore(const std::string& buffer) {
     }
   }
   return {};
+}
+
+base::Result<bool> FakeRulesBackend::CanaryPresent() {
+  std::lock_guard lock(mu_);
+  return snapshot_.HasChain("nat", "KUBE-PROXY-CANARY");
 }
 
 std::string FakeRulesBackend::last_buffer() const {

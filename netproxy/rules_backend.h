@@ -41,7 +41,14 @@ class RulesBackend {
   // > 0: large full syncs go in commits of about this many per-service chains (see
   // IptablesRuleset::SerializeChunked). 0: always one commit.
   virtual size_t ChunkChains() const { return 0; }
+  // Whether nat's KUBE-PROXY-CANARY chain still holds its rule: a cheap check (one small
+  // listing) that nobody flushed or deleted the proxy's rules (firewall reloads do).
+  virtual base::Result<bool> CanaryPresent() = 0;
 };
+
+// Written at each full sync; see RulesBackend::CanaryPresent.
+inline constexpr const char* kCanaryRestore =
+    "*nat\n:KUBE-PROXY-CANARY - [0:0]\n-A KUBE-PROXY-CANARY -j RETURN\nCOMMIT\n";
 using RulesBackendPtr = std::unique_ptr<RulesBackend>;
 
 // The jumps of `wanted` that the snapshot lacks (matched by table, built-in chain and target).
@@ -62,6 +69,7 @@ class FakeRulesBackend final : public RulesBackend {
   std::string Name() const override { return "fake"; }
   base::Result<IptablesSnapshot> Snapshot() override;
   base::Result<> Restore(const std::string& buffer) override;
+  base::Result<bool> CanaryPresent() override;
 
   std::string last_buffer() const;
   std::vector<std::string> buffers() const;

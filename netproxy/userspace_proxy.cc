@@ -440,6 +440,7 @@ class UserspaceEngine final : public ProxyEngine {
 
   std::string Name() const override { return "userspace+" + backend_->Name(); }
   base::Result<> Cleanup() override { return CleanupLeftovers(*backend_); }
+  base::Result<bool> Intact() override { return backend_->CanaryPresent(); }
 
   base::Result<EngineSyncStats> Sync(const ProxyState& state, const StateUpdateResult&,
                                      bool full) override {
@@ -502,6 +503,7 @@ class UserspaceEngine final : public ProxyEngine {
       }
     }
     std::string buf = rs.Serialize(missing);
+    if (full) buf += kCanaryRestore;
     CUBELET_TRY(backend_->Restore(buf));
     EngineSyncStats stats;
     stats.bytes = buf.size();

@@ -118,6 +118,7 @@ class RecordingBackend final : public RulesBackend {
   explicit RecordingBackend(RulesBackend* inner) : inner_(inner) {}
   std::string Name() const override { return inner_->Name(); }
   base::Result<IptablesSnapshot> Snapshot() override { return inner_->Snapshot(); }
+  base::Result<bool> CanaryPresent() override { return inner_->CanaryPresent(); }
   base::Result<> Restore(const std::string& buffer) override {
     {
       std::lock_guard lock(mu_);
@@ -236,6 +237,7 @@ void TrafficScenario(ProxyMode mode) {
   o.node_ips = {pod1.host_ip()};
   o.cluster_cidr = "10.250.0.0/16";
   o.min_sync_period = 100ms;
+  o.sync_period = 1s;  // how often a flush by someone else is noticed
   o.mode = mode;
   o.nft_shards = 3;  // the service lands in one of three service tables
   base::Result<std::unique_ptr<Proxier>> created;
@@ -303,6 +305,21 @@ void TrafficScenario(ProxyMode mode) {
       // iptables mode's rules are not there.
       CHECK(Save(variant).find("KUBE-SERVICES") == std::string::npos);
     }
+
+    // Someone flushes everything (a firewall reload): the proxier notices and rewrites.
+    const uint64_t syncs = proxier->metrics().sync_count();
+    if (mode == ProxyMode::kNftables) {
+      REQUIRE(Run("nft flush ruleset") == 0);
+    } else {
+      REQUIRE(Run("iptables-nft -t nat -F && iptables-nft -t nat -X") == 0);
+    }
+    // No event arrives: only the periodic check can trigger this sync.
+    for (int i = 0; i < 40 && proxier->metrics().sync_count() == syncs; ++i) {
+      std::this_thread::sleep_for(100ms);
+    }
+    CHECK(proxier->metrics().sync_count() > syncs);
+    REQUIRE(proxier->WaitForSync(10s));
+    CHECK(Curl("http://10.96.0.10/", &body) == 0);
 
     // NodePort on the node's own address, and (iptables: route_localnet) on 127.0.0.1.
     REQUIRE(Curl("http://" + pod1.host_ip() + ":30080/", &body) == 0);

@@ -272,3 +272,22 @@ TEST_CASE("/healthz answers 200 while rules are fresh and 503 when a change is s
           0);
   CHECK(out == "200");
 }
+
+TEST_CASE("rules flushed by someone else are rewritten within a sync period") {
+  Fixture f(10ms, 150ms);
+  f.proxier->OnServiceAdd(Svc("a", "10.96.0.1"));
+  f.proxier->OnEndpointSliceAdd(SliceFor("a", {"10.244.1.1"}));
+  f.proxier->OnServicesSynced();
+  f.proxier->OnEndpointSlicesSynced();
+  REQUIRE(f.proxier->WaitForSync(5s));
+  REQUIRE(f.fake->restore_count() == 1);
+  CHECK(f.fake->last_buffer().find(":KUBE-PROXY-CANARY - [0:0]") != std::string::npos);
+  std::this_thread::sleep_for(400ms);
+  CHECK(f.fake->restore_count() == 1);  // canary intact: nothing rewritten
+  f.fake->SetSnapshot({});              // "iptables -t nat -F; -X" by a firewall reload
+  for (int i = 0; i < 50 && f.fake->restore_count() == 1; ++i) std::this_thread::sleep_for(20ms);
+  REQUIRE(f.fake->restore_count() == 2);
+  std::string buf = f.fake->last_buffer();
+  CHECK(buf.find("-I PREROUTING 1") != std::string::npos);  // a full sync: jumps again
+  CHECK(buf.find("10.244.1.1:8080") != std::string::npos);
+}
