@@ -3,10 +3,11 @@
 // of the same rootfs, and (b) `runc run` of a bundle with the same rootfs (and `crun run` where
 // the host allows it). Ours = CreateContainer + StartContainer + the exit event, through
 // cri::EmbeddedRuntime with the real cgroup driver and a cubelet-monitor per container.
-// Root needed; it moves itself into a fresh network namespace and works under its own cgroup
-// parent ("cubelet-bench-<pid>") and /var/tmp/cubelet-bench-<pid>.
+// Root needed; it moves itself into fresh network and mount namespaces and works under its own
+// cgroup parent ("cubelet-bench-<pid>") and /var/tmp/cubelet-bench-<pid> (state on the disk,
+// the runtime's run directory on a tmpfs, as /run/cubelet is on a systemd host).
 //
-//   container_start [--n 100] [--only floor,runc,crun,cubelet]
+//   container_start [--n 100] [--only floor,runc,crun,cubelet] [--spare-monitors 1]
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
@@ -90,9 +91,11 @@ double FloorOnce(const std::string& rootfs, const std::string& mnt) {
 int main(int argc, char** argv) {
   int n = 100;
   std::string only = "floor,runc,crun,cubelet";
+  int spares = 1;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--n") n = atoi(argv[++i]);
     if (std::string(argv[i]) == "--only") only = argv[++i];
+    if (std::string(argv[i]) == "--spare-monitors") spares = atoi(argv[++i]);
   }
   auto want = [&](const std::string& what) {
     return ("," + only + ",").find("," + what + ",") != std::string::npos;
@@ -101,8 +104,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "container_start needs root\n");
     return 77;
   }
-  if (unshare(CLONE_NEWNET) != 0) {
-    perror("unshare(CLONE_NEWNET)");
+  // Own network and mount namespaces: the run directory below is a tmpfs (as /run is on a
+  // systemd host; on this VM /run is a plain directory of the root ext4), gone with the bench.
+  if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
+    perror("unshare(CLONE_NEWNET|CLONE_NEWNS)");
+    return 1;
+  }
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
+    perror("make / rslave");
     return 1;
   }
   std::string tag = std::to_string(getpid());
@@ -116,6 +125,11 @@ int main(int argc, char** argv) {
 
   // The four are interleaved round by round (floor, runc, crun, cubelet, floor, ...) so that a
   // change in the machine's load (a shared 2-core VM) hits all of them alike.
+  Sh("mkdir -p " + root + "/run");
+  if (mount("tmpfs", (root + "/run").c_str(), "tmpfs", 0, "mode=755") != 0) {
+    perror("mount tmpfs run dir");
+    return 1;
+  }
   std::string mnt = root + "/floor-mnt";
   Sh("mkdir -p " + mnt);
   std::string bundle = root + "/bundle";
@@ -163,6 +177,7 @@ int main(int argc, char** argv) {
     o.root_dir = root + "/state";
     o.run_dir = root + "/run";
     o.cgroup_driver = std::move(*driver);
+    o.spare_monitors = spares;
     auto r = cri::EmbeddedRuntime::Create(std::move(o));
     if (!r) {
       fprintf(stderr, "runtime: %s\n", r.error().message.c_str());
@@ -226,13 +241,13 @@ int main(int argc, char** argv) {
   }
   if (rt) {
     // Removal is not timed (nor is runc's).
-    if (!getenv("KEEP")) for (const auto& id : ours_ids) (void)rt->RemoveContainer(id);
-    if (getenv("KEEP")) { printf("kept %s\n", root.c_str()); return 0; }
+    for (const auto& id : ours_ids) (void)rt->RemoveContainer(id);
     (void)rt->RemovePodSandbox(sandbox);
     rt.reset();
   }
   auto& runc_t = tools[0].t;
   auto& crun_t = tools[1].t;
+  umount2((root + "/run").c_str(), MNT_DETACH);
   Sh("rm -rf " + root);
   for (const char* h : {"cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio", "cpuset",
                         "systemd", "unified"}) {

@@ -20,6 +20,7 @@ Result<std::unique_ptr<EmbeddedRuntime>> EmbeddedRuntime::Create(EmbeddedRuntime
   ro.monitor_path = o.monitor_path;
   ro.registry = o.registry;
   ro.disable_overlay = o.disable_overlay;
+  ro.spare_monitors = o.spare_monitors;
   auto rt = runtime::Runtime::Create(std::move(ro));
   if (!rt) return tl::unexpected(rt.error());
   er->runtime_ = std::move(*rt);

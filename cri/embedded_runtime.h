@@ -39,6 +39,9 @@ struct EmbeddedRuntimeOptions {
   // Containers get a private copy of the image rootfs instead of an overlay (slow; for hosts or
   // tests where overlayfs is not usable, which is also detected at start).
   bool disable_overlay = false;
+  // Container monitors spawned ahead of time so that StartContainer does not wait for one to
+  // start (runtime/monitor_pool.h); 0 = spawn one per start.
+  int spare_monitors = 1;
   // Reported in Version().
   std::string runtime_name = "cubelet";
 };

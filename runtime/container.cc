@@ -328,13 +328,11 @@ Result<> Runtime::StartContainer(const std::string& id) {
     }
     return base::Fail(what + ": " + msg, kErrRunContainer);
   };
-  base::UniqueFd mlog(open((dir + "/monitor.log").c_str(),
-                           O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
-  auto mon = SpawnMonitor(opts_.monitor_path, {"run", dir}, mlog.get(), mlog.get(), true);
+  auto mon = monitors_->Run(dir);
   if (!mon) return fail(mon.error().message);
   // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,
-  // through a pidfd taken now, while the pid cannot have been reused.
-  base::UniqueFd mon_pidfd(static_cast<int>(syscall(SYS_pidfd_open, mon->pid, 0)));
+  // through the pidfd taken at spawn, while the pid could not have been reused.
+  base::UniqueFd mon_pidfd = std::move(mon->pidfd);
   auto reap = base::Defer([&] {
     if (mon_pidfd) watcher_->Reap(std::move(mon_pidfd));
     else std::thread([pid = mon->pid] { WaitChild(pid); }).detach();  // fd limit reached

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,6 +65,7 @@ Result<MonitorProcess> SpawnMonitor(const std::string& binary, const std::vector
   if (rc != 0) return base::Errno("spawn " + binary, rc);
   MonitorProcess m;
   m.pid = pid;
+  m.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   m.status = std::move(st->first);
   m.command = std::move(cmd->second);
   return m;

@@ -18,6 +18,7 @@ struct MonitorProcess {
   pid_t pid = -1;           // the spawned process (for `run`, an intermediate that exits at once)
   base::UniqueFd status;    // read end of fd 3
   base::UniqueFd command;   // write end of fd 4
+  base::UniqueFd pidfd;     // of `pid`, taken before anyone could reap it (may be invalid)
 };
 
 // stdout_fd/stderr_fd become the monitor's fds 1 and 2 (-1 = /dev/null).

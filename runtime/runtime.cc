@@ -78,7 +78,8 @@ std::string FindMonitorBinary() {
 Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {}
 
 Runtime::~Runtime() {
-  // Containers keep running: their monitors are not our children. A new Runtime re-adopts them.
+  // Containers keep running (their monitors do not depend on us); a new Runtime re-adopts them.
+  monitors_.reset();
   watcher_.reset();
 }
 
@@ -114,6 +115,7 @@ Result<> Runtime::Init() {
                     "rootfs (slower to create, more disk)",
                     {{"root_dir", opts_.root_dir}});
   }
+  monitors_ = std::make_unique<MonitorPool>(opts_.monitor_path, opts_.spare_monitors);
   watcher_ = std::make_unique<ExitWatcher>([this](const std::string& id) { OnMonitorExit(id); });
   Adopt();
   if (opts_.network) {

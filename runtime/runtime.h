@@ -23,6 +23,7 @@
 #include "runtime/exit_watcher.h"
 #include "runtime/image_store.h"
 #include "runtime/monitor/spec.h"
+#include "runtime/monitor_pool.h"
 #include "runtime/network/pod_network.h"
 #include "runtime/registry_puller.h"
 #include "runtime/state.h"
@@ -41,6 +42,7 @@ struct RuntimeOptions {
   std::string monitor_path;                     // "" = found next to the executable
   RegistryOptions registry;                     // mirrors, plain-HTTP registries
   bool disable_overlay = false;                 // force the copy fallback (tests)
+  int spare_monitors = 1;                       // warm monitors kept ready (0 = spawn each)
 };
 
 // Error codes shared with cri/runtime_service.h (kept equal; runtime does not include cri's
@@ -147,6 +149,7 @@ class Runtime {
   std::mutex handler_mu_;
   std::function<void(const cri::ContainerEvent&)> handler_;
   std::unique_ptr<ExitWatcher> watcher_;
+  std::unique_ptr<MonitorPool> monitors_;
 };
 
 // CRI resources -> cgroup driver resources (unset values left untouched).

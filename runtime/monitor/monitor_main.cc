@@ -1,6 +1,7 @@
 // cubelet-monitor: the parent of one container (in the spirit of conmon, far smaller).
 //
 //   cubelet-monitor run  <container-dir>
+//   cubelet-monitor spare          (waits for "run <container-dir>" on fd 4)
 //   cubelet-monitor exec <container-dir> <init-pid> <init-start-ticks> -- <cmd> [args...]
 //
 // fd 3 carries status lines to cubelet ("ok" once the container process has exec'd, or
@@ -349,6 +350,20 @@ int Run(const std::string& dir) {
   return 0;
 }
 
+// Started ahead of time by cubelet (runtime/monitor_pool.h): waits for "run <dir>".
+int Spare() {
+  std::string line;
+  if (!ReadLine(kCommandFd, &line) || line.rfind("run ", 0) != 0) return 0;  // cubelet left
+  std::string dir = monitor::Unescape(line.substr(4));
+  int fd = open((dir + "/monitor.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+  }
+  return Run(dir);
+}
+
 int Exec(const std::string& dir, pid_t init, uint64_t ticks, const std::vector<std::string>& args) {
   ContainerSpec spec;
   std::string error;
@@ -444,6 +459,7 @@ int main(int argc, char** argv) {
   syscall(SYS_close_range, 5, ~0U, 0);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 2 && args[0] == "run") return Run(args[1]);
+  if (args.size() == 1 && args[0] == "spare") return Spare();
   if (args.size() >= 6 && args[0] == "exec" && args[4] == "--") {
     pid_t init = static_cast<pid_t>(atoi(args[2].c_str()));
     uint64_t ticks = strtoull(args[3].c_str(), nullptr, 10);
@@ -451,6 +467,7 @@ int main(int argc, char** argv) {
   }
   fprintf(stderr,
           "usage: cubelet-monitor run <container-dir>\n"
+          "       cubelet-monitor spare   (then \"run <container-dir>\" on fd 4)\n"
           "       cubelet-monitor exec <container-dir> <pid> <start-ticks> -- <cmd> [args...]\n");
   return 2;
 }

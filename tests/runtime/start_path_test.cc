@@ -3,6 +3,9 @@
 // handshake, files beside container.json) still start.
 #include <sys/wait.h>
 
+#include <filesystem>
+#include <functional>
+
 #include "tests/runtime/runtime_env.h"
 
 using namespace rttest;
@@ -191,4 +194,68 @@ TEST_CASE("start path: after a reboot (empty run directory) containers are repor
   REQUIRE(env.rt->RemoveContainer(*id));
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {*id}, "kubepods/pod-reboot");
+}
+
+namespace {
+
+// Our children started as `cubelet-monitor spare` that run no container (yet).
+std::vector<pid_t> Spares(const std::vector<pid_t>& busy = {}) {
+  std::vector<pid_t> out;
+  std::string me = std::to_string(getpid());
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmd = Slurp("/proc/" + name + "/cmdline");
+    if (cmd.find("cubelet-monitor") == std::string::npos) continue;
+    if (cmd.find(std::string("\0spare", 6)) == std::string::npos) continue;
+    std::string stat = Slurp("/proc/" + name + "/stat");
+    size_t rp = stat.rfind(')');
+    if (rp == std::string::npos) continue;
+    std::istringstream in(stat.substr(rp + 2));
+    std::string state, ppid;
+    in >> state >> ppid;
+    pid_t pid = std::stoi(name);
+    if (ppid == me && state != "Z" && !Contains(busy, pid)) out.push_back(pid);
+  }
+  return out;
+}
+
+bool WaitFor(const std::function<bool()>& f, std::chrono::milliseconds d = 5s) {
+  auto end = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < end) {
+    if (f()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return f();
+}
+
+}  // namespace
+
+TEST_CASE("start path: a warm spare monitor runs the next container and is replaced") {
+  Env env("rt-spare");
+  REQUIRE(WaitFor([] { return Spares().size() == 1; }));
+  pid_t spare = Spares()[0];
+  auto pod = env.Pod("spare");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.Run(*sb, pod, env.Ctr("c", {"sleep", "1000"}));
+  CHECK(Started(env, id).monitor_pid == spare);
+  // A new spare is made in the background.
+  REQUIRE(WaitFor([&] { return Spares({spare}).size() == 1; }));
+  // A spare that died is not used: the start still works with a fresh monitor.
+  pid_t dead = Spares({spare})[0];
+  REQUIRE(kill(dead, SIGKILL) == 0);
+  REQUIRE(WaitFor([&] { return ProcState(dead) == 'Z' || ProcState(dead) == 0; }));
+  auto id2 = env.Run(*sb, pod, env.Ctr("d", {"sh", "-c", "exit 6"}));
+  CHECK(Started(env, id2).monitor_pid != dead);
+  CHECK(Started(env, id2).monitor_pid > 0);
+  REQUIRE(env.WaitExited(id2));
+  CHECK(env.Status(id2).exit_code == 6);
+  CHECK(ProcState(dead) == 0);  // reaped
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  // Without cubelet the spare has nothing to do: it exits, and is reaped.
+  REQUIRE(WaitFor([] { return Spares().size() == 1; }));
+  pid_t last = Spares()[0];
+  env.rt.reset();
+  CHECK(ProcState(last) == 0);
 }

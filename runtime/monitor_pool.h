@@ -1,0 +1,44 @@
+#pragma once
+// A warm cubelet-monitor: one process spawned ahead of time (`cubelet-monitor spare`) that waits
+// for "run <dir>" on its command fd. Starting a container then costs a pipe write instead of a
+// spawn + exec of the monitor, the largest step left on the start path on small VMs, where
+// creating a process costs milliseconds. The spare is replaced in the background right after it
+// is taken. It exits by itself when cubelet goes away (EOF on the command fd).
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "base/result.h"
+#include "runtime/monitor_process.h"
+
+namespace runtime {
+
+class MonitorPool {
+ public:
+  // `spares` = 0 disables the pool: every Run spawns.
+  MonitorPool(std::string monitor_path, int spares);
+  ~MonitorPool();
+  MonitorPool(const MonitorPool&) = delete;
+  MonitorPool& operator=(const MonitorPool&) = delete;
+
+  // A monitor told to run the container in `state_dir` (its log goes to
+  // <state_dir>/monitor.log): the spare when one is ready, else a freshly spawned one.
+  Result<MonitorProcess> Run(const std::string& state_dir);
+
+ private:
+  Result<MonitorProcess> Spawn();
+  void Loop();
+
+  const std::string path_;
+  const bool enabled_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<MonitorProcess> spare_;
+  bool want_ = false;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace runtime
