@@ -17,6 +17,8 @@
 #include "agent/pod_model.h"
 #include "agent/pod_status.h"
 #include "agent/pod_workers.h"
+#include "agent/probe_manager.h"
+#include "agent/prober.h"
 #include "agent/runtime_config.h"
 #include "agent/status_manager.h"
 #include "agent/volume_manager.h"
@@ -103,6 +105,9 @@ class Kubelet {
   std::map<std::string, std::string> sandbox_to_pod_;  // sandbox id -> pod uid
   std::atomic<bool> synced_{false};
   std::unique_ptr<PodWorkers> workers_;
+  // Probes and lifecycle hooks (declared after workers_: its threads call workers_->Update).
+  Prober prober_{runtime_};
+  std::unique_ptr<ProbeManager> probes_;
   // metrics
   std::atomic<uint64_t> sync_count_{0}, sync_errors_{0}, container_starts_{0};
   std::vector<double> start_latencies_;  // seconds from first seen to Running

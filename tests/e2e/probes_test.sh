@@ -71,25 +71,6 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: slow-start, namespace: default}
-spec:
-  nodeName: node-a
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: main
-    image: busybox:e2e
-    imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "sleep 8; touch /tmp/started; sleep 1000"]
-    startupProbe:
-      exec: {command: ["test", "-f", "/tmp/started"]}
-      periodSeconds: 1
-      failureThreshold: 60
-    readinessProbe:
-      exec: {command: ["true"]}
-      periodSeconds: 5
----
-apiVersion: v1
-kind: Pod
 metadata: {name: hooks-ok, namespace: default}
 spec:
   nodeName: node-a
@@ -158,6 +139,27 @@ wait_for 40 "and killed again once the new container's file goes (restartCount >
 
 # --- startup probe: started and ready only after it passes ------------------------------------
 started_ready_is() { [ "$(jp "$1" '{.status.containerStatuses[0].started}/{.status.containerStatuses[0].ready}')" = "$2" ]; }
+# Created only now, so that its 8 s of start-up are observed from the beginning.
+cat <<YAML | k apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: slow-start, namespace: default}
+spec:
+  nodeName: node-a
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: busybox:e2e
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "sleep 8; touch /tmp/started; sleep 1000"]
+    startupProbe:
+      exec: {command: ["test", "-f", "/tmp/started"]}
+      periodSeconds: 1
+      failureThreshold: 60
+    readinessProbe:
+      exec: {command: ["true"]}
+      periodSeconds: 5
+YAML
 wait_for 60 "slow-start Running" phase_is slow-start Running
 T_RUNNING=$SECONDS
 check "slow-start: started=false, ready=false while the startup probe fails" started_ready_is slow-start false/false
