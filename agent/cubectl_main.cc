@@ -1,6 +1,7 @@
 // cubectl: look at the local cubelet through its root-only debug socket.
 //   cubectl [--socket PATH] pods [-o json|table]
 //   cubectl [--socket PATH] logs [-f] [--tail N] [--timestamps] [-p] NS/POD [CONTAINER]
+//   cubectl [--socket PATH] exec [-i] NS/POD [-c CONTAINER] -- COMMAND [ARGS...]
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "agent/cubectl_exec.h"
 #include "agent/cubectl_table.h"
 #include "base/result.h"
 
@@ -138,37 +140,53 @@ int RunPods(const std::string& socket, const std::string& output) {
   return 0;
 }
 
-int RunLogs(const std::string& socket, const std::string& pod_ref, std::string container,
-            bool follow, int64_t tail, bool timestamps, bool previous) {
+// NAMESPACE/NAME -> (ns, name).
+base::Result<std::pair<std::string, std::string>> SplitPodRef(const std::string& pod_ref) {
   size_t slash = pod_ref.find('/');
   if (slash == std::string::npos || slash == 0 || slash + 1 == pod_ref.size()) {
-    return Fail({EINVAL, "pod must be given as NAMESPACE/NAME, got \"" + pod_ref + "\""});
+    return base::Fail("pod must be given as NAMESPACE/NAME, got \"" + pod_ref + "\"", EINVAL);
   }
-  std::string ns = pod_ref.substr(0, slash), name = pod_ref.substr(slash + 1);
-  if (container.empty()) {
-    // As kubectl: the only container, or ask.
-    auto body = Get(socket, "/debug/pods");
-    if (!body) return Fail(body.error());
-    auto doc = nlohmann::json::parse(*body, nullptr, false);
-    std::vector<std::string> names;
-    bool found = false;
-    if (doc.is_object() && doc.contains("pods") && doc["pods"].is_array()) {
-      for (const auto& p : doc["pods"]) {
-        if (p.value("namespace", "") != ns || p.value("name", "") != name) continue;
-        found = true;
-        if (p.contains("containers") && p["containers"].is_array()) {
-          for (const auto& c : p["containers"]) names.push_back(c.value("name", ""));
-        }
+  return std::make_pair(pod_ref.substr(0, slash), pod_ref.substr(slash + 1));
+}
+
+// As kubectl: the only container of the pod, or an error that lists them.
+base::Result<std::string> DefaultContainer(const std::string& socket, const std::string& ns,
+                                           const std::string& name) {
+  auto body = Get(socket, "/debug/pods");
+  if (!body) return tl::unexpected(body.error());
+  auto doc = nlohmann::json::parse(*body, nullptr, false);
+  std::vector<std::string> names;
+  bool found = false;
+  if (doc.is_object() && doc.contains("pods") && doc["pods"].is_array()) {
+    for (const auto& p : doc["pods"]) {
+      if (p.value("namespace", "") != ns || p.value("name", "") != name) continue;
+      found = true;
+      if (p.contains("containers") && p["containers"].is_array()) {
+        for (const auto& c : p["containers"]) names.push_back(c.value("name", ""));
       }
     }
-    if (!found) return Fail({ENOENT, "pod \"" + pod_ref + "\" not found on this node"});
-    if (names.size() != 1) {
-      std::string list;
-      for (const auto& n : names) list += (list.empty() ? "" : " ") + n;
-      return Fail({EINVAL, "pod \"" + pod_ref + "\" has " + std::to_string(names.size()) +
-                               " containers [" + list + "]: name one"});
-    }
-    container = names[0];
+  }
+  std::string ref = ns + "/" + name;
+  if (!found) return base::Fail("pod \"" + ref + "\" not found on this node", ENOENT);
+  if (names.size() != 1) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : " ") + n;
+    return base::Fail("pod \"" + ref + "\" has " + std::to_string(names.size()) +
+                          " containers [" + list + "]: name one",
+                      EINVAL);
+  }
+  return names[0];
+}
+
+int RunLogs(const std::string& socket, const std::string& pod_ref, std::string container,
+            bool follow, int64_t tail, bool timestamps, bool previous) {
+  auto ref = SplitPodRef(pod_ref);
+  if (!ref) return Fail(ref.error());
+  auto [ns, name] = *ref;
+  if (container.empty()) {
+    auto c = DefaultContainer(socket, ns, name);
+    if (!c) return Fail(c.error());
+    container = *c;
   }
   std::string target = "/containerLogs/" + Escape(ns) + "/" + Escape(name) + "/" +
                        Escape(container) + "?follow=" + (follow ? "true" : "false");
@@ -178,6 +196,25 @@ int RunLogs(const std::string& socket, const std::string& pod_ref, std::string c
   auto r = Stream(socket, target);
   if (!r) return Fail(r.error());
   return 0;
+}
+
+int RunExec(const std::string& socket, const std::string& pod_ref, std::string container,
+            const std::vector<std::string>& command, bool stdin) {
+  auto ref = SplitPodRef(pod_ref);
+  if (!ref) return Fail(ref.error());
+  if (container.empty()) {
+    auto c = DefaultContainer(socket, ref->first, ref->second);
+    if (!c) return Fail(c.error());
+    container = *c;
+  }
+  agent::cubectl::ExecArgs a;
+  a.socket = socket;
+  a.ns = ref->first;
+  a.pod = ref->second;
+  a.container = container;
+  a.command = command;
+  a.stdin = stdin;
+  return agent::cubectl::RunExec(a);
 }
 
 }  // namespace
@@ -205,7 +242,18 @@ int main(int argc, char** argv) {
   logs->add_option("pod", pod_ref, "NAMESPACE/NAME")->required();
   logs->add_option("container", container, "Container name (optional with one container)");
 
+  auto* exec = app.add_subcommand("exec", "Run a command in a running container");
+  std::string exec_pod, exec_container;
+  std::vector<std::string> command;
+  bool exec_stdin = false;
+  exec->add_flag("-i,--stdin", exec_stdin, "Pass stdin to the command (closed at its end)");
+  exec->add_option("-c,--container", exec_container,
+                   "Container name (optional with one container)");
+  exec->add_option("pod", exec_pod, "NAMESPACE/NAME")->required();
+  exec->add_option("command", command, "-- COMMAND [ARGS...]")->required();
+
   CLI11_PARSE(app, argc, argv);
   if (pods->parsed()) return RunPods(socket, output);
+  if (exec->parsed()) return RunExec(socket, exec_pod, exec_container, command, exec_stdin);
   return RunLogs(socket, pod_ref, container, follow, tail, timestamps, previous);
 }

@@ -9,6 +9,8 @@
 #include <chrono>
 
 #include "agent/cri_log_reader.h"
+#include "agent/exec_protocol.h"
+#include "agent/kubelet_exec.h"
 #include "agent/kubelet_server_http.h"
 #include "agent/kubelet_server_tls.h"
 #include "base/file.h"
@@ -150,6 +152,7 @@ class KubeletServer::Impl {
   void Route(const HttpRequest& req, ResponseWriter& w, bool debug);
   void ServeHealthz(ResponseWriter& w);
   void ServeContainerLogs(const HttpRequest& req, ResponseWriter& w);
+  void ServeExec(const HttpRequest& req, ResponseWriter& w);
   void StreamLog(const std::string& ns, const std::string& pod, const std::string& container,
                  bool previous, const ContainerLogRef& ref, CriLogReader& reader, bool follow,
                  ResponseWriter& w);
@@ -281,6 +284,14 @@ void KubeletServer::Impl::HandleDebug(const HttpRequest& req, const Peer&, Respo
 }
 
 void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool debug) {
+  if (base::StartsWith(req.path, "/exec/")) {
+    if (req.method != "GET" && req.method != "POST") {
+      w.Reply(405, kText, "Method Not Allowed");
+      return;
+    }
+    ServeExec(req, w);
+    return;
+  }
   bool known = req.path == "/healthz" || req.path == "/pods" || req.path == "/pods/" ||
                req.path == "/stats/summary" || req.path == "/metrics" ||
                base::StartsWith(req.path, "/containerLogs/") ||
@@ -351,6 +362,80 @@ void KubeletServer::Impl::ServeContainerLogs(const HttpRequest& req, ResponseWri
   }
   if (!w.BeginStream(200, kText)) return;
   StreamLog(ns, pod, container, q.previous, *ref, **reader, q.options.follow, w);
+}
+
+void KubeletServer::Impl::ServeExec(const HttpRequest& req, ResponseWriter& w) {
+  // /exec/{podNamespace}/{podID}/{containerName} or /exec/{podNamespace}/{podID}/{uid}/{container}
+  auto parts = base::Split(std::string_view(req.path).substr(strlen("/exec/")), '/');
+  if (parts.size() != 3 && parts.size() != 4) {
+    w.Reply(404, kText, "404 page not found\n");
+    return;
+  }
+  const std::string& ns = parts[0];
+  const std::string& pod = parts[1];
+  const std::string& container = parts.back();
+  auto opts = execproto::ParseExecOptions(req.query);
+  if (!opts) return (void)w.Reply(400, kText, opts.error().message);
+  if (opts->tty) {
+    return (void)w.Reply(400, kText,
+                         "exec with a TTY is not supported: cubelet's runtime has no terminal "
+                         "support yet; run without -t/--tty");
+  }
+  auto id = backend_->FindExecContainer(ns, pod, container);
+  if (!id) {
+    w.Reply(id.error().code == ENOENT ? 404 : 500, kText, id.error().message);
+    return;
+  }
+  if (!options_.runtime) return (void)w.Reply(500, kText, "exec is not supported on this node");
+  bool websocket = kserver::IsWebSocketRequest(req);
+  if (!websocket && !kserver::IsSpdyRequest(req)) {
+    w.Reply(400, kText, "unable to upgrade: missing upgrade headers in request (WebSocket or "
+                        "SPDY/3.1 expected)");
+    return;
+  }
+  tl::expected<kserver::WebSocketHandshake, kserver::HandshakeError> ws;
+  tl::expected<kserver::SpdyHandshake, kserver::HandshakeError> sp;
+  std::vector<std::string> headers;
+  std::string protocol;
+  if (websocket) {
+    ws = kserver::CheckWebSocketHandshake(req);
+    if (!ws) return (void)w.Reply(ws.error().status, kText, ws.error().message);
+    headers = kserver::WebSocketUpgradeHeaders(*ws);
+    protocol = ws->protocol.name.empty() ? "websocket" : ws->protocol.name;
+  } else {
+    sp = kserver::CheckSpdyHandshake(req);
+    if (!sp) return (void)w.Reply(sp.error().status, kText, sp.error().message);
+    headers = kserver::SpdyUpgradeHeaders(*sp);
+    protocol = "SPDY/3.1+" + sp->name;
+  }
+  auto session = options_.runtime->Exec(*id, opts->command, opts->stdin);
+  if (!session) {
+    w.Reply(500, kText, "error executing command in container: " + session.error().message);
+    return;
+  }
+  kserver::RawConnection* conn = w.Upgrade(headers);
+  if (!conn) return;  // ~ExecSession kills the command
+  auto t0 = std::chrono::steady_clock::now();
+  base::log::Info("exec started", {{"pod", ns + "/" + pod},
+                                   {"container", container},
+                                   {"command", base::Join(opts->command, " ")},
+                                   {"protocol", protocol}});
+  auto r = websocket ? kserver::ServeWebSocketExec(*conn, ws->protocol.protocol, *opts, **session)
+                     : kserver::ServeSpdyExec(*conn, sp->protocol, *opts, **session);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0)
+                .count();
+  if (r.exit_code) {
+    base::log::Info("exec finished", {{"pod", ns + "/" + pod},
+                                      {"container", container},
+                                      {"exitCode", *r.exit_code},
+                                      {"clientGone", r.client_gone ? "true" : "false"},
+                                      {"ms", ms}});
+  } else {
+    base::log::Info("exec failed", {{"pod", ns + "/" + pod},
+                                    {"container", container},
+                                    {"error", r.exit_code.error().message}});
+  }
 }
 
 void KubeletServer::Impl::StreamLog(const std::string& ns, const std::string& pod,

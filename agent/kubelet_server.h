@@ -8,6 +8,10 @@
 // Authorization goes through the Authorizer below (the kubelet asks the API server with a
 // SubjectAccessReview webhook; the default here allows every authenticated user).
 //
+// Routes: /healthz, /pods, /stats/summary, /metrics, /containerLogs/NS/POD/CTR, and
+// /exec/NS/POD/CTR?command=..&stdin=1&stdout=1&stderr=1 (GET/POST with a WebSocket or SPDY/3.1
+// upgrade; kubelet_exec.h), on :10250 and on the debug socket (+ /debug/pods there).
+//
 // DebugPodsJson() schema (produced by the agent core, read by cubectl; all fields present,
 // empty string / 0 / false when unknown):
 //   {"pods": [{
@@ -31,6 +35,10 @@
 #include <vector>
 
 #include "base/result.h"
+
+namespace cri {
+class RuntimeService;
+}
 
 namespace agent {
 
@@ -59,6 +67,15 @@ class KubeletServerBackend {  // implemented by the agent core; called from serv
   virtual std::string MetricsText() = 0;          // Prometheus text format 0.0.4 for /metrics
   virtual std::string StatsSummaryJson() = 0;     // /stats/summary (stats/v1alpha1 Summary)
   virtual std::string DebugPodsJson() = 0;        // schema above; for cubectl
+  // /exec: the runtime id of the running container `container` of pod ns/pod. Errors as the
+  // kubelet's: code ENOENT -> 404 ("pod does not exist"); anything else -> 500, e.g.
+  // 'container not found ("x")' when it is not running. Default: exec is not available.
+  virtual base::Result<std::string> FindExecContainer(const std::string& ns,
+                                                      const std::string& pod,
+                                                      const std::string& container) {
+    (void)ns, (void)pod, (void)container;
+    return base::Fail("exec is not supported on this node", ENOTSUP);
+  }
 };
 
 // Who made a request (x509: CN and O of the client cert; debug socket: "system:local-root").
@@ -105,6 +122,8 @@ struct KubeletServerOptions {
   int healthz_port = 10248;  // plain HTTP /healthz; 0 = off (kubelet --healthz-port=0); -1 = any
   std::string debug_socket = "/run/cubelet/cubelet.sock";  // 0600, root only; "" = off
   Authorizer* authorizer = nullptr;                        // nullptr = AllowAuthenticatedAuthorizer
+  // Runs /exec sessions (RuntimeService::Exec on the id from FindExecContainer); nullptr = off.
+  cri::RuntimeService* runtime = nullptr;
 };
 
 class KubeletServer {

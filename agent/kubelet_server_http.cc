@@ -13,9 +13,11 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 
 #include "agent/kubelet_server_streams.h"
 #include "agent/kubelet_server_tls.h"
@@ -66,6 +68,11 @@ HttpRequest ToRequest(const http::request<http::string_body>& msg) {
   r.version = msg.version();
   auto auth = msg.find(http::field::authorization);
   if (auth != msg.end()) r.authorization = std::string(auth->value());
+  for (const auto& f : msg) {
+    std::string name(f.name_string());
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    r.headers.emplace_back(std::move(name), std::string(f.value()));
+  }
   std::string_view t = r.target;
   size_t q = t.find('?');
   r.path = PercentDecode(t.substr(0, q), false);
@@ -86,11 +93,44 @@ HttpRequest ToRequest(const http::request<http::string_body>& msg) {
   return r;
 }
 
+// The connection after a 101: first the bytes the HTTP parser read past the request, then the
+// stream itself.
+template <class Stream>
+class Upgraded final : public RawConnection {
+ public:
+  Upgraded(Stream& s, beast::flat_buffer& leftover, int stop_fd)
+      : s_(s), leftover_(leftover), stop_fd_(stop_fd) {}
+
+  ssize_t ReadSome(char* buf, size_t len) override {
+    if (leftover_.size() > 0) {
+      size_t n = net::buffer_copy(net::buffer(buf, len), leftover_.data());
+      leftover_.consume(n);
+      return static_cast<ssize_t>(n);
+    }
+    return s_.TryRead(buf, len);
+  }
+  bool HasBuffered() const override { return leftover_.size() > 0 || s_.HasBuffered(); }
+  bool WriteAll(std::string_view data) override {
+    if (data.empty()) return true;
+    s_.set_deadline(Clock::now() + kWriteTimeout);
+    beast::error_code ec;
+    net::write(s_, net::buffer(data.data(), data.size()), ec);
+    return !ec;
+  }
+  int fd() const override { return s_.fd(); }
+  int stop_fd() const override { return stop_fd_; }
+
+ private:
+  Stream& s_;
+  beast::flat_buffer& leftover_;
+  int stop_fd_;
+};
+
 template <class Stream>
 class Writer final : public ResponseWriter {
  public:
-  Writer(Stream& s, unsigned version, bool keep_alive, int stop_fd)
-      : s_(s), version_(version), keep_alive_(keep_alive), stop_fd_(stop_fd) {}
+  Writer(Stream& s, unsigned version, bool keep_alive, int stop_fd, beast::flat_buffer& buffer)
+      : s_(s), version_(version), keep_alive_(keep_alive), stop_fd_(stop_fd), buffer_(buffer) {}
 
   bool Reply(int status, std::string_view content_type, std::string_view body) override {
     if (started_) return false;
@@ -160,6 +200,21 @@ class Writer final : public ResponseWriter {
   int socket_fd() const override { return s_.fd(); }
   int stop_fd() const override { return stop_fd_; }
 
+  RawConnection* Upgrade(const std::vector<std::string>& headers) override {
+    if (started_) return nullptr;
+    started_ = true;
+    keep_alive_ = false;  // the connection belongs to the new protocol, then closes
+    std::string head = "HTTP/1.1 101 Switching Protocols\r\n";
+    for (const auto& h : headers) head += h + "\r\n";
+    head += "\r\n";
+    upgraded_ = std::make_unique<Upgraded<Stream>>(s_, buffer_, stop_fd_);
+    if (!upgraded_->WriteAll(head)) {
+      broken_ = true;
+      return nullptr;
+    }
+    return upgraded_.get();
+  }
+
   // The connection can carry another request.
   bool Reusable() const { return started_ && finished_ && !broken_ && keep_alive_; }
   bool started() const { return started_; }
@@ -169,6 +224,8 @@ class Writer final : public ResponseWriter {
   unsigned version_;
   bool keep_alive_;
   int stop_fd_;
+  beast::flat_buffer& buffer_;
+  std::unique_ptr<Upgraded<Stream>> upgraded_;
   bool started_ = false;
   bool finished_ = false;
   bool broken_ = false;
@@ -191,14 +248,14 @@ void RunSession(Stream& s, const Handler& handler, const Peer& peer, int stop_fd
                    ec == net::error::connection_reset;
       if (!quiet) {
         // Malformed request: answer 400 as net/http does, then close.
-        Writer<Stream> w(s, 11, false, stop_fd);
+        Writer<Stream> w(s, 11, false, stop_fd, buffer);
         w.Reply(400, "text/plain; charset=utf-8", "400 Bad Request");
       }
       return;
     }
     const auto& msg = parser.get();
     HttpRequest req = ToRequest(msg);
-    Writer<Stream> w(s, msg.version(), msg.keep_alive(), stop_fd);
+    Writer<Stream> w(s, msg.version(), msg.keep_alive(), stop_fd, buffer);
     handler(req, peer, w);
     if (!w.started()) w.Reply(500, "text/plain; charset=utf-8", "no response");
     if (!w.Reusable()) return;
@@ -212,6 +269,21 @@ const std::string* HttpRequest::Query(std::string_view key) const {
     if (k == key) return &v;
   }
   return nullptr;
+}
+
+std::string HttpRequest::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+std::vector<std::string> HttpRequest::Headers(std::string_view name) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : headers) {
+    if (k == name) out.push_back(v);
+  }
+  return out;
 }
 
 HttpServer::HttpServer() : stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}

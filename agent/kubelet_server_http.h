@@ -31,9 +31,15 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
   std::string authorization;                               // Authorization header
   unsigned version = 11;                                   // 10 or 11
+  // All header fields in order, names lower-cased (repeated fields stay separate).
+  std::vector<std::pair<std::string, std::string>> headers;
 
   // First value of a query parameter, nullptr if absent.
   const std::string* Query(std::string_view key) const;
+  // First value of a header (name in lower case), "" if absent.
+  std::string Header(std::string_view name) const;
+  // Every value of a header, in order.
+  std::vector<std::string> Headers(std::string_view name) const;
 };
 
 // Who is at the other end of the connection.
@@ -43,6 +49,24 @@ struct Peer {
   UserInfo user;         // TLS: verified client cert user (empty name = none); local: root
   std::string why_anon;  // TLS: why the cert did not authenticate
   uid_t uid = static_cast<uid_t>(-1);  // local: SO_PEERCRED uid
+};
+
+// The byte stream of a connection after a protocol upgrade (101): TLS or plain, with the bytes
+// the HTTP parser had already read in front. Used from the connection's thread only.
+class RawConnection {
+ public:
+  virtual ~RawConnection() = default;
+  // Does not wait: > 0 bytes read, 0 at the peer's end of stream, -1 with errno EAGAIN when
+  // nothing is there now (poll fd() for POLLIN), -1 with another errno on errors.
+  virtual ssize_t ReadSome(char* buf, size_t len) = 0;
+  // true: ReadSome has bytes without a wait (TLS records or parser leftovers are buffered), so
+  // call it before poll()ing fd().
+  virtual bool HasBuffered() const = 0;
+  // Writes all of `data`, waiting up to the server's write timeout. false: the peer is gone,
+  // too slow, or the server is stopping.
+  virtual bool WriteAll(std::string_view data) = 0;
+  virtual int fd() const = 0;
+  virtual int stop_fd() const = 0;  // POLLIN once the server is stopping
 };
 
 class ResponseWriter {
@@ -58,6 +82,10 @@ class ResponseWriter {
   virtual int socket_fd() const = 0;
   // ... and this one for POLLIN (server stopping).
   virtual int stop_fd() const = 0;
+  // Protocol upgrade: sends "101 Switching Protocols" with `headers` (each "Name: value") and
+  // hands over the connection, which is closed after the handler returns. nullptr if a
+  // response was already started or the write failed.
+  virtual RawConnection* Upgrade(const std::vector<std::string>& headers) = 0;
 };
 
 using Handler = std::function<void(const HttpRequest&, const Peer&, ResponseWriter&)>;

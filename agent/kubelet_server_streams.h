@@ -122,6 +122,17 @@ class PlainStream : public StreamBase {
     return n;
   }
 
+  // One non-blocking read for upgraded connections: > 0, 0 at EOF, -1 with errno.
+  ssize_t TryRead(char* buf, size_t len) {
+    for (;;) {
+      ssize_t n = recv(fd_, buf, len, MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EWOULDBLOCK) errno = EAGAIN;
+      return n;
+    }
+  }
+  bool HasBuffered() const { return false; }
+
   void Close() {}
 };
 
@@ -203,6 +214,38 @@ class TlsStream : public StreamBase {
     if (ec) throw beast::system_error(ec);
     return n;
   }
+
+  // One read for upgraded connections that waits only for a TLS write the read needs:
+  // > 0, 0 at EOF (close_notify or a peer that just closed), -1 with errno (EAGAIN: no data).
+  ssize_t TryRead(char* buf, size_t len) {
+    for (;;) {
+      ERR_clear_error();
+      size_t n = 0;
+      int r = SSL_read_ex(ssl_, buf, len, &n);
+      if (r == 1) return static_cast<ssize_t>(n);
+      int e = SSL_get_error(ssl_, r);
+      if (e == SSL_ERROR_WANT_READ) {
+        errno = EAGAIN;
+        return -1;
+      }
+      if (e == SSL_ERROR_WANT_WRITE) {
+        if (Wait(POLLOUT)) {
+          errno = ETIMEDOUT;
+          return -1;
+        }
+        continue;
+      }
+      if (e == SSL_ERROR_ZERO_RETURN) return 0;
+      if (e == SSL_ERROR_SYSCALL) {
+        if (errno == EINTR) continue;
+        if (errno == 0) return 0;  // closed without close_notify
+        return -1;
+      }
+      errno = ECONNRESET;
+      return -1;
+    }
+  }
+  bool HasBuffered() const { return SSL_has_pending(ssl_) == 1; }
 
   // Sends close_notify without waiting for the peer's.
   void Close() {
