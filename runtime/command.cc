@@ -4,6 +4,7 @@
 
 #include "base/file.h"
 #include "base/strings.h"
+#include "runtime/layer.h"
 
 namespace runtime {
 namespace {
@@ -25,11 +26,12 @@ struct PasswdEntry {
   std::string home;
 };
 
-std::vector<std::vector<std::string>> ReadColonFile(const std::string& path) {
+std::vector<std::vector<std::string>> ReadColonFile(const std::vector<std::string>& layers,
+                                                    const std::string& rel) {
   std::vector<std::vector<std::string>> out;
-  auto text = base::ReadFile(path);
-  if (!text) return out;
-  for (const auto& line : base::Split(*text, '\n', true)) {
+  auto text = ReadMergedFile(layers, rel);
+  if (!text || !*text) return out;
+  for (const auto& line : base::Split(**text, '\n', true)) {
     if (line.empty() || line[0] == '#') continue;
     out.push_back(base::Split(line, ':'));
   }
@@ -71,7 +73,8 @@ std::vector<std::string> MergeEnv(const std::vector<std::string>& image_env,
   return out;
 }
 
-Result<ProcessUser> ResolveUser(const std::string& rootfs, const std::string& image_user,
+Result<ProcessUser> ResolveUser(const std::vector<std::string>& layers,
+                                const std::string& image_user,
                                 const cri::LinuxContainerSecurityContext& sc) {
   std::string user_part, group_part;
   if (sc.run_as_user) {
@@ -84,8 +87,8 @@ Result<ProcessUser> ResolveUser(const std::string& rootfs, const std::string& im
       group_part = image_user.substr(image_user.find(':') + 1);
     }
   }
-  auto passwd = ReadColonFile(rootfs + "/etc/passwd");
-  auto groups = ReadColonFile(rootfs + "/etc/group");
+  auto passwd = ReadColonFile(layers, "etc/passwd");
+  auto groups = ReadColonFile(layers, "etc/group");
   ProcessUser u;
   std::string username;
   bool found = false;

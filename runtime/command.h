@@ -32,9 +32,11 @@ struct ProcessUser {
 };
 
 // Resolves the user from (in priority order) run_as_user/run_as_username, then the image User
-// ("name", "uid", "uid:gid", "name:group"), by reading <rootfs>/etc/passwd and /etc/group
-// (never the host's). run_as_group overrides the gid.
-Result<ProcessUser> ResolveUser(const std::string& rootfs, const std::string& image_user,
+// ("name", "uid", "uid:gid", "name:group"), by reading /etc/passwd and /etc/group in the merged
+// view of the image's layer directories (bottom first; never the host's files: symlinks resolve
+// inside the view). run_as_group overrides the gid.
+Result<ProcessUser> ResolveUser(const std::vector<std::string>& layers,
+                                const std::string& image_user,
                                 const cri::LinuxContainerSecurityContext& sc);
 
 }  // namespace runtime

@@ -72,8 +72,20 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
   s.id = rec.id;
   s.name = c.metadata.name;
   s.rootfs = state_dir + "/rootfs";
-  if (overlay_) {
-    s.lower = image.rootfs;
+  if (UseOverlay(image)) {
+    // lowerdir lists the top layer first.
+    std::vector<std::string> lowers(image.layers.rbegin(), image.layers.rend());
+    if (lowers.empty()) lowers.push_back(images_->EmptyLayerDir());
+    s.lower = base::Join(lowers, ":");
+    if (s.lower.size() > 3000) {
+      // The mount data is one page: name the layers relative to the layer store instead.
+      std::string base = images_->dir() + "/layers/";
+      for (auto& l : lowers) {
+        if (base::StartsWith(l, base)) l = l.substr(base.size());
+      }
+      s.lower = base::Join(lowers, ":");
+      s.lower_base = base;
+    }
     s.upper = dir + "/upper";
     s.work = dir + "/work";
     s.overlay_volatile = overlay_volatile_;
@@ -97,7 +109,7 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
   s.env = MergeEnv(image_env, c.envs);
   s.cwd = !c.working_dir.empty() ? c.working_dir
           : !image.config.working_dir.empty() ? image.config.working_dir : "/";
-  auto user = ResolveUser(image.rootfs, image.config.user, sc);
+  auto user = ResolveUser(image.layers, image.config.user, sc);
   if (!user) return tl::unexpected(user.error());
   s.uid = user->uid;
   s.gid = user->gid;
@@ -236,15 +248,15 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     }
   });
   std::vector<std::string> dirs = {state_dir + "/rootfs"};
-  if (overlay_) {
+  if (UseOverlay(*image)) {
     dirs.push_back(dir + "/upper");
     dirs.push_back(dir + "/work");
   }
   for (const auto& d : dirs) {
     if (auto r = base::MkdirAll(d, 0755); !r) return fail(r.error());
   }
-  if (!overlay_) {
-    if (auto r = CopyTree(image->rootfs, dir + "/rootfs-copy"); !r) return fail(r.error());
+  if (!UseOverlay(*image)) {
+    if (auto r = CopyLayersMerged(image->layers, dir + "/rootfs-copy"); !r) return fail(r.error());
   }
   if (!rec.log_path.empty()) {
     if (auto r = base::MkdirAll(rec.log_path.substr(0, rec.log_path.rfind('/')), 0755); !r) {

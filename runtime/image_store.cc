@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "base/fd.h"
 #include "base/file.h"
@@ -61,28 +62,6 @@ Result<std::string> VerifiedBlob(const std::string& layout, const std::string& d
   return data;
 }
 
-uint64_t DirSize(const std::string& root) {
-  uint64_t total = 0;
-  std::vector<std::string> stack{root};
-  while (!stack.empty()) {
-    std::string d = stack.back();
-    stack.pop_back();
-    DIR* dir = opendir(d.c_str());
-    if (!dir) continue;
-    while (dirent* e = readdir(dir)) {
-      std::string n = e->d_name;
-      if (n == "." || n == "..") continue;
-      std::string p = d + "/" + n;
-      struct stat st;
-      if (lstat(p.c_str(), &st) != 0) continue;
-      if (S_ISDIR(st.st_mode)) stack.push_back(p);
-      else total += static_cast<uint64_t>(st.st_blocks) * 512;
-    }
-    closedir(dir);
-  }
-  return total;
-}
-
 }  // namespace
 
 Result<ImageConfig> ParseImageConfig(const std::string& text) {
@@ -102,7 +81,24 @@ Result<ImageConfig> ParseImageConfig(const std::string& text) {
   }
 }
 
-std::string ImageConfigToJson(const ImageConfig& c) {
+Result<std::vector<std::string>> ParseDiffIds(const std::string& text) {
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return base::Fail("image config is not a JSON object");
+  std::vector<std::string> out;
+  const json& rootfs = j.contains("rootfs") ? j["rootfs"] : json::object();
+  if (rootfs.is_object() && rootfs.contains("diff_ids")) {
+    if (!rootfs["diff_ids"].is_array()) return base::Fail("image config: rootfs.diff_ids is not a list");
+    for (const auto& d : rootfs["diff_ids"]) {
+      if (!d.is_string() || !IsSha256Digest(d.get<std::string>())) {
+        return base::Fail("image config: bad diff_id " + d.dump());
+      }
+      out.push_back(d.get<std::string>());
+    }
+  }
+  return out;
+}
+
+std::string ImageConfigToJson(const ImageConfig& c, const std::vector<std::string>& diff_ids) {
   json cfg = json::object();
   if (!c.entrypoint.empty()) cfg["Entrypoint"] = c.entrypoint;
   if (!c.cmd.empty()) cfg["Cmd"] = c.cmd;
@@ -114,7 +110,7 @@ std::string ImageConfigToJson(const ImageConfig& c) {
             {"os", "linux"},
             {"created", base::FormatRfc3339Micro(std::chrono::system_clock::now())},
             {"config", cfg},
-            {"rootfs", {{"type", "layers"}, {"diff_ids", json::array()}}}};
+            {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
   return j.dump();
 }
 
@@ -123,9 +119,75 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const std::string& dir) {
   CUBELET_TRY_CTX(base::MkdirAll(dir + "/images", 0700), "image store");
   // Staging leftovers of a crash are garbage.
   (void)base::RemoveAll(dir + "/tmp");
-  CUBELET_TRY_CTX(base::MkdirAll(dir + "/tmp", 0700), "image store");
+  CUBELET_TRY(s->content_.Init());
+  CUBELET_TRY_CTX(base::MkdirAll(s->EmptyLayerDir(), 0755), "image store");
+  CUBELET_TRY(s->Migrate());
   CUBELET_TRY(s->Load());
   return s;
+}
+
+Result<> ImageStore::Migrate() {
+  std::string marker = dir_ + "/store.json";
+  if (auto text = base::ReadFile(marker)) {
+    json j = json::parse(*text, nullptr, false);
+    int v = j.is_object() ? j.value("version", 0) : 0;
+    if (v == kFormatVersion) return {};
+    if (v > kFormatVersion) {
+      return base::Fail("image store '" + dir_ + "' has format version " + std::to_string(v) +
+                        ", newer than this cubelet reads (" + std::to_string(kFormatVersion) +
+                        "): use a newer cubelet or another --root-dir");
+    }
+    return base::Fail("image store '" + dir_ + "': unreadable " + marker);
+  }
+  // Format 1: images/<id>/{rootfs/,config.json,meta.json{size}}. Each rootfs (already merged)
+  // becomes one layer, moved, not copied; the config becomes a blob. A symlink stays at the
+  // old rootfs path for containers created (not yet started) by the older cubelet.
+  size_t migrated = 0;
+  DIR* d = opendir((dir_ + "/images").c_str());
+  std::vector<std::string> ids;
+  if (d) {
+    while (dirent* e = readdir(d)) {
+      if (IsSha256Hex(e->d_name)) ids.push_back(e->d_name);
+    }
+    closedir(d);
+  }
+  for (const auto& id : ids) {
+    std::string idir = dir_ + "/images/" + id;
+    if (base::PathExists(idir + "/meta.json") && !base::PathExists(idir + "/config.json")) continue;
+    std::string what = "migrate image sha256:" + id + " in '" + dir_ + "' to the layered format";
+    auto config = base::ReadFile(idir + "/config.json");
+    if (!config || !base::PathExists(idir + "/rootfs")) {
+      base::log::Warn("dropping an incomplete image of the old store format", {{"image", id}});
+      (void)base::RemoveAll(idir);
+      continue;
+    }
+    CUBELET_TRY_CTX(content_.PutBlob(*config, "sha256:" + id), what);
+    std::string layer = "sha256:" + Sha256Hex("cubelet-migrated-rootfs\n" + id);
+    auto info = content_.AddTreeLayer(idir + "/rootfs", layer, /*move=*/true);
+    if (!info) return tl::unexpected(info.error().Wrap(what));
+    uint64_t size = info->size;
+    if (auto meta = ReadJson(idir + "/meta.json"); meta && meta->is_object()) {
+      size = meta->value("size", size);
+    }
+    json meta = {{"diff_ids", {layer}}, {"size", size}, {"migrated", true}};
+    CUBELET_TRY_CTX(base::WriteFileAtomic(idir + "/meta.json", meta.dump()), what);
+    (void)unlink((idir + "/config.json").c_str());
+    if (symlink(content_.LayerDir(layer).c_str(), (idir + "/rootfs").c_str()) != 0) {
+      return base::Errno(what + ": symlink the old rootfs path");
+    }
+    ++migrated;
+  }
+  json v = {{"version", kFormatVersion}};
+  CUBELET_TRY_CTX(base::WriteFileAtomic(marker, v.dump()), "image store '" + dir_ + "'");
+  if (migrated > 0) {
+    base::log::Info("image store migrated to the layered format",
+                    {{"dir", dir_}, {"images", migrated}});
+  }
+  return {};
+}
+
+bool ImageStore::HasImageLocked(const std::string& id) const {
+  return IsSha256Hex(id) && base::PathExists(dir_ + "/images/" + id + "/meta.json");
 }
 
 Result<> ImageStore::Load() {
@@ -139,7 +201,7 @@ Result<> ImageStore::Load() {
   for (auto it = j->begin(); it != j->end(); ++it) {
     if (!it.value().is_string()) continue;
     std::string id = it.value();
-    if (base::PathExists(dir_ + "/images/" + id + "/rootfs")) refs_.emplace_back(it.key(), id);
+    if (HasImageLocked(id)) refs_.emplace_back(it.key(), id);
   }
   return {};
 }
@@ -153,7 +215,6 @@ Result<> ImageStore::SaveRefsLocked() {
 ImageRecord ImageStore::RecordLocked(const std::string& id) const {
   ImageRecord r;
   r.id = id;
-  r.rootfs = dir_ + "/images/" + id + "/rootfs";
   for (const auto& [name, rid] : refs_) {
     if (rid != id) continue;
     if (name.find('@') != std::string::npos) r.repo_digests.push_back(name);
@@ -161,21 +222,27 @@ ImageRecord ImageStore::RecordLocked(const std::string& id) const {
   }
   if (auto meta = ReadJson(dir_ + "/images/" + id + "/meta.json"); meta && meta->is_object()) {
     r.size = meta->value("size", uint64_t{0});
+    for (const auto& d : Strings(meta->value("diff_ids", json::array()))) {
+      r.diff_ids.push_back(d);
+      r.layers.push_back(content_.LayerDir(d));
+      auto info = content_.Layer(d);
+      if (!info || info->oci_markers) r.overlay_ready = false;
+    }
   }
-  if (auto cfg = base::ReadFile(dir_ + "/images/" + id + "/config.json")) {
+  if (auto cfg = content_.ReadBlob("sha256:" + id)) {
     if (auto c = ParseImageConfig(*cfg)) r.config = *c;
   }
   return r;
 }
 
 std::optional<ImageRecord> ImageStore::LoadImageLocked(const std::string& id) const {
-  if (id.empty() || !base::PathExists(dir_ + "/images/" + id + "/rootfs")) return std::nullopt;
+  if (!HasImageLocked(id)) return std::nullopt;
   return RecordLocked(id);
 }
 
 std::string ImageStore::ResolveLocked(const std::string& ref) const {
   std::string id = ImageIdFromRef(ref);
-  if (!id.empty()) return base::PathExists(dir_ + "/images/" + id + "/rootfs") ? id : "";
+  if (!id.empty()) return HasImageLocked(id) ? id : "";
   auto parsed = ParseImageRef(ref);
   if (!parsed) return "";
   std::vector<std::string> keys;
@@ -201,52 +268,102 @@ std::vector<ImageRecord> ImageStore::List() const {
   if (!d) return out;
   while (dirent* e = readdir(d)) {
     std::string n = e->d_name;
-    if (IsSha256Hex(n) && base::PathExists(dir_ + "/images/" + n + "/rootfs")) {
-      out.push_back(RecordLocked(n));
-    }
+    if (HasImageLocked(n)) out.push_back(RecordLocked(n));
   }
   closedir(d);
   return out;
 }
 
 Result<> ImageStore::Remove(const std::string& ref, const std::set<std::string>& in_use) {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string id = ResolveLocked(ref);
-  if (id.empty()) return {};
-  if (in_use.count(id)) {
-    return base::Fail("image \"" + ref + "\" (sha256:" + id + ") is in use by a container");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string id = ResolveLocked(ref);
+    if (id.empty()) return {};
+    if (in_use.count(id)) {
+      return base::Fail("image \"" + ref + "\" (sha256:" + id + ") is in use by a container");
+    }
+    std::erase_if(refs_, [&](const auto& p) { return p.second == id; });
+    CUBELET_TRY_CTX(SaveRefsLocked(), "remove image \"" + ref + "\"");
+    // Rename first so that a half-removed image is never visible under its id.
+    std::string trash = StagingDir() + "/removing-" + id + "-" + base::RandomAlnum(6);
+    if (rename((dir_ + "/images/" + id).c_str(), trash.c_str()) != 0) {
+      return base::Errno("remove image \"" + ref + "\"");
+    }
+    CUBELET_TRY_CTX(base::RemoveAll(trash), "remove image \"" + ref + "\"");
   }
-  std::erase_if(refs_, [&](const auto& p) { return p.second == id; });
-  CUBELET_TRY_CTX(SaveRefsLocked(), "remove image \"" + ref + "\"");
-  // Rename first so that a half-removed image is never visible under its id.
-  std::string trash = StagingDir() + "/removing-" + id;
-  if (rename((dir_ + "/images/" + id).c_str(), trash.c_str()) != 0) {
-    return base::Errno("remove image \"" + ref + "\"");
-  }
-  CUBELET_TRY_CTX(base::RemoveAll(trash), "remove image \"" + ref + "\"");
+  auto gc = GarbageCollect();
+  if (!gc) return tl::unexpected(gc.error().Wrap("remove image \"" + ref + "\""));
   return {};
 }
 
-Result<ImageRecord> ImageStore::Commit(const std::string& staged_rootfs,
-                                       const std::string& config_json,
-                                       const std::vector<std::string>& names, uint64_t size) {
-  std::string id = Sha256Hex(config_json);
-  std::string stage = staged_rootfs.substr(0, staged_rootfs.rfind('/'));
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string final_dir = dir_ + "/images/" + id;
-  if (!base::PathExists(final_dir + "/rootfs")) {
-    CUBELET_TRY(base::WriteFileAtomic(stage + "/config.json", config_json));
-    json meta = {{"size", size}};
-    CUBELET_TRY(base::WriteFileAtomic(stage + "/meta.json", meta.dump()));
-    if (staged_rootfs != stage + "/rootfs") {
-      if (rename(staged_rootfs.c_str(), (stage + "/rootfs").c_str()) != 0) {
-        return base::Errno("move unpacked rootfs");
+Result<ImageGcStats> ImageStore::GarbageCollect() {
+  ImageGcStats stats;
+  std::unique_lock<std::shared_mutex> content(content_mu_, std::try_to_lock);
+  if (!content.owns_lock()) {
+    stats.skipped = true;  // a pull or import is adding content; it collects when it is done
+    return stats;
+  }
+  std::set<std::string> layers, blobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    DIR* d = opendir((dir_ + "/images").c_str());
+    if (d) {
+      while (dirent* e = readdir(d)) {
+        std::string id = e->d_name;
+        if (!HasImageLocked(id)) continue;
+        blobs.insert("sha256:" + id);
+        auto meta = ReadJson(dir_ + "/images/" + id + "/meta.json");
+        if (!meta || !meta->is_object()) continue;
+        for (const auto& l : Strings(meta->value("diff_ids", json::array()))) layers.insert(l);
+        std::string manifest = meta->value("manifest", "");
+        if (!manifest.empty()) blobs.insert(manifest);
       }
+      closedir(d);
     }
+  }
+  for (const auto& l : content_.ListLayers()) {
+    if (layers.count(l)) {
+      if (auto info = content_.Layer(l); info && !info->blob.empty()) blobs.insert(info->blob);
+      continue;
+    }
+    CUBELET_TRY(content_.RemoveLayer(l));
+    ++stats.layers_removed;
+  }
+  for (const auto& b : content_.ListBlobs()) {
+    if (blobs.count(b)) continue;
+    CUBELET_TRY(content_.RemoveBlob(b));
+    ++stats.blobs_removed;
+  }
+  if (stats.layers_removed || stats.blobs_removed) {
+    base::log::Info("image store: removed unused content",
+                    {{"layers", stats.layers_removed}, {"blobs", stats.blobs_removed}});
+  }
+  return stats;
+}
+
+Result<ImageRecord> ImageStore::Commit(const std::string& config_json,
+                                       const std::vector<std::string>& names, uint64_t size,
+                                       const std::string& manifest) {
+  std::string id = Sha256Hex(config_json);
+  auto diff_ids = ParseDiffIds(config_json);
+  if (!diff_ids) return tl::unexpected(diff_ids.error());
+  for (const auto& d : *diff_ids) {
+    if (!content_.Layer(d)) return base::Fail("store image sha256:" + id + ": layer " + d + " is missing");
+  }
+  CUBELET_TRY_CTX(content_.PutBlob(config_json, "sha256:" + id), "store image sha256:" + id);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!HasImageLocked(id)) {
+    std::string stage = StagingDir() + "/image-" + base::RandomAlnum(12);
+    CUBELET_TRY(base::MkdirAll(stage, 0700));
+    json meta = {{"diff_ids", *diff_ids}, {"size", size}};
+    if (!manifest.empty()) meta["manifest"] = manifest;
+    CUBELET_TRY(base::WriteFile(stage + "/meta.json", meta.dump()));
+    std::string final_dir = dir_ + "/images/" + id;
     (void)base::RemoveAll(final_dir);
-    if (rename(stage.c_str(), final_dir.c_str()) != 0) return base::Errno("store image " + id);
-  } else {
-    (void)base::RemoveAll(stage);
+    if (rename(stage.c_str(), final_dir.c_str()) != 0) {
+      (void)base::RemoveAll(stage);
+      return base::Errno("store image " + id);
+    }
   }
   for (const auto& n : names) {
     std::erase_if(refs_, [&](const auto& p) { return p.first == n; });
@@ -258,9 +375,7 @@ Result<ImageRecord> ImageStore::Commit(const std::string& staged_rootfs,
 
 Result<ImageRecord> ImageStore::Tag(const std::string& id, const std::vector<std::string>& names) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!base::PathExists(dir_ + "/images/" + id + "/rootfs")) {
-    return base::Fail("image sha256:" + id + " is not in the store");
-  }
+  if (!HasImageLocked(id)) return base::Fail("image sha256:" + id + " is not in the store");
   for (const auto& n : names) {
     std::erase_if(refs_, [&](const auto& p) { return p.first == n; });
     refs_.emplace_back(n, id);
@@ -273,16 +388,16 @@ Result<ImageRecord> ImageStore::ImportRootfs(const std::string& rootfs_dir, cons
                                              const ImageConfig& config) {
   auto ref = ParseImageRef(name);
   if (!ref) return tl::unexpected(ref.error());
-  std::string stage = StagingDir() + "/import-" + base::RandomAlnum(12);
-  auto cleanup = [&] { (void)base::RemoveAll(stage); };
-  auto copied = CopyTree(rootfs_dir, stage + "/rootfs");
-  if (!copied) {
-    cleanup();
-    return tl::unexpected(copied.error().Wrap("import rootfs '" + rootfs_dir + "'"));
-  }
-  auto r = Commit(stage + "/rootfs", ImageConfigToJson(config), {ref->Tagged()},
-                  DirSize(stage + "/rootfs"));
-  if (!r) cleanup();
+  std::string what = "import rootfs '" + rootfs_dir + "'";
+  // The tree has no archive, so no diff_id: the layer gets an id of its own, unique per import.
+  std::string layer = "sha256:" + Sha256Hex("cubelet-rootfs-import\n" + rootfs_dir + "\n" +
+                                            base::RandomHexId());
+  std::string config_json = ImageConfigToJson(config, {layer});
+  auto lease = ContentLease();
+  auto info = content_.AddTreeLayer(rootfs_dir, layer, /*move=*/false);
+  if (!info) return tl::unexpected(info.error().Wrap(what));
+  auto r = Commit(config_json, {ref->Tagged()}, info->size);
+  if (!r) return tl::unexpected(r.error().Wrap(what));
   return r;
 }
 
@@ -347,32 +462,55 @@ Result<ImageRecord> ImageStore::ImportOciLayout(const std::string& layout, const
   auto config = VerifiedBlob(layout, config_digest);
   if (!config) return fail(config.error());
   if (auto c = ParseImageConfig(*config); !c) return fail(c.error());
-
-  std::string stage = StagingDir() + "/import-" + base::RandomAlnum(12);
-  auto cleanup = base::Defer([&] { (void)base::RemoveAll(stage); });
-  auto mk = base::MkdirAll(stage + "/rootfs");
-  if (!mk) return fail(mk.error());
-  uint64_t size = 0;
-  for (const auto& layer : manifest.value("layers", json::array())) {
-    std::string digest = layer.value("digest", "");
-    std::string mt = layer.value("mediaType", "");
-    if (mt.find("zstd") != std::string::npos) return fail({0, "zstd layers are not supported"});
-    if (!base::StartsWith(digest, "sha256:")) return fail({0, "bad layer digest '" + digest + "'"});
-    std::string path = BlobPath(layout, digest);
-    base::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return fail(base::Errno("open layer " + digest).value());
-    TarReader tar(fd.get());
-    auto stats = ApplyLayer(stage + "/rootfs", tar);
-    if (!stats) return fail(stats.error().Wrap("layer " + digest));
-    if (auto d = tar.Drain(); !d) return fail(d.error().Wrap("layer " + digest));
-    if (tar.Sha256Hex() != digest.substr(7)) {
-      return fail({0, "layer " + digest + " does not match its digest"});
-    }
-    size += stats->bytes;
+  auto diff_ids = ParseDiffIds(*config);
+  if (!diff_ids) return fail(diff_ids.error());
+  const json layers = manifest.value("layers", json::array());
+  if (layers.size() != diff_ids->size()) {
+    return fail({0, "the manifest has " + std::to_string(layers.size()) + " layers, the config " +
+                        std::to_string(diff_ids->size()) + " diff_ids"});
   }
+
+  auto lease = ContentLease();
+  uint64_t size = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::string digest = layers[i].value("digest", "");
+    std::string mt = layers[i].value("mediaType", "");
+    if (mt.find("zstd") != std::string::npos) return fail({0, "zstd layers are not supported"});
+    if (!IsSha256Digest(digest)) return fail({0, "bad layer digest '" + digest + "'"});
+    const std::string& diff_id = (*diff_ids)[i];
+    if (auto have = content_.Layer(diff_id)) {
+      size += have->size;
+      continue;
+    }
+    // Copied into the store (verified on the way), then unpacked from there.
+    if (!content_.HasBlob(digest)) {
+      std::string tmp = StagingDir() + "/blob-" + base::RandomAlnum(12);
+      base::UniqueFd in(open(BlobPath(layout, digest).c_str(), O_RDONLY | O_CLOEXEC));
+      if (!in) return fail(base::Errno("open layer " + digest).value());
+      base::UniqueFd out(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!out) return fail(base::Errno("create " + tmp).value());
+      while (true) {
+        ssize_t n = copy_file_range(in.get(), nullptr, out.get(), nullptr, 1 << 30, 0);
+        if (n < 0) {
+          unlink(tmp.c_str());
+          return fail(base::Errno("copy layer " + digest).value());
+        }
+        if (n == 0) break;
+      }
+      out.reset();
+      if (auto put = content_.PutBlobFile(tmp, digest); !put) {
+        unlink(tmp.c_str());
+        return fail(put.error());
+      }
+    }
+    auto info = content_.UnpackLayer(content_.BlobPath(digest), digest, diff_id);
+    if (!info) return fail(info.error());
+    size += info->size;
+  }
+  if (auto put = content_.PutBlob(*mblob, manifest_digest); !put) return fail(put.error());
   std::vector<std::string> names{ref->Tagged(), ref->Repository() + "@" + manifest_digest};
   if (ref->tag.empty()) names.erase(names.begin());
-  auto rec = Commit(stage + "/rootfs", *config, names, size);
+  auto rec = Commit(*config, names, size, manifest_digest);
   if (!rec) return fail(rec.error());
   return rec;
 }

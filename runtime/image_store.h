@@ -1,7 +1,13 @@
 #pragma once
-// Local image store: <dir>/images/<id>/{rootfs/,config.json,meta.json} and <dir>/refs.json
-// (normalised name:tag and name@digest -> image id). An image's rootfs is unpacked once and is
-// the read-only lower layer of every container's overlay.
+// Local image store, content-addressed (format version 2, <dir>/store.json):
+//   <dir>/blobs/sha256/<hex>, <dir>/layers/<diff-id>/   ContentStore (content_store.h)
+//   <dir>/images/<id>/meta.json   {diff_ids (bottom first), size, manifest}; the id is the
+//                                 config blob's sha256 and the config is that blob
+//   <dir>/refs.json               normalised name:tag and name@digest -> image id
+// A container's rootfs is an overlay of its image's layer directories (plus its own upper/work).
+// Removing an image removes the layers and blobs no other image uses. A store of the first
+// format (images/<id>/rootfs: one unpacked tree per image) is migrated in place when opened:
+// each tree becomes one layer (a rename, no copy).
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -10,7 +16,10 @@
 #include <string>
 #include <vector>
 
+#include <shared_mutex>
+
 #include "base/result.h"
+#include "runtime/content_store.h"
 
 namespace runtime {
 
@@ -27,7 +36,10 @@ struct ImageConfig {
 };
 
 Result<ImageConfig> ParseImageConfig(const std::string& json);
-std::string ImageConfigToJson(const ImageConfig& config);
+// rootfs.diff_ids of an image config ("sha256:..." each); fails when malformed.
+Result<std::vector<std::string>> ParseDiffIds(const std::string& json);
+std::string ImageConfigToJson(const ImageConfig& config,
+                              const std::vector<std::string>& diff_ids = {});
 
 struct ImageRecord {
   std::string id;  // 64 hex (sha256 of the config blob)
@@ -35,7 +47,15 @@ struct ImageRecord {
   std::vector<std::string> repo_digests;
   uint64_t size = 0;
   ImageConfig config;
-  std::string rootfs;  // absolute path
+  std::vector<std::string> diff_ids;  // bottom layer first
+  std::vector<std::string> layers;    // their directories (absolute), bottom first
+  bool overlay_ready = true;          // every layer is in the overlay form
+};
+
+struct ImageGcStats {
+  size_t layers_removed = 0;
+  size_t blobs_removed = 0;
+  bool skipped = false;  // content was being added: try again later
 };
 
 class ImageStore {
@@ -44,37 +64,57 @@ class ImageStore {
 
   // Imports the image from an OCI image layout directory (index.json, blobs/sha256/...): picks
   // the manifest whose org.opencontainers.image.ref.name matches `name`'s tag (or the only
-  // one; linux/amd64 from a nested index), verifies every blob's sha256 and unpacks the layers.
+  // one; linux/amd64 from a nested index), verifies every blob's sha256 (and each layer's
+  // diff_id) and unpacks the layers the store does not have yet.
   // `name` ("busybox", "localhost:5000/app:v1") is the reference it is tagged as.
   Result<ImageRecord> ImportOciLayout(const std::string& layout_dir, const std::string& name);
-  // Makes an image from a plain directory tree (copied) and a config.
+  // Makes a one-layer image from a plain directory tree (copied) and a config.
   Result<ImageRecord> ImportRootfs(const std::string& rootfs_dir, const std::string& name,
                                    const ImageConfig& config);
-  // Stores an already unpacked image (used by the registry puller): moves `staged_rootfs`.
-  Result<ImageRecord> Commit(const std::string& staged_rootfs, const std::string& config_json,
-                             const std::vector<std::string>& names, uint64_t size);
+  // Records an image whose config is `config_json` and whose layers (the config's diff_ids)
+  // are all in content() already; `manifest` is the digest of its manifest blob, if stored.
+  Result<ImageRecord> Commit(const std::string& config_json, const std::vector<std::string>& names,
+                             uint64_t size, const std::string& manifest = "");
 
+  ContentStore& content() { return content_; }
+  // Held (shared) while blobs and layers are added for an image not yet committed, so that
+  // garbage collection does not take them away meanwhile.
+  std::shared_lock<std::shared_mutex> ContentLease() {
+    return std::shared_lock<std::shared_mutex>(content_mu_);
+  }
   // Adds names to an image that is already stored (a pull whose config is known).
   Result<ImageRecord> Tag(const std::string& id, const std::vector<std::string>& names);
 
   // By name (normalised), name@digest, "sha256:<id>" or "<id>".
   std::optional<ImageRecord> Find(const std::string& ref) const;
   std::vector<ImageRecord> List() const;
-  // Removes the image `ref` resolves to, unless its id is in `in_use`. Missing = success.
+  // Removes the image `ref` resolves to, unless its id is in `in_use`, then the layers and blobs
+  // no image uses any more. Missing = success.
   Result<> Remove(const std::string& ref, const std::set<std::string>& in_use);
+  // Removes layers and blobs no image references (skipped while content is being added).
+  Result<ImageGcStats> GarbageCollect();
   // Directory for staging downloads and unpacking (same filesystem as the images).
-  std::string StagingDir() const { return dir_ + "/tmp"; }
+  std::string StagingDir() const { return content_.StagingDir(); }
   const std::string& dir() const { return dir_; }
+  // An empty directory, the lower layer of images without layers.
+  std::string EmptyLayerDir() const { return dir_ + "/empty"; }
+
+  static constexpr int kFormatVersion = 2;
 
  private:
-  explicit ImageStore(std::string dir) : dir_(std::move(dir)) {}
+  explicit ImageStore(std::string dir) : dir_(std::move(dir)), content_(dir_) {}
+  Result<> Migrate();
   Result<> Load();
   Result<> SaveRefsLocked();
   std::optional<ImageRecord> LoadImageLocked(const std::string& id) const;
   std::string ResolveLocked(const std::string& ref) const;
   ImageRecord RecordLocked(const std::string& id) const;
 
+  bool HasImageLocked(const std::string& id) const;
+
   std::string dir_;
+  ContentStore content_;
+  std::shared_mutex content_mu_;
   mutable std::mutex mu_;
   std::vector<std::pair<std::string, std::string>> refs_;  // name -> id (ordered, unique names)
 };

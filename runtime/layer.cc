@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +20,8 @@
 
 namespace runtime {
 namespace {
+
+constexpr const char* kOpaqueXattr = "trusted.overlay.opaque";
 
 int OpenInRoot(int root_fd, const std::string& rel, int flags) {
   struct open_how how;
@@ -73,6 +76,24 @@ Result<> ClearDir(int dirfd, const std::string& rel, const std::set<std::string>
   return {};
 }
 
+// A whiteout in the overlay form (kDiff). Without the privileges for it (tests as non-root),
+// the OCI marker file is kept; CopyLayersMerged and ReadMergedFile understand both.
+Result<> DiffWhiteout(int dfd, const std::string& name, LayerStats* stats) {
+  if (name == ".wh..wh..opq") {
+    if (fsetxattr(dfd, kOpaqueXattr, "y", 1, 0) == 0) return {};
+    if (errno != EPERM && errno != ENOTSUP) return base::Errno("set " + std::string(kOpaqueXattr));
+  } else {
+    std::string target = name.substr(4);
+    CUBELET_TRY(RemoveAt(dfd, target));
+    if (mknodat(dfd, target.c_str(), S_IFCHR | 0, makedev(0, 0)) == 0) return {};
+    if (errno != EPERM) return base::Errno("mknod whiteout '" + target + "'");
+  }
+  base::UniqueFd f(openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!f) return base::Errno("create '" + name + "'");
+  stats->oci_markers = true;
+  return {};
+}
+
 }  // namespace
 
 Result<std::string> CleanLayerPath(const std::string& path) {
@@ -114,7 +135,8 @@ Result<> RemoveAt(int dirfd, const std::string& name) {
   return {};
 }
 
-Result<LayerStats> ApplyLayer(const std::string& root, TarReader& tar) {
+Result<LayerStats> ApplyLayer(const std::string& root, TarReader& tar, LayerFormat format) {
+  const bool diff = format == LayerFormat::kDiff;
   base::UniqueFd root_fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd) return base::Errno("open layer root '" + root + "'");
   LayerStats stats;
@@ -138,14 +160,16 @@ Result<LayerStats> ApplyLayer(const std::string& root, TarReader& tar) {
     int dfd = pfd->get();
 
     if (base::StartsWith(name, ".wh.")) {
-      if (name == ".wh..wh..opq") {
+      if (diff) {
+        CUBELET_TRY_CTX(DiffWhiteout(dfd, name, &stats), "whiteout '" + e.path + "'");
+      } else if (name == ".wh..wh..opq") {
         CUBELET_TRY_CTX(ClearDir(dfd, parent, created), "opaque whiteout '" + e.path + "'");
       } else {
         CUBELET_TRY_CTX(RemoveAt(dfd, name.substr(4)), "whiteout '" + e.path + "'");
       }
       continue;
     }
-    created.insert(rel);
+    if (!diff) created.insert(rel);
     struct stat st;
     bool exists = fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (exists && !(S_ISDIR(st.st_mode) && e.type == TarEntry::Type::kDir)) {
@@ -318,6 +342,171 @@ Result<> CopyTree(const std::string& from, const std::string& to) {
   closedir(d);
   for (const auto& n : names) CUBELET_TRY(CopyAt(src.get(), dst.get(), n, from + "/" + n));
   return {};
+}
+
+namespace {
+
+bool IsWhiteoutDevice(const struct stat& st) {
+  return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+// An opaque directory of a kDiff layer (either form).
+bool IsOpaqueDir(int dirfd) {
+  char v[4] = {0};
+  ssize_t n = fgetxattr(dirfd, kOpaqueXattr, v, sizeof v);
+  if (n == 1 && v[0] == 'y') return true;
+  struct stat st;
+  return fstatat(dirfd, ".wh..wh..opq", &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+std::vector<std::string> DirNames(int dirfd) {
+  std::vector<std::string> names;
+  int dup = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup < 0) return names;
+  DIR* d = fdopendir(dup);
+  if (!d) {
+    close(dup);
+    return names;
+  }
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  closedir(d);
+  return names;
+}
+
+Result<> MergeAt(int from_dir, int to_dir, const std::string& name, const std::string& shown) {
+  if (name == ".wh..wh..opq") return {};  // handled with its directory
+  if (base::StartsWith(name, ".wh.")) return RemoveAt(to_dir, name.substr(4));
+  struct stat st;
+  if (fstatat(from_dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return base::Errno("stat '" + shown + "'");
+  }
+  if (IsWhiteoutDevice(st)) return RemoveAt(to_dir, name);
+  struct stat dst;
+  bool exists = fstatat(to_dir, name.c_str(), &dst, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!S_ISDIR(st.st_mode)) {
+    if (exists) CUBELET_TRY(RemoveAt(to_dir, name));
+    return CopyAt(from_dir, to_dir, name, shown);
+  }
+  if (exists && !S_ISDIR(dst.st_mode)) {
+    CUBELET_TRY(RemoveAt(to_dir, name));
+    exists = false;
+  }
+  if (!exists && mkdirat(to_dir, name.c_str(), 0755) != 0) return base::Errno("mkdir '" + shown + "'");
+  base::UniqueFd src(openat(from_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  base::UniqueFd out(openat(to_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!src || !out) return base::Errno("open directory '" + shown + "'");
+  if (IsOpaqueDir(src.get())) {
+    for (const auto& n : DirNames(out.get())) CUBELET_TRY(RemoveAt(out.get(), n));
+  }
+  for (const auto& n : DirNames(src.get())) {
+    CUBELET_TRY(MergeAt(src.get(), out.get(), n, shown + "/" + n));
+  }
+  fchown(out.get(), st.st_uid, st.st_gid);
+  fchmod(out.get(), st.st_mode & 07777);
+  return {};
+}
+
+}  // namespace
+
+Result<> CopyLayersMerged(const std::vector<std::string>& layers, const std::string& to) {
+  CUBELET_TRY(base::MkdirAll(to));
+  base::UniqueFd dst(open(to.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dst) return base::Errno("open '" + to + "'");
+  for (const auto& layer : layers) {
+    base::UniqueFd src(open(layer.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!src) return base::Errno("open layer '" + layer + "'");
+    for (const auto& n : DirNames(src.get())) {
+      CUBELET_TRY(MergeAt(src.get(), dst.get(), n, layer + "/" + n));
+    }
+  }
+  return {};
+}
+
+namespace {
+
+enum class Found { kAbsent, kDeleted, kFile, kSymlink, kOther };
+
+// Looks up `comps` in one kDiff layer. `hidden_below` is set when a directory on the way is
+// opaque (the layers below cannot contribute).
+Found LookupInLayer(const std::string& layer, const std::vector<std::string>& comps,
+                    std::string* content, bool* hidden_below) {
+  base::UniqueFd dir(open(layer.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return Found::kAbsent;
+  for (size_t i = 0; i < comps.size(); ++i) {
+    const std::string& c = comps[i];
+    struct stat st;
+    if (fstatat(dir.get(), (".wh." + c).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      return Found::kDeleted;
+    }
+    if (fstatat(dir.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Found::kAbsent;
+    if (IsWhiteoutDevice(st)) return Found::kDeleted;
+    bool last = i + 1 == comps.size();
+    if (last) {
+      if (S_ISREG(st.st_mode)) {
+        base::UniqueFd f(openat(dir.get(), c.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (!f) return Found::kAbsent;
+        content->clear();
+        char buf[8192];
+        ssize_t n;
+        while ((n = read(f.get(), buf, sizeof buf)) > 0) content->append(buf, static_cast<size_t>(n));
+        return Found::kFile;
+      }
+      if (S_ISLNK(st.st_mode)) {
+        std::vector<char> target(4096);
+        ssize_t n = readlinkat(dir.get(), c.c_str(), target.data(), target.size() - 1);
+        if (n < 0) return Found::kAbsent;
+        content->assign(target.data(), static_cast<size_t>(n));
+        return Found::kSymlink;
+      }
+      return Found::kOther;
+    }
+    if (!S_ISDIR(st.st_mode)) return Found::kDeleted;  // a non-directory hides lower paths
+    base::UniqueFd next(openat(dir.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next) return Found::kAbsent;
+    if (IsOpaqueDir(next.get())) *hidden_below = true;
+    dir = std::move(next);
+  }
+  return Found::kOther;
+}
+
+}  // namespace
+
+Result<std::optional<std::string>> ReadMergedFile(const std::vector<std::string>& layers,
+                                                  const std::string& rel_in) {
+  std::string rel = rel_in;
+  for (int hops = 0; hops < 8; ++hops) {
+    auto clean = CleanLayerPath(rel);
+    if (!clean) return tl::unexpected(clean.error());
+    std::vector<std::string> comps = base::Split(*clean, '/', true);
+    if (comps.empty()) return std::optional<std::string>();
+    std::string content;
+    Found found = Found::kAbsent;
+    for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+      bool hidden = false;
+      found = LookupInLayer(*it, comps, &content, &hidden);
+      if (found != Found::kAbsent || hidden) break;
+    }
+    if (found == Found::kFile) return std::optional<std::string>(content);
+    if (found != Found::kSymlink) return std::optional<std::string>();
+    // A symlink: resolved inside the view (absolute from its root, relative from its dir).
+    comps.pop_back();
+    rel = !content.empty() && content[0] == '/' ? content
+                                                : base::Join(comps, "/") + "/" + content;
+    // ".." that would leave the view stops at its root, as in a chroot.
+    std::vector<std::string> norm;
+    for (const auto& c : base::Split(rel, '/', true)) {
+      if (c == "..") {
+        if (!norm.empty()) norm.pop_back();
+      } else if (c != ".") {
+        norm.push_back(c);
+      }
+    }
+    rel = base::Join(norm, "/");
+  }
+  return base::Fail("too many levels of symbolic links resolving '" + rel_in + "'");
 }
 
 }  // namespace runtime

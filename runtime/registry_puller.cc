@@ -184,6 +184,7 @@ Result<PullResult> PullFromRegistry(ImageStore& store, const std::string& ref_te
   }
   json manifest = json::parse(resp->body, nullptr, false);
   if (!manifest.is_object()) return base::Fail(what + ": the manifest is not JSON");
+  std::string resp_manifest_body = resp->body;  // the image (platform) manifest, stored below
   std::string mt = manifest.value("mediaType", resp->Header("content-type"));
   if (manifest.contains("manifests")) {  // an index / manifest list
     std::string chosen;
@@ -203,6 +204,7 @@ Result<PullResult> PullFromRegistry(ImageStore& store, const std::string& ref_te
     }
     manifest = json::parse(resp->body, nullptr, false);
     if (!manifest.is_object()) return base::Fail(what + ": the manifest is not JSON");
+    resp_manifest_body = resp->body;
     // The repo digest kubelets report is the one of what the tag points to (the index).
   } else if (manifest.value("schemaVersion", 0) != 2) {
     return base::Fail(what + ": unsupported manifest (schema 1 or unknown media type " + mt + ")");
@@ -213,7 +215,7 @@ Result<PullResult> PullFromRegistry(ImageStore& store, const std::string& ref_te
   names.push_back(repo_digest);
 
   std::string config_digest = manifest["config"].value("digest", "");
-  if (!base::StartsWith(config_digest, "sha256:") || !IsSha256Hex(config_digest.substr(7))) {
+  if (!IsSha256Digest(config_digest)) {
     return base::Fail(what + ": bad config digest \"" + config_digest + "\"");
   }
   // Already stored (same config = same image): only the names are new.
@@ -230,41 +232,55 @@ Result<PullResult> PullFromRegistry(ImageStore& store, const std::string& ref_te
   }
   std::string config = resp->body;
   if (auto c = ParseImageConfig(config); !c) return tl::unexpected(c.error().Wrap(what));
-
-  std::string stage = store.StagingDir() + "/pull-" + base::RandomAlnum(12);
-  auto cleanup = base::Defer([&] { (void)base::RemoveAll(stage); });
-  CUBELET_TRY_CTX(base::MkdirAll(stage + "/rootfs"), what);
-  uint64_t size = 0;
-  for (const auto& layer : manifest.value("layers", json::array())) {
-    std::string digest = layer.value("digest", "");
-    std::string lmt = layer.value("mediaType", "");
-    if (lmt.find("zstd") != std::string::npos) return base::Fail(what + ": zstd layers are not supported");
-    if (!base::StartsWith(digest, "sha256:") || !IsSha256Hex(digest.substr(7))) {
-      return base::Fail(what + ": bad layer digest \"" + digest + "\"");
-    }
-    std::string file = stage + "/" + digest.substr(7);
-    {
-      base::UniqueFd fd(open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-      if (!fd) return base::Errno(what + ": create " + file);
-      resp = reg.Get("blobs/" + digest, "", fd.get());
-      if (!resp) return tl::unexpected(resp.error().Wrap(what + ": layer " + digest));
-      if (resp->status != 200) return base::Fail(what + ": layer " + digest + ": " + HttpError(*resp));
-    }
-    auto sum = Sha256File(file);
-    if (!sum) return tl::unexpected(sum.error().Wrap(what));
-    if (*sum != digest.substr(7)) {
-      return base::Fail(what + ": layer " + digest + " does not match its digest (got sha256:" + *sum + ")");
-    }
-    base::UniqueFd fd(open(file.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return base::Errno(what + ": open " + file);
-    TarReader tar(fd.get());
-    auto stats = ApplyLayer(stage + "/rootfs", tar);
-    if (!stats) return tl::unexpected(stats.error().Wrap(what + ": layer " + digest));
-    size += stats->bytes;
-    unlink(file.c_str());
+  auto diff_ids = ParseDiffIds(config);
+  if (!diff_ids) return tl::unexpected(diff_ids.error().Wrap(what));
+  const json layers = manifest.value("layers", json::array());
+  if (layers.size() != diff_ids->size()) {
+    return base::Fail(what + ": the manifest has " + std::to_string(layers.size()) +
+                      " layers, the config " + std::to_string(diff_ids->size()) + " diff_ids");
   }
-  auto rec = store.Commit(stage + "/rootfs", config, names, size);
+
+  // Layers the store has (by diff_id, from any image) are neither downloaded nor unpacked.
+  ContentStore& content = store.content();
+  auto lease = store.ContentLease();
+  uint64_t size = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::string digest = layers[i].value("digest", "");
+    std::string lmt = layers[i].value("mediaType", "");
+    if (lmt.find("zstd") != std::string::npos) return base::Fail(what + ": zstd layers are not supported");
+    if (!IsSha256Digest(digest)) return base::Fail(what + ": bad layer digest \"" + digest + "\"");
+    const std::string& diff_id = (*diff_ids)[i];
+    if (auto have = content.Layer(diff_id)) {
+      size += have->size;
+      continue;
+    }
+    if (!content.HasBlob(digest)) {
+      std::string file = content.StagingDir() + "/pull-" + base::RandomAlnum(12);
+      auto cleanup = base::Defer([&] { unlink(file.c_str()); });
+      {
+        base::UniqueFd fd(open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        if (!fd) return base::Errno(what + ": create " + file);
+        resp = reg.Get("blobs/" + digest, "", fd.get());
+        if (!resp) return tl::unexpected(resp.error().Wrap(what + ": layer " + digest));
+        if (resp->status != 200) return base::Fail(what + ": layer " + digest + ": " + HttpError(*resp));
+      }
+      if (auto put = content.PutBlobFile(file, digest); !put) {
+        return tl::unexpected(put.error().Wrap(what + ": layer " + digest));
+      }
+    }
+    auto info = content.UnpackLayer(content.BlobPath(digest), digest, diff_id);
+    if (!info) return tl::unexpected(info.error().Wrap(what));
+    size += info->size;
+  }
+  const std::string& platform_manifest = resp_manifest_body;
+  std::string platform_digest = "sha256:" + Sha256Hex(platform_manifest);
+  if (auto put = content.PutBlob(platform_manifest, platform_digest); !put) {
+    return tl::unexpected(put.error().Wrap(what));
+  }
+  auto rec = store.Commit(config, names, size, platform_digest);
   if (!rec) return tl::unexpected(rec.error().Wrap(what));
+  lease.unlock();
+  (void)store.GarbageCollect();  // what a removal skipped while this pull ran
   base::log::Info("image pulled", {{"image", ref.String()}, {"digest", manifest_digest}, {"size", size}});
   return PullResult{*rec, repo_digest};
 }

@@ -137,6 +137,8 @@ class Runtime {
                                            const cri::ContainerConfig& c, const ImageRecord& image,
                                            const std::string& dir, const std::string& state_dir);
   std::string ContainerCgroupOomFile(const std::string& cgroup) const;
+  // Overlay rootfs (else a private merged copy): overlayfs usable and the layers in its form.
+  bool UseOverlay(const ImageRecord& image) const { return overlay_ && image.overlay_ready; }
   std::vector<std::string> CgroupProcsFiles(const std::string& cgroup) const;
 
   RuntimeOptions opts_;

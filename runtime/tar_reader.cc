@@ -13,6 +13,7 @@ namespace runtime {
 struct TarReader::Impl {
   int fd;
   EVP_MD_CTX* md = nullptr;
+  EVP_MD_CTX* out_md = nullptr;  // over the uncompressed stream
   bool detected = false;
   bool gzip = false;
   bool eof_raw = false;
@@ -27,10 +28,13 @@ struct TarReader::Impl {
   explicit Impl(int f) : fd(f) {
     md = EVP_MD_CTX_new();
     EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+    out_md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(out_md, EVP_sha256(), nullptr);
   }
   ~Impl() {
     if (gzip) inflateEnd(&zs);
     EVP_MD_CTX_free(md);
+    EVP_MD_CTX_free(out_md);
   }
 
   Result<size_t> RawRead() {
@@ -62,6 +66,12 @@ struct TarReader::Impl {
 
   // Decompressed bytes; 0 at end of stream.
   Result<size_t> ReadOut(char* buf, size_t n) {
+    auto r = ReadOutRaw(buf, n);
+    if (r && *r > 0) EVP_DigestUpdate(out_md, buf, *r);
+    return r;
+  }
+
+  Result<size_t> ReadOutRaw(char* buf, size_t n) {
     if (!detected) CUBELET_TRY(Detect());
     if (eof_out) return 0;
     if (!gzip) {
@@ -277,11 +287,14 @@ Result<> TarReader::Drain() {
   return {};
 }
 
-std::string TarReader::Sha256Hex() {
+std::string TarReader::Sha256Hex() { return FinalHex(impl_->md); }
+std::string TarReader::DiffIdHex() { return FinalHex(impl_->out_md); }
+
+std::string TarReader::FinalHex(void* ctx) {
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_MD_CTX* copy = EVP_MD_CTX_new();
-  EVP_MD_CTX_copy_ex(copy, impl_->md);
+  EVP_MD_CTX_copy_ex(copy, static_cast<EVP_MD_CTX*>(ctx));
   EVP_DigestFinal_ex(copy, d, &len);
   EVP_MD_CTX_free(copy);
   static const char* hex = "0123456789abcdef";

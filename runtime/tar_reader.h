@@ -1,6 +1,7 @@
 #pragma once
 // A small streaming tar reader (ustar, GNU long names, PAX path/linkpath/size) over an optionally
-// gzip-compressed byte stream, with the sha256 of the raw (compressed) bytes computed on the way.
+// gzip-compressed byte stream, with the sha256 of the raw (compressed) bytes (the blob digest)
+// and of the uncompressed stream (the layer's diff_id) computed on the way.
 // Enough for OCI image layers; libarchive is deliberately not a dependency.
 #include <cstdint>
 #include <functional>
@@ -39,8 +40,11 @@ class TarReader {
   Result<> Drain();
   // Hex sha256 of every raw byte read from the fd so far.
   std::string Sha256Hex();
+  // Hex sha256 of every uncompressed byte so far (after Drain(): the layer's diff_id).
+  std::string DiffIdHex();
 
  private:
+  static std::string FinalHex(void* md_ctx);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

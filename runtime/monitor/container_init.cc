@@ -360,6 +360,10 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
   if (!spec.upper.empty()) {
     std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + spec.upper +
                        ",workdir=" + spec.work + (spec.overlay_volatile ? ",volatile" : "");
+    // Long layer lists are given relative to lower_base (the mount data is one page).
+    if (!spec.lower_base.empty() && chdir(spec.lower_base.c_str()) != 0) {
+      DieErrno(err, "chdir " + spec.lower_base);
+    }
     if (mount("overlay", root.c_str(), "overlay", 0, opts.c_str()) != 0) {
       DieErrno(err, "mount overlay rootfs on " + root);
     }

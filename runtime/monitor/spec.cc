@@ -127,6 +127,7 @@ std::string EncodeSpec(const ContainerSpec& s) {
   Put(o, "name", s.name);
   Put(o, "rootfs", s.rootfs);
   Put(o, "lower", s.lower);
+  if (!s.lower_base.empty()) Put(o, "lower_base", s.lower_base);
   Put(o, "upper", s.upper);
   Put(o, "work", s.work);
   if (s.overlay_volatile) PutNum(o, "overlay_volatile", 1);
@@ -190,6 +191,7 @@ bool DecodeSpec(std::string_view text, ContainerSpec* out, std::string* error) {
     else if (k == "name") s.name = v;
     else if (k == "rootfs") s.rootfs = v;
     else if (k == "lower") s.lower = v;
+    else if (k == "lower_base") s.lower_base = v;
     else if (k == "upper") s.upper = v;
     else if (k == "work") s.work = v;
     else if (k == "overlay_volatile") flag(k, v, &s.overlay_volatile);

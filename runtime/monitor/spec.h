@@ -24,7 +24,8 @@ struct ContainerSpec {
   // Root filesystem: overlay(lower, upper, work) mounted on `rootfs`, or when upper is empty a
   // recursive bind mount of `lower` (a private copy made by the runtime).
   std::string rootfs;
-  std::string lower;
+  std::string lower;       // overlay lowerdir: "top:...:bottom"
+  std::string lower_base;  // when set, `lower` is relative to it (long layer lists)
   std::string upper;
   std::string work;
   // Mount the overlay with "volatile" (Linux 5.10+): no sync of the upper filesystem when the

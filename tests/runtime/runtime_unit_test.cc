@@ -59,28 +59,28 @@ TEST_CASE("command: user resolution reads the image's passwd and group") {
   base::WriteFile(d + "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n");
   base::WriteFile(d + "/etc/group", "root:x:0:\napp:x:1001:\nextra:x:2000:app,other\nwheel:x:10:root\n");
   cri::LinuxContainerSecurityContext sc;
-  auto u = ResolveUser(d, "app", sc);
+  auto u = ResolveUser({d}, "app", sc);
   REQUIRE(u);
   CHECK(u->uid == 1000);
   CHECK(u->gid == 1001);
   CHECK(u->groups == std::vector<uint32_t>{2000});
   CHECK(u->home == "/home/app");
-  u = ResolveUser(d, "", sc);
+  u = ResolveUser({d}, "", sc);
   REQUIRE(u);
   CHECK(u->uid == 0);
   CHECK(u->groups == std::vector<uint32_t>{10});
-  u = ResolveUser(d, "4242:7", sc);  // numeric, not in passwd
+  u = ResolveUser({d}, "4242:7", sc);  // numeric, not in passwd
   REQUIRE(u);
   CHECK(u->uid == 4242);
   CHECK(u->gid == 7);
-  u = ResolveUser(d, "app:extra", sc);
+  u = ResolveUser({d}, "app:extra", sc);
   REQUIRE(u);
   CHECK(u->gid == 2000);
-  CHECK_FALSE(ResolveUser(d, "nobody-here", sc));
+  CHECK_FALSE(ResolveUser({d}, "nobody-here", sc));
   sc.run_as_user = 1000;
   sc.run_as_group = 5;
   sc.supplemental_groups = {300};
-  u = ResolveUser(d, "root", sc);
+  u = ResolveUser({d}, "root", sc);
   REQUIRE(u);
   CHECK(u->uid == 1000);
   CHECK(u->gid == 5);
@@ -342,15 +342,20 @@ TEST_CASE("layers: whiteouts, links, path escapes and digests through an OCI lay
   REQUIRE(store);
   auto img = (*store)->ImportOciLayout(d + "/layout", "localhost:5000/test/app:v1");
   REQUIRE(img);
-  std::string r = img->rootfs;
+  // Two layers stored apart (content-addressed); what a container sees is their merged view.
+  CHECK(img->layers.size() == 2);
+  std::string r = d + "/merged";
+  REQUIRE(CopyLayersMerged(img->layers, r));
   CHECK(*base::ReadFile(r + "/etc/a") == "one\n");
   CHECK_FALSE(base::PathExists(r + "/etc/b"));
   char buf[16] = {0};
   CHECK(readlink((r + "/etc/link").c_str(), buf, sizeof buf) == 1);
   struct stat a, h;
-  REQUIRE(stat((r + "/etc/a").c_str(), &a) == 0);
-  REQUIRE(stat((r + "/etc/hard").c_str(), &h) == 0);
+  // The hardlink is one inode in the layer as unpacked (the overlay lower the containers use).
+  REQUIRE(stat((img->layers[0] + "/etc/a").c_str(), &a) == 0);
+  REQUIRE(stat((img->layers[0] + "/etc/hard").c_str(), &h) == 0);
   CHECK(a.st_ino == h.st_ino);
+  REQUIRE(stat((r + "/etc/a").c_str(), &a) == 0);
   CHECK((a.st_mode & 07777) == 04755);
   CHECK_FALSE(base::PathExists(r + "/opq/old"));
   CHECK(base::PathExists(r + "/opq/new"));
@@ -411,7 +416,8 @@ TEST_CASE("layers: entries escaping the root are refused, symlinks are not follo
   CHECK_FALSE(base::PathExists(host_target + "/file"));
   if (r2) {
     // Layer 2's directory replaced the symlink.
-    CHECK(*base::ReadFile(r2->rootfs + "/evil/file") == "pwned\n");
+    REQUIRE(CopyLayersMerged(r2->layers, d + "/merged2"));
+    CHECK(*base::ReadFile(d + "/merged2/evil/file") == "pwned\n");
   }
   testsupport::Run("rm -rf " + d);
 }
@@ -432,9 +438,11 @@ TEST_CASE("tar: GNU long names and PAX paths over 100 bytes") {
     REQUIRE(store);
     auto img = (*store)->ImportOciLayout(layout, std::string("long:") + format);
     REQUIRE(img);
-    CHECK(*base::ReadFile(img->rootfs + "/" + deep + "/" + name) == "deep\n");
+    REQUIRE(img->layers.size() == 1);
+    const std::string& layer = img->layers[0];
+    CHECK(*base::ReadFile(layer + "/" + deep + "/" + name) == "deep\n");
     char buf[512] = {0};
-    ssize_t n = readlink((img->rootfs + "/link").c_str(), buf, sizeof buf - 1);
+    ssize_t n = readlink((layer + "/link").c_str(), buf, sizeof buf - 1);
     CHECK(std::string(buf, n > 0 ? n : 0) == deep + "/" + name);
   }
   testsupport::Run("rm -rf " + d);
