@@ -10,12 +10,12 @@
 //
 // Usage (root): proxy_sync [--sizes 1000,5000] [--endpoints 10] [--modes iptables,nftables]
 //                          [--iptables nft|legacy] [--no-floor]
+#include <malloc.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -168,8 +168,8 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
     int k = (n / 2 + c * 7919) % n;
     auto old_slice = MakeSlice(k, a.endpoints, 0);
     auto new_slice = old_slice;
-    new_slice.endpoints[0].addresses[0] = "10.255." + std::to_string(c / 250) + "." +
-                                          std::to_string(c % 250 + 1);
+    new_slice.endpoints[0].addresses[0] =
+        "10.255." + std::to_string(c / 250) + "." + std::to_string(c % 250 + 1);
     auto t3 = Clock::now();
     proxier->OnEndpointSliceUpdate(old_slice, new_slice);
     if (!proxier->WaitForSync(std::chrono::minutes(5))) {

@@ -184,7 +184,8 @@ int main(int argc, char** argv) {
   Sh("ip netns add " + ns);
   Sh("ip link add bp0 type veth peer name eth0 netns " + ns);
   Sh("ip addr add 10.251.0.1/24 dev bp0 && ip link set bp0 up");
-  Sh("ip netns exec " + ns + " sh -c 'ip addr add 10.251.0.2/24 dev eth0 && ip link set eth0 up "
+  Sh("ip netns exec " + ns +
+     " sh -c 'ip addr add 10.251.0.2/24 dev eth0 && ip link set eth0 up "
      "&& ip link set lo up && ip route add default via 10.251.0.1'");
   Sh("ip route add 10.96.0.0/12 dev bp0");
   PodServers("/run/netns/" + ns);

@@ -120,12 +120,12 @@ bool EndpointsChangeTracker::HasPending() const {
 }
 
 EndpointsChangeTracker::SliceData EndpointsChangeTracker::Compact(const EndpointSlice& slice,
-                                                                   bool remove) const {
+                                                                  bool remove) const {
   SliceData d;
   d.remove = remove;
   if (remove) return d;  // a removal is identified by the slice name alone
   for (const auto& port : slice.ports) {
-    if (!port.name) continue;                   // kube-proxy: "Ignoring port with nil name"
+    if (!port.name) continue;                     // kube-proxy: "Ignoring port with nil name"
     if (!port.port || *port.port == 0) continue;  // "Ignoring invalid endpoint port"
     d.ports.push_back({*port.name, *port.port, port.protocol});
   }

@@ -32,8 +32,7 @@ base::Result<Pipe> MakePipe() {
 
 }  // namespace
 
-base::Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                       std::string_view input,
+base::Result<CommandResult> RunCommand(const std::vector<std::string>& argv, std::string_view input,
                                        std::chrono::milliseconds timeout) {
   if (argv.empty()) return base::Fail("run command: empty argv");
   const std::string& prog = argv[0];

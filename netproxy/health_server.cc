@@ -103,7 +103,7 @@ struct HealthServer::Impl {
   std::shared_ptr<Listener> healthz;
   int healthz_port = 0;
   std::mutex mu;
-  std::map<int, ServiceHealthInfo> services;            // under mu
+  std::map<int, ServiceHealthInfo> services;           // under mu
   std::map<int, std::shared_ptr<Listener>> listeners;  // io thread only
 
   std::string Healthz(const std::string& path) {

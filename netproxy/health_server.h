@@ -28,8 +28,8 @@ class HealthServer {
  public:
   // healthz_address "IP:PORT" ("" = no /healthz listener; port 0 = any free port). `health` is
   // called for each request.
-  static base::Result<std::unique_ptr<HealthServer>> Start(
-      const std::string& healthz_address, std::function<ProxierHealth()> health);
+  static base::Result<std::unique_ptr<HealthServer>> Start(const std::string& healthz_address,
+                                                           std::function<ProxierHealth()> health);
   ~HealthServer();
   HealthServer(const HealthServer&) = delete;
   HealthServer& operator=(const HealthServer&) = delete;

@@ -68,8 +68,7 @@ class IptablesEngine final : public ProxyEngine {
       auto snap = backend_->Snapshot();
       if (!snap) return tl::unexpected(snap.error());
       auto it = snap->tables.find("nat");
-      existing_nat_chains_ =
-          it == snap->tables.end() ? std::set<std::string>{} : it->second.chains;
+      existing_nat_chains_ = it == snap->tables.end() ? std::set<std::string>{} : it->second.chains;
       missing_jumps = MissingJumps(*snap, IptablesJumps(renderer_.config().localhost_nodeports));
       // The kubelet's hint for tools that pick the iptables variant (iptables-wrapper).
       need_hint = !snap->HasChain("mangle", "KUBE-IPTABLES-HINT");

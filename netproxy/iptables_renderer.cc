@@ -209,8 +209,8 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
     // Even without external endpoints the EXT chain carries the short-circuit rules for
     // traffic from this node and its pods.
     const bool uses_ext_chain = cat.has_any && svc.ExternallyAccessible();
-    const bool uses_fw_chain = cat.has_any && !svc.load_balancer_ips.empty() &&
-                               !svc.load_balancer_source_ranges.empty();
+    const bool uses_fw_chain =
+        cat.has_any && !svc.load_balancer_ips.empty() && !svc.load_balancer_source_ranges.empty();
     const std::string& lb_chain = uses_fw_chain ? fw_chain : ext_chain;
 
     std::string internal_target, internal_comment, external_target, external_comment;
@@ -242,8 +242,8 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
                                       match(svc.cluster_ip, port))("-j")(internal_chain)
                                       .s);
     } else {
-      f_services->rules.push_back(Args()("-m comment --comment")(internal_comment)(
-                                      match(svc.cluster_ip, port))("-j")(internal_target)
+      f_services->rules.push_back(Args()("-m comment --comment")(internal_comment)(match(
+          svc.cluster_ip, port))("-j")(internal_target)
                                       .s);
     }
     // External IPs.
@@ -254,31 +254,29 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
                                         .s);
       }
       if (!has_external) {
-        f_external->rules.push_back(Args()("-m comment --comment")(external_comment)(
-                                        match(ip, port))("-j")(external_target)
-                                        .s);
+        f_external->rules.push_back(
+            Args()("-m comment --comment")(external_comment)(match(ip, port))("-j")(external_target)
+                .s);
       }
     }
     // Load-balancer ingress IPs.
     for (const auto& ip : svc.load_balancer_ips) {
       if (cat.has_any) {
-        n_services->rules.push_back(
-            Args()("-m comment --comment")(Quoted(name + " loadbalancer IP"))(match(ip, port))(
-                "-j")(lb_chain)
-                .s);
+        n_services->rules.push_back(Args()("-m comment --comment")(Quoted(
+            name + " loadbalancer IP"))(match(ip, port))("-j")(lb_chain)
+                                        .s);
       }
       if (uses_fw_chain) {
-        f_proxy_firewall->rules.push_back(
-            Args()("-m comment --comment")(Quoted(name + " traffic not accepted by " + fw_chain))(
-                match(ip, port))("-j DROP")
-                .s);
+        f_proxy_firewall->rules.push_back(Args()("-m comment --comment")(Quoted(
+            name + " traffic not accepted by " + fw_chain))(match(ip, port))("-j DROP")
+                                              .s);
       }
     }
     if (!has_external) {
       for (const auto& ip : svc.load_balancer_ips) {
-        f_external->rules.push_back(Args()("-m comment --comment")(external_comment)(
-                                        match(ip, port))("-j")(external_target)
-                                        .s);
+        f_external->rules.push_back(
+            Args()("-m comment --comment")(external_comment)(match(ip, port))("-j")(external_target)
+                .s);
       }
     }
     // Node port.
@@ -289,10 +287,10 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
             Args()("-m comment --comment")(name)(match("", node_port))("-j")(ext_chain).s);
       }
       if (!has_external) {
-        f_external->rules.push_back(Args()("-m comment --comment")(external_comment)(
-                                        "-m addrtype --dst-type LOCAL")(match("", node_port))(
-                                        "-j")(external_target)
-                                        .s);
+        f_external->rules.push_back(
+            Args()("-m comment --comment")(external_comment)("-m addrtype --dst-type LOCAL")(
+                match("", node_port))("-j")(external_target)
+                .s);
       }
     }
     // Health check node port: accepted whether or not this node has local endpoints.
@@ -332,9 +330,8 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
       if (!svc.ExternalPolicyLocal()) {
         // Endpoints may be on other nodes: masquerade so that replies come back through here.
         sink.Add(ext, [&] {
-          return Args()("-m comment --comment")(
-                     Quoted("masquerade traffic for " + name + " external destinations"))(
-                     "-j")(kMarkMasq)
+          return Args()("-m comment --comment")(Quoted("masquerade traffic for " + name +
+                                                       " external destinations"))("-j")(kMarkMasq)
               .s;
         });
       } else {
@@ -343,8 +340,8 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
         if (has_detector) {
           sink.Add(ext, [&] {
             return Args()("-m comment --comment")(
-                       Quoted("pod traffic for " + name + " external destinations"))(
-                       "-s")(config_.cluster_cidr)("-j")(cluster_chain)
+                       Quoted("pod traffic for " + name + " external destinations"))("-s")(
+                       config_.cluster_cidr)("-j")(cluster_chain)
                 .s;
           });
         }

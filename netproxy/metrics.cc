@@ -14,8 +14,7 @@ std::string Num(double v) {
   return buf;
 }
 
-void Header(std::string& out, const std::string& name, const std::string& help,
-            const char* type) {
+void Header(std::string& out, const std::string& name, const std::string& help, const char* type) {
   out += "# HELP " + name + " " + help + "\n";
   out += "# TYPE " + name + " " + type + "\n";
 }

@@ -390,7 +390,6 @@ class NetlinkNftBackend final : public NftBackend {
     return Send(b);
   }
 
-
  private:
   base::Result<> Send(Batch& b) {
     CUBELET_TRY(Open());

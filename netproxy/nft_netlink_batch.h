@@ -242,17 +242,17 @@ class Batch {
     nftnl_table* t = nftnl_table_alloc();
     nftnl_table_set_str(t, NFTNL_TABLE_NAME, table_.c_str());
     nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
-    nftnl_table_nlmsg_build_payload(Hdr(del ? NFT_MSG_DELTABLE : NFT_MSG_NEWTABLE,
-                                        del ? 0 : NLM_F_CREATE,
-                                        std::string(del ? "delete" : "add") + " table " + table_),
-                                    t);
+    nftnl_table_nlmsg_build_payload(
+        Hdr(del ? NFT_MSG_DELTABLE : NFT_MSG_NEWTABLE, del ? 0 : NLM_F_CREATE,
+            std::string(del ? "delete" : "add") + " table " + table_),
+        t);
     nftnl_table_free(t);
     Done();
   }
 
   // type "" = a regular chain.
-  void Chain(uint16_t msg, const std::string& name, const char* type = nullptr,
-             uint32_t hook = 0, int prio = 0) {
+  void Chain(uint16_t msg, const std::string& name, const char* type = nullptr, uint32_t hook = 0,
+             int prio = 0) {
     nftnl_chain* c = nftnl_chain_alloc();
     nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table_.c_str());
     nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name.c_str());

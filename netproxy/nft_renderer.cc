@@ -55,14 +55,22 @@ std::string NftRuleText(const NftRule& r) {
     case K::kDnat:
       return NumgenPrefix(r.mod) + "meta l4proto " + r.proto + " dnat ip to " +
              r.endpoints[0].first + ":" + std::to_string(r.endpoints[0].second);
-    case K::kJump: return "jump " + r.target;
-    case K::kGoto: return NumgenPrefix(r.mod) + "goto " + r.target;
-    case K::kDrop: return "drop";
-    case K::kSaddrGoto: return "ip saddr " + r.cidr + " goto " + r.target;
-    case K::kLocalSrcJump: return "fib saddr type local jump " + r.target;
-    case K::kLocalSrcGoto: return "fib saddr type local goto " + r.target;
-    case K::kAffinityGoto: return "ip saddr @" + r.target + " goto " + r.target2;
-    case K::kAffinityUpdate: return "update @" + r.target + " { ip saddr }";
+    case K::kJump:
+      return "jump " + r.target;
+    case K::kGoto:
+      return NumgenPrefix(r.mod) + "goto " + r.target;
+    case K::kDrop:
+      return "drop";
+    case K::kSaddrGoto:
+      return "ip saddr " + r.cidr + " goto " + r.target;
+    case K::kLocalSrcJump:
+      return "fib saddr type local jump " + r.target;
+    case K::kLocalSrcGoto:
+      return "fib saddr type local goto " + r.target;
+    case K::kAffinityGoto:
+      return "ip saddr @" + r.target + " goto " + r.target2;
+    case K::kAffinityUpdate:
+      return "update @" + r.target + " { ip saddr }";
   }
   return "";
 }
@@ -129,8 +137,8 @@ NftServiceObjects RenderNftService(const NftRendererConfig& config, const Servic
     if (cat.local.empty()) has_external = false;
   }
   const bool uses_ext_chain = cat.has_any && svc.ExternallyAccessible();
-  const bool uses_fw_chain = cat.has_any && !svc.load_balancer_ips.empty() &&
-                             !svc.load_balancer_source_ranges.empty();
+  const bool uses_fw_chain =
+      cat.has_any && !svc.load_balancer_ips.empty() && !svc.load_balancer_source_ranges.empty();
   // No usable endpoint anywhere: reject (the client sees a refusal at once); endpoints exist but
   // none for this policy: drop, as kube-proxy.
   const std::string no_ep_verdict = cat.has_any ? "drop" : "goto reject-chain";
@@ -305,7 +313,8 @@ std::string NftBaseTable(const NftRendererConfig& config) {
   t += std::string("    masquerade") + (config.random_fully ? " fully-random" : "") + "\n  }\n";
   t += "  chain endpoints-check {\n"
        "    ip daddr . meta l4proto . th dport vmap @no-endpoint-services\n";
-  t += "    " + NodePortMatch(config) + " meta l4proto . th dport vmap @no-endpoint-nodeports\n  }\n";
+  t += "    " + NodePortMatch(config) +
+       " meta l4proto . th dport vmap @no-endpoint-nodeports\n  }\n";
   t += "  chain nat-postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
        "    jump masquerading\n  }\n";
   // After DNAT (input/forward come after prerouting, output at 0 after nat output at -100): a

@@ -14,9 +14,9 @@
 // Rules are data (NftRule) so that they can be written as nft text (libnftables, goldens) or
 // as netlink messages directly (nft_netlink.h).
 #include <map>
-#include <unordered_map>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "netproxy/proxy_state.h"
@@ -58,12 +58,12 @@ struct NftRule {
     kAffinityUpdate,  // update @SET { ip saddr }
   };
   Kind kind = Kind::kJump;
-  std::string ip;      // cluster IP (kMasqOffCluster)
-  std::string cidr;    // kMasqOffCluster ("" = masquerade all), kSaddrGoto
-  std::string proto;   // "tcp", "udp", "sctp"
+  std::string ip;     // cluster IP (kMasqOffCluster)
+  std::string cidr;   // kMasqOffCluster ("" = masquerade all), kSaddrGoto
+  std::string proto;  // "tcp", "udp", "sctp"
   int port = 0;
-  std::string target;  // chain, or set name for the affinity kinds
-  std::string target2; // chain for kAffinityGoto
+  std::string target;   // chain, or set name for the affinity kinds
+  std::string target2;  // chain for kAffinityGoto
   // Endpoint i of n is picked by "numgen random mod (n-i) == 0" (the last one unconditionally),
   // one rule each, like iptables' statistic match: no anonymous maps, whose creation costs the
   // kernel time in proportion to the sets of the table on every change.

@@ -2,10 +2,10 @@
 
 #include <nftables/libnftables.h>
 
-#include "base/log.h"
 #include <algorithm>
 #include <set>
 
+#include "base/log.h"
 #include "base/strings.h"
 
 namespace netproxy {
@@ -213,10 +213,10 @@ class NftablesEngine final : public ProxyEngine {
 
 NftBackendPtr MakeLibNftablesBackend() { return std::make_unique<LibNftablesBackend>(); }
 
-base::Result<> NftScriptBackend::ReplaceTable(
-    const NftRendererConfig& config, const std::string& table,
-    const std::vector<const NftServiceObjects*>& services,
-    const std::vector<NftElement>& elements) {
+base::Result<> NftScriptBackend::ReplaceTable(const NftRendererConfig& config,
+                                              const std::string& table,
+                                              const std::vector<const NftServiceObjects*>& services,
+                                              const std::vector<NftElement>& elements) {
   return Run(NftTableScript(config, table, services, elements));
 }
 

@@ -18,9 +18,12 @@ using Clock = std::chrono::steady_clock;
 
 std::string_view ProxyModeName(ProxyMode m) {
   switch (m) {
-    case ProxyMode::kIptables: return "iptables";
-    case ProxyMode::kNftables: return "nftables";
-    case ProxyMode::kUserspace: return "userspace";
+    case ProxyMode::kIptables:
+      return "iptables";
+    case ProxyMode::kNftables:
+      return "nftables";
+    case ProxyMode::kUserspace:
+      return "userspace";
   }
   return "iptables";
 }
@@ -94,8 +97,7 @@ IptablesRendererConfig IptablesConfigFor(const ProxierOptions& options) {
     }
     if (!has_loopback) cfg.localhost_nodeports = false;
   }
-  cfg.conntrack_tcp_be_liberal =
-      SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
+  cfg.conntrack_tcp_be_liberal = SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
   return cfg;
 }
 
@@ -119,8 +121,7 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
     cfg.shards = options.nft_shards;
     cfg.conntrack_tcp_be_liberal =
         SysctlIsSet("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal");
-    auto engine =
-        MakeNftablesEngine(MakeNetlinkNftBackend(), cfg, options.nodeport_addresses);
+    auto engine = MakeNftablesEngine(MakeNetlinkNftBackend(), cfg, options.nodeport_addresses);
     return CreateWithEngine(std::move(options), std::move(engine));
   }
   if (real_host && options.cleanup_at_start) {
@@ -152,8 +153,10 @@ base::Result<std::unique_ptr<Proxier>> Proxier::CreateWithEngine(ProxierOptions 
                                                                  ProxyEnginePtr engine) {
   CUBELET_TRY(CheckOptions(options));
   log::Info("service proxy starting",
-            {{"mode", ProxyModeName(options.mode)}, {"engine", engine->Name()},
-             {"node", options.node_name}, {"clusterCIDR", options.cluster_cidr},
+            {{"mode", ProxyModeName(options.mode)},
+             {"engine", engine->Name()},
+             {"node", options.node_name},
+             {"clusterCIDR", options.cluster_cidr},
              {"minSyncPeriod", std::to_string(options.min_sync_period.count()) + "ms"}});
   if (options.cleanup_at_start) {
     auto c = engine->Cleanup();
@@ -218,8 +221,8 @@ void Proxier::OnEndpointSliceUpdate(const EndpointSlice&, const EndpointSlice& s
                                                         std::chrono::system_clock::now()));
 }
 void Proxier::OnEndpointSliceDelete(const EndpointSlice& slice) {
-  Changed(state_.endpoint_changes().EndpointSliceUpdate(slice, true,
-                                                        std::chrono::system_clock::now()));
+  Changed(
+      state_.endpoint_changes().EndpointSliceUpdate(slice, true, std::chrono::system_clock::now()));
 }
 
 void Proxier::OnServicesSynced() {
@@ -356,9 +359,9 @@ bool Proxier::SyncProxyRules() {
   if (!error.empty()) {
     std::lock_guard lock(mu_);
     last_error_ = error;
-    log::Error("proxy rules sync failed",
-               {{"error", error},
-                {"retryIn", std::to_string(options_.retry_period.count()) + "ms"}});
+    log::Error(
+        "proxy rules sync failed",
+        {{"error", error}, {"retryIn", std::to_string(options_.retry_period.count()) + "ms"}});
     return false;
   }
   {

@@ -22,10 +22,10 @@
 
 #include "base/result.h"
 #include "base/time.h"
+#include "netproxy/health_server.h"
 #include "netproxy/iptables_renderer.h"
 #include "netproxy/metrics.h"
 #include "netproxy/model.h"
-#include "netproxy/health_server.h"
 #include "netproxy/proxier_health.h"
 #include "netproxy/proxy_engine.h"
 #include "netproxy/proxy_state.h"
@@ -144,7 +144,7 @@ class Proxier {
   bool services_synced_ = false;
   bool slices_synced_ = false;
   bool stopping_ = false;
-  bool pending_ = false;      // a change arrived since the last sync started
+  bool pending_ = false;  // a change arrived since the last sync started
   bool need_full_ = true;
   bool syncing_ = false;
   bool synced_once_ = false;

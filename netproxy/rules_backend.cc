@@ -12,8 +12,7 @@ namespace netproxy {
 namespace {
 
 bool IsBuiltinChain(std::string_view c) {
-  return c == "PREROUTING" || c == "INPUT" || c == "FORWARD" || c == "OUTPUT" ||
-         c == "POSTROUTING";
+  return c == "PREROUTING" || c == "INPUT" || c == "FORWARD" || c == "OUTPUT" || c == "POSTROUTING";
 }
 
 // The target of a rule line ("... -j KUBE-SERVICES" -> "KUBE-SERVICES"), or "".

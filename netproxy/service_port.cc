@@ -6,18 +6,24 @@ namespace netproxy {
 
 std::string_view ProtocolName(Protocol p) {
   switch (p) {
-    case Protocol::kTCP: return "TCP";
-    case Protocol::kUDP: return "UDP";
-    case Protocol::kSCTP: return "SCTP";
+    case Protocol::kTCP:
+      return "TCP";
+    case Protocol::kUDP:
+      return "UDP";
+    case Protocol::kSCTP:
+      return "SCTP";
   }
   return "TCP";
 }
 
 std::string_view ProtocolLower(Protocol p) {
   switch (p) {
-    case Protocol::kTCP: return "tcp";
-    case Protocol::kUDP: return "udp";
-    case Protocol::kSCTP: return "sctp";
+    case Protocol::kTCP:
+      return "tcp";
+    case Protocol::kUDP:
+      return "udp";
+    case Protocol::kSCTP:
+      return "sctp";
   }
   return "tcp";
 }

@@ -213,8 +213,7 @@ class TcpListener : public Listener, public std::enable_shared_from_this<TcpList
     auto up = std::make_shared<tcp::socket>(io_);
     auto timer = std::make_shared<asio::steady_timer>(io_, opts_.connect_timeout);
     boost::system::error_code ec;
-    tcp::endpoint ep(asio::ip::make_address(order[i].ip, ec),
-                     static_cast<uint16_t>(order[i].port));
+    tcp::endpoint ep(asio::ip::make_address(order[i].ip, ec), static_cast<uint16_t>(order[i].port));
     timer->async_wait([up](boost::system::error_code e) {
       if (!e) {
         boost::system::error_code ignored;
@@ -307,15 +306,14 @@ class UdpListener : public Listener, public std::enable_shared_from_this<UdpList
 
   void ReadReplies(std::shared_ptr<Flow> flow) {
     auto self = shared_from_this();
-    flow->socket.async_receive(asio::buffer(flow->buf),
-                               [self, flow](boost::system::error_code ec, size_t n) {
-                                 if (ec) return self->Drop(flow);
-                                 flow->last = SteadyClock::now();
-                                 boost::system::error_code e2;
-                                 self->socket_.send_to(asio::buffer(flow->buf.data(), n),
-                                                       flow->client, 0, e2);
-                                 self->ReadReplies(flow);
-                               });
+    flow->socket.async_receive(
+        asio::buffer(flow->buf), [self, flow](boost::system::error_code ec, size_t n) {
+          if (ec) return self->Drop(flow);
+          flow->last = SteadyClock::now();
+          boost::system::error_code e2;
+          self->socket_.send_to(asio::buffer(flow->buf.data(), n), flow->client, 0, e2);
+          self->ReadReplies(flow);
+        });
   }
 
   void ArmIdle(std::shared_ptr<Flow> flow) {
@@ -482,8 +480,8 @@ class UserspaceEngine final : public ProxyEngine {
       if (lp == listen->end() || ports.at(spn).endpoints.empty()) {
         for (const auto& d : dsts) {
           reject->rules.push_back("-m comment --comment " +
-                                  QuoteArg(svc.name_string + " has no endpoints") + " -m " +
-                                  proto + " -p " + proto + " -d " + d + " --dport " +
+                                  QuoteArg(svc.name_string + " has no endpoints") + " -m " + proto +
+                                  " -p " + proto + " -d " + d + " --dport " +
                                   std::to_string(svc.port) + " -j REJECT");
         }
         continue;
@@ -496,8 +494,8 @@ class UserspaceEngine final : public ProxyEngine {
         ph->rules.push_back(m + to);
       }
       if (svc.node_port) {
-        std::string m = comment + " -m " + proto + " -p " + proto + " --dport " +
-                        std::to_string(svc.node_port);
+        std::string m =
+            comment + " -m " + proto + " -p " + proto + " --dport " + std::to_string(svc.node_port);
         nc->rules.push_back(m + to);
         nh->rules.push_back(m + to);
       }
@@ -520,8 +518,9 @@ class UserspaceEngine final : public ProxyEngine {
     const std::vector<std::string> ct_new = {"-m", "conntrack", "--ctstate", "NEW"};
     // Inserted at the top in this order, so the portals end up before the node ports.
     const std::string portals = "handle ClusterIPs; NOTE: this must be before the NodePort rules";
-    const std::string nodeports = "handle service NodePorts; NOTE: this must be the last rule in "
-                                  "the chain";
+    const std::string nodeports =
+        "handle service NodePorts; NOTE: this must be the last rule in "
+        "the chain";
     return {
         {"nat", "PREROUTING", "KUBE-NODEPORT-CONTAINER", nodeports, local},
         {"nat", "OUTPUT", "KUBE-NODEPORT-HOST", nodeports, local},

@@ -19,8 +19,8 @@ namespace netproxy {
 
 struct UserspaceOptions {
   std::chrono::milliseconds udp_idle_timeout{250};  // kube-proxy's --udp-timeout default
-  std::chrono::milliseconds connect_timeout{2000};   // per endpoint try
-  std::string cluster_cidr;                          // for the redirect rules' comments only
+  std::chrono::milliseconds connect_timeout{2000};  // per endpoint try
+  std::string cluster_cidr;                         // for the redirect rules' comments only
 };
 
 class UserspaceProxy {

@@ -89,8 +89,8 @@ TEST_CASE("EndpointsChangeTracker merges slices per service and resolves ports b
   auto now = kStart + std::chrono::seconds(5);
   EndpointSlice a = Slice("samples", "demo", "demo-a", {Ep("10.244.1.2", true, "node-a")},
                           {EpPort("http", 8080), EpPort("other", 9000)});
-  EndpointSlice b = Slice("samples", "demo", "demo-b", {Ep("10.244.1.1", std::nullopt, "node-b",
-                                                           std::nullopt, std::nullopt)},
+  EndpointSlice b = Slice("samples", "demo", "demo-b",
+                          {Ep("10.244.1.1", std::nullopt, "node-b", std::nullopt, std::nullopt)},
                           {EpPort("http", 8080)});
   CHECK(st.endpoint_changes().EndpointSliceUpdate(a, false, now));
   CHECK(st.endpoint_changes().EndpointSliceUpdate(b, false, now));
@@ -104,9 +104,9 @@ TEST_CASE("EndpointsChangeTracker merges slices per service and resolves ports b
   const auto& eps = st.EndpointsFor(DemoHttp());
   REQUIRE(eps.size() == 2);
   CHECK(eps[0].address == "10.244.1.1:8080");  // sorted by address
-  CHECK(eps[0].ready);                          // ready nil = true
-  CHECK(eps[0].serving);                        // serving nil = true
-  CHECK_FALSE(eps[0].terminating);              // terminating nil = false
+  CHECK(eps[0].ready);                         // ready nil = true
+  CHECK(eps[0].serving);                       // serving nil = true
+  CHECK_FALSE(eps[0].terminating);             // terminating nil = false
   CHECK_FALSE(eps[0].is_local);
   CHECK(eps[1].is_local);
   // "other" is in the slice but not in the service: kept under its own name, unused.
@@ -147,7 +147,7 @@ TEST_CASE("slices that cannot be used are ignored") {
   EndpointSlice orphan = Slice("ns", "", "orphan", {Ep("10.0.0.1")}, {EpPort("", 80)});
   CHECK_FALSE(st.endpoint_changes().EndpointSliceUpdate(orphan, false, now));
   EndpointSlice bad = Slice("ns", "svc", "bad", {Ep("10.0.0.1"), Endpoint{}}, {});
-  bad.ports.push_back(EndpointPort{std::nullopt, 80, Protocol::kTCP});  // nil name
+  bad.ports.push_back(EndpointPort{std::nullopt, 80, Protocol::kTCP});     // nil name
   bad.ports.push_back(EndpointPort{std::string("x"), 0, Protocol::kTCP});  // port 0
   CHECK(st.endpoint_changes().EndpointSliceUpdate(bad, false, now));
   st.Update();

@@ -2,6 +2,8 @@
 // compared with tests/golden/iptables/<case>.rules. Regenerate after an intended change with
 //   CUBELET_UPDATE_GOLDEN=1 ./iptables_renderer_test
 // and review the diff line by line against kube-proxy's proxier.go.
+#include "netproxy/iptables_renderer.h"
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -11,7 +13,6 @@
 #include "base/file.h"
 #include "base/strings.h"
 #include "netproxy/chain_names.h"
-#include "netproxy/iptables_renderer.h"
 #include "netproxy/proxy_state.h"
 #include "tests/netproxy/fixtures.h"
 
@@ -81,8 +82,7 @@ TEST_CASE("chain names are kube-proxy's hashes") {
   CHECK(EndpointChainName("ns1/svc1:p80", "tcp", "10.180.0.1:80") == "KUBE-SEP-SXIVWICOYRO3J4NJ");
   CHECK(EndpointChainName("ns1/svc1:p80", "tcp", "10.180.2.1:80") == "KUBE-SEP-ZX7GRIZKSNUQ3LAJ");
   CHECK(EndpointChainName("ns1/svc1:p80", "tcp", "10.0.1.1:80") == "KUBE-SEP-SNQ3ZNILQDEJNDQO");
-  CHECK(EndpointChainName("ns2/svc2:p8080", "tcp", "10.0.2.1:8080") ==
-        "KUBE-SEP-UHEGFW77JX3KXTOV");
+  CHECK(EndpointChainName("ns2/svc2:p8080", "tcp", "10.0.2.1:8080") == "KUBE-SEP-UHEGFW77JX3KXTOV");
   CHECK(IsServiceChainName("KUBE-SEP-SXIVWICOYRO3J4NJ"));
   CHECK(IsServiceChainName("KUBE-FW-XPGD46QRK7WJZT7O"));
   CHECK_FALSE(IsServiceChainName("KUBE-SERVICES"));
@@ -108,16 +108,17 @@ TEST_CASE("golden: one ClusterIP service with two endpoints") {
 
 TEST_CASE("golden: named ports resolve through the slice's port names") {
   Harness h;
-  Service svc = ClusterIPService("apps", "web", "10.96.0.20",
-                                 {Port("http", 80, 0), Port("metrics", 9090, 0),
-                                  Port("dns", 53, 53, Protocol::kUDP)});
+  Service svc = ClusterIPService(
+      "apps", "web", "10.96.0.20",
+      {Port("http", 80, 0), Port("metrics", 9090, 0), Port("dns", 53, 53, Protocol::kUDP)});
   svc.ports[0].target_port = TargetPort{0, "web-http"};
   svc.ports[1].target_port = TargetPort{0, "web-metrics"};
   h.Add(svc);
   // The controller resolved the named target ports: http -> 8080, metrics -> 9100. The slice
   // lists its ports in another order than the service.
-  h.Add(Slice("apps", "web", "web-abcde", {Ep("10.244.3.3"), Ep("10.244.3.4"), Ep("10.244.3.2")},
-              {EpPort("metrics", 9100), EpPort("dns", 5353, Protocol::kUDP), EpPort("http", 8080)}));
+  h.Add(
+      Slice("apps", "web", "web-abcde", {Ep("10.244.3.3"), Ep("10.244.3.4"), Ep("10.244.3.2")},
+            {EpPort("metrics", 9100), EpPort("dns", 5353, Protocol::kUDP), EpPort("http", 8080)}));
   // A single-port service with an unnamed port.
   h.Add(ClusterIPService("apps", "plain", "10.96.0.21", {Port("", 8000, 8000)}));
   h.Add(Slice("apps", "plain", "plain-xyz", {Ep("10.244.4.4")}, {EpPort("", 8000)}));
@@ -145,8 +146,10 @@ TEST_CASE("golden: NodePort service") {
   const IptablesChain* np = rs.nat.Find("KUBE-NODEPORTS");
   REQUIRE(np);
   REQUIRE(np->rules.size() == 1);
-  CHECK(np->rules[0] == "-m comment --comment samples/demo-nodeport:http -m tcp -p tcp --dport "
-                        "31553 -j " + ExternalChainName("samples/demo-nodeport:http", "tcp"));
+  CHECK(np->rules[0] ==
+        "-m comment --comment samples/demo-nodeport:http -m tcp -p tcp --dport "
+        "31553 -j " +
+            ExternalChainName("samples/demo-nodeport:http", "tcp"));
   // The jump to KUBE-NODEPORTS is the last rule of KUBE-SERVICES.
   const IptablesChain* services = rs.nat.Find("KUBE-SERVICES");
   REQUIRE(services);
@@ -232,8 +235,8 @@ TEST_CASE("golden: headless and ExternalName services are skipped") {
   h.Add(empty_ip);
   h.Add(DemoClusterIP());
   for (const char* svc : {"demo-headless", "demo-clusterip"}) {
-    h.Add(Slice("samples", svc, std::string(svc) + "-1", {Ep("10.244.9.6")},
-                {EpPort("http", 8080)}));
+    h.Add(
+        Slice("samples", svc, std::string(svc) + "-1", {Ep("10.244.9.6")}, {EpPort("http", 8080)}));
   }
   auto rs = h.Render();
   CheckGolden("headless_skipped", rs.Serialize());
@@ -336,9 +339,9 @@ TEST_CASE("rules match kube-proxy's own expected output (TestOnlyLocalExternalIP
     }
   }
   CHECK(got == std::multiset<std::string>(expected.begin(), expected.end()));
-  for (const char* chain : {"KUBE-EXT-XPGD46QRK7WJZT7O", "KUBE-SVC-XPGD46QRK7WJZT7O",
-                            "KUBE-SVL-XPGD46QRK7WJZT7O", "KUBE-SEP-SXIVWICOYRO3J4NJ",
-                            "KUBE-SEP-ZX7GRIZKSNUQ3LAJ"}) {
+  for (const char* chain :
+       {"KUBE-EXT-XPGD46QRK7WJZT7O", "KUBE-SVC-XPGD46QRK7WJZT7O", "KUBE-SVL-XPGD46QRK7WJZT7O",
+        "KUBE-SEP-SXIVWICOYRO3J4NJ", "KUBE-SEP-ZX7GRIZKSNUQ3LAJ"}) {
     CHECK(text.find(std::string(":") + chain + " - [0:0]") != std::string::npos);
   }
 }
@@ -361,9 +364,9 @@ TEST_CASE("golden: stale chains of removed services are flushed and deleted") {
   h.Remove(gone_slice);
   auto rs = h.Render(existing, /*partial=*/true);
   CheckGolden("stale_chains", rs.Serialize());
-  std::vector<std::string> expected = {ServiceChainName("samples/gone:http", "tcp"),
-                                       EndpointChainName("samples/gone:http", "tcp",
-                                                         "10.244.5.5:8080")};
+  std::vector<std::string> expected = {
+      ServiceChainName("samples/gone:http", "tcp"),
+      EndpointChainName("samples/gone:http", "tcp", "10.244.5.5:8080")};
   std::sort(expected.begin(), expected.end());
   CHECK(rs.nat.deleted_chains == expected);
   // A partial sync of a removal rewrites no per-service chain of the unchanged service...
@@ -399,8 +402,8 @@ TEST_CASE("large clusters drop per-endpoint comments") {
   cfg.large_cluster_endpoints = 2;
   Harness h(cfg);
   h.Add(DemoClusterIP());
-  h.Add(Slice("samples", "demo-clusterip", "s", {Ep("10.244.9.6"), Ep("10.244.9.7"), Ep("10.244.9.8")},
-              {EpPort("http", 8080)}));
+  h.Add(Slice("samples", "demo-clusterip", "s",
+              {Ep("10.244.9.6"), Ep("10.244.9.7"), Ep("10.244.9.8")}, {EpPort("http", 8080)}));
   auto text = h.Render().Serialize();
   CHECK(text.find("->") == std::string::npos);
   CHECK(text.find("-s 10.244.9.6 -j KUBE-MARK-MASQ") != std::string::npos);
@@ -417,8 +420,9 @@ TEST_CASE("jump rules and serialization of missing jumps") {
         "portals\" -j KUBE-EXTERNAL-SERVICES");
   CHECK(jumps.back().RuleArgs() == "-j KUBE-FIREWALL");
   auto text = rs.Serialize({jumps[10]});
-  CHECK(text == "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n-I PREROUTING 1 -m comment "
-                "--comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n");
+  CHECK(text ==
+        "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n-I PREROUTING 1 -m comment "
+        "--comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n");
 }
 
 TEST_CASE("chunked serialization keeps each service in one commit and the top level last") {
@@ -453,7 +457,8 @@ TEST_CASE("chunked serialization keeps each service in one commit and the top le
         if (pos != std::string::npos) {
           std::string decl = ":" + l.substr(pos + 3) + " - [0:0]";
           bool found = false;
-          for (size_t k = 0; k <= i; ++k) found = found || chunks[k].find(decl) != std::string::npos;
+          for (size_t k = 0; k <= i; ++k)
+            found = found || chunks[k].find(decl) != std::string::npos;
           CHECK(found);
         }
       }
@@ -466,7 +471,8 @@ TEST_CASE("chunked serialization keeps each service in one commit and the top le
   }
   CHECK(chunks[0].find(":KUBE-MARK-MASQ - [0:0]") != std::string::npos);
   // KUBE-MARK-MASQ is written twice (first and last commit); otherwise the same lines.
-  for (const char* l : {":KUBE-MARK-MASQ - [0:0]", "-A KUBE-MARK-MASQ -j MARK --or-mark 0x00004000"}) {
+  for (const char* l :
+       {":KUBE-MARK-MASQ - [0:0]", "-A KUBE-MARK-MASQ -j MARK --or-mark 0x00004000"}) {
     REQUIRE(chunk_lines.count(l) == 2);
     chunk_lines.erase(chunk_lines.find(l));
   }

@@ -1,11 +1,12 @@
 // nftables mode rendering: per-service objects, the full script (golden file) and incremental
 // diffs. The kernel accepts them in proxier_integration_test.cc; here the content is checked.
+#include "netproxy/nft_renderer.h"
+
 #include <catch2/catch.hpp>
 #include <cstdlib>
 
 #include "base/file.h"
 #include "base/strings.h"
-#include "netproxy/nft_renderer.h"
 #include "netproxy/nftables_engine.h"
 #include "netproxy/proxier.h"
 #include "tests/netproxy/fixtures.h"
@@ -48,7 +49,9 @@ void CheckGolden(const std::string& name, const std::string& actual) {
   CHECK(actual == *expected);
 }
 
-bool Has(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+bool Has(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
 
 std::vector<std::string> Texts(const NftChain& c) {
   std::vector<std::string> out;
@@ -59,14 +62,16 @@ std::vector<std::string> Texts(const NftChain& c) {
 }  // namespace
 
 TEST_CASE("nft: a ClusterIP service is one chain, one map element and hairpin elements") {
-  Service s = ClusterIPService("samples", "demo-clusterip", "10.97.228.99", {Port("http", 80, 8080)});
-  auto o = RenderNftService(Config(), PortOf(s), Eps({{"10.244.1.5", true}, {"10.244.9.6", false}}));
+  Service s =
+      ClusterIPService("samples", "demo-clusterip", "10.97.228.99", {Port("http", 80, 8080)});
+  auto o =
+      RenderNftService(Config(), PortOf(s), Eps({{"10.244.1.5", true}, {"10.244.9.6", false}}));
   REQUIRE(o.chains.size() == 1);
   const std::string base = NftServiceBase(PortOf(s));
   CHECK(base == "BXJLRHGJ-samples/demo-clusterip/tcp/http");
   CHECK(o.chains[0].name == "service-" + base);
-  CHECK(Texts(o.chains[0]) == std::vector<std::string>{
-                                 "ip daddr 10.97.228.99 tcp dport 80 ip saddr != 10.244.0.0/16 "
+  CHECK(Texts(o.chains[0]) ==
+        std::vector<std::string>{"ip daddr 10.97.228.99 tcp dport 80 ip saddr != 10.244.0.0/16 "
                                  "jump mark-for-masquerade",
                                  "numgen random mod 2 == 0 meta l4proto tcp dnat ip to "
                                  "10.244.1.5:8080",
@@ -90,21 +95,22 @@ TEST_CASE("nft: no endpoints rejects, Local policy without local endpoints drops
   auto remote_only = RenderNftService(Config(), PortOf(s), Eps({{"10.244.2.2", false}}, 53));
   // The cluster IP works; external traffic short-circuits for pods and the node, else drops.
   CHECK(Has(remote_only.elements[0].value, "goto service-"));
-  CHECK(remote_only.elements[1] ==
-        NftElement{"service-nodeports", "udp . 30053", "goto external-" + NftServiceBase(PortOf(s))});
+  CHECK(remote_only.elements[1] == NftElement{"service-nodeports", "udp . 30053",
+                                              "goto external-" + NftServiceBase(PortOf(s))});
   CHECK(remote_only.elements[2] == NftElement{"no-endpoint-nodeports", "udp . 30053", "drop"});
   const NftChain& ext = remote_only.chains[0];
-  CHECK(Texts(ext) == std::vector<std::string>{
-                         "ip saddr 10.244.0.0/16 goto service-" + NftServiceBase(PortOf(s)),
-                         "fib saddr type local jump mark-for-masquerade",
-                         "fib saddr type local goto service-" + NftServiceBase(PortOf(s))});
+  CHECK(Texts(ext) ==
+        std::vector<std::string>{"ip saddr 10.244.0.0/16 goto service-" + NftServiceBase(PortOf(s)),
+                                 "fib saddr type local jump mark-for-masquerade",
+                                 "fib saddr type local goto service-" + NftServiceBase(PortOf(s))});
 }
 
 TEST_CASE("nft: session affinity uses a timeout set and a chain per endpoint") {
   Service s = ClusterIPService("ns", "aff", "10.96.0.7", {Port("p", 80, 80)});
   s.session_affinity = SessionAffinity::kClientIP;
   s.session_affinity_timeout_seconds = 600;
-  auto o = RenderNftService(Config(), PortOf(s), Eps({{"10.244.1.1", false}, {"10.244.1.2", false}}, 80));
+  auto o = RenderNftService(Config(), PortOf(s),
+                            Eps({{"10.244.1.1", false}, {"10.244.1.2", false}}, 80));
   REQUIRE(o.sets.size() == 2);
   CHECK(Has(NftSetText(o.sets[0]), "{ type ipv4_addr; flags dynamic,timeout; timeout 600s; }"));
   REQUIRE(o.chains.size() == 3);
@@ -118,7 +124,8 @@ TEST_CASE("nft: session affinity uses a timeout set and a chain per endpoint") {
 
 TEST_CASE("nft: full script golden") {
   NftServiceMap m;
-  Service a = ClusterIPService("samples", "demo-clusterip", "10.97.228.99", {Port("http", 80, 8080)});
+  Service a =
+      ClusterIPService("samples", "demo-clusterip", "10.97.228.99", {Port("http", 80, 8080)});
   Service b = ClusterIPService("samples", "demo-nodeport", "10.107.231.172",
                                {Port("http", 80, 8080, Protocol::kTCP, 31553)});
   b.type = ServiceType::kNodePort;
@@ -133,7 +140,8 @@ TEST_CASE("nft: full script golden") {
   std::string script = NftFullScript(Config(), m);
   CheckGolden("full.nft", script);
   // The hairpin element shared by two services is added once.
-  CHECK(Has(script, "add element ip cubelet hairpin { 10.244.1.5 . 10.244.1.5, 10.244.9.6 . 10.244.9.6 }"));
+  CHECK(Has(script,
+            "add element ip cubelet hairpin { 10.244.1.5 . 10.244.1.5, 10.244.9.6 . 10.244.9.6 }"));
 }
 
 TEST_CASE("nft: diffs touch only what changed, in an order the kernel accepts") {
@@ -163,8 +171,9 @@ TEST_CASE("nft: diffs touch only what changed, in an order the kernel accepts") 
   REQUIRE(del_elem != std::string::npos);
   REQUIRE(del_chain != std::string::npos);
   CHECK(del_elem < del_chain);
-  CHECK(Has(d, "add element ip cubelet no-endpoint-services { 10.96.0.10 . tcp . 80 : goto "
-               "reject-chain }"));
+  CHECK(Has(d,
+            "add element ip cubelet no-endpoint-services { 10.96.0.10 . tcp . 80 : goto "
+            "reject-chain }"));
   CHECK(Has(d, "delete element ip cubelet hairpin { 10.244.1.2 . 10.244.1.2 }"));
   CHECK_FALSE(Has(d, "10.244.1.1 . 10.244.1.1"));
   CHECK(refs["10.244.1.1 . 10.244.1.1"] == 1);
@@ -216,7 +225,8 @@ TEST_CASE("nft engine: full sync first, then diffs; failure falls back to a full
   CHECK(base::StartsWith(last, "add table ip cubelet\ndelete table ip cubelet\n"));
   CHECK(Has(last, "10.96.0.11 . tcp . 80 : goto reject-chain"));
   CHECK(Has(last, "dnat ip to 10.244.1.2:8080"));
-  CHECK(Has(proxier->MetricsText(), "kubeproxy_sync_proxy_rules_iptables_total{table=\"nft_chains\"} 1"));
+  CHECK(Has(proxier->MetricsText(),
+            "kubeproxy_sync_proxy_rules_iptables_total{table=\"nft_chains\"} 1"));
 }
 
 TEST_CASE("nft: services spread over shard tables, each with its own nat hooks") {
@@ -225,11 +235,12 @@ TEST_CASE("nft: services spread over shard tables, each with its own nat hooks")
   NftServiceMap m;
   std::set<std::string> tables;
   for (int i = 0; i < 12; ++i) {
-    Service s = ClusterIPService("ns", "svc" + std::to_string(i), "10.96.1." + std::to_string(i + 1),
-                                 {Port("p", 80, 80)});
+    Service s = ClusterIPService("ns", "svc" + std::to_string(i),
+                                 "10.96.1." + std::to_string(i + 1), {Port("p", 80, 80)});
     auto sp = PortOf(s);
-    auto o = RenderNftService(cfg, sp, i % 4 ? Eps({{"10.244.3." + std::to_string(i + 1), false}}, 80)
-                                            : std::vector<EndpointInfo>{});
+    auto o = RenderNftService(cfg, sp,
+                              i % 4 ? Eps({{"10.244.3." + std::to_string(i + 1), false}}, 80)
+                                    : std::vector<EndpointInfo>{});
     CHECK(o.table == NftServiceTable(cfg, sp.name.service));
     tables.insert(o.table);
     for (const auto& e : o.elements) {

@@ -8,8 +8,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
-#include <sys/socket.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -76,8 +76,8 @@ class Pod {
     std::string out;
     INFO(out);
     REQUIRE(Run("ip link add " + host_if_ + " type veth peer name eth0 netns " + ns_, &out) == 0);
-    REQUIRE(Run("ip addr add " + host_ip_ + "/24 dev " + host_if_ + " && ip link set " +
-                    host_if_ + " up",
+    REQUIRE(Run("ip addr add " + host_ip_ + "/24 dev " + host_if_ + " && ip link set " + host_if_ +
+                    " up",
                 &out) == 0);
     std::string in_ns = "nsenter --net=/run/netns/" + ns_ + " ";
     REQUIRE(Run(in_ns + "ip addr add " + ip_ + "/24 dev eth0", &out) == 0);
@@ -254,8 +254,8 @@ void TrafficScenario(ProxyMode mode) {
   Service svc = ClusterIPService("default", "web", "10.96.0.10",
                                  {Port("http", 80, 8080, Protocol::kTCP, 30080)});
   svc.type = ServiceType::kNodePort;
-  EndpointSlice slice = Slice("default", "web", "web-abc", {Ep(pod1.ip(), true, "node-a")},
-                              {EpPort("http", 8080)});
+  EndpointSlice slice =
+      Slice("default", "web", "web-abc", {Ep(pod1.ip(), true, "node-a")}, {EpPort("http", 8080)});
   proxier->OnServiceAdd(svc);
   proxier->OnEndpointSliceAdd(slice);
   proxier->OnServicesSynced();
@@ -457,7 +457,8 @@ class UdpResponder {
       while (!stop_) {
         sockaddr_in from{};
         socklen_t len = sizeof from;
-        ssize_t n = recvfrom(fd_.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        ssize_t n =
+            recvfrom(fd_.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
         if (n < 0) continue;
         sendto(fd_.get(), body_.data(), body_.size(), 0, reinterpret_cast<sockaddr*>(&from), len);
       }
@@ -509,8 +510,8 @@ void UdpScenario(ProxyMode mode, bool cleanup) {
   auto created = Proxier::Create(o);
   REQUIRE(created);
   auto& proxier = *created;
-  Service dns = ClusterIPService("kube-system", "dns", "10.96.0.30",
-                                 {Port("dns", 53, 5353, Protocol::kUDP)});
+  Service dns =
+      ClusterIPService("kube-system", "dns", "10.96.0.30", {Port("dns", 53, 5353, Protocol::kUDP)});
   EndpointSlice slice = Slice("kube-system", "dns", "dns-1", {Ep(pod1.ip(), true, "node-a")},
                               {EpPort("dns", 5353, Protocol::kUDP)});
   proxier->OnServiceAdd(dns);
@@ -574,15 +575,15 @@ void PolicyScenario(ProxyMode mode) {
   lb.type = ServiceType::kLoadBalancer;
   lb.external_traffic_policy = TrafficPolicy::kLocal;
   lb.health_check_node_port = 32000;
-  EndpointSlice lb_slice = Slice("default", "lb", "lb-1",
-                                 {Ep(pod1.ip(), true, "node-a"), Ep(pod2.ip(), true, "node-b")},
-                                 {EpPort("http", 8080)});
+  EndpointSlice lb_slice =
+      Slice("default", "lb", "lb-1", {Ep(pod1.ip(), true, "node-a"), Ep(pod2.ip(), true, "node-b")},
+            {EpPort("http", 8080)});
   Service sticky = ClusterIPService("default", "sticky", "10.96.0.21", {Port("http", 80, 8080)});
   sticky.session_affinity = SessionAffinity::kClientIP;
   sticky.session_affinity_timeout_seconds = 600;
-  EndpointSlice sticky_slice = Slice("default", "sticky", "sticky-1",
-                                     {Ep(pod1.ip(), true, "node-a"), Ep(pod2.ip(), true, "node-b")},
-                                     {EpPort("http", 8080)});
+  EndpointSlice sticky_slice =
+      Slice("default", "sticky", "sticky-1",
+            {Ep(pod1.ip(), true, "node-a"), Ep(pod2.ip(), true, "node-b")}, {EpPort("http", 8080)});
   proxier->OnServiceAdd(lb);
   proxier->OnEndpointSliceAdd(lb_slice);
   proxier->OnServiceAdd(sticky);
@@ -594,8 +595,9 @@ void PolicyScenario(ProxyMode mode) {
   std::string body;
   // The health check node port reports this node's local endpoints.
   REQUIRE(Curl("http://" + pod1.host_ip() + ":32000/", &body, "-w ' %{http_code}'") == 0);
-  CHECK(body == "{\"service\": {\"namespace\": \"default\", \"name\": \"lb\"}, "
-                "\"localEndpoints\": 1, \"serviceProxyHealthy\": true} 200");
+  CHECK(body ==
+        "{\"service\": {\"namespace\": \"default\", \"name\": \"lb\"}, "
+        "\"localEndpoints\": 1, \"serviceProxyHealthy\": true} 200");
 
   // From outside the cluster, the NodePort reaches only the local endpoint (client address kept).
   const std::string np_url = "http://" + client.host_ip() + ":30081/";
@@ -656,17 +658,20 @@ TEST_CASE("nftables mode: externalTrafficPolicy Local, health check node port, a
   PolicyScenario(ProxyMode::kNftables);
 }
 
-TEST_CASE("iptables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
-          "without endpoints") {
+TEST_CASE(
+    "iptables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
+    "without endpoints") {
   TrafficScenario(ProxyMode::kIptables);
 }
 
-TEST_CASE("userspace mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
-          "without endpoints") {
+TEST_CASE(
+    "userspace mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
+    "without endpoints") {
   TrafficScenario(ProxyMode::kUserspace);
 }
 
-TEST_CASE("nftables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
-          "without endpoints") {
+TEST_CASE(
+    "nftables mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
+    "without endpoints") {
   TrafficScenario(ProxyMode::kNftables);
 }

@@ -1,13 +1,14 @@
 // Proxier against FakeRulesBackend: sync gating, coalescing, partial syncs, stale chain removal,
 // failure recovery, healthz and metrics. The kernel path is in proxier_integration_test.cc.
+#include "netproxy/proxier.h"
+
 #include <catch2/catch.hpp>
 #include <thread>
 
 #include "base/strings.h"
-#include "tests/support/kernel_env.h"
 #include "netproxy/chain_names.h"
-#include "netproxy/proxier.h"
 #include "tests/netproxy/fixtures.h"
+#include "tests/support/kernel_env.h"
 
 using namespace netproxy;
 using namespace netproxy::testing;
@@ -160,9 +161,10 @@ TEST_CASE("stale chains left by a previous run are removed at start") {
   REQUIRE(p);
   REQUIRE(fake->restore_count() == 1);
   std::string cleanup = fake->buffers()[0];
-  CHECK(cleanup == "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-OLD0000000000000 - [0:0]\n-D "
-                   "PREROUTING -m comment --comment \"kubernetes service portals\" -j "
-                   "KUBE-SERVICES\n-X KUBE-SERVICES\n-X KUBE-SVC-OLD0000000000000\nCOMMIT\n");
+  CHECK(cleanup ==
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-OLD0000000000000 - [0:0]\n-D "
+        "PREROUTING -m comment --comment \"kubernetes service portals\" -j "
+        "KUBE-SERVICES\n-X KUBE-SERVICES\n-X KUBE-SVC-OLD0000000000000\nCOMMIT\n");
   auto snap = fake->Snapshot();
   CHECK(snap->HasChain("nat", "DOCKER"));
   CHECK_FALSE(snap->HasChain("nat", "KUBE-SERVICES"));
@@ -227,8 +229,7 @@ TEST_CASE("metrics are exposed in Prometheus text format") {
   CHECK(m.find("kubeproxy_sync_proxy_rules_duration_seconds_count 2") != std::string::npos);
   CHECK(m.find("kubeproxy_network_programming_duration_seconds_count 1") != std::string::npos);
   // nat: 4 top-level rules + 1 KUBE-SERVICES + nodeports jump + masq + 1 lb + 2 SEP = 10
-  CHECK(m.find("kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"} 10") !=
-        std::string::npos);
+  CHECK(m.find("kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"} 10") != std::string::npos);
   CHECK(m.find("kubeproxy_sync_proxy_rules_last_timestamp_seconds 1") != std::string::npos);
 }
 
