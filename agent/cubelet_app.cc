@@ -20,8 +20,10 @@
 #include "agent/node_lease.h"
 #include "agent/node_status.h"
 #include "agent/proxy_feed.h"
+#include "agent/registry_config.h"
 #include "base/file.h"
 #include "base/log.h"
+#include "base/quantity.h"
 #include "base/strings.h"
 #include "cgroups/driver.h"
 #include "cri/embedded_runtime.h"
@@ -136,6 +138,25 @@ class Backend final : public KubeletServerBackend {
     return json{{"node", node}, {"pods", pods}}.dump();
   }
   std::string DebugPodsJson() override { return k_->DebugPods().dump(); }
+  // As the kubelet's GetExec: the pod from the pods bound here, then its running container.
+  base::Result<std::string> FindExecContainer(const std::string& ns, const std::string& pod,
+                                              const std::string& container) override {
+    std::string uid;
+    auto list = k_->PodList();
+    for (const auto& p : list["items"]) {
+      const auto& m = p["metadata"];
+      if (m.value("namespace", "") == ns && m.value("name", "") == pod) uid = m.value("uid", "");
+    }
+    if (uid.empty()) return base::Fail("pod does not exist", ENOENT);
+    cri::ContainerFilter f;
+    f.state = cri::ContainerState::kRunning;
+    f.label_selector["io.kubernetes.pod.uid"] = uid;
+    f.label_selector["io.kubernetes.container.name"] = container;
+    auto cs = rt_->ListContainers(f);
+    if (!cs) return tl::unexpected(cs.error());
+    if (cs->empty()) return base::Fail("container not found (\"" + container + "\")");
+    return cs->front().id;
+  }
 
  private:
   Kubelet* k_;
@@ -224,7 +245,26 @@ base::Result<> CubeletApp::Start() {
     o.cluster_cidr = f.cluster_cidr;
     network = std::make_unique<runtime::net::BridgeNetwork>(o);
   }
+  // Registries: --registry-config (mirrors, plain-HTTP registries, node credentials), plus the
+  // kubelet's node-level credentials file <root-dir>/config.json when present.
+  auto registry = std::make_shared<RegistryConfig>();
+  if (!f.registry_config.empty()) {
+    auto rc = LoadRegistryConfig(f.registry_config);
+    if (!rc) return tl::unexpected(rc.error().Wrap("--registry-config"));
+    *registry = std::move(*rc);
+  }
+  if (std::string node_creds = f.root_dir + "/config.json"; base::PathExists(node_creds)) {
+    auto text = base::ReadFile(node_creds);
+    base::Result<> added = text ? registry->credentials.Add(*text, node_creds)
+                                : base::Result<>(tl::unexpected(text.error()));
+    if (!added) base::log::Warn("ignoring node registry credentials", {{"err", added.error().message}});
+  }
+  base::log::Info("registry configuration", {{"mirrors", registry->mirrors.size()},
+                                             {"insecure", registry->insecure_registries.size()},
+                                             {"credentials", registry->credentials.size()}});
   cri::EmbeddedRuntimeOptions ro;
+  ro.registry.mirrors = registry->mirrors;
+  ro.registry.insecure_registries = registry->insecure_registries;
   ro.root_dir = f.root_dir;
   ro.run_dir = f.run_dir;
   ro.image_dir = f.image_dir;
@@ -258,6 +298,17 @@ base::Result<> CubeletApp::Start() {
   ko.node.pod_logs_dir = f.pod_logs_dir;
   ko.node.pod_pids_limit = f.pod_max_pids;
   ko.node.cgroups_per_qos = f.cgroups_per_qos;
+  auto log_max_size = base::ParseQuantity(f.container_log_max_size);
+  if (!log_max_size) {
+    return tl::unexpected(log_max_size.error().Wrap("--container-log-max-size " + f.container_log_max_size));
+  }
+  ko.container_logs.max_size_bytes = *log_max_size;
+  ko.container_logs.max_files = f.container_log_max_files;
+  CUBELET_TRY(ValidateContainerLogOptions(ko.container_logs));
+  ko.image_gc.high_threshold_percent = f.image_gc_high_threshold;
+  ko.image_gc.low_threshold_percent = f.image_gc_low_threshold;
+  CUBELET_TRY(ValidateImageGcPolicy(ko.image_gc));
+  ko.registry = registry;
   if (auto mem = base::ReadFile("/proc/meminfo")) {
     std::istringstream in(*mem);
     std::string key;
@@ -280,6 +331,10 @@ base::Result<> CubeletApp::Start() {
     ref.resource_version = pod.resource_version;
     ref.field_path = field_path;
     events->Event(ref, type, reason, message);
+  });
+  s_->kubelet->SetNodeEventFn([events, node](const std::string& type, const std::string& reason,
+                                             const std::string& message) {
+    events->Event(NodeReference(node), type, reason, message);
   });
   s_->kubelet->Start();
 
@@ -384,6 +439,7 @@ base::Result<> CubeletApp::Start() {
     po2.cluster_cidr = f.cluster_cidr;
     po2.masquerade_all = f.masquerade_all;
     po2.nodeport_addresses = f.nodeport_addresses;
+    po2.healthz_bind_address = f.healthz_bind_address_proxy;
     auto mode = netproxy::ParseProxyMode(f.proxy_mode);
     if (!mode) return base::Fail("--proxy-mode " + f.proxy_mode + " is not supported");
     po2.mode = *mode;
@@ -409,6 +465,7 @@ base::Result<> CubeletApp::Start() {
   so.healthz_address = f.healthz_bind_address;
   so.healthz_port = f.healthz_port;
   so.debug_socket = f.debug_socket;
+  so.runtime = runtime;
   s_->server = std::make_unique<KubeletServer>(so, s_->backend.get());
   CUBELET_TRY(s_->server->Start());
   base::log::Info("cubelet started", {{"node", node}, {"server", s_->api->Endpoint()}, {"port", f.port}});

@@ -25,6 +25,10 @@ Response ApiServerImpl::Serve() {
     if (v != "get") return StatusResponse(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", Json::object());
     return PodLog();
   }
+  if (route_.sub == "exec") {
+    if (v != "get" && v != "create") return StatusResponse(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", Json::object());
+    return PodExec();
+  }
   if (v == "get") return Get();
   if (v == "list") return List();
   if (v == "watch") return Watch();

@@ -56,6 +56,9 @@ struct Response {
   std::function<void(const ChunkWriter&)> stream;
   // Set for the pod log proxy: the transport streams GET `proxy_url` (kubelet client cert).
   std::string proxy_url;
+  // With proxy_url, for pods/exec: the transport forwards the client's method and upgrade
+  // headers to proxy_url and, after the kubelet's 101, relays the bytes both ways.
+  bool proxy_upgrade = false;
 };
 
 struct ServerConfig {

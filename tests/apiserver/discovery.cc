@@ -83,6 +83,9 @@ std::optional<Json> ApiResourceList(const std::string& group, const std::string&
       } else if (sub == "log") {
         s["kind"] = "Pod";
         s["verbs"] = Json::array({"get"});
+      } else if (sub == "exec") {
+        s["kind"] = "PodExecOptions";
+        s["verbs"] = Json::array({"create", "get"});
       } else if (sub == "token") {
         s["group"] = "authentication.k8s.io";
         s["version"] = "v1";

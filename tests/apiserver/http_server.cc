@@ -12,7 +12,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <array>
 #include <atomic>
+#include <functional>
 #include <limits>
 #include <fstream>
 #include <mutex>
@@ -194,7 +196,10 @@ struct HttpServer::Impl {
                                SSL_load_client_CA_file(assets.ca_crt.c_str()));
   }
 
-  void Serve(tcp::socket socket);
+  void Serve(net::io_context& ioc, tcp::socket socket);
+  void ProxyUpgrade(net::io_context& ioc, beast::ssl_stream<beast::tcp_stream>& client,
+                    beast::flat_buffer& client_buf, const http::request<http::string_body>& hreq,
+                    const std::string& url);
   void Proxy(beast::ssl_stream<beast::tcp_stream>& stream, const Request& req,
              const std::string& url, unsigned version, bool keep_alive);
   template <class Stream>
@@ -320,7 +325,141 @@ void HttpServer::Impl::Proxy(beast::ssl_stream<beast::tcp_stream>& client, const
   net::write(client, http::make_chunk_last(), ec);
 }
 
-void HttpServer::Impl::Serve(tcp::socket socket) {
+// pods/exec: the kubelet's answer to the forwarded upgrade request goes back to the client as
+// is when it is a 101 (then the connection is a byte pipe in both directions, as the apiserver's
+// UpgradeAwareHandler makes it), or as a Status carrying the kubelet's message otherwise.
+void HttpServer::Impl::ProxyUpgrade(net::io_context& ioc,
+                                    beast::ssl_stream<beast::tcp_stream>& client,
+                                    beast::flat_buffer& client_buf,
+                                    const http::request<http::string_body>& hreq,
+                                    const std::string& url) {
+  std::string rest = url.substr(8);
+  size_t slash = rest.find('/');
+  std::string hostport = rest.substr(0, slash);
+  std::string target = rest.substr(slash);
+  std::string host = hostport, port = "443";
+  size_t colon = hostport.rfind(':');
+  if (colon != std::string::npos) {
+    host = hostport.substr(0, colon);
+    port = hostport.substr(colon + 1);
+  }
+  if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+  std::string what = std::string(hreq.method_string()) + " \"" + url + "\"";
+  auto fail = [&](int code, const std::string& msg) {
+    Response r = internal::StatusResponse(code, ReasonFor(code), msg, std::nullopt);
+    WriteResponse(client, r, hreq.version(), false, false);
+  };
+  ssl::context ctx{ssl::context::tls_client};
+  try {
+    ctx.use_certificate_chain_file(assets.kubelet_client_crt);
+    ctx.use_private_key_file(assets.kubelet_client_key, ssl::context::pem);
+  } catch (const std::exception& e) {
+    fail(500, std::string("kubelet client certificate: ") + e.what());
+    return;
+  }
+  ctx.set_verify_mode(ssl::verify_none);  // no --kubelet-certificate-authority
+  beast::ssl_stream<beast::tcp_stream> up(ioc, ctx);
+  beast::error_code ec;
+  tcp::resolver resolver(ioc);
+  auto results = resolver.resolve(host, port, ec);
+  if (!ec) {
+    beast::get_lowest_layer(up).expires_after(std::chrono::seconds(10));
+    beast::get_lowest_layer(up).connect(results, ec);
+  }
+  if (!ec) {
+    SSL_set_tlsext_host_name(up.native_handle(), host.c_str());
+    up.handshake(ssl::stream_base::client, ec);
+  }
+  if (ec) {
+    fail(500, "error dialing backend: dial tcp " + hostport + ": " + ec.message());
+    return;
+  }
+  beast::get_lowest_layer(up).expires_never();
+  // The client's request with its upgrade headers (Connection, Upgrade, Sec-WebSocket-*,
+  // X-Stream-Protocol-Version); the apiserver's own credentials replace the client's.
+  http::request<http::empty_body> upreq{hreq.method(), target, 11};
+  for (const auto& f : hreq) {
+    if (f.name() == http::field::host || f.name() == http::field::authorization ||
+        f.name() == http::field::content_length || f.name() == http::field::transfer_encoding)
+      continue;
+    upreq.insert(f.name_string(), f.value());
+  }
+  upreq.set(http::field::host, hostport);
+  http::write(up, upreq, ec);
+  if (ec) {
+    fail(500, what + ": " + ec.message());
+    return;
+  }
+  beast::flat_buffer up_buf;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(1 << 20);
+  http::read_header(up, up_buf, parser, ec);
+  if (ec) {
+    fail(500, what + ": " + ec.message());
+    return;
+  }
+  int status = static_cast<int>(parser.get().result_int());
+  if (status != 101) {
+    if (!parser.is_done()) http::read(up, up_buf, parser, ec);
+    std::string body = parser.get().body();
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    if (body.empty()) body = "unable to upgrade connection: " + std::string(parser.get().reason());
+    fail(status >= 400 ? status : 500, body);
+    return;
+  }
+  std::string head = "HTTP/1.1 101 Switching Protocols\r\n";
+  for (const auto& f : parser.get()) {
+    head += std::string(f.name_string()) + ": " + std::string(f.value()) + "\r\n";
+  }
+  head += "\r\n";
+  net::write(client, net::buffer(head), ec);
+  if (ec) return;
+  if (up_buf.size() > 0) net::write(client, up_buf.data(), ec);
+  if (!ec && client_buf.size() > 0) net::write(up, client_buf.data(), ec);
+  if (ec) return;
+  // Relay both ways on this connection's io_context (one thread: each TLS stream has at most
+  // one read and one write in flight, which asio's ssl::stream allows).
+  struct Pipe {
+    std::array<char, 32 * 1024> buf;
+  };
+  Pipe to_up, to_client;
+  bool closed = false;
+  auto close_all = [&] {
+    if (closed) return;
+    closed = true;
+    beast::error_code ignored;
+    beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(up).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(client).close();
+    beast::get_lowest_layer(up).close();
+  };
+  std::function<void()> pump_up, pump_client;
+  pump_up = [&] {
+    client.async_read_some(net::buffer(to_up.buf), [&](beast::error_code e, size_t n) {
+      if (e) return close_all();
+      net::async_write(up, net::buffer(to_up.buf.data(), n), [&](beast::error_code we, size_t) {
+        if (we) return close_all();
+        pump_up();
+      });
+    });
+  };
+  pump_client = [&] {
+    up.async_read_some(net::buffer(to_client.buf), [&](beast::error_code e, size_t n) {
+      if (e) return close_all();
+      net::async_write(client, net::buffer(to_client.buf.data(), n),
+                       [&](beast::error_code we, size_t) {
+                         if (we) return close_all();
+                         pump_client();
+                       });
+    });
+  };
+  pump_up();
+  pump_client();
+  ioc.restart();
+  ioc.run();
+}
+
+void HttpServer::Impl::Serve(net::io_context& ioc, tcp::socket socket) {
   ApiServer& api = *api_ptr;
   ++connections;
   beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), server_ctx);
@@ -391,6 +530,11 @@ void HttpServer::Impl::Serve(tcp::socket socket) {
                                  {"path", req.path},
                                  {"user", req.user.name},
                                  {"status", r.status}});
+    if (!r.proxy_url.empty() && r.proxy_upgrade) {
+      ProxyUpgrade(ioc, stream, buffer, hreq, r.proxy_url);
+      --connections;
+      return;  // the relay closed both connections
+    }
     if (!r.proxy_url.empty()) {
       Proxy(stream, req, r.proxy_url, version, keep_alive);
       break;
@@ -471,8 +615,16 @@ void HttpServer::Run(ApiServer& api) {
           continue;
         }
         socket.set_option(tcp::no_delay(true), ec);
-        std::thread([this, s = std::move(socket)]() mutable { impl_->Serve(std::move(s)); })
-            .detach();
+        // Each connection gets its own io_context, so that an upgraded one (pods/exec) can run
+        // its asynchronous relay without touching the others.
+        auto protocol = socket.local_endpoint(ec).protocol();
+        int fd = socket.release(ec);
+        if (ec) continue;
+        std::thread([this, protocol, fd]() {
+          net::io_context conn_ioc;
+          tcp::socket s(conn_ioc, protocol, fd);
+          impl_->Serve(conn_ioc, std::move(s));
+        }).detach();
       }
     });
   }

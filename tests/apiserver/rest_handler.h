@@ -77,6 +77,10 @@ class ApiServerImpl {
   Response TokenRequest(const Json& body);
   Response SelfSubjectReview();
   Response PodLog();
+  Response PodExec();
+  // The kubelet URL base "https://IP:PORT" of the node running the pod, and the container
+  // (defaulted when the pod has one), as the apiserver's streamLocation; or an error Response.
+  std::optional<Response> KubeletLocation(std::string* base, std::string* container);
   Response Binding(const Json& body);
   bool WantsTable();
   Response TableResponse(const std::vector<Json>& objects, const std::string& rv);

@@ -196,7 +196,8 @@ Response ApiServerImpl::Watch() {
   return r;
 }
 
-Response ApiServerImpl::PodLog() {
+std::optional<Response> ApiServerImpl::KubeletLocation(std::string* base,
+                                                       std::string* container_out) {
   const Json* pod = store_.Get("pods", route_.ns, route_.name);
   if (!pod) return NotFound(def_, route_.name);
   const Json& spec = (*pod)["spec"];
@@ -251,8 +252,15 @@ Response ApiServerImpl::PodLog() {
                           "Internal error occurred: node " + node_name + " has no address",
                           Json{{"causes", Json::array({{{"message", "node has no address"}}})}});
   std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
-  std::string url = "https://" + host + ":" + std::to_string(port) + "/containerLogs/" +
-                    route_.ns + "/" + route_.name + "/" + container;
+  *base = "https://" + host + ":" + std::to_string(port);
+  *container_out = container;
+  return std::nullopt;
+}
+
+Response ApiServerImpl::PodLog() {
+  std::string base, container;
+  if (auto err = KubeletLocation(&base, &container)) return *err;
+  std::string url = base + "/containerLogs/" + route_.ns + "/" + route_.name + "/" + container;
   std::string q;
   for (const char* flag : {"follow", "previous", "timestamps"}) {
     if (IsTrue(req_.Query(flag))) q += std::string(q.empty() ? "?" : "&") + flag + "=true";
@@ -264,6 +272,33 @@ Response ApiServerImpl::PodLog() {
   Response r;
   r.proxy_url = url + q;
   r.content_type = "text/plain";
+  return r;
+}
+
+// pods/exec (K:pkg/registry/core/pod/strategy.go ExecLocation + streamParams): PodExecOptions
+// from the query (bools as the API machinery's query conversion: present and not 0/f/false),
+// then the kubelet's /exec with stdin/stdout/stderr/tty=1 and the command.
+Response ApiServerImpl::PodExec() {
+  auto query_bool = [&](const char* key) {
+    if (!req_.HasQuery(key)) return false;
+    std::string v = req_.Query(key);
+    for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return !(v == "0" || v == "f" || v == "false");
+  };
+  std::string base, container;
+  if (auto err = KubeletLocation(&base, &container)) return *err;
+  std::string q;
+  auto add = [&](const std::string& k, const std::string& v) {
+    q += std::string(q.empty() ? "?" : "&") + k + "=" + UrlEncode(v);
+  };
+  auto range = req_.query.equal_range("command");
+  for (auto it = range.first; it != range.second; ++it) add("command", it->second);
+  for (const char* key : {"stderr", "stdin", "stdout", "tty"}) {
+    if (query_bool(key)) add(key, "1");
+  }
+  Response r;
+  r.proxy_url = base + "/exec/" + route_.ns + "/" + route_.name + "/" + container + q;
+  r.proxy_upgrade = true;
   return r;
 }
 

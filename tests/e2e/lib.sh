@@ -137,13 +137,25 @@ start_node() {
   mkdir -p "$dir/root" "$dir/run" "$dir/logs"
   "$IMPORT" --store "$dir/root/images" --rootfs "$BUSYBOX_ROOTFS" --name docker.io/library/busybox:e2e \
     --cmd sh >/dev/null || fail "image import for $name"
+  eval "NODE_NS_$i=$ns"
+  eval "NODE_NAME_$i=$name"
+  if [ $# -gt 0 ]; then eval "NODE_ARGS_$i=\$(printf '%q ' \"\$@\")"; else eval "NODE_ARGS_$i="; fi
+  run_cubelet "$i"
+}
+
+# (Re)starts node I's cubelet with the flags given to start_node; the log is appended to.
+run_cubelet() {
+  local i=$1
+  local v="NODE_NS_$i" n="NODE_NAME_$i" a="NODE_ARGS_$i"
+  local ns=${!v} name=${!n} ip=10.123.0.$((10 + i))
+  local dir=$TMP/$name
+  eval "local extra=(${!a})"
   nsenter --net=/run/netns/$ns "$CUBELET" --kubeconfig "$TMP/api/node-$name.kubeconfig" \
     --hostname-override "$name" --node-ip "$ip" --root-dir "$dir/root" --run-dir "$dir/run" \
     --pod-logs-dir "$dir/logs" --cgroup-root "$CGROUP_ROOT/$name" --client-ca-file "$TMP/api/ca.crt" \
     --cluster-cidr 10.244.0.0/16 --resolv-conf /dev/null --healthz-port 0 \
-    --monitor-path "$MONITOR" --node-status-update-frequency 2 "$@" >"$dir/cubelet.log" 2>&1 &
+    --monitor-path "$MONITOR" --node-status-update-frequency 2 "${extra[@]}" >>"$dir/cubelet.log" 2>&1 &
   NODE_PIDS[$i]=$!
-  eval "NODE_NS_$i=$ns"
 }
 
 node_ns() { local v="NODE_NS_$1"; echo "/run/netns/${!v}"; }

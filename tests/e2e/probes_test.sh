@@ -3,7 +3,8 @@
 # them through the API. A readiness httpGet probe gates Ready (and the EndpointSlice) and takes it
 # away again when the probed file disappears; a failing liveness exec probe gets the container
 # killed and restarted with the kubelet's events; a startup probe holds readiness back; postStart
-# hooks run right after the start and a failing one kills the container.
+# hooks run right after the start and a failing one kills the container; a server in another pod
+# sees the probe and hook requests (path, Host, User-Agent, headers), preStop included.
 source "$(dirname "$0")/lib.sh"
 e2e_enter_netns "$@"
 e2e_setup
@@ -43,6 +44,7 @@ spec:
       failureThreshold: 1
     livenessProbe:
       tcpSocket: {port: 8080}
+      initialDelaySeconds: 2  # the first probe would otherwise race httpd's listen
       periodSeconds: 2
       failureThreshold: 3
 ---
@@ -180,7 +182,59 @@ check "hooks-fail never Ready" test "$(cond hooks-fail Ready)" != True
 wait_for 40 "hooks-fail waiting: PostStartHookError or CrashLoopBackOff" waiting_reason_matches hooks-fail 'PostStartHookError|CrashLoopBackOff'
 check "cubelet logged the hook error with the kubelet's message" grep -qF 'Exec lifecycle hook ([sh -c echo hook-broke >&2; exit 7]) for Container' "$TMP/node-a/cubelet.log"
 
+# --- the requests themselves, as a server in another pod sees them ----------------------------
+# "sink" prints every request it gets (busybox nc) to its log; "hooked" points its readiness
+# probe and its postStart / preStop hooks there (httpGet with host).
+cat <<'YAML' | k apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: sink, namespace: default}
+spec:
+  nodeName: node-a
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: nc
+    image: busybox:e2e
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "while true; do printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n' | nc -l -p 8080; done"]
+YAML
+wait_for 60 "sink Running" phase_is sink Running
+SINK_IP=$(jp sink '{.status.podIP}')
+sleep 1
+cat <<YAML | k apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: hooked, namespace: default}
+spec:
+  nodeName: node-a
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: main
+    image: busybox:e2e
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "sleep 1000"]
+    readinessProbe:
+      httpGet: {host: "$SINK_IP", port: 8080, path: /readiness-from-hooked, httpHeaders: [{name: x-probe, value: e2e}]}
+      periodSeconds: 3
+    lifecycle:
+      postStart:
+        httpGet: {host: "$SINK_IP", port: 8080, path: /poststart-from-hooked}
+      preStop:
+        httpGet: {host: "$SINK_IP", port: 8080, path: /prestop-from-hooked}
+YAML
+sink_saw() { k logs sink 2>/dev/null | grep -qF -- "$1"; }
+wait_for 60 "hooked Ready (readiness httpGet to another pod's IP)" cond_is hooked Ready True
+wait_for 10 "postStart httpGet reached the sink" sink_saw "GET /poststart-from-hooked HTTP/1.1"
+wait_for 10 "with User-Agent kube-lifecycle/1.32" sink_saw "User-Agent: kube-lifecycle/1.32"
+wait_for 10 "readiness request reached the sink" sink_saw "GET /readiness-from-hooked HTTP/1.1"
+wait_for 10 "with User-Agent kube-probe/1.32" sink_saw "User-Agent: kube-probe/1.32"
+wait_for 10 "with the probe's header, canonicalized" sink_saw "X-Probe: e2e"
+wait_for 10 "Host is the target address" sink_saw "Host: $SINK_IP:8080"
+k delete pod hooked --wait=false >/dev/null
+wait_for 30 "preStop httpGet reached the sink on deletion" sink_saw "GET /prestop-from-hooked HTTP/1.1"
+wait_for 30 "hooked deleted" bash -c "! $KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod hooked >/dev/null 2>&1"
+
 # --- pods go away cleanly -------------------------------------------------------------------
-k delete pod ready-web live-exec slow-start hooks-ok hooks-fail --wait=false >/dev/null
+k delete pod ready-web live-exec slow-start hooks-ok hooks-fail sink --wait=false >/dev/null
 wait_for 60 "all pods deleted" bash -c "[ -z \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pods -o name)\" ]"
 wait_for 20 "no pod cgroups left" bash -c "[ -z \"\$(ls -d /sys/fs/cgroup/memory/$CGROUP_ROOT/node-a/kubepods/*/pod* /sys/fs/cgroup/memory/$CGROUP_ROOT/node-a/kubepods/pod* 2>/dev/null)\" ]"
