@@ -39,7 +39,12 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--node-status-update-frequency", f.node_status_update_frequency, "Seconds between node status checks")->capture_default_str();
   app.add_option("-v,--v", f.v, "Log verbosity (klog style; 4 and above is debug)");
   app.add_option("--log-level", f.log_level, "Log level: debug, info, warn, error")->capture_default_str();
+  app.add_option("--container-log-max-size", f.container_log_max_size, "Size (quantity, e.g. 10Mi) at which a container's log file is rotated")->capture_default_str();
+  app.add_option("--container-log-max-files", f.container_log_max_files, "Log files kept per container, the current one included (at least 2)")->capture_default_str()->check(CLI::Range(2, 1000000));
+  app.add_option("--image-gc-high-threshold", f.image_gc_high_threshold, "Image filesystem usage percent at which image garbage collection runs (100 disables it)")->capture_default_str()->check(CLI::Range(0, 100));
+  app.add_option("--image-gc-low-threshold", f.image_gc_low_threshold, "Image filesystem usage percent image garbage collection frees down to")->capture_default_str()->check(CLI::Range(0, 100));
   // cubelet-specific
+  app.add_option("--registry-config", f.registry_config, "JSON file with registry mirrors, insecure (plain HTTP) registries and node-level credentials (docker config.json \"auths\")");
   app.add_option("--run-dir", f.run_dir, "Directory for volatile state (pinned namespaces, debug socket)")->capture_default_str();
   app.add_option("--image-dir", f.image_dir, "Image store directory (default <root-dir>/images)");
   app.add_option("--debug-socket", f.debug_socket, "Unix socket for cubectl (default <run-dir>/cubelet.sock)");
@@ -60,6 +65,12 @@ CubeletFlags ParseFlags(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     std::exit(app.exit(e));
+  }
+  if (f.image_gc_low_threshold > f.image_gc_high_threshold) {
+    std::cerr << "--image-gc-low-threshold (" << f.image_gc_low_threshold
+              << ") must not be greater than --image-gc-high-threshold (" << f.image_gc_high_threshold
+              << ")\n";
+    std::exit(2);
   }
   if (f.debug_socket.empty()) f.debug_socket = f.run_dir + "/cubelet.sock";
   if (f.image_dir.empty()) f.image_dir = f.root_dir + "/images";

@@ -35,6 +35,11 @@ struct CubeletFlags {
   int v = -1;                            // klog verbosity
   std::string log_level = "info";
   std::string image_dir;                 // "" = <root-dir>/images
+  std::string container_log_max_size = "10Mi";  // rotate a container's log at this size
+  int container_log_max_files = 5;       // log files kept per container, current included
+  int image_gc_high_threshold = 85;      // percent of the image fs; 100 disables image GC
+  int image_gc_low_threshold = 80;       // image GC frees down to this percent
+  std::string registry_config;           // --registry-config: mirrors, insecure, credentials
   std::string debug_socket;              // "" = <run-dir>/cubelet.sock
   // networking
   std::string network_plugin = "bridge"; // bridge | cni

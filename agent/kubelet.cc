@@ -79,15 +79,21 @@ Kubelet::Kubelet(KubeletOptions opts, ApiClientPtr api, cri::RuntimeService* run
   probes_->SetOnChange([this](const std::string& uid) { workers_->Update(uid); });
   probes_->SetEventFn([this](const Pod& pod, const std::string& type, const std::string& reason,
                              const std::string& msg, const std::string& field) { Event(pod, type, reason, msg, field); });
+  log_manager_ = std::make_unique<ContainerLogManager>(runtime_, opts_.container_logs, clock_);
+  image_gc_ = std::make_unique<ImageGcManager>(runtime_, images_, opts_.image_gc, clock_);
 }
 
 Kubelet::~Kubelet() { Stop(); }
 
 void Kubelet::Start() {
   runtime_->GetContainerEvents([this](const cri::ContainerEvent& ev) { OnContainerEvent(ev); });
+  log_manager_->Start();
+  image_gc_->Start();
 }
 
 void Kubelet::Stop() {
+  if (image_gc_) image_gc_->Stop();
+  if (log_manager_) log_manager_->Stop();
   if (probes_) probes_->Stop();
   if (workers_) workers_->Stop();
 }
@@ -254,21 +260,21 @@ std::optional<std::string> Kubelet::CrashBackoff(const Pod& pod, const ObservedC
 }
 
 cri::AuthConfig Kubelet::PullAuth(const Pod& pod, const std::string& image) {
-  // imagePullSecrets of type kubernetes.io/dockerconfigjson: the runtime matches the registry.
-  cri::AuthConfig auth;
-  (void)image;
+  // Secrets of type kubernetes.io/dockerconfigjson (or the legacy dockercfg); the entry that
+  // matches the image's registry is handed to the runtime.
+  DockerKeyring keyring;
   for (const auto& name : pod.image_pull_secrets) {
     auto data = volumes_.GetSecret(pod.ns, name);
     if (!data) continue;
     auto it = data->find(".dockerconfigjson");
     if (it == data->end()) it = data->find(".dockercfg");
     if (it == data->end()) continue;
-    auth.registry_token.clear();
-    // The whole docker config is handed to the runtime, which picks the matching registry entry.
-    auth.identity_token = it->second;
-    break;
+    if (auto r = keyring.Add(it->second, "secret " + pod.ns + "/" + name); !r) {
+      base::log::Warn("unusable image pull secret",
+                      {{"pod", PodKey(pod)}, {"err", r.error().message}});
+    }
   }
-  return auth;
+  return SelectPullAuth(keyring, opts_.registry.get(), image);
 }
 
 bool Kubelet::KillContainers(const Pod& pod, const PodRuntimeState& state, int64_t grace_seconds) {

@@ -12,6 +12,8 @@
 
 #include "agent/api_client.h"
 #include "agent/backoff.h"
+#include "agent/container_log_manager.h"
+#include "agent/image_gc_manager.h"
 #include "agent/image_manager.h"
 #include "agent/pod_actions.h"
 #include "agent/pod_model.h"
@@ -19,6 +21,7 @@
 #include "agent/pod_workers.h"
 #include "agent/probe_manager.h"
 #include "agent/prober.h"
+#include "agent/registry_config.h"
 #include "agent/runtime_config.h"
 #include "agent/status_manager.h"
 #include "agent/volume_manager.h"
@@ -30,6 +33,11 @@ struct KubeletOptions {
   NodeConfig node;
   std::string root_dir = "/var/lib/cubelet";
   std::chrono::seconds resync{10};
+  ContainerLogManagerOptions container_logs;  // log rotation (--container-log-max-*)
+  ImageGcPolicy image_gc;                     // image GC (--image-gc-*-threshold)
+  // Node-level registry configuration (--registry-config): mirrors and credentials used when
+  // a pod's imagePullSecrets have none for the image's registry. Null = none.
+  std::shared_ptr<const RegistryConfig> registry;
 };
 
 // Emits Kubernetes events about a pod (wired to the EventRecorder); may be empty.
@@ -43,6 +51,8 @@ class Kubelet {
   ~Kubelet();
 
   void SetEventFn(PodEventFn fn) { events_ = std::move(fn); }
+  // Events about the node itself (image GC's FreeDiskSpaceFailed); set before Start().
+  void SetNodeEventFn(NodeEventFn fn) { image_gc_->SetEventFn(std::move(fn)); }
   void Start();
   void Stop();
 
@@ -87,6 +97,7 @@ class Kubelet {
   void Event(const Pod& pod, const std::string& type, const std::string& reason, const std::string& msg,
              const std::string& field_path = "");
   std::optional<std::string> CrashBackoff(const Pod& pod, const ObservedContainer& last);
+  // K:pkg/credentialprovider: the pod's imagePullSecrets first, then the node's credentials.
   cri::AuthConfig PullAuth(const Pod& pod, const std::string& image);
 
   KubeletOptions opts_;
@@ -108,6 +119,8 @@ class Kubelet {
   // Probes and lifecycle hooks (declared after workers_: its threads call workers_->Update).
   Prober prober_{runtime_};
   std::unique_ptr<ProbeManager> probes_;
+  std::unique_ptr<ContainerLogManager> log_manager_;
+  std::unique_ptr<ImageGcManager> image_gc_;
   // metrics
   std::atomic<uint64_t> sync_count_{0}, sync_errors_{0}, container_starts_{0};
   std::vector<double> start_latencies_;  // seconds from first seen to Running

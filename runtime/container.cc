@@ -558,17 +558,31 @@ Result<> Runtime::UpdateContainerResources(const std::string& id,
 }
 
 Result<> Runtime::ReopenContainerLog(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = containers_.find(id);
-  if (it == containers_.end()) return tl::unexpected(NotFound(id));
-  Container& c = it->second;
-  if (!c.start || c.exit || LoadExitLocked(c)) {
-    return base::Fail("reopen log of container " + id + ": container is not running");
+  std::string log_path;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return tl::unexpected(NotFound(id));
+    Container& c = it->second;
+    if (!c.start || c.exit || LoadExitLocked(c)) {
+      return base::Fail("reopen log of container " + id + ": container is not running");
+    }
+    auto pidfd = OpenPidFd(c.start->monitor_pid, c.start->monitor_start_ticks);
+    if (!pidfd) return tl::unexpected(pidfd.error().Wrap("reopen log of container " + id));
+    if (syscall(SYS_pidfd_send_signal, pidfd->get(), SIGUSR1, nullptr, 0) != 0) {
+      return base::Errno("reopen log of container " + id);
+    }
+    log_path = c.rec.log_path;
   }
-  auto pidfd = OpenPidFd(c.start->monitor_pid, c.start->monitor_start_ticks);
-  if (!pidfd) return tl::unexpected(pidfd.error().Wrap("reopen log of container " + id));
-  if (syscall(SYS_pidfd_send_signal, pidfd->get(), SIGUSR1, nullptr, 0) != 0) {
-    return base::Errno("reopen log of container " + id);
+  // The monitor reopens on SIGUSR1; return once it has (as containerd's does), so that after a
+  // rotation readers never find the log path missing.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!log_path.empty() && !base::PathExists(log_path)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return base::Fail("reopen log of container " + id + ": the monitor did not create " +
+                        log_path + " within 2s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return {};
 }
