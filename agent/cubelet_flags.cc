@@ -11,14 +11,17 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   CLI::App app{"cubelet: a Kubernetes node agent (kubelet + kube-proxy) with an embedded container runtime"};
   app.set_version_flag("--version", "cubelet v0.1.0 (kubelet-compatible v1.32)");
   app.get_formatter()->column_width(42);
+  // As the kubelet's flag parser: a flag given twice takes the last value (systemd drop-ins and
+  // wrappers append flags); list flags collect every value.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   // kubelet flags
   app.add_option("--kubeconfig", f.kubeconfig, "Path to a kubeconfig with the API server and the node's credentials")->required();
   app.add_option("--hostname-override", f.hostname_override, "Node name to use instead of the hostname");
-  app.add_option("--node-ip", f.node_ip, "IP address(es) of the node (InternalIP); default: the address of the default route")->delimiter(',');
+  app.add_option("--node-ip", f.node_ip, "IP address(es) of the node (InternalIP); default: the address of the default route")->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--root-dir", f.root_dir, "Directory for cubelet state (pods, containers, images)")->capture_default_str();
   app.add_option("--pod-cidr", f.pod_cidr, "Pod CIDR for this node, used until the API sets spec.podCIDR");
   app.add_option("--cluster-cidr", f.cluster_cidr, "CIDR of all pods in the cluster (masquerade and proxy)");
-  app.add_option("--cluster-dns", f.cluster_dns, "DNS server IP(s) for pods with dnsPolicy ClusterFirst")->delimiter(',');
+  app.add_option("--cluster-dns", f.cluster_dns, "DNS server IP(s) for pods with dnsPolicy ClusterFirst")->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--cluster-domain", f.cluster_domain, "Cluster DNS domain")->capture_default_str();
   app.add_option("--resolv-conf", f.resolv_conf, "Resolver configuration for dnsPolicy Default")->capture_default_str();
   app.add_option("--client-ca-file", f.client_ca_file, "CA bundle that signs client certificates allowed on :10250 (the API server's kubelet client cert)");
@@ -31,7 +34,7 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--cgroup-root", f.cgroup_root, "Root cgroup for pods (kubepods is created below it)");
   app.add_option("--cgroups-per-qos", f.cgroups_per_qos, "Create the QoS cgroup hierarchy (kubepods/burstable, kubepods/besteffort)")->capture_default_str();
   app.add_option("--node-labels", f.node_labels, "Labels to add when registering the node (k=v,k2=v2)");
-  app.add_option("--register-with-taints", f.register_with_taints, "Taints to add when registering (key=value:Effect)")->delimiter(',');
+  app.add_option("--register-with-taints", f.register_with_taints, "Taints to add when registering (key=value:Effect)")->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--register-node", f.register_node, "Register the node with the API server")->capture_default_str();
   app.add_option("--max-pods", f.max_pods, "Number of pods this node can run")->capture_default_str();
   app.add_option("--pod-max-pids", f.pod_max_pids, "Maximum number of processes per pod (-1 = unlimited)")->capture_default_str();
@@ -52,13 +55,13 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--network-plugin", f.network_plugin, "Pod network: bridge (built-in) or cni")->check(CLI::IsMember({"bridge", "cni"}))->capture_default_str();
   app.add_option("--bridge-name", f.bridge_name, "Node bridge of the built-in network")->capture_default_str();
   app.add_option("--cni-conf-dir", f.cni_conf_dir, "CNI configuration directory")->capture_default_str();
-  app.add_option("--cni-bin-dir", f.cni_bin_dir, "CNI plugin directories")->delimiter(',')->capture_default_str();
+  app.add_option("--cni-bin-dir", f.cni_bin_dir, "CNI plugin directories")->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)->capture_default_str();
   app.add_option("--host-gw-routes", f.host_gw_routes, "Route other nodes' pod CIDRs to their InternalIPs")->capture_default_str();
   // kube-proxy flags
   app.add_option("--proxy-mode", f.proxy_mode, "Service proxy: iptables, nftables, userspace or none")->check(CLI::IsMember({"iptables", "nftables", "userspace", "none"}))->capture_default_str();
   app.add_option("--proxy-kubeconfig", f.proxy_kubeconfig, "Separate kubeconfig for the proxy (e.g. the kube-proxy identity)");
   app.add_option("--masquerade-all", f.masquerade_all, "SNAT all traffic sent via Service cluster IPs")->capture_default_str();
-  app.add_option("--nodeport-addresses", f.nodeport_addresses, "CIDRs of the node addresses NodePorts answer on")->delimiter(',');
+  app.add_option("--nodeport-addresses", f.nodeport_addresses, "CIDRs of the node addresses NodePorts answer on")->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--proxy-healthz-bind-address", f.healthz_bind_address_proxy, "kube-proxy healthz address")->capture_default_str();
   app.add_option("--metrics-bind-address", f.metrics_bind_address, "kube-proxy metrics address")->capture_default_str();
   try {
