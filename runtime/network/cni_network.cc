@@ -292,9 +292,16 @@ Result<SandboxNetStatus> CniNetwork::Setup(const SandboxNetRequest& req) {
   CUBELET_TRY_CTX(SaveCache(req.sandbox_id, *net, inv, nullptr), what);
   auto result = AddList(*net, inv);
   if (!result) {
-    // Undo the plugins that did succeed, as containerd does; keep the marker if DEL fails.
+    // Undo the plugins that did succeed, as containerd does. The marker is for an ADD cut short
+    // by a crash; after a failed ADD it goes even when DEL fails too (an invalid configuration
+    // fails both the same way): keeping it would only leak an entry that no DEL can clear, and
+    // what the plugins made inside the sandbox's namespace goes with the namespace.
     auto del = DelList(*net, inv, nullptr);
-    if (del) (void)RemoveCache(req.sandbox_id);
+    if (!del) {
+      base::log::Warn("CNI DEL after a failed ADD failed too",
+                      {{"sandbox", req.sandbox_id}, {"err", del.error().message}});
+    }
+    (void)RemoveCache(req.sandbox_id);
     return tl::unexpected(result.error().Wrap(what));
   }
   auto st = ParseCniResult(*result, inv.ifname);
