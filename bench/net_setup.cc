@@ -1,9 +1,13 @@
-// bench/net_setup: cost of the built-in pod network per pod. Moves itself into a fresh network
-// namespace (root needed; the host's network is never touched), sets up the node network, then
-// creates N pod namespaces and times BridgeNetwork::Setup and ::Teardown for each, sequentially
-// and then with T threads at once. Prints medians / p90 / max and one JSON line.
+// bench/net_setup: cost of the pod network per pod. Moves itself into a fresh network namespace
+// (root needed; the host's network is never touched), sets up the node network, then creates N
+// pod namespaces and times PodNetwork::Setup and ::Teardown for each, sequentially and then with
+// T threads at once. Prints medians / p90 / max and one JSON line.
+//   --plugin bridge  the built-in BridgeNetwork (netlink, own host-local IPAM)
+//   --plugin cni     CniNetwork running the CNI reference plugins from --cni-bin-dir with the
+//                    equivalent chain: bridge (isGateway, ipMasq, hairpin) + host-local + loopback
 //
-//   net_setup [--pods 100] [--threads 4] [--rounds 3]
+//   net_setup [--plugin bridge|cni] [--cni-bin-dir /usr/lib/cni] [--pods 100] [--threads 4]
+//             [--rounds 3]
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -22,6 +26,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "runtime/network/bridge_network.h"
+#include "runtime/network/cni_network.h"
 #include "runtime/network/netns.h"
 
 using namespace runtime::net;
@@ -72,10 +77,15 @@ bool LoopbackUp() {
 
 int main(int argc, char** argv) {
   int pods = 100, threads = 4, rounds = 3;
+  std::string plugin = "bridge", cni_bin_dir = "/usr/lib/cni";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     int v = atoi(argv[i + 1]);
-    if (a == "--pods")
+    if (a == "--plugin")
+      plugin = argv[i + 1];
+    else if (a == "--cni-bin-dir")
+      cni_bin_dir = argv[i + 1];
+    else if (a == "--pods")
       pods = v;
     else if (a == "--threads")
       threads = v;
@@ -85,16 +95,36 @@ int main(int argc, char** argv) {
       Die("unknown option " + a);
   }
   if (pods < 1 || pods > 250 || threads < 1 || rounds < 1) Die("bad options");
+  if (plugin != "bridge" && plugin != "cni") Die("--plugin is bridge or cni");
   if (geteuid() != 0) Die("needs root (it works in its own network namespace)");
   if (unshare(CLONE_NEWNET) != 0 || !LoopbackUp()) Die("cannot make a network namespace");
   base::log::SetLevel(base::log::Level::kWarn);
 
   const std::string root = "/run/cubelet-bench/net-setup-" + std::to_string(getpid());
-  BridgeNetworkOptions o;
-  o.bridge_name = "cbench0";
-  o.state_dir = root + "/state";
-  o.cluster_cidr = "10.244.0.0/16";
-  BridgeNetwork net(o);
+  PodNetworkPtr netp;
+  if (plugin == "bridge") {
+    BridgeNetworkOptions o;
+    o.bridge_name = "cbench0";
+    o.state_dir = root + "/state";
+    o.cluster_cidr = "10.244.0.0/16";
+    netp = std::make_unique<BridgeNetwork>(o);
+  } else {
+    CniNetworkOptions o;
+    o.conf_dir = root + "/net.d";
+    o.bin_dirs = {cni_bin_dir};
+    o.cache_dir = root + "/cni-cache";
+    std::string conf =
+        R"({"cniVersion": "0.4.0", "name": "bench", "plugins": [)"
+        R"({"type": "bridge", "bridge": "cbench0", "isGateway": true, "ipMasq": true,)"
+        R"( "hairpinMode": true, "ipam": {"type": "host-local", "dataDir": ")" +
+        root + R"(/ipam", "ranges": [[{"subnet": "10.244.1.0/24"}]],)"
+        R"( "routes": [{"dst": "0.0.0.0/0"}]}}, {"type": "loopback"}]})";
+    if (auto r = base::MkdirAll(o.conf_dir); !r) Die(r.error().message);
+    if (auto r = base::WriteFile(o.conf_dir + "/10-bench.conflist", conf); !r)
+      Die(r.error().message);
+    netp = std::make_unique<CniNetwork>(o);
+  }
+  PodNetwork& net = *netp;
   auto t0 = Clock::now();
   if (auto r = net.EnsureNodeNetwork("10.244.1.0/24"); !r) Die(r.error().message);
   double node_ms = Ms(Clock::now() - t0);
@@ -170,8 +200,8 @@ int main(int argc, char** argv) {
   }
   (void)base::RemoveAll(root);
 
-  printf("pods %d, rounds %d, threads %d; node network setup %.1f ms\n", pods, rounds, threads,
-         node_ms);
+  printf("plugin %s, pods %d, rounds %d, threads %d; node network setup %.1f ms\n",
+         plugin.c_str(), pods, rounds, threads, node_ms);
   Stats a = Summarize(seq_setup), b = Summarize(seq_teardown), c = Summarize(seq_both);
   Stats d = Summarize(par_setup), e = Summarize(par_teardown);
   Stats f = Summarize(ns_create), g = Summarize(ns_remove);
@@ -185,9 +215,9 @@ int main(int argc, char** argv) {
   printf("wall per round: sequential %.1f ms, %d threads %.1f ms (setup+teardown of %d pods)\n",
          seq_wall / rounds, threads, par_wall / rounds, pods);
   printf(
-      "{\"bench\":\"net_setup\",\"pods\":%d,\"rounds\":%d,\"threads\":%d,"
+      "{\"bench\":\"net_setup\",\"plugin\":\"%s\",\"pods\":%d,\"rounds\":%d,\"threads\":%d,"
       "\"setup_p50_ms\":%.3f,\"teardown_p50_ms\":%.3f,\"setup_teardown_p50_ms\":%.3f,"
       "\"parallel_setup_p50_ms\":%.3f,\"sequential_round_ms\":%.1f,\"parallel_round_ms\":%.1f}\n",
-      pods, rounds, threads, a.p50, b.p50, c.p50, d.p50, seq_wall / rounds, par_wall / rounds);
+      plugin.c_str(), pods, rounds, threads, a.p50, b.p50, c.p50, d.p50, seq_wall / rounds, par_wall / rounds);
   return 0;
 }
