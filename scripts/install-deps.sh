@@ -12,7 +12,7 @@ PKGS=(
   iptables libip4tc-dev libxtables-dev nftables libnftables-dev libnftnl-dev libmnl-dev
   libnetfilter-conntrack-dev conntrack iproute2 util-linux procps psmisc
   busybox-static docker-registry skopeo umoci containernetworking-plugins runc crun
-  jq hyperfine
+  jq hyperfine python3
 )
 missing=()
 for p in "${PKGS[@]}"; do
