@@ -9,7 +9,10 @@
 // plain `iptables-restore` / `nft -f` into an empty namespace.
 //
 // Usage (root): proxy_sync [--sizes 1000,5000] [--endpoints 10] [--modes iptables,nftables]
-//                          [--iptables nft|legacy] [--no-floor]
+//                          [--iptables nft|legacy|libiptc] [--no-floor]
+// --iptables legacy commits with iptables-legacy-restore, libiptc in-process through libiptc
+// (LibiptcBackend; its floor is still iptables-legacy-restore, and the same two buffers loaded
+// through LibiptcBackend are reported beside it).
 #include <malloc.h>
 #include <net/if.h>
 #include <sched.h>
@@ -25,6 +28,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/file.h"
@@ -33,6 +37,7 @@
 #include "netproxy/exec.h"
 #include "netproxy/iptables_renderer.h"
 #include "netproxy/iptables_restore_backend.h"
+#include "netproxy/libiptc_backend.h"
 #include "netproxy/nft_renderer.h"
 #include "netproxy/proxier.h"
 
@@ -46,6 +51,7 @@ struct Args {
   int endpoints = 10;
   std::vector<std::string> modes = {"iptables"};
   IptablesVariant variant = IptablesVariant::kNft;
+  bool libiptc = false;  // legacy through LibiptcBackend
   bool floor = true;
   int changes = 1;  // endpoint changes measured (the median is reported)
 };
@@ -117,6 +123,7 @@ struct Result {
   double ingest_ms = 0, first_ms = 0, change_ms = 0;
   long rss_kb = 0, child_rss_kb = 0;
   double floor_full_ms = 0, floor_change_ms = 0;
+  double iptc_full_ms = 0, iptc_change_ms = 0;  // the floor's buffers through LibiptcBackend
   size_t bytes = 0;
   bool ok = false;
 };
@@ -132,7 +139,13 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
   o.cleanup_at_start = false;
   o.mode = *ParseProxyMode(mode);
   RulesBackendPtr backend;
-  if (o.mode == ProxyMode::kIptables) backend = std::make_unique<IptablesRestoreBackend>(a.variant);
+  if (o.mode == ProxyMode::kIptables) {
+    if (a.libiptc) {
+      backend = std::make_unique<LibiptcBackend>();
+    } else {
+      backend = std::make_unique<IptablesRestoreBackend>(a.variant);
+    }
+  }
   auto p = Proxier::Create(o, std::move(backend));
   if (!p) {
     fprintf(stderr, "create proxier: %s\n", p.error().message.c_str());
@@ -277,6 +290,25 @@ Result RunFloor(const Args& a, const std::string& mode, int n) {
   unlink(file.c_str());
   r.child_rss_kb = MaxRssKb(RUSAGE_CHILDREN);
   r.ok = res && res->ok();
+  if (r.ok && a.libiptc) {
+    // The same two buffers through libiptc, in a fresh netns of their own.
+    std::thread t([&] {
+      if (unshare(CLONE_NEWNET) != 0) return;
+      LibiptcBackend lib;
+      auto t1 = Clock::now();
+      auto ok = lib.Restore(full);
+      r.iptc_full_ms = Ms(Clock::now() - t1);
+      if (!ok) {
+        fprintf(stderr, "libiptc full: %s\n", ok.error().message.c_str());
+        return;
+      }
+      t1 = Clock::now();
+      ok = lib.Restore(partial);
+      r.iptc_change_ms = Ms(Clock::now() - t1);
+      if (!ok) fprintf(stderr, "libiptc change: %s\n", ok.error().message.c_str());
+    });
+    t.join();
+  }
   return r;
 }
 
@@ -323,7 +355,9 @@ int main(int argc, char** argv) {
     } else if (k == "--modes") {
       a.modes = base::Split(next(), ',', true);
     } else if (k == "--iptables") {
-      a.variant = next() == "legacy" ? IptablesVariant::kLegacy : IptablesVariant::kNft;
+      std::string v = next();
+      a.variant = v == "nft" ? IptablesVariant::kNft : IptablesVariant::kLegacy;
+      a.libiptc = v == "libiptc";
     } else if (k == "--dump") {
       // Writes the full iptables ruleset for N services to stdout and exits.
       int n = std::stoi(next());
@@ -356,8 +390,9 @@ int main(int argc, char** argv) {
       Result r = InChild([&] { return RunProxy(a, mode, n); });
       Result f;
       if (a.floor) f = InChild([&] { return RunFloor(a, mode, n); });
-      std::string backend =
-          mode == "iptables" ? std::string(IptablesVariantName(a.variant)) : std::string("-");
+      std::string backend = mode != "iptables" ? std::string("-")
+                            : a.libiptc        ? std::string("libiptc")
+                                               : std::string(IptablesVariantName(a.variant));
       if (!r.ok) {
         printf("%-10s %-8s %7d FAILED\n", mode.c_str(), backend.c_str(), n);
         continue;
@@ -365,6 +400,10 @@ int main(int argc, char** argv) {
       printf("%-10s %-8s %7d %9.0f %10.0f %10.1f %9.1f %10.1f %11.0f %12.1f %8.1f\n", mode.c_str(),
              backend.c_str(), n, r.ingest_ms, r.first_ms, r.change_ms, r.rss_kb / 1024.0,
              r.child_rss_kb / 1024.0, f.floor_full_ms, f.floor_change_ms, f.bytes / 1e6);
+      if (a.libiptc && mode == "iptables" && a.floor) {
+        printf("%-10s %-8s %7d floor buffers through libiptc: full %.0f ms, change %.1f ms\n",
+               mode.c_str(), backend.c_str(), n, f.iptc_full_ms, f.iptc_change_ms);
+      }
       fflush(stdout);
     }
   }

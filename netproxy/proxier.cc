@@ -7,6 +7,7 @@
 #include "base/strings.h"
 #include "netproxy/conntrack.h"
 #include "netproxy/iptables_restore_backend.h"
+#include "netproxy/libiptc_backend.h"
 #include "netproxy/nftables_engine.h"
 #include "netproxy/proxy_engine.h"
 #include "netproxy/userspace_proxy.h"
@@ -109,8 +110,8 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
     if (!real_host) return base::Fail("proxy mode nftables takes no iptables backend");
     if (options.cleanup_at_start) {
       // Switching from iptables mode: its rules would still catch service traffic first.
-      IptablesRestoreBackend ipt(DetectIptablesVariant());
-      CUBELET_TRY_CTX(CleanupLeftovers(ipt), "remove iptables-mode proxy rules");
+      auto ipt = MakeIptablesBackend(DetectIptablesVariant(), options.iptables_commit);
+      CUBELET_TRY_CTX(CleanupLeftovers(*ipt), "remove iptables-mode proxy rules");
     }
     NftRendererConfig cfg;
     cfg.cluster_cidr = options.cluster_cidr;
@@ -136,8 +137,7 @@ base::Result<std::unique_ptr<Proxier>> Proxier::Create(ProxierOptions options,
   }
   if (!real_host) options.conntrack_cleanup = false;
   if (!backend) {
-    IptablesVariant v = DetectIptablesVariant();
-    backend = std::make_unique<IptablesRestoreBackend>(v);
+    backend = MakeIptablesBackend(DetectIptablesVariant(), options.iptables_commit);
   }
   if (options.mode == ProxyMode::kUserspace) {
     UserspaceOptions u;

@@ -24,6 +24,7 @@
 #include "base/time.h"
 #include "netproxy/health_server.h"
 #include "netproxy/iptables_renderer.h"
+#include "netproxy/libiptc_backend.h"
 #include "netproxy/metrics.h"
 #include "netproxy/model.h"
 #include "netproxy/proxier_health.h"
@@ -73,6 +74,10 @@ struct ProxierOptions {
   bool conntrack_cleanup = true;
   // userspace mode: a UDP flow ends after this long without packets (kube-proxy --udp-timeout).
   std::chrono::milliseconds udp_idle_timeout{250};
+  // iptables and userspace modes on hosts with legacy iptables: commit in-process through
+  // libiptc (kAuto; CUBELET_IPTABLES_RESTORE=1 in the environment forces the program) or with
+  // iptables-legacy-restore (kRestoreProgram). nft hosts always use iptables-nft-restore.
+  IptablesCommit iptables_commit = IptablesCommit::kAuto;
   // nftables mode: service tables (see NftRendererConfig::shards); 0 = about one per 1000
   // service ports.
   int nft_shards = 0;
@@ -83,7 +88,7 @@ IptablesRendererConfig IptablesConfigFor(const ProxierOptions& options);
 
 class Proxier {
  public:
-  // backend == nullptr: IptablesRestoreBackend for the iptables variant the host uses. The
+  // backend == nullptr: MakeIptablesBackend for the iptables variant the host uses. The
   // sync thread starts at once (idle until both informers synced). Options are checked here.
   // For mode iptables; backend != nullptr replaces the host's iptables (tests). With the real
   // host, the rules of the other modes (of an earlier run) are removed too.

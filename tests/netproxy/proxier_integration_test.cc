@@ -26,6 +26,7 @@
 #include "base/strings.h"
 #include "netproxy/chain_names.h"
 #include "netproxy/iptables_restore_backend.h"
+#include "netproxy/libiptc_backend.h"
 #include "netproxy/nftables_engine.h"
 #include "netproxy/proxier.h"
 #include "tests/netproxy/fixtures.h"
@@ -219,18 +220,44 @@ std::string NftList() {
   return out;
 }
 
+// Makes this netns a legacy-iptables host for variant detection (the kubelet's hint chain in
+// legacy mangle) while it lives; removes the hint and the proxy's legacy rules at the end.
+class LegacyHost {
+ public:
+  explicit LegacyHost(bool on) : on_(on) {
+    if (!on_) return;
+    // Earlier cases' nft syncs left the nft hint, which detection would prefer.
+    Run("iptables-nft -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null");
+    Run("iptables-legacy -w 5 -t mangle -N KUBE-IPTABLES-HINT 2>/dev/null");
+  }
+  ~LegacyHost() {
+    if (!on_) return;
+    LibiptcBackend b;
+    (void)CleanupLeftovers(b);
+    Run("iptables-legacy -w 5 -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null");
+  }
+
+ private:
+  bool on_;
+};
+
 // The same traffic scenario for each mode: ClusterIP, NodePort, balancing, REJECT, removal.
-void TrafficScenario(ProxyMode mode) {
+// legacy: the host's iptables is the legacy one, committed through libiptc.
+void TrafficScenario(ProxyMode mode, bool legacy = false) {
   SweepStaleNamespaces();
-  // A fresh netns: both iptables variants are empty, so detection must pick nft (Debian 12).
+  LegacyHost legacy_host(legacy);
+  // A fresh netns: both iptables variants are empty, so detection must pick nft (Debian 12),
+  // unless the legacy hint is there.
   const IptablesVariant variant = DetectIptablesVariant();
-  CHECK(variant == IptablesVariant::kNft);
+  CHECK(variant == (legacy ? IptablesVariant::kLegacy : IptablesVariant::kNft));
 
   Pod pod1(1, "10.250.1", "pod-1");
   // Services are routed like the rest of the cluster network (kube-proxy relies on a route).
   REQUIRE(Run("ip route add 10.96.0.0/12 dev np1") == 0);
 
-  IptablesRestoreBackend real(variant);
+  RulesBackendPtr real_backend = MakeIptablesBackend(variant);
+  RulesBackend& real = *real_backend;
+  CHECK(real.Name() == (legacy ? "iptables-legacy-libiptc" : "iptables-nft"));
   RecordingBackend* recorder = nullptr;
   ProxierOptions o;
   o.node_name = "node-a";
@@ -311,7 +338,8 @@ void TrafficScenario(ProxyMode mode) {
     if (mode == ProxyMode::kNftables) {
       REQUIRE(Run("nft flush ruleset") == 0);
     } else {
-      REQUIRE(Run("iptables-nft -t nat -F && iptables-nft -t nat -X") == 0);
+      const std::string ipt = legacy ? "iptables-legacy" : "iptables-nft";
+      REQUIRE(Run(ipt + " -t nat -F && " + ipt + " -t nat -X") == 0);
     }
     // No event arrives: only the periodic check can trigger this sync.
     for (int i = 0; i < 40 && proxier->metrics().sync_count() == syncs; ++i) {
@@ -551,8 +579,9 @@ TEST_CASE("UDP flows follow endpoint changes (stale conntrack entries removed)")
 }
 
 // externalTrafficPolicy Local with its health check node port, and ClientIP affinity.
-void PolicyScenario(ProxyMode mode) {
+void PolicyScenario(ProxyMode mode, bool legacy = false) {
   SweepStaleNamespaces();
+  LegacyHost legacy_host(legacy);
   Pod pod1(1, "10.250.1", "pod-1");
   Pod pod2(2, "10.250.2", "pod-2");
   // A client outside the cluster CIDR, as a load balancer or an external user would be.
@@ -654,6 +683,12 @@ TEST_CASE("iptables mode: externalTrafficPolicy Local, health check node port, a
   PolicyScenario(ProxyMode::kIptables);
 }
 
+TEST_CASE(
+    "iptables mode, legacy host (libiptc): externalTrafficPolicy Local, health check node port, "
+    "affinity") {
+  PolicyScenario(ProxyMode::kIptables, true);
+}
+
 TEST_CASE("nftables mode: externalTrafficPolicy Local, health check node port, affinity") {
   PolicyScenario(ProxyMode::kNftables);
 }
@@ -665,9 +700,21 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "iptables mode, legacy host (libiptc): ClusterIP and NodePort traffic reaches pods, "
+    "balanced, rejected without endpoints") {
+  TrafficScenario(ProxyMode::kIptables, true);
+}
+
+TEST_CASE(
     "userspace mode: ClusterIP and NodePort traffic reaches pods, balanced, rejected "
     "without endpoints") {
   TrafficScenario(ProxyMode::kUserspace);
+}
+
+TEST_CASE(
+    "userspace mode, legacy host (libiptc): ClusterIP and NodePort traffic reaches pods, "
+    "balanced, rejected without endpoints") {
+  TrafficScenario(ProxyMode::kUserspace, true);
 }
 
 TEST_CASE(

@@ -1,0 +1,47 @@
+#pragma once
+// RulesBackend over libiptc (libip4tc), in-process, for hosts whose iptables is the legacy
+// (x_tables) backend: no iptables-legacy-restore child. Restore() reads the same restore buffer
+// (--noflush semantics: "*table", ":CHAIN" declares and flushes, -A/-I/-D/-X/-F/-N/-P, COMMIT),
+// builds the kernel's rule structures itself (netproxy/iptc_rule.h) and commits each table
+// with one iptc_commit (one atomic IPT_SO_SET_REPLACE), under the xtables lock as iptables -w
+// takes it. Snapshot() and CanaryPresent() read the tables through libiptc (no iptables-save).
+// libiptc cannot reach nft tables: for iptables-nft hosts use IptablesRestoreBackend.
+// Works in whatever network namespace the calling thread is in.
+#include <chrono>
+#include <string>
+
+#include "netproxy/iptables_restore_backend.h"
+#include "netproxy/rules_backend.h"
+
+namespace netproxy {
+
+class LibiptcBackend final : public RulesBackend {
+ public:
+  // lock_wait: how long to wait for the xtables lock (iptables -w 5).
+  explicit LibiptcBackend(std::chrono::milliseconds lock_wait = std::chrono::seconds(5))
+      : lock_wait_(lock_wait) {}
+
+  std::string Name() const override { return "iptables-legacy-libiptc"; }
+  base::Result<IptablesSnapshot> Snapshot() override;
+  // Errors name the line, table, chain and rule ("line 7: table nat, chain KUBE-SVC-X, rule
+  // \"-m foo -j KUBE-SEP-Y\": unknown match \"foo\""). A table whose commit fails is left as it
+  // was; tables committed before it in the same buffer stay committed (as iptables-restore).
+  base::Result<> Restore(const std::string& buffer) override;
+  base::Result<bool> CanaryPresent() override;
+
+ private:
+  std::chrono::milliseconds lock_wait_;
+};
+
+// How the iptables mode commits on legacy hosts.
+enum class IptablesCommit {
+  kAuto,            // libiptc on legacy hosts, unless CUBELET_IPTABLES_RESTORE=1 is set
+  kRestoreProgram,  // always iptables-{legacy,nft}-restore (comparison, fallback)
+};
+
+// The backend for an iptables variant: LibiptcBackend for legacy (see IptablesCommit),
+// IptablesRestoreBackend (iptables-nft-restore) for nft.
+RulesBackendPtr MakeIptablesBackend(IptablesVariant variant,
+                                    IptablesCommit commit = IptablesCommit::kAuto);
+
+}  // namespace netproxy
