@@ -1,18 +1,23 @@
 #include "agent/container_log_manager.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <tuple>
 
+#include "base/fd.h"
 #include "base/file.h"
 #include "base/log.h"
+#include "base/scope_guard.h"
 #include "base/strings.h"
 
 namespace agent {
@@ -59,6 +64,38 @@ bool FileSize(const std::string& path, int64_t* size, int* err) {
 }
 
 }  // namespace
+
+base::Result<> CompressLog(const std::string& path) {
+  std::string tmp = path + ".tmp";
+  base::UniqueFd in(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) return base::Errno("compress log " + path + ": open");
+  base::UniqueFd out(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  if (!out) return base::Errno("compress log " + path + ": create " + tmp);
+  auto drop_tmp = base::Defer([&] { unlink(tmp.c_str()); });
+  gzFile gz = gzdopen(out.get(), "wb");
+  if (!gz) return base::Fail("compress log " + path + ": gzdopen failed");
+  (void)out.release();  // gzclose closes it
+  std::vector<char> buf(64 * 1024);
+  bool ok = true;
+  while (ok) {
+    ssize_t n = read(in.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      gzclose(gz);
+      return base::Errno("compress log " + path + ": read", err);
+    }
+    if (n == 0) break;
+    ok = gzwrite(gz, buf.data(), static_cast<unsigned>(n)) == static_cast<int>(n);
+  }
+  if (gzclose(gz) != Z_OK || !ok) return base::Fail("compress log " + path + ": write " + tmp);
+  if (rename(tmp.c_str(), (path + ".gz").c_str()) != 0) {
+    return base::Errno("compress log " + path + ": rename " + tmp);
+  }
+  drop_tmp.Dismiss();
+  if (unlink(path.c_str()) != 0) return base::Errno("compress log " + path + ": remove");
+  return {};
+}
 
 base::Result<> ValidateContainerLogOptions(const ContainerLogManagerOptions& o) {
   if (o.max_files <= 1) {
@@ -178,10 +215,12 @@ base::Result<> ContainerLogManager::Rotate(const std::string& id, const std::str
   std::string what = "rotate log " + log_path + " of container " + id;
   auto files = RotatedFiles(log_path);
   if (!files) return tl::unexpected(files.error().Wrap(what));
-  // Leftovers of an interrupted compression (the kubelet's cleanupUnusedLogs).
+  // Leftovers of an interrupted compression (the kubelet's cleanupUnusedLogs): temporary files,
+  // and originals whose .gz was completed but that were not removed yet.
+  std::set<std::string> names(files->begin(), files->end());
   std::vector<std::string> rotated;
   for (const auto& f : *files) {
-    if (base::EndsWith(f, ".tmp")) {
+    if (base::EndsWith(f, ".tmp") || names.count(f + ".gz")) {
       if (unlink(f.c_str()) != 0 && errno != ENOENT) return base::Errno(what + ": remove " + f);
     } else {
       rotated.push_back(f);
@@ -194,6 +233,13 @@ base::Result<> ContainerLogManager::Rotate(const std::string& id, const std::str
       return base::Errno(what + ": remove old log " + rotated[i]);
     }
     base::log::Debug("removed rotated container log", {{"path", rotated[i]}});
+  }
+  if (rotated.size() > keep) rotated.erase(rotated.begin(), rotated.end() - keep);
+  // All but the newest rotated file are gzipped (the kubelet's compressLog): nothing writes to
+  // them any more, the runtime reopened away from the newest one before that rotation returned.
+  for (size_t i = 0; i + 1 < rotated.size(); ++i) {
+    if (base::EndsWith(rotated[i], ".gz")) continue;
+    CUBELET_TRY_CTX(CompressLog(rotated[i]), what);
   }
   // Two rotations in one second: "-N" after the highest N seen (before the removals above), so
   // that names keep sorting in rotation order.

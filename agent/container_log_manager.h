@@ -7,9 +7,9 @@
 // entries to the renamed file (its fd follows the inode), so no entry is lost or split across
 // files. When the reopen fails the file is renamed back, to be retried next round.
 //
+// As the kubelet's, before each rotation all rotated files but the newest are gzipped
+// ("<log>.<stamp>.gz"), so the newest two stay plain.
 // It works through cri::RuntimeService only, so any CRI runtime gets the same rotation.
-// Rotated files are kept uncompressed (the kubelet gzips all but the newest; readers here only
-// read the current file).
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -29,6 +29,9 @@ struct ContainerLogManagerOptions {
   int max_files = 5;                                  // containerLogMaxFiles, current file included
   std::chrono::milliseconds monitor_interval{10000};  // containerLogMonitorInterval
 };
+
+// gzips `path` into `path`.gz (through `path`.tmp), then removes `path`.
+base::Result<> CompressLog(const std::string& path);
 
 // The kubelet's validation: max_files > 1 and max_size > 0.
 base::Result<> ValidateContainerLogOptions(const ContainerLogManagerOptions& o);

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -119,6 +120,59 @@ TEST_CASE("container logs: rotated at max size, at most max files kept, oldest r
   CHECK((*files)[0] == rt.log_path + ".20261124-102030-2");
   CHECK((*files)[1] == rt.log_path + ".20261124-102040");
   CHECK(Size((*files)[1]) == 200);
+}
+
+std::string Gunzip(const std::string& path) {
+  gzFile gz = gzopen(path.c_str(), "rb");
+  if (!gz) return "<cannot open " + path + ">";
+  std::string out;
+  char buf[4096];
+  int n;
+  while ((n = gzread(gz, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  gzclose(gz);
+  return out;
+}
+
+TEST_CASE("container logs: older rotated files are gzipped; leftovers cleaned") {
+  TmpDir dir;
+  LogRuntime rt;
+  rt.log_path = dir.path + "/0.log";
+  base::FakeClock clock(T0());
+  agent::ContainerLogManagerOptions o;
+  o.max_size_bytes = 10;
+  o.max_files = 5;
+  agent::ContainerLogManager m(&rt, o, &clock);
+  auto rotate_with = [&](char c) {
+    std::ofstream(rt.log_path, std::ios::app) << std::string(20, c);
+    clock.Advance(1s);
+    REQUIRE(m.RotateLogs() == 1);
+  };
+  std::string p = rt.log_path + ".20261124-1020";
+  rotate_with('a');  // :31
+  rotate_with('b');  // :32
+  CHECK(*m.RotatedFiles(rt.log_path) == std::vector<std::string>{p + "31", p + "32"});
+  rotate_with('c');
+  CHECK(*m.RotatedFiles(rt.log_path) == std::vector<std::string>{p + "31.gz", p + "32", p + "33"});
+  CHECK(Gunzip(p + "31.gz") == std::string(20, 'a'));
+  // An interrupted compression: a .tmp, and an original next to its finished .gz.
+  std::ofstream(p + "32.tmp") << "partial";
+  std::ofstream(p + "32.gz", std::ios::binary) << "";
+  REQUIRE(agent::CompressLog(p + "32"));  // (re)done properly; the original is gone
+  std::ofstream(p + "32") << std::string(20, 'b');
+  rotate_with('d');
+  // 4 rotated + the current file = max_files 5. As the kubelet's, compression runs before the
+  // rotation: the newest two rotated files are plain.
+  CHECK(*m.RotatedFiles(rt.log_path) ==
+        std::vector<std::string>{p + "31.gz", p + "32.gz", p + "33", p + "34"});
+  CHECK_FALSE(base::PathExists(p + "32.tmp"));
+  CHECK(Gunzip(p + "32.gz") == std::string(20, 'b'));
+  rotate_with('e');
+  CHECK(*m.RotatedFiles(rt.log_path) ==
+        std::vector<std::string>{p + "32.gz", p + "33.gz", p + "34", p + "35"});
+  CHECK(Gunzip(p + "33.gz") == std::string(20, 'c'));
+  CHECK(Gunzip(p + "34") == std::string(20, 'd'));  // zlib reads plain files as they are
+  CHECK(Gunzip(p + "35") == std::string(20, 'e'));
+  CHECK_FALSE(agent::CompressLog(dir.path + "/missing"));
 }
 
 TEST_CASE("container logs: a failed reopen renames the file back; a missing file is reopened") {

@@ -1,11 +1,14 @@
 // Container log rotation end to end: agent::ContainerLogManager over the embedded runtime, with
 // a real container writing through cubelet-monitor (runtime/monitor) on the real kernel.
+#include <zlib.h>
+
 #include <catch2/catch.hpp>
 #include <map>
 #include <regex>
 
 #include "agent/container_log_manager.h"
 #include "agent/cri_log_reader.h"
+#include "base/strings.h"
 #include "tests/runtime/runtime_env.h"
 
 using namespace rttest;
@@ -42,6 +45,18 @@ Parsed ParseLog(const std::string& text) {
   return p;
 }
 
+// A log file, plain or gzipped (zlib reads both).
+std::string ReadLog(const std::string& path) {
+  gzFile gz = gzopen(path.c_str(), "rb");
+  if (!gz) return "";
+  std::string out;
+  char buf[64 * 1024];
+  int n;
+  while ((n = gzread(gz, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  gzclose(gz);
+  return out;
+}
+
 int64_t FileSize(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 ? st.st_size : -1;
@@ -75,7 +90,7 @@ TEST_CASE("log rotation: a container writing past the max size is rotated withou
     std::string text;
     auto files = agent::ContainerLogManager::RotatedFiles(log);
     REQUIRE(files);
-    for (const auto& f : *files) text += Slurp(f);
+    for (const auto& f : *files) text += ReadLog(f);
     return text + Slurp(log);
   };
   bool done = false;
@@ -93,9 +108,15 @@ TEST_CASE("log rotation: a container writing past the max size is rotated withou
   // Every rotated file reached the max size before it was rotated, holds whole entries only,
   // and the files in order hold every line exactly once, in order.
   std::vector<int> numbers;
+  // All but the newest two rotated files are gzipped, as the kubelet does (it compresses
+  // before rotating).
+  for (size_t i = 0; i < rotated->size(); ++i) {
+    CHECK(base::EndsWith((*rotated)[i], ".gz") == (i + 2 < rotated->size()));
+  }
   for (const auto& f : *rotated) {
-    CHECK(FileSize(f) >= o.max_size_bytes);
-    Parsed p = ParseLog(Slurp(f));
+    std::string text = ReadLog(f);
+    CHECK(static_cast<int64_t>(text.size()) >= o.max_size_bytes);
+    Parsed p = ParseLog(text);
     CHECK(p.bad == 0);
     numbers.insert(numbers.end(), p.numbers.begin(), p.numbers.end());
   }
@@ -155,7 +176,7 @@ TEST_CASE("log rotation: a container writing past the max size is rotated withou
   CHECK(had > 2);
   // The two kept are the newest: only ticks, whole entries.
   for (const auto& f : *rotated) {
-    Parsed p = ParseLog(Slurp(f));
+    Parsed p = ParseLog(ReadLog(f));
     CHECK(p.bad == 0);
     CHECK(p.numbers.empty());
     CHECK(p.ticks > 0);
