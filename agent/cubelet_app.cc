@@ -307,6 +307,7 @@ base::Result<> CubeletApp::Start() {
   CUBELET_TRY(ValidateContainerLogOptions(ko.container_logs));
   ko.image_gc.high_threshold_percent = f.image_gc_high_threshold;
   ko.image_gc.low_threshold_percent = f.image_gc_low_threshold;
+  ko.image_gc.min_age = std::chrono::duration_cast<std::chrono::seconds>(f.minimum_image_gc_age);
   CUBELET_TRY(ValidateImageGcPolicy(ko.image_gc));
   ko.registry = registry;
   if (auto mem = base::ReadFile("/proc/meminfo")) {

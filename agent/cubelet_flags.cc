@@ -2,12 +2,44 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 namespace agent {
 
+bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out) {
+  if (text == "0") {
+    *out = std::chrono::milliseconds(0);
+    return true;
+  }
+  static const std::pair<const char*, double> kUnits[] = {
+      {"ns", 1e-6}, {"us", 1e-3}, {"µs", 1e-3}, {"ms", 1}, {"s", 1e3}, {"m", 6e4}, {"h", 3.6e6}};
+  double total_ms = 0;
+  size_t i = 0;
+  if (text.empty()) return false;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && (isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+    if (i == start) return false;
+    double value = std::strtod(text.substr(start, i - start).c_str(), nullptr);
+    bool matched = false;
+    for (const auto& [unit, ms] : kUnits) {  // "ms" is tried before "m" and "s"
+      if (text.compare(i, strlen(unit), unit) == 0) {
+        total_ms += value * ms;
+        i += strlen(unit);
+        matched = true;
+        break;
+      }
+    }
+    if (!matched) return false;
+  }
+  *out = std::chrono::milliseconds(static_cast<int64_t>(total_ms));
+  return true;
+}
+
 CubeletFlags ParseFlags(int argc, char** argv) {
   CubeletFlags f;
+  std::string minimum_image_gc_age = "2m0s";
   CLI::App app{"cubelet: a Kubernetes node agent (kubelet + kube-proxy) with an embedded container runtime"};
   app.set_version_flag("--version", "cubelet v0.1.0 (kubelet-compatible v1.32)");
   app.get_formatter()->column_width(42);
@@ -46,6 +78,7 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--container-log-max-files", f.container_log_max_files, "Log files kept per container, the current one included (at least 2)")->capture_default_str()->check(CLI::Range(2, 1000000));
   app.add_option("--image-gc-high-threshold", f.image_gc_high_threshold, "Image filesystem usage percent at which image garbage collection runs (100 disables it)")->capture_default_str()->check(CLI::Range(0, 100));
   app.add_option("--image-gc-low-threshold", f.image_gc_low_threshold, "Image filesystem usage percent image garbage collection frees down to")->capture_default_str()->check(CLI::Range(0, 100));
+  app.add_option("--minimum-image-gc-age", minimum_image_gc_age, "Minimum age of an unused image before image garbage collection may remove it (Go duration)")->capture_default_str();
   // cubelet-specific
   app.add_option("--registry-config", f.registry_config, "JSON file with registry mirrors, insecure (plain HTTP) registries and node-level credentials (docker config.json \"auths\")");
   app.add_option("--run-dir", f.run_dir, "Directory for volatile state (pinned namespaces, debug socket)")->capture_default_str();
@@ -68,6 +101,11 @@ CubeletFlags ParseFlags(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     std::exit(app.exit(e));
+  }
+  if (!ParseGoDuration(minimum_image_gc_age, &f.minimum_image_gc_age)) {
+    std::cerr << "--minimum-image-gc-age: invalid duration \"" << minimum_image_gc_age
+              << "\" (expected e.g. 2m0s, 90s, 1h)\n";
+    std::exit(2);
   }
   if (f.image_gc_low_threshold > f.image_gc_high_threshold) {
     std::cerr << "--image-gc-low-threshold (" << f.image_gc_low_threshold

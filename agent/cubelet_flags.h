@@ -1,5 +1,6 @@
 #pragma once
 // cubelet's command line: the kubelet's and kube-proxy's flag names for what cubelet supports.
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@ struct CubeletFlags {
   int container_log_max_files = 5;       // log files kept per container, current included
   int image_gc_high_threshold = 85;      // percent of the image fs; 100 disables image GC
   int image_gc_low_threshold = 80;       // image GC frees down to this percent
+  std::chrono::milliseconds minimum_image_gc_age{120000};  // unused images younger stay
   std::string registry_config;           // --registry-config: mirrors, insecure, credentials
   std::string debug_socket;              // "" = <run-dir>/cubelet.sock
   // networking
@@ -56,6 +58,10 @@ struct CubeletFlags {
   std::string metrics_bind_address = "127.0.0.1:10249";
   std::string monitor_path;
 };
+
+// A Go time.Duration string ("2m0s", "90s", "1h30m", "1.5h", "0"); false when malformed or
+// negative.
+bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out);
 
 // Parses argv; on --help/--version prints and exits 0; on bad input prints the error and exits 2.
 CubeletFlags ParseFlags(int argc, char** argv);
