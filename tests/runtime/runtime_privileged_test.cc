@@ -680,7 +680,7 @@ TEST_CASE("runtime: hostPID containers share the node's pid namespace") {
   CHECK(NsInode("/proc/" + std::to_string(pid) + "/ns/pid") == NsInode("/proc/self/ns/pid"));
   CHECK(NsInode("/proc/" + std::to_string(pid) + "/ns/mnt") != NsInode("/proc/self/ns/mnt"));
   auto ex = env.rt->ExecSync(id, {"sh", "-c", "test -d /proc/" + std::to_string(getpid()) + " && echo sees-host"}, 10s);
-  REQUIRE(ex);
+  if (!ex) FAIL("exec in a hostPID container: " << ex.error().message);
   CHECK(ex->stdout_ == "sees-host\n");
   // Not pid 1 of its own namespace: SIGTERM's default action applies.
   REQUIRE(env.rt->StopContainer(id, 5s));
