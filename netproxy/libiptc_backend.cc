@@ -12,6 +12,7 @@
 
 #include "base/fd.h"
 #include "base/file.h"
+#include "base/log.h"
 #include "base/strings.h"
 #include "netproxy/iptc_rule.h"
 
@@ -80,7 +81,11 @@ bool ParseCounters(std::string_view s, xt_counters& c) {
   return true;
 }
 
-// One table's commands applied to a libiptc handle.
+// Marks the errors of rules this file cannot encode (Restore falls back to the program).
+constexpr int kCannotEncode = ENOTSUP;
+
+// One table's commands applied to a libiptc handle; h == nullptr: only check that every rule
+// can be encoded (nothing is read or written).
 class TableWriter {
  public:
   explicit TableWriter(xtc_handle* h) : h_(h) {}
@@ -90,6 +95,7 @@ class TableWriter {
     if (w.empty() || w[0].size() < 2) return base::Fail("chain name missing");
     std::string chain = w[0].substr(1);
     if (chain.size() >= sizeof(xt_chainlabel)) return base::Fail("chain name too long");
+    if (!h_) return {};
     if (iptc_builtin(chain.c_str(), h_)) {
       if (w.size() < 2 || w[1] == "-") return {};
       xt_counters c{};
@@ -116,6 +122,7 @@ class TableWriter {
     }
     const char* chain = w[1].c_str();
     if (w[1].size() >= sizeof(xt_chainlabel)) return base::Fail("chain name too long");
+    if (!h_) return Check(w);
     if (cmd == "-A" || cmd == "--append") {
       auto e = Build(w, 2, counters);
       if (!e) return tl::unexpected(e.error());
@@ -150,6 +157,28 @@ class TableWriter {
   }
 
  private:
+  // Dry run: the rule of -A/-I/-D encodes; the command is one Command() knows.
+  base::Result<> Check(const std::vector<std::string>& w) {
+    const std::string& cmd = w[0];
+    size_t first = 0;
+    if (cmd == "-A" || cmd == "--append") {
+      first = 2;
+    } else if (cmd == "-I" || cmd == "--insert") {
+      first = w.size() > 2 && IsNumber(w[2]) ? 3 : 2;
+    } else if (cmd == "-D" || cmd == "--delete") {
+      if (w.size() == 3 && IsNumber(w[2])) return {};
+      first = 2;
+    } else if (cmd == "-X" || cmd == "--delete-chain" || cmd == "-F" || cmd == "--flush" ||
+               cmd == "-N" || cmd == "--new-chain" || cmd == "-P" || cmd == "--policy") {
+      return {};
+    } else {
+      return base::Fail("unsupported command " + cmd, kCannotEncode);
+    }
+    auto e = iptc::BuildEntry(w, first);
+    if (!e) return base::Fail(e.error().message, kCannotEncode);
+    return {};
+  }
+
   base::Result<iptc::Entry> Build(const std::vector<std::string>& w, size_t first,
                                   const xt_counters* counters) {
     auto e = iptc::BuildEntry(w, first);
@@ -199,19 +228,15 @@ class TableWriter {
   xtc_handle* h_;
 };
 
-}  // namespace
-
-base::Result<> LibiptcBackend::Restore(const std::string& buffer) {
-  std::lock_guard guard(g_iptc_mu);
+// Applies a restore buffer; dry_run: only checks that every rule can be encoded.
+base::Result<> Apply(const std::string& buffer, bool dry_run) {
   // libiptc holds a whole table two or three times over while it works (the kernel's copy, its
   // cache, the blob it commits). No malloc_trim() afterwards: faulting those pages in again at
   // the next sync cost more than the commit itself (400 services: 106 ms per change with a trim,
   // 74 ms without); glibc keeps at most about twice its dynamic mmap threshold (<= 32 MiB) and
   // unmaps larger blocks at once.
-  auto lock = XtablesLock(lock_wait_);
-  if (!lock) return tl::unexpected(lock.error().Wrap("apply iptables rules (libiptc)"));
-
   Handle handle;
+  bool in_table = false;
   std::string table;
   std::vector<std::string> words;
   int line_no = 0;
@@ -225,26 +250,30 @@ base::Result<> LibiptcBackend::Restore(const std::string& buffer) {
     if (line.empty() || line[0] == '#') continue;
 
     auto fail = [&](const std::string& cause, std::string_view chain = {},
-                    std::string_view rule = {}) {
+                    std::string_view rule = {}, int code = 0) {
       std::string msg = "iptables (libiptc) line " + std::to_string(line_no) + ": table " +
                         (table.empty() ? std::string("-") : table);
       if (!chain.empty()) msg += ", chain " + std::string(chain);
       if (!rule.empty()) msg += ", rule \"" + std::string(rule) + "\"";
       msg += ": " + cause;
       if (handle) msg += " (table " + table + " left unchanged)";
-      return base::Fail(msg);
+      return base::Fail(msg, code);
     };
 
     if (line[0] == '*') {
-      if (handle) return fail("*" + std::string(line.substr(1)) + " before COMMIT");
+      if (in_table) return fail("*" + std::string(line.substr(1)) + " before COMMIT");
       table = std::string(line.substr(1));
+      in_table = true;
+      if (dry_run) continue;
       auto h = Open(table);
       if (!h) return fail(h.error().message);
       handle = std::move(*h);
       continue;
     }
-    if (!handle) return fail("\"" + std::string(line) + "\" outside a table");
+    if (!in_table) return fail("\"" + std::string(line) + "\" outside a table");
     if (line == "COMMIT") {
+      in_table = false;
+      if (dry_run) continue;
       if (!iptc_commit(handle.get())) return fail("commit: " + IptcError());
       handle.reset();
       continue;
@@ -274,14 +303,37 @@ base::Result<> LibiptcBackend::Restore(const std::string& buffer) {
         size_t at = line.find(words[1]);
         if (at != std::string_view::npos) rule = base::Trim(line.substr(at + words[1].size()));
       }
-      return fail(r.error().message, chain, rule);
+      return fail(r.error().message, chain, rule, r.error().code);
     }
   }
-  if (handle) {
+  if (in_table) {
     return base::Fail("iptables (libiptc): table " + table +
                       " has no COMMIT (table left unchanged)");
   }
   return {};
+}
+
+}  // namespace
+
+base::Result<> LibiptcBackend::Restore(const std::string& buffer) {
+  std::lock_guard guard(g_iptc_mu);
+  // First every rule is encoded once without touching the kernel: a rule this backend cannot
+  // encode (a match or target the proxy does not write today) goes, with the whole buffer, to
+  // iptables-legacy-restore, before any table of it is committed here.
+  if (auto v = Apply(buffer, true); !v) {
+    if (v.error().code != kCannotEncode || !fallback_) return v;
+    base::log::Warn(
+        "libiptc backend cannot encode a rule: this commit goes through "
+        "iptables-legacy-restore",
+        {{"cause", v.error().message}});
+    IptablesRestoreBackend program(IptablesVariant::kLegacy);
+    auto r = program.Restore(buffer);
+    if (!r) return base::Fail(v.error().message + "; " + r.error().message);
+    return {};
+  }
+  auto lock = XtablesLock(lock_wait_);
+  if (!lock) return tl::unexpected(lock.error().Wrap("apply iptables rules (libiptc)"));
+  return Apply(buffer, false);
 }
 
 base::Result<IptablesSnapshot> LibiptcBackend::Snapshot() {

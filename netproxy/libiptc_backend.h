@@ -17,19 +17,24 @@ namespace netproxy {
 
 class LibiptcBackend final : public RulesBackend {
  public:
-  // lock_wait: how long to wait for the xtables lock (iptables -w 5).
-  explicit LibiptcBackend(std::chrono::milliseconds lock_wait = std::chrono::seconds(5))
-      : lock_wait_(lock_wait) {}
+  // lock_wait: how long to wait for the xtables lock (iptables -w 5). fallback: a buffer with a
+  // rule this backend cannot encode (checked before anything is committed) is applied by
+  // iptables-legacy-restore instead, with a warning; without it, that is an error.
+  explicit LibiptcBackend(bool fallback = true,
+                          std::chrono::milliseconds lock_wait = std::chrono::seconds(5))
+      : fallback_(fallback), lock_wait_(lock_wait) {}
 
   std::string Name() const override { return "iptables-legacy-libiptc"; }
   base::Result<IptablesSnapshot> Snapshot() override;
   // Errors name the line, table, chain and rule ("line 7: table nat, chain KUBE-SVC-X, rule
-  // \"-m foo -j KUBE-SEP-Y\": unknown match \"foo\""). A table whose commit fails is left as it
-  // was; tables committed before it in the same buffer stay committed (as iptables-restore).
+  // \"-m foo -j KUBE-SEP-Y\": unknown match \"foo\""). Every rule is encoded once before anything
+  // is committed; after that, a table whose commit fails is left as it was, and tables committed
+  // before it in the same buffer stay committed (as with iptables-restore).
   base::Result<> Restore(const std::string& buffer) override;
   base::Result<bool> CanaryPresent() override;
 
  private:
+  bool fallback_;
   std::chrono::milliseconds lock_wait_;
 };
 

@@ -306,7 +306,7 @@ TEST_CASE("libiptc backend: snapshot and canary read the kernel as iptables-save
 
 TEST_CASE("libiptc backend: a bad rule fails naming the chain and the rule, table unchanged") {
   InFreshNetns([&] {
-    LibiptcBackend b;
+    LibiptcBackend b(/*fallback=*/false);
     REQUIRE(b.Restore("*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\nCOMMIT\n"));
     const std::string before = LegacySave();
 
@@ -340,10 +340,18 @@ TEST_CASE("libiptc backend: a bad rule fails naming the chain and the rule, tabl
       CHECK(LegacySave() == before);
     }
 
-    // A table committed before the failing one stays committed (as iptables-restore).
-    auto r = b.Restore(
+    // A rule that cannot be encoded is found before any table is committed.
+    auto r0 = b.Restore(
         "*filter\n:KUBE-F - [0:0]\n-A KUBE-F -j ACCEPT\nCOMMIT\n*nat\n-A KUBE-A -m nope\nCOMMIT\n");
+    REQUIRE_FALSE(r0);
+    CHECK(LegacySave() == before);
+    // A table committed before one the kernel state refuses stays committed (as
+    // iptables-restore).
+    auto r = b.Restore(
+        "*filter\n:KUBE-F - [0:0]\n-A KUBE-F -j ACCEPT\nCOMMIT\n*nat\n-A KUBE-A -j "
+        "KUBE-NO\nCOMMIT\n");
     REQUIRE_FALSE(r);
+    CHECK(r.error().message.find("KUBE-NO is neither a chain") != std::string::npos);
     CHECK(LegacySave().find("-A KUBE-F -j ACCEPT") != std::string::npos);
     // Missing COMMIT.
     auto r2 = b.Restore("*nat\n:KUBE-C - [0:0]\n");
@@ -354,6 +362,37 @@ TEST_CASE("libiptc backend: a bad rule fails naming the chain and the rule, tabl
     auto r3 = b.Restore("*nat\n-I KUBE-A 1 -j MASQUERADE\n-I OUTPUT 1 -j KUBE-A\nCOMMIT\n");
     CHECK_FALSE(r3);
     if (!r3) CHECK(r3.error().message.find("commit") != std::string::npos);
+  });
+}
+
+TEST_CASE("libiptc backend: a rule it cannot encode goes to iptables-legacy-restore") {
+  // multiport and a port given by its service name: iptables knows them, this backend not.
+  const std::string buf =
+      "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\nCOMMIT\n"
+      "*filter\n:KUBE-F - [0:0]\n-A KUBE-F -p tcp -m multiport --dports 80,443 -j ACCEPT\n"
+      "-A KUBE-F -p tcp --dport http -j ACCEPT\nCOMMIT\n";
+  InFreshNetns([&] {
+    LibiptcBackend strict(/*fallback=*/false);
+    auto r = strict.Restore(buf);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.find("unknown match \"multiport\"") != std::string::npos);
+    // Checked before anything was committed: not even the nat table of the buffer.
+    CHECK(LegacySave().find("KUBE-A") == std::string::npos);
+  });
+  auto want = Apply(false, {buf});
+  auto got = Apply(true, {buf});
+  CHECK(got[0].errors.empty());
+  CHECK(got[0].save == want[0].save);
+  CHECK(got[0].kernel == want[0].kernel);
+  CHECK(got[0].save.find("--dports 80,443") != std::string::npos);
+  // Bad for both: both errors are reported, the rule named by the first.
+  InFreshNetns([&] {
+    LibiptcBackend b;
+    auto r = b.Restore("*filter\n:KUBE-F - [0:0]\n-A KUBE-F -m nosuchmatch -j ACCEPT\nCOMMIT\n");
+    REQUIRE_FALSE(r);
+    INFO(r.error().message);
+    CHECK(r.error().message.find("chain KUBE-F") != std::string::npos);
+    CHECK(r.error().message.find("iptables-legacy-restore failed") != std::string::npos);
   });
 }
 
