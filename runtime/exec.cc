@@ -16,12 +16,10 @@ namespace {
 constexpr size_t kMaxExecOutput = 16 << 20;  // the kubelet's limit for exec output
 }
 
-Result<cri::ExecSyncResponse> Runtime::ExecSync(const std::string& id,
-                                                const std::vector<std::string>& cmd,
-                                                std::chrono::seconds timeout) {
-  monitor::StartRecord sr;
-  std::string dir, cgroup, name;
-  bool self_join = false;
+Result<Runtime::ExecTarget> Runtime::ExecTargetOf(const std::string& id,
+                                                  const std::vector<std::string>& cmd) {
+  ExecTarget t;
+  std::string name;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -31,14 +29,27 @@ Result<cri::ExecSyncResponse> Runtime::ExecSync(const std::string& id,
       return base::Fail("exec in container \"" + c.rec.metadata.name + "\" (" + id +
                         "): container is not running");
     }
-    sr = *c.start;
-    dir = c.state_dir;
-    self_join = c.self_join;
-    cgroup = c.rec.cgroup;
+    t.start = *c.start;
+    t.dir = c.state_dir;
+    t.self_join = c.self_join;
+    t.cgroup = c.rec.cgroup;
     name = c.rec.metadata.name;
   }
-  std::string what = "exec in container \"" + name + "\" (" + id + ")";
-  if (cmd.empty()) return base::Fail(what + ": no command");
+  t.what = "exec in container \"" + name + "\" (" + id + ")";
+  if (cmd.empty()) return base::Fail(t.what + ": no command");
+  return t;
+}
+
+Result<cri::ExecSyncResponse> Runtime::ExecSync(const std::string& id,
+                                                const std::vector<std::string>& cmd,
+                                                std::chrono::seconds timeout) {
+  auto target = ExecTargetOf(id, cmd);
+  if (!target) return tl::unexpected(target.error());
+  const monitor::StartRecord& sr = target->start;
+  const std::string& dir = target->dir;
+  const std::string& cgroup = target->cgroup;
+  const std::string& what = target->what;
+  const bool self_join = target->self_join;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0) return base::Errno(what + ": pipe");
   base::UniqueFd out_r(out[0]), out_w(out[1]);

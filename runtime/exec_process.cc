@@ -71,26 +71,13 @@ Result<int> ExecProcess::Wait() {
 
 Result<ExecProcess> Runtime::StartExec(const std::string& id, const std::vector<std::string>& cmd,
                                        bool with_stdin) {
-  monitor::StartRecord sr;
-  std::string dir, cgroup, name;
-  bool self_join = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = containers_.find(id);
-    if (it == containers_.end()) return base::Fail("container \"" + id + "\" not found", kErrNotFound);
-    Container& c = it->second;
-    if (!c.start || c.exit || LoadExitLocked(c)) {
-      return base::Fail("exec in container \"" + c.rec.metadata.name + "\" (" + id +
-                        "): container is not running");
-    }
-    sr = *c.start;
-    dir = c.state_dir;
-    self_join = c.self_join;
-    cgroup = c.rec.cgroup;
-    name = c.rec.metadata.name;
-  }
-  std::string what = "exec in container \"" + name + "\" (" + id + ")";
-  if (cmd.empty()) return base::Fail(what + ": no command");
+  auto target = ExecTargetOf(id, cmd);
+  if (!target) return tl::unexpected(target.error());
+  const monitor::StartRecord& sr = target->start;
+  const std::string& dir = target->dir;
+  const std::string& cgroup = target->cgroup;
+  const std::string& what = target->what;
+  const bool self_join = target->self_join;
   int p[2];
   base::UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
   if (with_stdin) {

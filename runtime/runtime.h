@@ -117,6 +117,16 @@ class Runtime {
   void OnMonitorExitIfUnwatched(const std::string& id) {
     if (watcher_->Unwatch(id)) OnMonitorExit(id);
   }
+  // What an exec into a running container needs (ExecSync and StartExec).
+  struct ExecTarget {
+    monitor::StartRecord start;
+    std::string dir;
+    std::string cgroup;
+    std::string what;  // "exec in container "NAME" (ID)", for errors
+    bool self_join = false;
+  };
+  // Fails when the container is unknown or not running, or `cmd` is empty.
+  Result<ExecTarget> ExecTargetOf(const std::string& id, const std::vector<std::string>& cmd);
   // Reads <dir>/exit into the container (under mu_). True when it was there.
   bool LoadExitLocked(Container& c);
   cri::ContainerState StateLocked(const Container& c) const;

@@ -200,6 +200,7 @@ struct HttpServer::Impl {
   void ProxyUpgrade(net::io_context& ioc, beast::ssl_stream<beast::tcp_stream>& client,
                     beast::flat_buffer& client_buf, const http::request<http::string_body>& hreq,
                     const std::string& url);
+  std::string KubeletClientContext(ssl::context& ctx);
   void Proxy(beast::ssl_stream<beast::tcp_stream>& stream, const Request& req,
              const std::string& url, unsigned version, bool keep_alive);
   template <class Stream>
@@ -222,37 +223,33 @@ void HttpServer::Impl::WriteResponse(Stream& stream, const Response& r, unsigned
   http::write(stream, res);
 }
 
-void HttpServer::Impl::Proxy(beast::ssl_stream<beast::tcp_stream>& client, const Request& req,
-                             const std::string& url, unsigned version, bool keep_alive) {
-  (void)req;
-  // url: https://host:port/path?query
+namespace {
+
+struct KubeletUrl {
+  std::string hostport, target, host, port;
+};
+
+// "https://host:port/path?query" (a node's kubelet URL as the API server builds it).
+KubeletUrl SplitKubeletUrl(const std::string& url) {
+  KubeletUrl u;
   std::string rest = url.substr(8);
   size_t slash = rest.find('/');
-  std::string hostport = rest.substr(0, slash);
-  std::string target = rest.substr(slash);
-  std::string host = hostport, port = "443";
-  size_t colon = hostport.rfind(':');
+  u.hostport = rest.substr(0, slash);
+  u.target = slash == std::string::npos ? "/" : rest.substr(slash);
+  u.host = u.hostport;
+  u.port = "443";
+  size_t colon = u.hostport.rfind(':');
   if (colon != std::string::npos) {
-    host = hostport.substr(0, colon);
-    port = hostport.substr(colon + 1);
+    u.host = u.hostport.substr(0, colon);
+    u.port = u.hostport.substr(colon + 1);
   }
-  if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
-  auto fail = [&](int code, const std::string& msg) {
-    Response r = internal::StatusResponse(code, ReasonFor(code), msg, std::nullopt);
-    WriteResponse(client, r, version, keep_alive, false);
-  };
-  net::io_context ioc;
-  ssl::context ctx{ssl::context::tls_client};
-  try {
-    ctx.use_certificate_chain_file(assets.kubelet_client_crt);
-    ctx.use_private_key_file(assets.kubelet_client_key, ssl::context::pem);
-  } catch (const std::exception& e) {
-    fail(500, std::string("kubelet client certificate: ") + e.what());
-    return;
-  }
-  // Without --kubelet-certificate-authority the apiserver does not verify the kubelet.
-  ctx.set_verify_mode(ssl::verify_none);
-  beast::ssl_stream<beast::tcp_stream> up(ioc, ctx);
+  if (!u.host.empty() && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
+  return u;
+}
+
+// TCP connect (10 s) and TLS handshake to a kubelet; the stream has no deadline afterwards.
+beast::error_code DialKubelet(net::io_context& ioc, beast::ssl_stream<beast::tcp_stream>& up,
+                              const std::string& host, const std::string& port) {
   beast::error_code ec;
   tcp::resolver resolver(ioc);
   auto results = resolver.resolve(host, port, ec);
@@ -264,11 +261,47 @@ void HttpServer::Impl::Proxy(beast::ssl_stream<beast::tcp_stream>& client, const
     SSL_set_tlsext_host_name(up.native_handle(), host.c_str());
     up.handshake(ssl::stream_base::client, ec);
   }
+  if (!ec) beast::get_lowest_layer(up).expires_never();
+  return ec;
+}
+
+}  // namespace
+
+// The API server's client side towards kubelets: its kubelet client certificate; the kubelet's
+// own certificate is not verified (as without --kubelet-certificate-authority). "" or the error.
+std::string HttpServer::Impl::KubeletClientContext(ssl::context& ctx) {
+  try {
+    ctx.use_certificate_chain_file(assets.kubelet_client_crt);
+    ctx.use_private_key_file(assets.kubelet_client_key, ssl::context::pem);
+  } catch (const std::exception& e) {
+    return std::string("kubelet client certificate: ") + e.what();
+  }
+  ctx.set_verify_mode(ssl::verify_none);
+  return "";
+}
+
+void HttpServer::Impl::Proxy(beast::ssl_stream<beast::tcp_stream>& client, const Request& req,
+                             const std::string& url, unsigned version, bool keep_alive) {
+  (void)req;
+  // url: https://host:port/path?query
+  const KubeletUrl u = SplitKubeletUrl(url);
+  const std::string &hostport = u.hostport, &target = u.target, &host = u.host, &port = u.port;
+  auto fail = [&](int code, const std::string& msg) {
+    Response r = internal::StatusResponse(code, ReasonFor(code), msg, std::nullopt);
+    WriteResponse(client, r, version, keep_alive, false);
+  };
+  net::io_context ioc;
+  ssl::context ctx{ssl::context::tls_client};
+  if (std::string err = KubeletClientContext(ctx); !err.empty()) {
+    fail(500, err);
+    return;
+  }
+  beast::ssl_stream<beast::tcp_stream> up(ioc, ctx);
+  beast::error_code ec = DialKubelet(ioc, up, host, port);
   if (ec) {
     fail(500, "Get \"" + url + "\": dial tcp " + hostport + ": " + ec.message());
     return;
   }
-  beast::get_lowest_layer(up).expires_never();
   http::request<http::empty_body> upreq{http::verb::get, target, 11};
   upreq.set(http::field::host, hostport);
   upreq.set(http::field::user_agent, "kube-apiserver/v1.32.5 (linux/amd64) kubernetes/2e37d3b");
@@ -333,48 +366,24 @@ void HttpServer::Impl::ProxyUpgrade(net::io_context& ioc,
                                     beast::flat_buffer& client_buf,
                                     const http::request<http::string_body>& hreq,
                                     const std::string& url) {
-  std::string rest = url.substr(8);
-  size_t slash = rest.find('/');
-  std::string hostport = rest.substr(0, slash);
-  std::string target = rest.substr(slash);
-  std::string host = hostport, port = "443";
-  size_t colon = hostport.rfind(':');
-  if (colon != std::string::npos) {
-    host = hostport.substr(0, colon);
-    port = hostport.substr(colon + 1);
-  }
-  if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+  const KubeletUrl u = SplitKubeletUrl(url);
+  const std::string &hostport = u.hostport, &target = u.target, &host = u.host, &port = u.port;
   std::string what = std::string(hreq.method_string()) + " \"" + url + "\"";
   auto fail = [&](int code, const std::string& msg) {
     Response r = internal::StatusResponse(code, ReasonFor(code), msg, std::nullopt);
     WriteResponse(client, r, hreq.version(), false, false);
   };
   ssl::context ctx{ssl::context::tls_client};
-  try {
-    ctx.use_certificate_chain_file(assets.kubelet_client_crt);
-    ctx.use_private_key_file(assets.kubelet_client_key, ssl::context::pem);
-  } catch (const std::exception& e) {
-    fail(500, std::string("kubelet client certificate: ") + e.what());
+  if (std::string err = KubeletClientContext(ctx); !err.empty()) {
+    fail(500, err);
     return;
   }
-  ctx.set_verify_mode(ssl::verify_none);  // no --kubelet-certificate-authority
   beast::ssl_stream<beast::tcp_stream> up(ioc, ctx);
-  beast::error_code ec;
-  tcp::resolver resolver(ioc);
-  auto results = resolver.resolve(host, port, ec);
-  if (!ec) {
-    beast::get_lowest_layer(up).expires_after(std::chrono::seconds(10));
-    beast::get_lowest_layer(up).connect(results, ec);
-  }
-  if (!ec) {
-    SSL_set_tlsext_host_name(up.native_handle(), host.c_str());
-    up.handshake(ssl::stream_base::client, ec);
-  }
+  beast::error_code ec = DialKubelet(ioc, up, host, port);
   if (ec) {
     fail(500, "error dialing backend: dial tcp " + hostport + ": " + ec.message());
     return;
   }
-  beast::get_lowest_layer(up).expires_never();
   // The client's request with its upgrade headers (Connection, Upgrade, Sec-WebSocket-*,
   // X-Stream-Protocol-Version); the apiserver's own credentials replace the client's.
   http::request<http::empty_body> upreq{hreq.method(), target, 11};
