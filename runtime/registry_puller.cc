@@ -154,22 +154,13 @@ std::string HttpError(const HttpResponse& r) {
 
 }  // namespace
 
-Result<PullResult> PullFromRegistry(ImageStore& store, const std::string& ref_text,
-                                    const RegistryAuth& auth, const RegistryOptions& opts) {
-  auto parsed = ParseImageRef(ref_text);
-  if (!parsed) return tl::unexpected(parsed.error());
-  const ImageRef& ref = *parsed;
+namespace {
+
+// One pull of `ref` from the registry endpoint `endpoint` ("scheme://host[:port]").
+Result<PullResult> PullVia(ImageStore& store, const ImageRef& ref, const std::string& endpoint,
+                           const RegistryAuth& auth) {
   std::string what = "pull " + ref.String();
-  std::string host = ref.domain == "docker.io" ? "registry-1.docker.io" : ref.domain;
-  std::string base;
-  if (auto m = opts.mirrors.find(ref.domain); m != opts.mirrors.end()) {
-    base = m->second;
-  } else {
-    std::string hostname = host.substr(0, host.rfind(':') == std::string::npos ? host.size() : host.rfind(':'));
-    bool plain = IsLoopback(hostname) || opts.insecure_registries.count(ref.domain);
-    base = (plain ? "http://" : "https://") + host;
-  }
-  base += "/v2/" + ref.path + "/";
+  std::string base = endpoint + "/v2/" + ref.path + "/";
   Registry reg(base, auth, false);
 
   // Manifest (or index) by tag or digest.
@@ -283,6 +274,33 @@ Result<PullResult> PullFromRegistry(ImageStore& store, const std::string& ref_te
   (void)store.GarbageCollect();  // what a removal skipped while this pull ran
   base::log::Info("image pulled", {{"image", ref.String()}, {"digest", manifest_digest}, {"size", size}});
   return PullResult{*rec, repo_digest};
+}
+
+}  // namespace
+
+// As containerd's hosts: the configured mirror first, then, when it fails (unreachable, an
+// error status, a digest that does not verify), the registry itself.
+Result<PullResult> PullFromRegistry(ImageStore& store, const std::string& ref_text,
+                                    const RegistryAuth& auth, const RegistryOptions& opts) {
+  auto parsed = ParseImageRef(ref_text);
+  if (!parsed) return tl::unexpected(parsed.error());
+  const ImageRef& ref = *parsed;
+  std::string host = ref.domain == "docker.io" ? "registry-1.docker.io" : ref.domain;
+  std::string hostname =
+      host.substr(0, host.rfind(':') == std::string::npos ? host.size() : host.rfind(':'));
+  bool plain = IsLoopback(hostname) || opts.insecure_registries.count(ref.domain);
+  std::string upstream = (plain ? "http://" : "https://") + host;
+  auto m = opts.mirrors.find(ref.domain);
+  if (m == opts.mirrors.end()) return PullVia(store, ref, upstream, auth);
+  auto via_mirror = PullVia(store, ref, m->second, auth);
+  if (via_mirror) return via_mirror;
+  base::log::Warn("pull through the mirror failed; trying the registry itself",
+                  {{"image", ref.String()}, {"mirror", m->second}, {"err", via_mirror.error().message}});
+  auto direct = PullVia(store, ref, upstream, auth);
+  if (direct) return direct;
+  return base::Fail(direct.error().message + " (mirror " + m->second + ": " +
+                        via_mirror.error().message + ")",
+                    direct.error().code);
 }
 
 }  // namespace runtime

@@ -16,6 +16,7 @@
 
 #include "base/file.h"
 #include "base/strings.h"
+#include "runtime/registry_puller.h"
 #include "cgroups/driver.h"
 #include "cri/embedded_runtime.h"
 #include "runtime/network/bridge_network.h"
@@ -512,6 +513,22 @@ TEST_CASE("runtime: images are pulled from a registry with every digest verified
   auto mref = env.rt->PullImage(mirrored, {}, nullptr);
   if (!mref) FAIL(mref.error().message);
   CHECK(mref->rfind("mirror.example/test/busybox@sha256:", 0) == 0);
+  {
+    // A mirror that does not answer: the registry itself serves the pull (as containerd).
+    auto store = runtime::ImageStore::Open(env.root + "/fallback-store");
+    REQUIRE(store);
+    runtime::RegistryOptions ro;
+    ro.mirrors["127.0.0.1:5000"] = "http://127.0.0.1:1";
+    auto pr = runtime::PullFromRegistry(**store, "127.0.0.1:5000/test/busybox:v1", {}, ro);
+    if (!pr) FAIL(pr.error().message);
+    CHECK(pr->repo_digest.rfind("127.0.0.1:5000/test/busybox@sha256:", 0) == 0);
+    // Both failing: the error is the registry's, with the mirror's too.
+    auto both = runtime::PullFromRegistry(**store, "127.0.0.1:5000/test/busybox:nope", {}, ro);
+    REQUIRE_FALSE(both);
+    INFO(both.error().message);
+    CHECK(both.error().message.find("manifest unknown") != std::string::npos);
+    CHECK(both.error().message.find("(mirror http://127.0.0.1:1: ") != std::string::npos);
+  }
   // Unknown tag.
   cri::ImageSpec missing;
   missing.image = "127.0.0.1:5000/test/busybox:nope";
