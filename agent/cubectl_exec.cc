@@ -83,21 +83,6 @@ Head ParseHead(const std::string& head) {
 
 }  // namespace
 
-std::string UrlEscape(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 int RunExec(const ExecArgs& a) {
   signal(SIGPIPE, SIG_IGN);
   sockaddr_un sun{};
@@ -113,9 +98,9 @@ int RunExec(const ExecArgs& a) {
     return Error("cannot connect to cubelet at " + a.socket + ": " + strerror(e) + "; " + hint);
   }
 
-  std::string target = "/exec/" + UrlEscape(a.ns) + "/" + UrlEscape(a.pod) + "/" +
-                       UrlEscape(a.container) + "?";
-  for (const auto& c : a.command) target += "command=" + UrlEscape(c) + "&";
+  std::string target = "/exec/" + base::PercentEncode(a.ns) + "/" + base::PercentEncode(a.pod) + "/" +
+                       base::PercentEncode(a.container) + "?";
+  for (const auto& c : a.command) target += "command=" + base::PercentEncode(c) + "&";
   if (a.stdin) target += "stdin=1&";
   target += "stdout=1&stderr=1";
   std::string key = RandomKey();

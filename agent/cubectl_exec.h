@@ -19,7 +19,4 @@ struct ExecArgs {
 // "error: ..." on stderr when it could not run.
 int RunExec(const ExecArgs& args);
 
-// Query-escapes one component (RFC 3986 unreserved characters stay).
-std::string UrlEscape(const std::string& s);
-
 }  // namespace agent::cubectl

@@ -18,6 +18,7 @@
 #include "agent/cubectl_exec.h"
 #include "agent/cubectl_table.h"
 #include "base/result.h"
+#include "base/strings.h"
 
 namespace {
 
@@ -106,21 +107,6 @@ base::Result<> Stream(const std::string& socket_path, const std::string& target)
   return {};
 }
 
-std::string Escape(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 int Fail(const base::Error& e) {
   std::cerr << "error: " << e.message << "\n";
   return 1;
@@ -188,8 +174,8 @@ int RunLogs(const std::string& socket, const std::string& pod_ref, std::string c
     if (!c) return Fail(c.error());
     container = *c;
   }
-  std::string target = "/containerLogs/" + Escape(ns) + "/" + Escape(name) + "/" +
-                       Escape(container) + "?follow=" + (follow ? "true" : "false");
+  std::string target = "/containerLogs/" + base::PercentEncode(ns) + "/" + base::PercentEncode(name) + "/" +
+                       base::PercentEncode(container) + "?follow=" + (follow ? "true" : "false");
   if (tail >= 0) target += "&tailLines=" + std::to_string(tail);
   if (timestamps) target += "&timestamps=true";
   if (previous) target += "&previous=true";

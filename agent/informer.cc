@@ -3,26 +3,9 @@
 #include <random>
 
 #include "base/log.h"
+#include "base/strings.h"
 
 namespace agent {
-namespace {
-
-std::string UrlEncode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 Informer::Informer(ApiClientPtr client, InformerOptions opts, InformerHandlers handlers)
     : client_(std::move(client)), opts_(std::move(opts)), handlers_(std::move(handlers)) {
@@ -73,15 +56,15 @@ std::string Informer::LastResourceVersion() const {
 std::string Informer::BuildQuery(const InformerOptions& o, bool watch, const std::string& rv,
                                  int timeout_seconds) {
   std::vector<std::string> q;
-  if (!o.field_selector.empty()) q.push_back("fieldSelector=" + UrlEncode(o.field_selector));
-  if (!o.label_selector.empty()) q.push_back("labelSelector=" + UrlEncode(o.label_selector));
+  if (!o.field_selector.empty()) q.push_back("fieldSelector=" + base::PercentEncode(o.field_selector));
+  if (!o.label_selector.empty()) q.push_back("labelSelector=" + base::PercentEncode(o.label_selector));
   if (watch) {
     q.push_back("watch=true");
     q.push_back("allowWatchBookmarks=true");
-    q.push_back("resourceVersion=" + UrlEncode(rv));
+    q.push_back("resourceVersion=" + base::PercentEncode(rv));
     q.push_back("timeoutSeconds=" + std::to_string(timeout_seconds));
   } else if (!rv.empty()) {
-    q.push_back("resourceVersion=" + UrlEncode(rv));
+    q.push_back("resourceVersion=" + base::PercentEncode(rv));
   }
   std::string out;
   for (size_t i = 0; i < q.size(); ++i) out += (i ? "&" : "?") + q[i];

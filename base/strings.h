@@ -11,6 +11,9 @@ std::string_view Trim(std::string_view s);
 bool StartsWith(std::string_view s, std::string_view prefix);
 bool EndsWith(std::string_view s, std::string_view suffix);
 std::string ToLower(std::string_view s);
+// Percent-encodes every byte but RFC 3986's unreserved characters (A-Z a-z 0-9 - . _ ~), as
+// Go's url.QueryEscape / PathEscape agree on for them: query values and single path segments.
+std::string PercentEncode(std::string_view s);
 // Random lowercase alphanumeric string (for ids, generateName suffixes).
 std::string RandomAlnum(size_t n);
 // 64 hex chars of random data (container and sandbox ids, like containerd's).

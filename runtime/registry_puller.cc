@@ -68,20 +68,6 @@ std::map<std::string, std::string> ParseChallenge(const std::string& h, std::str
   return out;
 }
 
-std::string UrlEncode(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char b[4];
-      snprintf(b, sizeof b, "%%%02X", c);
-      out += b;
-    }
-  }
-  return out;
-}
-
 class Registry {
  public:
   Registry(std::string base, const RegistryAuth& auth, bool insecure_tls)
@@ -119,8 +105,8 @@ class Registry {
     if (scheme != "bearer" || params["realm"].empty()) {
       return base::Fail("unsupported registry authentication \"" + challenge + "\"");
     }
-    std::string url = params["realm"] + "?service=" + UrlEncode(params["service"]);
-    if (!params["scope"].empty()) url += "&scope=" + UrlEncode(params["scope"]);
+    std::string url = params["realm"] + "?service=" + base::PercentEncode(params["service"]);
+    if (!params["scope"].empty()) url += "&scope=" + base::PercentEncode(params["scope"]);
     HttpRequest req;
     req.url = url;
     req.insecure_skip_verify = insecure_tls_;
