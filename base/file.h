@@ -1,6 +1,7 @@
 #pragma once
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -15,5 +16,7 @@ Result<> MkdirAll(const std::string& path, int mode = 0755);
 // rm -rf that does not cross mount points it finds (returns error on a busy mount).
 Result<> RemoveAll(const std::string& path);
 bool PathExists(const std::string& path);
+// Names in a directory ("." and ".." left out), in readdir order; empty when unreadable.
+std::vector<std::string> ListDir(const std::string& dir);
 
 }  // namespace base

@@ -1,6 +1,5 @@
 #include "runtime/content_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,18 +21,6 @@ namespace runtime {
 using nlohmann::json;
 
 namespace {
-
-std::vector<std::string> Entries(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
-  }
-  closedir(d);
-  return out;
-}
 
 std::string Hex(const std::string& digest) { return digest.substr(7); }
 
@@ -173,7 +160,7 @@ Result<LayerInfo> ContentStore::AddTreeLayer(const std::string& tree, const std:
   while (!stack.empty()) {
     std::string d = stack.back();
     stack.pop_back();
-    for (const auto& n : Entries(d)) {
+    for (const auto& n : base::ListDir(d)) {
       struct stat st;
       if (lstat((d + "/" + n).c_str(), &st) != 0) continue;
       if (S_ISDIR(st.st_mode)) stack.push_back(d + "/" + n);
@@ -187,7 +174,7 @@ Result<LayerInfo> ContentStore::AddTreeLayer(const std::string& tree, const std:
 
 std::vector<std::string> ContentStore::ListLayers() const {
   std::vector<std::string> out;
-  for (const auto& n : Entries(dir_ + "/layers")) {
+  for (const auto& n : base::ListDir(dir_ + "/layers")) {
     if (IsSha256Hex(n)) out.push_back("sha256:" + n);
   }
   return out;
@@ -195,7 +182,7 @@ std::vector<std::string> ContentStore::ListLayers() const {
 
 std::vector<std::string> ContentStore::ListBlobs() const {
   std::vector<std::string> out;
-  for (const auto& n : Entries(dir_ + "/blobs/sha256")) {
+  for (const auto& n : base::ListDir(dir_ + "/blobs/sha256")) {
     if (IsSha256Hex(n)) out.push_back("sha256:" + n);
   }
   return out;

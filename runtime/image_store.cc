@@ -1,6 +1,5 @@
 #include "runtime/image_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -143,15 +142,8 @@ Result<> ImageStore::Migrate() {
   // becomes one layer, moved, not copied; the config becomes a blob. A symlink stays at the
   // old rootfs path for containers created (not yet started) by the older cubelet.
   size_t migrated = 0;
-  DIR* d = opendir((dir_ + "/images").c_str());
-  std::vector<std::string> ids;
-  if (d) {
-    while (dirent* e = readdir(d)) {
-      if (IsSha256Hex(e->d_name)) ids.push_back(e->d_name);
-    }
-    closedir(d);
-  }
-  for (const auto& id : ids) {
+  for (const auto& id : base::ListDir(dir_ + "/images")) {
+    if (!IsSha256Hex(id)) continue;
     std::string idir = dir_ + "/images/" + id;
     if (base::PathExists(idir + "/meta.json") && !base::PathExists(idir + "/config.json")) continue;
     std::string what = "migrate image sha256:" + id + " in '" + dir_ + "' to the layered format";
@@ -264,13 +256,9 @@ std::optional<ImageRecord> ImageStore::Find(const std::string& ref) const {
 std::vector<ImageRecord> ImageStore::List() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<ImageRecord> out;
-  DIR* d = opendir((dir_ + "/images").c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
+  for (const auto& n : base::ListDir(dir_ + "/images")) {
     if (HasImageLocked(n)) out.push_back(RecordLocked(n));
   }
-  closedir(d);
   return out;
 }
 
@@ -306,19 +294,14 @@ Result<ImageGcStats> ImageStore::GarbageCollect() {
   std::set<std::string> layers, blobs;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    DIR* d = opendir((dir_ + "/images").c_str());
-    if (d) {
-      while (dirent* e = readdir(d)) {
-        std::string id = e->d_name;
-        if (!HasImageLocked(id)) continue;
-        blobs.insert("sha256:" + id);
-        auto meta = ReadJson(dir_ + "/images/" + id + "/meta.json");
-        if (!meta || !meta->is_object()) continue;
-        for (const auto& l : Strings(meta->value("diff_ids", json::array()))) layers.insert(l);
-        std::string manifest = meta->value("manifest", "");
-        if (!manifest.empty()) blobs.insert(manifest);
-      }
-      closedir(d);
+    for (const auto& id : base::ListDir(dir_ + "/images")) {
+      if (!HasImageLocked(id)) continue;
+      blobs.insert("sha256:" + id);
+      auto meta = ReadJson(dir_ + "/images/" + id + "/meta.json");
+      if (!meta || !meta->is_object()) continue;
+      for (const auto& l : Strings(meta->value("diff_ids", json::array()))) layers.insert(l);
+      std::string manifest = meta->value("manifest", "");
+      if (!manifest.empty()) blobs.insert(manifest);
     }
   }
   for (const auto& l : content_.ListLayers()) {

@@ -1,6 +1,5 @@
 #include "runtime/runtime.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
@@ -22,18 +21,6 @@
 
 namespace runtime {
 namespace {
-
-std::vector<std::string> ListDir(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
-  }
-  closedir(d);
-  return out;
-}
 
 // Overlayfs needs a kernel module and an upper filesystem that supports it (not overlayfs
 // itself, e.g. when cubelet runs inside a container): try a real mount once, with "volatile"
@@ -149,7 +136,7 @@ std::string Runtime::ContainerStateDir(const std::string& id) const {
 }
 
 void Runtime::Adopt() {
-  for (const auto& id : ListDir(opts_.root_dir + "/sandboxes")) {
+  for (const auto& id : base::ListDir(opts_.root_dir + "/sandboxes")) {
     auto text = base::ReadFile(SandboxDir(id) + "/sandbox.json");
     if (!text) continue;  // crashed half-way through RunPodSandbox: RemovePodSandbox cleans it
     auto rec = DecodeSandboxRecord(*text);
@@ -161,7 +148,7 @@ void Runtime::Adopt() {
     sandboxes_[id] = Sandbox{*rec};
   }
   std::vector<std::pair<std::string, monitor::StartRecord>> to_watch;
-  for (const auto& id : ListDir(opts_.root_dir + "/containers")) {
+  for (const auto& id : base::ListDir(opts_.root_dir + "/containers")) {
     std::string dir = ContainerDir(id);
     auto text = base::ReadFile(dir + "/container.json");
     if (!text) continue;
@@ -209,7 +196,7 @@ void Runtime::Adopt() {
   }
   // Run-directory state of containers whose record never made it to disk (a crash during
   // CreateContainer).
-  for (const auto& id : ListDir(opts_.run_dir + "/containers")) {
+  for (const auto& id : base::ListDir(opts_.run_dir + "/containers")) {
     if (!base::PathExists(ContainerDir(id) + "/container.json")) {
       (void)base::RemoveAll(ContainerStateDir(id));
     }

@@ -1,5 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <stdlib.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "base/file.h"
 #include "base/quantity.h"
 #include "base/strings.h"
 #include "base/time.h"
@@ -40,4 +47,22 @@ TEST_CASE("string helpers") {
   CHECK(base::Trim("  x \n") == "x");
   CHECK(base::RandomHexId().size() == 64);
   CHECK(base::RandomAlnum(5).size() == 5);
+  // Unreserved characters stay; everything else (selectors, spaces, UTF-8) is %XX, upper hex.
+  CHECK(base::PercentEncode("AZaz09-._~") == "AZaz09-._~");
+  CHECK(base::PercentEncode("spec.nodeName=node-a,app in (x y)") ==
+        "spec.nodeName%3Dnode-a%2Capp%20in%20%28x%20y%29");
+  CHECK(base::PercentEncode("a/b?c&d\xc3\xa9") == "a%2Fb%3Fc%26d%C3%A9");
+}
+
+TEST_CASE("ListDir names a directory's entries, nothing when unreadable") {
+  char tmpl[] = "/tmp/cubelet-base-listdir-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  std::string d = tmpl;
+  REQUIRE(base::WriteFile(d + "/a", "1"));
+  REQUIRE(base::MkdirAll(d + "/sub"));
+  auto names = base::ListDir(d);
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"a", "sub"});
+  CHECK(base::ListDir(d + "/missing").empty());
+  REQUIRE(base::RemoveAll(d));
 }

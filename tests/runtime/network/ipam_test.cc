@@ -1,5 +1,4 @@
 // Pure tests (no root): CIDR arithmetic, host-local IPAM on a temp dir, node rules rendering.
-#include <dirent.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -41,14 +40,7 @@ std::string Id(int n) {
 }
 
 std::vector<std::string> Names(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
-  }
-  closedir(d);
+  std::vector<std::string> out = base::ListDir(dir);
   std::sort(out.begin(), out.end());
   return out;
 }
