@@ -117,30 +117,10 @@ ContainerLogManager::ContainerLogManager(cri::RuntimeService* runtime,
 ContainerLogManager::~ContainerLogManager() { Stop(); }
 
 void ContainerLogManager::Start() {
-  std::lock_guard lk(mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  thread_ = std::thread([this] { Loop(); });
+  loop_.Start(opts_.monitor_interval, [this] { RotateLogs(); });
 }
 
-void ContainerLogManager::Stop() {
-  {
-    std::lock_guard lk(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void ContainerLogManager::Loop() {
-  std::unique_lock lk(mu_);
-  while (!stop_) {
-    lk.unlock();
-    RotateLogs();
-    lk.lock();
-    cv_.wait_for(lk, opts_.monitor_interval, [this] { return stop_; });
-  }
-}
+void ContainerLogManager::Stop() { loop_.Stop(); }
 
 int ContainerLogManager::RotateLogs() {
   cri::ContainerFilter running;

@@ -11,13 +11,11 @@
 // ("<log>.<stamp>.gz"), so the newest two stay plain.
 // It works through cri::RuntimeService only, so any CRI runtime gets the same rotation.
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "agent/periodic.h"
 #include "base/result.h"
 #include "base/time.h"
 #include "cri/runtime_service.h"
@@ -59,15 +57,11 @@ class ContainerLogManager {
 
  private:
   base::Result<> Rotate(const std::string& container_id, const std::string& log_path);
-  void Loop();
 
   cri::RuntimeService* runtime_;
   ContainerLogManagerOptions opts_;
   const base::Clock* clock_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  Periodic loop_;  // last: stopped before the rest goes
 };
 
 }  // namespace agent

@@ -50,32 +50,14 @@ void ImageGcManager::Start() {
     base::log::Info("image garbage collection disabled (image-gc-high-threshold is 100)");
     return;
   }
-  std::lock_guard lk(mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  thread_ = std::thread([this] { Loop(); });
-}
-
-void ImageGcManager::Stop() {
-  {
-    std::lock_guard lk(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void ImageGcManager::Loop() {
-  std::unique_lock lk(mu_);
-  while (!stop_) {
-    lk.unlock();
+  loop_.Start(policy_.period, [this] {
     if (auto r = GarbageCollect(); !r) {
       base::log::Error("image garbage collection failed", {{"err", r.error().message}});
     }
-    lk.lock();
-    cv_.wait_for(lk, policy_.period, [this] { return stop_; });
-  }
+  });
 }
+
+void ImageGcManager::Stop() { loop_.Stop(); }
 
 void ImageGcManager::Emit(const std::string& type, const std::string& reason,
                           const std::string& msg) {

@@ -10,15 +10,14 @@
 // "Last used" is when a detection pass last saw a container using the image; passes run with
 // every collection (every 5 minutes, and once at start).
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "agent/periodic.h"
 #include "base/result.h"
 #include "base/time.h"
 #include "cri/runtime_service.h"
@@ -80,7 +79,6 @@ class ImageGcManager {
   base::Result<std::vector<std::string>> DetectImages(base::WallTime now);
   base::Result<uint64_t> FreeSpace(uint64_t bytes_to_free, base::WallTime now,
                                    std::vector<std::string>* removed);
-  void Loop();
   void Emit(const std::string& type, const std::string& reason, const std::string& msg);
 
   cri::RuntimeService* runtime_;
@@ -91,10 +89,7 @@ class ImageGcManager {
   NodeEventFn events_;
   std::mutex gc_mu_;                       // one collection at a time; guards records_
   std::map<std::string, Record> records_;  // by image id
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  Periodic loop_;                          // last: stopped before the rest goes
 };
 
 }  // namespace agent
