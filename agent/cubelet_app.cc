@@ -141,12 +141,7 @@ class Backend final : public KubeletServerBackend {
   // As the kubelet's GetExec: the pod from the pods bound here, then its running container.
   base::Result<std::string> FindExecContainer(const std::string& ns, const std::string& pod,
                                               const std::string& container) override {
-    std::string uid;
-    auto list = k_->PodList();
-    for (const auto& p : list["items"]) {
-      const auto& m = p["metadata"];
-      if (m.value("namespace", "") == ns && m.value("name", "") == pod) uid = m.value("uid", "");
-    }
+    std::string uid = k_->PodUid(ns, pod);
     if (uid.empty()) return base::Fail("pod does not exist", ENOENT);
     cri::ContainerFilter f;
     f.state = cri::ContainerState::kRunning;

@@ -675,15 +675,18 @@ json Kubelet::DebugPods() const {
   return json{{"pods", pods}};
 }
 
+std::string Kubelet::PodUid(const std::string& ns, const std::string& name) const {
+  std::lock_guard lk(mu_);
+  std::string uid;
+  for (const auto& [u, rec] : pods_) {
+    if (rec.pod.ns == ns && rec.pod.name == name && !rec.removed) uid = u;
+  }
+  return uid;
+}
+
 base::Result<std::pair<std::string, bool>> Kubelet::ContainerLogPath(const std::string& ns, const std::string& name,
                                                                      const std::string& container, bool previous) {
-  std::string uid;
-  {
-    std::lock_guard lk(mu_);
-    for (const auto& [u, rec] : pods_) {
-      if (rec.pod.ns == ns && rec.pod.name == name && !rec.removed) uid = u;
-    }
-  }
+  std::string uid = PodUid(ns, name);
   if (uid.empty()) return base::Fail("pod \"" + ns + "/" + name + "\" not found on this node", ENOENT);
   PodRuntimeState st = Observe(uid);
   const ObservedContainer* last = st.Latest(container);

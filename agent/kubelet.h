@@ -65,6 +65,8 @@ class Kubelet {
 
   // For the kubelet HTTP API / cubectl.
   nlohmann::json PodList() const;          // v1 PodList of the pods this node runs
+  // UID of the pod NS/NAME this node runs ("" when none).
+  std::string PodUid(const std::string& ns, const std::string& name) const;
   nlohmann::json DebugPods() const;        // cubectl schema
   base::Result<std::pair<std::string, bool>> ContainerLogPath(const std::string& ns, const std::string& pod,
                                                               const std::string& container, bool previous);

@@ -45,11 +45,7 @@ Result<cri::ExecSyncResponse> Runtime::ExecSync(const std::string& id,
                                                 std::chrono::seconds timeout) {
   auto target = ExecTargetOf(id, cmd);
   if (!target) return tl::unexpected(target.error());
-  const monitor::StartRecord& sr = target->start;
-  const std::string& dir = target->dir;
-  const std::string& cgroup = target->cgroup;
-  const std::string& what = target->what;
-  const bool self_join = target->self_join;
+  const auto& [sr, dir, cgroup, what, self_join] = *target;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0) return base::Errno(what + ": pipe");
   base::UniqueFd out_r(out[0]), out_w(out[1]);

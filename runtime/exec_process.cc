@@ -73,11 +73,7 @@ Result<ExecProcess> Runtime::StartExec(const std::string& id, const std::vector<
                                        bool with_stdin) {
   auto target = ExecTargetOf(id, cmd);
   if (!target) return tl::unexpected(target.error());
-  const monitor::StartRecord& sr = target->start;
-  const std::string& dir = target->dir;
-  const std::string& cgroup = target->cgroup;
-  const std::string& what = target->what;
-  const bool self_join = target->self_join;
+  const auto& [sr, dir, cgroup, what, self_join] = *target;
   int p[2];
   base::UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
   if (with_stdin) {
