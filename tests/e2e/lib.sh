@@ -119,6 +119,10 @@ start_apiserver() {
 }
 
 k() { "$KUBECTL" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
+# node_ready [NAME] — the Node (default node-a) reports Ready=True.
+node_ready() {
+  [ "$(k get node "${1:-node-a}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
 
 # start_node INDEX NAME [extra cubelet flags...]
 start_node() {

@@ -40,9 +40,6 @@ net_relaunch_node() {
   NODE_PIDS[$i]=$!
 }
 
-node_ready() {
-  [ "$(k get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
-}
 # pod_is POD PHASE [NAMESPACE]
 pod_is() { [ "$(k -n "${3:-default}" get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null)" = "$2" ]; }
 pod_ip() { k -n "${2:-default}" get pod "$1" -o jsonpath='{.status.podIP}' 2>/dev/null; }

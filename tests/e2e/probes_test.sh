@@ -11,9 +11,6 @@ e2e_setup
 
 start_apiserver --node node-a || exit 1
 start_node 1 node-a
-node_ready() {
-  [ "$(k get node node-a -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
-}
 wait_for 30 "node-a registered and Ready" node_ready
 
 jp() { k get pod "$1" -o jsonpath="$2" 2>/dev/null; }

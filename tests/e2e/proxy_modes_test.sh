@@ -11,9 +11,6 @@ e2e_setup
 
 start_apiserver --node node-a || exit 1
 start_node 1 node-a --proxy-mode iptables
-node_ready() {
-  [ "$(k get node node-a -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
-}
 wait_for 30 "node-a registered and Ready" node_ready
 
 EXT_IP=10.123.0.200

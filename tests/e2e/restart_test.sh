@@ -7,7 +7,7 @@ e2e_enter_netns "$@"
 e2e_setup
 start_apiserver --node node-a || exit 1
 start_node 1 node-a
-wait_for 30 "node-a Ready" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get node node-a -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}')\" = True ]"
+wait_for 30 "node-a Ready" node_ready
 
 cat <<YAML | k apply -f - >/dev/null
 apiVersion: v1

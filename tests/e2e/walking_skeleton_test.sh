@@ -16,9 +16,6 @@ wait_for 10 "registration retries back off (100 ms doubling)" grep -q 'retry_in_
 start_apiserver --node node-a || exit 1
 
 # --- the node joins and stays Ready --------------------------------------------------------
-node_ready() {
-  [ "$(k get node node-a -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
-}
 wait_for 30 "node-a registered and Ready" node_ready
 check "Ready reason KubeletReady" test "$(k get node node-a -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')" = KubeletReady
 check "node InternalIP is the node's address" test "$(k get node node-a -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')" = 10.123.0.11
