@@ -3,13 +3,17 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "agent/exec_protocol.h"
@@ -81,6 +85,40 @@ Head ParseHead(const std::string& head) {
   return h;
 }
 
+// Our terminal in raw mode for the session (the remote terminal does the line editing and
+// echo, as kubectl exec -t), restored however we leave.
+class RawTerminal {
+ public:
+  explicit RawTerminal(int fd) : fd_(fd) {
+    if (tcgetattr(fd, &saved_) != 0) return;
+    termios raw = saved_;
+    cfmakeraw(&raw);
+    active_ = tcsetattr(fd, TCSANOW, &raw) == 0;
+  }
+  ~RawTerminal() {
+    if (active_) tcsetattr(fd_, TCSANOW, &saved_);
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  int fd_;
+  termios saved_{};
+  bool active_ = false;
+};
+
+// remotecommand.TerminalSize of our terminal, or "" when there is none.
+std::string TerminalSizeJson() {
+  winsize ws{};
+  for (int fd : {STDOUT_FILENO, STDIN_FILENO}) {
+    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
+      return "{\"Width\":" + std::to_string(ws.ws_col) + ",\"Height\":" +
+             std::to_string(ws.ws_row) + "}";
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 int RunExec(const ExecArgs& a) {
@@ -102,6 +140,10 @@ int RunExec(const ExecArgs& a) {
                        base::PercentEncode(a.container) + "?";
   for (const auto& c : a.command) target += "command=" + base::PercentEncode(c) + "&";
   if (a.stdin) target += "stdin=1&";
+  // As kubectl: -t without a terminal on stdin is dropped (with the same warning).
+  bool tty = a.tty && isatty(STDIN_FILENO);
+  if (a.tty && !tty) fprintf(stderr, "Unable to use a TTY - input is not a terminal or the right kind of file\n");
+  if (tty) target += "tty=1&";
   target += "stdout=1&stderr=1";
   std::string key = RandomKey();
   std::string req = "GET " + target +
@@ -149,6 +191,20 @@ int RunExec(const ExecArgs& a) {
   auto queue = [&](const ep::Message& m) {
     out_q += ep::EncodeFrame(m.opcode, m.payload, true);
   };
+  // With a terminal: raw mode, its size now and on every SIGWINCH (through a signalfd).
+  std::optional<RawTerminal> raw;
+  base::UniqueFd winch;
+  if (tty) {
+    if (a.stdin) raw.emplace(STDIN_FILENO);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    winch.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (auto size = TerminalSizeJson(); !size.empty()) {
+      queue(ep::EncodeChannelMessage(proto->protocol, ep::kResize, size));
+    }
+  }
   bool stdin_open = a.stdin, done = false, closed_by_server = false;
   std::string status;
   auto handle = [&]() -> bool {  // false on a protocol error
@@ -179,14 +235,18 @@ int RunExec(const ExecArgs& a) {
   };
   if (!handle()) return 1;
   while (!done || !out_q.empty()) {
-    pollfd p[2];
+    pollfd p[3];
     int n = 0;
     p[n++] = {sock.get(), static_cast<short>((done ? 0 : POLLIN) | (out_q.empty() ? 0 : POLLOUT)),
               0};
-    int i_stdin = -1;
+    int i_stdin = -1, i_winch = -1;
     if (stdin_open && !done && out_q.size() < kMaxQueued) {
       i_stdin = n;
       p[n++] = {STDIN_FILENO, POLLIN, 0};
+    }
+    if (winch && !done) {
+      i_winch = n;
+      p[n++] = {winch.get(), POLLIN, 0};
     }
     if (poll(p, static_cast<nfds_t>(n), -1) < 0) {
       if (errno == EINTR) continue;
@@ -210,6 +270,14 @@ int RunExec(const ExecArgs& a) {
         if (!handle()) return 1;
       }
     }
+    if (i_winch >= 0 && p[i_winch].revents) {
+      signalfd_siginfo si;
+      while (read(winch.get(), &si, sizeof si) == sizeof si) {
+      }
+      if (auto size = TerminalSizeJson(); !size.empty()) {
+        queue(ep::EncodeChannelMessage(proto->protocol, ep::kResize, size));
+      }
+    }
     if (i_stdin >= 0 && p[i_stdin].revents) {
       ssize_t r = read(STDIN_FILENO, buf, sizeof buf);
       if (r > 0) {
@@ -221,6 +289,7 @@ int RunExec(const ExecArgs& a) {
       }
     }
   }
+  raw.reset();  // our terminal back to normal before any message
   if (!closed_by_server && status.empty()) {
     return Error("the connection to cubelet ended before the command's status arrived");
   }

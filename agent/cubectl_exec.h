@@ -13,6 +13,7 @@ struct ExecArgs {
   std::string ns, pod, container;
   std::vector<std::string> command;
   bool stdin = false;  // -i: copy our stdin to the command, then half-close it
+  bool tty = false;    // -t: the command gets a terminal; ours goes raw and sends its size
 };
 
 // Runs the command; returns the exit code for cubectl: the command's, or 1 after printing

@@ -185,7 +185,7 @@ int RunLogs(const std::string& socket, const std::string& pod_ref, std::string c
 }
 
 int RunExec(const std::string& socket, const std::string& pod_ref, std::string container,
-            const std::vector<std::string>& command, bool stdin) {
+            const std::vector<std::string>& command, bool stdin, bool tty) {
   auto ref = SplitPodRef(pod_ref);
   if (!ref) return Fail(ref.error());
   if (container.empty()) {
@@ -200,6 +200,7 @@ int RunExec(const std::string& socket, const std::string& pod_ref, std::string c
   a.container = container;
   a.command = command;
   a.stdin = stdin;
+  a.tty = tty;
   return agent::cubectl::RunExec(a);
 }
 
@@ -231,8 +232,9 @@ int main(int argc, char** argv) {
   auto* exec = app.add_subcommand("exec", "Run a command in a running container");
   std::string exec_pod, exec_container;
   std::vector<std::string> command;
-  bool exec_stdin = false;
+  bool exec_stdin = false, exec_tty = false;
   exec->add_flag("-i,--stdin", exec_stdin, "Pass stdin to the command (closed at its end)");
+  exec->add_flag("-t,--tty", exec_tty, "Run the command on a terminal (with -i: interactive)");
   exec->add_option("-c,--container", exec_container,
                    "Container name (optional with one container)");
   exec->add_option("pod", exec_pod, "NAMESPACE/NAME")->required();
@@ -240,6 +242,6 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   if (pods->parsed()) return RunPods(socket, output);
-  if (exec->parsed()) return RunExec(socket, exec_pod, exec_container, command, exec_stdin);
+  if (exec->parsed()) return RunExec(socket, exec_pod, exec_container, command, exec_stdin, exec_tty);
   return RunLogs(socket, pod_ref, container, follow, tail, timestamps, previous);
 }

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -407,6 +408,27 @@ base::Result<ExecOptions> ParseExecOptions(
     return base::Fail("you must specify at least one command for the container", EINVAL);
   }
   return o;
+}
+
+std::vector<TerminalSize> TakeTerminalSizes(std::string* buf) {
+  std::vector<TerminalSize> out;
+  // TerminalSize has no nested objects: each one ends at the first '}' after its '{'.
+  size_t end;
+  while ((end = buf->find('}')) != std::string::npos) {
+    std::string one = buf->substr(0, end + 1);
+    buf->erase(0, end + 1);
+    auto j = nlohmann::json::parse(one.substr(std::min(one.find('{'), one.size())), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) continue;
+    auto dim = [&](const char* k) -> unsigned {
+      auto it = j.find(k);
+      if (it == j.end() || !it->is_number_unsigned()) return 0;
+      return static_cast<unsigned>(std::min<uint64_t>(it->get<uint64_t>(), 65535));
+    };
+    TerminalSize t{dim("Width"), dim("Height")};
+    if (t.width > 0 && t.height > 0) out.push_back(t);
+  }
+  if (buf->size() > 4096) buf->clear();  // not a terminal size
+  return out;
 }
 
 }  // namespace agent::execproto

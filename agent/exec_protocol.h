@@ -140,6 +140,17 @@ std::string FinalStatus(StreamProtocol p, const base::Result<int>& exit_code);
 // an error with the Status message for anything else.
 base::Result<int> ExitCodeFromStatus(std::string_view json);
 
+// ---- terminal size -------------------------------------------------------------------------
+
+// remotecommand.TerminalSize as the client sends it on the resize channel/stream: JSON objects
+// {"Width":W,"Height":H}, one after another. Takes the complete objects off the front of `buf`
+// (a partial one stays for the next bytes); malformed objects are dropped.
+struct TerminalSize {
+  unsigned width = 0;
+  unsigned height = 0;
+};
+std::vector<TerminalSize> TakeTerminalSizes(std::string* buf);
+
 // ---- request ---------------------------------------------------------------------------------
 
 // The kubelet's /exec query: command=... (repeated), stdin/stdout/stderr/tty = "1".

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -58,6 +59,8 @@ class ExecPump {
   virtual bool Ready() const { return true; }
   // Until Ready(): when to give up.
   virtual std::optional<Clock::time_point> ReadyDeadline() const { return std::nullopt; }
+  // Until Ready(): when it becomes true by itself (a poll wakeup).
+  virtual std::optional<Clock::time_point> ReadyAt() const { return std::nullopt; }
   virtual void OnReady() {}
   virtual void Output(uint8_t channel, std::string_view data) = 0;
   virtual void OutputEnded(uint8_t channel) { (void)channel; }
@@ -74,6 +77,14 @@ class ExecPump {
     if (opts_.stdin && session_.stdin_fd() >= 0 && !stdin_eof_) stdin_buf_.append(data);
   }
   void StdinEof() { stdin_eof_ = true; }
+  // Bytes of the client's resize channel/stream (TTY sessions; ignored otherwise, as wsstream).
+  void ResizeBytes(std::string_view data) {
+    if (!opts_.tty) return;
+    resize_buf_.append(data);
+    for (const auto& t : execproto::TakeTerminalSizes(&resize_buf_)) {
+      session_.Resize(t.width, t.height);
+    }
+  }
   void PeerDone() { peer_done_ = true; }  // the client ended the session
   void Broken() { gone_ = true; }         // protocol error: stop talking
 
@@ -87,6 +98,7 @@ class ExecPump {
   RawConnection& conn_;
   cri::ExecSession& session_;
   std::string stdin_buf_;
+  std::string resize_buf_;
   bool stdin_eof_ = false;
   bool gone_ = false;       // the connection broke, or we stopped talking
   bool peer_done_ = false;  // the client closed the session
@@ -192,6 +204,11 @@ ExecSessionResult ExecPump::Run() {
         }
         timeout = static_cast<int>(left);
       }
+      if (auto a = ReadyAt()) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(*a - Clock::now()).count();
+        left = std::max<int64_t>(left, 0);
+        timeout = timeout < 0 ? static_cast<int>(left) : std::min(timeout, static_cast<int>(left));
+      }
     }
     int r = poll(p, static_cast<nfds_t>(n), timeout);
     if (r < 0) {
@@ -260,9 +277,17 @@ class WsExecPump final : public ExecPump {
  public:
   WsExecPump(RawConnection& conn, execproto::StreamProtocol p, const execproto::ExecOptions& o,
              cri::ExecSession& s)
-      : ExecPump(conn, o, s), proto_(p) {}
+      : ExecPump(conn, o, s), proto_(p), ready_at_(Clock::now() + kWsClientStreamSetup) {}
 
  private:
+  // client-go's WebSocket client (kubectl) starts reading the connection and creating its
+  // streams concurrently, and discards data for a stream it has not created yet ("Unknown
+  // stream id 1, discarding message"): output sent right after the upgrade can be lost on a
+  // busy machine. A real kubelet's runtime takes longer than that to start the command; this
+  // runtime does not, so the first message waits a moment (the output waits in the pipes).
+  static constexpr auto kWsClientStreamSetup = std::chrono::milliseconds(100);
+  bool Ready() const override { return Clock::now() >= ready_at_; }
+  std::optional<Clock::time_point> ReadyAt() const override { return ready_at_; }
   void OnReady() override {
     // Tells the client the streams are there (the kubelet and the API server do the same).
     SendChannel(opts_.stdout ? execproto::kStdout
@@ -289,6 +314,7 @@ class WsExecPump final : public ExecPump {
   void HandleMessage(Message m);
 
   execproto::StreamProtocol proto_;
+  Clock::time_point ready_at_;
   execproto::FrameParser parser_{execproto::FrameParser::Role::kServer};
   bool close_sent_ = false;
   bool peer_closed_ = false;
@@ -342,7 +368,8 @@ void WsExecPump::HandleMessage(Message m) {
     return;
   }
   if (cm->channel == execproto::kStdin) QueueStdin(cm->data);
-  // kResize without a TTY, and channels the client may not write, are ignored (as wsstream).
+  if (cm->channel == execproto::kResize) ResizeBytes(cm->data);
+  // Other channels the client may not write are ignored (as wsstream).
 }
 
 // ---- SPDY ------------------------------------------------------------------------------------
@@ -427,7 +454,8 @@ void SpdyExecPump::HandleFrame(spdy::Frame f) {
       QueueStdin(f.data);
       if (f.flags & spdy::kFlagFin) StdinEof();
     }
-    return;  // resize without a TTY: ignored
+    if (it->second == execproto::kResize) ResizeBytes(f.data);
+    return;
   }
   switch (f.type) {
     case spdy::kSynStream: {

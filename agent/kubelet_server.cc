@@ -376,11 +376,6 @@ void KubeletServer::Impl::ServeExec(const HttpRequest& req, ResponseWriter& w) {
   const std::string& container = parts.back();
   auto opts = execproto::ParseExecOptions(req.query);
   if (!opts) return (void)w.Reply(400, kText, opts.error().message);
-  if (opts->tty) {
-    return (void)w.Reply(400, kText,
-                         "exec with a TTY is not supported: cubelet's runtime has no terminal "
-                         "support yet; run without -t/--tty");
-  }
   auto id = backend_->FindExecContainer(ns, pod, container);
   if (!id) {
     w.Reply(id.error().code == ENOENT ? 404 : 500, kText, id.error().message);
@@ -408,7 +403,7 @@ void KubeletServer::Impl::ServeExec(const HttpRequest& req, ResponseWriter& w) {
     headers = kserver::SpdyUpgradeHeaders(*sp);
     protocol = "SPDY/3.1+" + sp->name;
   }
-  auto session = options_.runtime->Exec(*id, opts->command, opts->stdin);
+  auto session = options_.runtime->Exec(*id, opts->command, opts->stdin, opts->tty);
   if (!session) {
     w.Reply(500, kText, "error executing command in container: " + session.error().message);
     return;

@@ -119,6 +119,7 @@ class EmbeddedExecSession final : public ExecSession {
   int stdout_fd() const override { return p_.stdout_fd(); }
   int stderr_fd() const override { return p_.stderr_fd(); }
   void CloseStdin() override { p_.CloseStdin(); }
+  void Resize(unsigned cols, unsigned rows) override { p_.Resize(cols, rows); }
   Result<int> Wait() override { return p_.Wait(); }
   void Kill() override { p_.Kill(); }
 
@@ -130,8 +131,8 @@ class EmbeddedExecSession final : public ExecSession {
 
 Result<std::unique_ptr<ExecSession>> EmbeddedRuntime::Exec(const std::string& id,
                                                            const std::vector<std::string>& cmd,
-                                                           bool with_stdin) {
-  auto p = runtime_->StartExec(id, cmd, with_stdin);
+                                                           bool with_stdin, bool tty) {
+  auto p = runtime_->StartExec(id, cmd, with_stdin, tty);
   if (!p) return tl::unexpected(p.error());
   return std::unique_ptr<ExecSession>(new EmbeddedExecSession(std::move(*p)));
 }

@@ -83,7 +83,7 @@ class EmbeddedRuntime final : public RuntimeService, public ImageService {
   void GetContainerEvents(std::function<void(const ContainerEvent&)> handler) override;
   Result<std::unique_ptr<ExecSession>> Exec(const std::string& container_id,
                                             const std::vector<std::string>& cmd,
-                                            bool with_stdin) override;
+                                            bool with_stdin, bool tty) override;
 
   Result<std::vector<Image>> ListImages() override;
   Result<std::optional<Image>> ImageStatus(const ImageSpec& image) override;

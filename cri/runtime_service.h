@@ -35,6 +35,11 @@ class ExecSession {
   virtual int stdout_fd() const = 0;
   virtual int stderr_fd() const = 0;
   virtual void CloseStdin() = 0;      // EOF for the command
+  // A TTY session's terminal size (columns, rows); ignored without a TTY.
+  virtual void Resize(unsigned cols, unsigned rows) {
+    (void)cols;
+    (void)rows;
+  }
   // The command's exit code (128+N for signal N); an error when it could not be started.
   virtual Result<int> Wait() = 0;
   virtual void Kill() = 0;
@@ -77,12 +82,14 @@ class RuntimeService {
   // (notably kStopped when its process exits). Must be cheap; the agent only enqueues work.
   virtual void GetContainerEvents(std::function<void(const ContainerEvent&)> handler) = 0;
 
-  // Streaming exec (CRI Exec). Runtimes without it fail.
+  // Streaming exec (CRI Exec). With `tty` the command runs on a terminal: its output comes on
+  // stdout only. Runtimes without it fail.
   virtual Result<std::unique_ptr<ExecSession>> Exec(const std::string& container_id,
                                                     const std::vector<std::string>& cmd,
-                                                    bool with_stdin) {
+                                                    bool with_stdin, bool tty) {
     (void)cmd;
     (void)with_stdin;
+    (void)tty;
     return base::Fail("exec in container " + container_id + ": not supported by this runtime");
   }
 };

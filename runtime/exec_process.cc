@@ -53,6 +53,13 @@ void ExecProcess::ReadStatus(bool block) {
   }
 }
 
+void ExecProcess::Resize(unsigned cols, unsigned rows) {
+  if (!command_ || reaped_) return;
+  std::string line = "resize " + std::to_string(cols) + " " + std::to_string(rows) + "\n";
+  // One short line is written whole (PIPE_BUF); a helper that is gone makes it fail: ignored.
+  if (write(command_.get(), line.data(), line.size()) < 0) command_.reset();
+}
+
 void ExecProcess::Kill() {
   ReadStatus(false);
   if (inner_ > 0 && !reaped_) kill(inner_, SIGKILL);
@@ -70,7 +77,7 @@ Result<int> ExecProcess::Wait() {
 }
 
 Result<ExecProcess> Runtime::StartExec(const std::string& id, const std::vector<std::string>& cmd,
-                                       bool with_stdin) {
+                                       bool with_stdin, bool tty) {
   auto target = ExecTargetOf(id, cmd);
   if (!target) return tl::unexpected(target.error());
   const auto& [sr, dir, cgroup, what, self_join] = *target;
@@ -87,8 +94,12 @@ Result<ExecProcess> Runtime::StartExec(const std::string& id, const std::vector<
   if (pipe2(p, O_CLOEXEC) != 0) return base::Errno(what + ": pipe");
   err_r.reset(p[0]);
   err_w.reset(p[1]);
-  std::vector<std::string> args = {"exec", dir, std::to_string(sr.init_pid),
-                                   std::to_string(sr.init_start_ticks), "--"};
+  std::vector<std::string> args = {"exec"};
+  if (tty) args.push_back("--tty");
+  for (auto a : {dir, std::to_string(sr.init_pid), std::to_string(sr.init_start_ticks),
+                 std::string("--")}) {
+    args.push_back(std::move(a));
+  }
   args.insert(args.end(), cmd.begin(), cmd.end());
   auto mon = SpawnMonitor(opts_.monitor_path, args, out_w.get(), err_w.get(), false,
                           with_stdin ? in_r.get() : -1);
@@ -103,6 +114,7 @@ Result<ExecProcess> Runtime::StartExec(const std::string& id, const std::vector<
     return tl::unexpected(r.error().Wrap(what));  // ~ExecProcess kills and reaps
   }
   if (auto r = SendCommand(mon->command.get(), "go"); !r) return tl::unexpected(r.error().Wrap(what));
+  if (tty) proc.SetCommandPipe(std::move(mon->command));
   return proc;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // A streaming exec into a running container (kubectl exec, the kubelet API): the process runs
 // through `cubelet-monitor exec` (container cgroup, namespaces, identity, caps, seccomp) with
-// pipes for stdin/stdout/stderr that the caller pumps. No TTY yet.
+// pipes for stdin/stdout/stderr that the caller pumps. With a TTY the command's terminal output
+// comes on stdout (there is no separate stderr) and Resize() sets the terminal's size.
 #include <sys/types.h>
 
 #include <chrono>
@@ -26,6 +27,7 @@ class ExecProcess {
         stdout_(std::move(o.stdout_)),
         stderr_(std::move(o.stderr_)),
         status_(std::move(o.status_)),
+        command_(std::move(o.command_)),
         status_buf_(std::move(o.status_buf_)),
         error_(std::move(o.error_)),
         what_(std::move(o.what_)),
@@ -37,6 +39,10 @@ class ExecProcess {
   int stdout_fd() const { return stdout_.get(); }
   int stderr_fd() const { return stderr_.get(); }
   void CloseStdin() { stdin_.reset(); }
+  // The terminal's size in columns and rows (a TTY exec; ignored without one).
+  void Resize(unsigned cols, unsigned rows);
+  // Keeps the helper's command pipe for Resize (a TTY exec).
+  void SetCommandPipe(base::UniqueFd command) { command_ = std::move(command); }
   // Waits for the command; its exit code (128+N when killed by signal N). Fails when the
   // command could not be started (e.g. `exec: "x": executable file not found in $PATH`).
   Result<int> Wait();
@@ -46,7 +52,7 @@ class ExecProcess {
   void ReadStatus(bool block);
   pid_t helper_ = -1;
   pid_t inner_ = -1;
-  base::UniqueFd stdin_, stdout_, stderr_, status_;
+  base::UniqueFd stdin_, stdout_, stderr_, status_, command_;
   std::string status_buf_, error_, what_;
   bool reaped_ = false;
 };

@@ -82,8 +82,9 @@ class Runtime {
   Result<cri::ExecSyncResponse> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                          std::chrono::seconds timeout);
   // Streaming exec: the caller pumps the pipes and calls Wait().
+  // With `tty` the command gets a terminal of the container's own (stdout carries its output).
   Result<ExecProcess> StartExec(const std::string& id, const std::vector<std::string>& cmd,
-                                bool with_stdin);
+                                bool with_stdin, bool tty = false);
   Result<cri::ContainerStats> ContainerStats(const std::string& id);
   Result<cri::PodSandboxStats> PodSandboxStats(const std::string& id);
   void SetEventHandler(std::function<void(const cri::ContainerEvent&)> handler);

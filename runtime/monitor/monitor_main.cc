@@ -2,7 +2,11 @@
 //
 //   cubelet-monitor run  <container-dir>
 //   cubelet-monitor spare          (waits for "run <container-dir>" on fd 4)
-//   cubelet-monitor exec <container-dir> <init-pid> <init-start-ticks> -- <cmd> [args...]
+//   cubelet-monitor exec [--tty] <container-dir> <init-pid> <init-start-ticks> -- <cmd> [args...]
+//
+// With --tty the command gets a terminal from the container's own devpts instance (so `tty`
+// inside prints /dev/pts/N) as its controlling terminal; the monitor relays fd 0 to it and its
+// output to fd 1, and takes "resize <cols> <rows>" lines on fd 4.
 //
 // fd 3 carries status lines to cubelet ("ok" once the container process has exec'd, or
 // "error <message>"). The init joins the container cgroup itself (spec cgroup_procs); for older
@@ -16,12 +20,15 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -364,7 +371,119 @@ int Spare() {
   return Run(dir);
 }
 
-int Exec(const std::string& dir, pid_t init, uint64_t ticks, const std::vector<std::string>& args) {
+bool WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// "resize <cols> <rows>" from cubelet: the terminal's new size (the kernel signals SIGWINCH).
+void ApplyCommand(int master, const std::string& line) {
+  unsigned cols = 0, rows = 0;
+  if (sscanf(line.c_str(), "resize %u %u", &cols, &rows) != 2) return;
+  winsize ws{};
+  ws.ws_col = static_cast<unsigned short>(cols);
+  ws.ws_row = static_cast<unsigned short>(rows);
+  ioctl(master, TIOCSWINSZ, &ws);
+}
+
+// Clients send their terminal's size right after the session is set up, while the command
+// would already be running with a 0x0 terminal (`stty size` fails, full-screen programs draw
+// for the wrong size). So the command starts once the first size is in, or after a short wait
+// (1 s) for clients that send none. Other lines ("go") are skipped.
+void AwaitFirstSize(int master) {
+  constexpr int kWaitMs = 1000;  // the client is told the session is up only after the spawn
+  timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+    if (waited >= kWaitMs) return;
+    pollfd p{kCommandFd, POLLIN, 0};
+    int n = poll(&p, 1, static_cast<int>(kWaitMs - waited));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    std::string line;
+    if (!ReadLine(kCommandFd, &line)) return;
+    if (line.rfind("resize ", 0) == 0) {
+      ApplyCommand(master, line);
+      return;
+    }
+  }
+}
+
+// Relays between the terminal's master side and the monitor's stdin/stdout until the command
+// has exited and its output is drained: EIO once no process holds the terminal any more (the
+// kernel flushes what is pending first), or a short grace period when a process the command
+// left behind still holds it. Returns the command's wait status.
+int RelayTerminal(int master, pid_t child) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+  fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+  std::string input;  // from fd 0, not yet taken by the terminal
+  bool in_open = true, cmd_open = true, master_open = true;
+  int st = 0;
+  bool exited = false;
+  int grace_ms = 200;
+  char buf[16384];
+  while (master_open) {
+    pollfd p[4] = {{master, static_cast<short>(POLLIN | (input.empty() ? 0 : POLLOUT)), 0},
+                   {in_open && input.empty() ? 0 : -1, POLLIN, 0},
+                   {cmd_open ? kCommandFd : -1, POLLIN, 0},
+                   {exited || pidfd < 0 ? -1 : pidfd, POLLIN, 0}};
+    int n = poll(p, 4, exited || pidfd < 0 ? (pidfd < 0 ? 50 : grace_ms) : -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) {
+      if (exited) break;  // the grace period passed without output
+      if (pidfd < 0 && waitpid(child, &st, WNOHANG) == child) exited = true;
+      continue;
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t r = read(master, buf, sizeof buf);
+      if (r > 0) {
+        if (!WriteAll(1, buf, static_cast<size_t>(r))) {
+          if (!exited) kill(child, SIGKILL);  // cubelet's end of the session is gone
+          master_open = false;
+        }
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        master_open = false;  // EIO: nothing holds the terminal any more
+      }
+    }
+    if ((p[0].revents & POLLOUT) && !input.empty()) {
+      ssize_t w = write(master, input.data(), input.size());
+      if (w > 0) input.erase(0, static_cast<size_t>(w));
+    }
+    if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t r = read(0, buf, sizeof buf);
+      if (r > 0) input.append(buf, static_cast<size_t>(r));
+      else if (r == 0 || errno != EINTR) in_open = false;
+    }
+    if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+      std::string line;
+      if (ReadLine(kCommandFd, &line)) ApplyCommand(master, line);
+      else cmd_open = false;
+    }
+    if (p[3].revents & POLLIN) {
+      while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+      }
+      exited = true;
+    }
+  }
+  if (!exited) {
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (pidfd >= 0) close(pidfd);
+  return st;
+}
+
+int Exec(const std::string& dir, pid_t init, uint64_t ticks, const std::vector<std::string>& args,
+         bool tty) {
   ContainerSpec spec;
   std::string error;
   if (!LoadSpec(dir, &spec, &error)) {
@@ -426,6 +545,24 @@ int Exec(const std::string& dir, pid_t init, uint64_t ticks, const std::vector<s
   }
   close(root);
   if (chdir(spec.cwd.empty() ? "/" : spec.cwd.c_str()) != 0 && chdir("/") != 0) return 126;
+  // The terminal comes from the container's devpts instance (/dev/ptmx -> pts/ptmx), as runc
+  // allocates it: its name inside the container is /dev/pts/N, and it belongs to the user.
+  int master = -1, slave = -1;
+  if (tty) {
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int unlock = 0;
+    if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) != 0 ||
+        (slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+      Status("error " + monitor::Escape(std::string("allocate a terminal in the container: ") +
+                                        strerror(errno)));
+      return 126;
+    }
+    if (spec.uid != 0 && fchown(slave, spec.uid, static_cast<gid_t>(-1)) != 0) {
+      Log("chown of the exec terminal to uid " + std::to_string(spec.uid) + ": " +
+          strerror(errno));
+    }
+  }
+  if (tty) AwaitFirstSize(master);
   int errp[2];
   if (pipe2(errp, O_CLOEXEC) != 0) return 126;
   pid_t child = fork();
@@ -438,14 +575,28 @@ int Exec(const std::string& dir, pid_t init, uint64_t ticks, const std::vector<s
     close(kStatusFd);
     close(kCommandFd);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (tty) {
+      // A session of its own with the terminal as its controlling terminal, on fds 0-2.
+      if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) != 0 || dup2(slave, 0) < 0 ||
+          dup2(slave, 1) < 0 || dup2(slave, 2) < 0) {
+        std::string e = std::string("set up the terminal: ") + strerror(errno);
+        (void)!write(errp[1], e.data(), e.size());
+        _exit(126);
+      }
+    }
     monitor::FinishAndExec(spec, args, seccomp, errp[1]);
   }
   close(errp[1]);
+  if (slave >= 0) close(slave);
   Status("pid " + std::to_string(child));
   std::string exec_error = ReadAllFd(errp[0]);
   if (!exec_error.empty()) Status("error " + monitor::Escape(exec_error));
   int st = 0;
-  while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+  if (master >= 0 && exec_error.empty()) {
+    st = RelayTerminal(master, child);
+  } else {
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
   }
   if (!exec_error.empty()) return 126;
   if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
@@ -460,14 +611,21 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 2 && args[0] == "run") return Run(args[1]);
   if (args.size() == 1 && args[0] == "spare") return Spare();
-  if (args.size() >= 6 && args[0] == "exec" && args[4] == "--") {
-    pid_t init = static_cast<pid_t>(atoi(args[2].c_str()));
-    uint64_t ticks = strtoull(args[3].c_str(), nullptr, 10);
-    return Exec(args[1], init, ticks, std::vector<std::string>(args.begin() + 5, args.end()));
+  if (!args.empty() && args[0] == "exec") {
+    bool tty = args.size() > 1 && args[1] == "--tty";
+    size_t at = tty ? 2 : 1;  // <container-dir>
+    if (args.size() >= at + 5 && args[at + 3] == "--") {
+      pid_t init = static_cast<pid_t>(atoi(args[at + 1].c_str()));
+      uint64_t ticks = strtoull(args[at + 2].c_str(), nullptr, 10);
+      return Exec(args[at], init, ticks,
+                  std::vector<std::string>(args.begin() + static_cast<long>(at) + 4, args.end()),
+                  tty);
+    }
   }
   fprintf(stderr,
           "usage: cubelet-monitor run <container-dir>\n"
           "       cubelet-monitor spare   (then \"run <container-dir>\" on fd 4)\n"
-          "       cubelet-monitor exec <container-dir> <pid> <start-ticks> -- <cmd> [args...]\n");
+          "       cubelet-monitor exec [--tty] <container-dir> <pid> <start-ticks> -- <cmd> "
+          "[args...]\n");
   return 2;
 }

@@ -260,3 +260,28 @@ TEST_CASE("exec options: the kubelet's query rules") {
   REQUIRE_FALSE(nocmd);
   CHECK(nocmd.error().message == "you must specify at least one command for the container");
 }
+
+TEST_CASE("terminal sizes: JSON objects one after another, split anywhere") {
+  std::string buf = "{\"Width\":80,\"Height\":24}\n{\"Width\":200,";
+  auto a = ep::TakeTerminalSizes(&buf);
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].width == 80);
+  CHECK(a[0].height == 24);
+  CHECK(buf == "\n{\"Width\":200,");  // the partial object waits for its end
+  buf += "\"Height\":60}";
+  auto b = ep::TakeTerminalSizes(&buf);
+  REQUIRE(b.size() == 1);
+  CHECK(b[0].width == 200);
+  CHECK(b[0].height == 60);
+  CHECK(buf.empty());
+  // Malformed, zero and negative sizes are dropped; the next good one still counts.
+  buf = "{\"Width\":-1,\"Height\":5}{oops}{\"Width\":0,\"Height\":5}{\"Height\":7,\"Width\":9}";
+  auto c = ep::TakeTerminalSizes(&buf);
+  REQUIRE(c.size() == 1);
+  CHECK(c[0].width == 9);
+  CHECK(c[0].height == 7);
+  // Garbage without an end does not grow without bound.
+  buf = std::string(5000, 'x');
+  CHECK(ep::TakeTerminalSizes(&buf).empty());
+  CHECK(buf.empty());
+}

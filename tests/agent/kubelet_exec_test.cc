@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -78,7 +79,8 @@ std::string Slurp(const std::string& path) {
 class HostSession : public cri::ExecSession {
  public:
   static cri::Result<std::unique_ptr<cri::ExecSession>> Start(
-      const std::vector<std::string>& cmd, bool with_stdin, std::atomic<int>* kills) {
+      const std::vector<std::string>& cmd, bool with_stdin, std::atomic<int>* kills,
+      std::function<void(unsigned, unsigned)> on_resize) {
     int in[2] = {-1, -1}, out[2], err[2], ex[2];
     if (with_stdin && pipe2(in, O_CLOEXEC) != 0) return base::Errno("pipe");
     if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(ex, O_CLOEXEC) != 0) {
@@ -118,6 +120,7 @@ class HostSession : public cri::ExecSession {
     s->err_.reset(err[0]);
     s->exec_err_.reset(ex[0]);
     s->argv0_ = cmd[0];
+    s->on_resize_ = std::move(on_resize);
     return std::unique_ptr<cri::ExecSession>(std::move(s));
   }
   ~HostSession() override {
@@ -130,6 +133,7 @@ class HostSession : public cri::ExecSession {
   int stdout_fd() const override { return out_.get(); }
   int stderr_fd() const override { return err_.get(); }
   void CloseStdin() override { in_.reset(); }
+  void Resize(unsigned cols, unsigned rows) override { on_resize_(cols, rows); }
   cri::Result<int> Wait() override {
     int e = 0;
     ssize_t n = read(exec_err_.get(), &e, sizeof e);
@@ -155,27 +159,33 @@ class HostSession : public cri::ExecSession {
   std::atomic<int>* kills_ = nullptr;
   base::UniqueFd in_, out_, err_, exec_err_;
   std::string argv0_;
+  std::function<void(unsigned, unsigned)> on_resize_;
 };
 
 class HostExecRuntime : public testsupport::FakeRuntimeService {
  public:
   cri::Result<std::unique_ptr<cri::ExecSession>> Exec(const std::string& id,
                                                       const std::vector<std::string>& cmd,
-                                                      bool with_stdin) override {
+                                                      bool with_stdin, bool tty) override {
     {
       std::lock_guard<std::mutex> lock(mu);
-      calls.push_back({id, cmd, with_stdin});
+      calls.push_back({id, cmd, with_stdin, tty});
     }
     if (id == "cid-broken") return base::Fail("exec in container \"app\" (" + id + "): pipe: boom");
-    return HostSession::Start(cmd, with_stdin, &kills);
+    return HostSession::Start(cmd, with_stdin, &kills, [this](unsigned c, unsigned r) {
+      std::lock_guard<std::mutex> lock(mu);
+      resizes.emplace_back(c, r);
+    });
   }
   struct Call {
     std::string id;
     std::vector<std::string> cmd;
     bool with_stdin;
+    bool tty;
   };
   std::mutex mu;
   std::vector<Call> calls;
+  std::vector<std::pair<unsigned, unsigned>> resizes;  // (cols, rows) in order
   std::atomic<int> kills{0};
 };
 
@@ -294,6 +304,7 @@ const char* kWsHeaders =
 
 struct WsOptions {
   std::vector<std::string> protocols = {"v5.channel.k8s.io"};
+  std::vector<std::pair<uint8_t, std::string>> first_messages;  // (channel, data), sent first
   std::vector<std::string> stdin_chunks;
   bool close_stdin = true;
   bool ping = false;
@@ -368,6 +379,11 @@ WsResult WsExec(Fixture& f, const std::string& target, const WsOptions& o) {
     if (kind == websocket::frame_type::pong) r.pong = std::string(payload);
   });
   if (o.ping) ws.ping("heartbeat");
+  for (const auto& [channel, data] : o.first_messages) {
+    auto m = ep::EncodeChannelMessage(proto->protocol, channel, data);
+    ws.text(m.opcode == ep::Opcode::kText);
+    ws.write(net::buffer(m.payload));
+  }
   for (const auto& chunk : o.stdin_chunks) {
     auto m = ep::EncodeChannelMessage(proto->protocol, ep::kStdin, chunk);
     ws.text(m.opcode == ep::Opcode::kText);
@@ -573,6 +589,44 @@ TEST_CASE("kubelet exec: stdin, its v5 half-close, and pings") {
   CHECK(f.runtime.calls[0].with_stdin);
 }
 
+TEST_CASE("kubelet exec: a TTY session: no stderr stream, resizes reach the runtime") {
+  Fixture f;
+  WsOptions o;
+  // As kubectl: the terminal's size first (one message may carry several), then stdin.
+  o.first_messages = {{ep::kResize, R"({"Width":100,"Height":40})"},
+                      {ep::kResize, R"({"Width":120,"Height":50}{"Width":0,"Height":9})"},
+                      {ep::kResize, "{\"Width\":132,"},
+                      {ep::kResize, "\"Height\":43}\n"}};
+  o.stdin_chunks = {"typed\n"};
+  o.close_stdin = false;  // a terminal's stdin stays open; the command ends by itself
+  auto r = WsExec(f, Target("app", {"sh", "-c", "read l; echo got $l; echo err >&2"},
+                            "stdin=1&stdout=1&stderr=1&tty=1"),
+                  o);
+  INFO(r.error);
+  CHECK(r.channels[ep::kStdout] == "got typed\n");
+  CHECK(r.channels.count(ep::kStderr) == 0);  // tty: the stderr stream is not there
+  CHECK(ExitOf(r.channels[ep::kError]) == 0);
+  std::lock_guard<std::mutex> lock(f.runtime.mu);
+  REQUIRE(f.runtime.calls.size() == 1);
+  CHECK(f.runtime.calls[0].tty);
+  CHECK(f.runtime.calls[0].with_stdin);
+  using Size = std::pair<unsigned, unsigned>;
+  CHECK(f.runtime.resizes == std::vector<Size>{{100, 40}, {120, 50}, {132, 43}});
+}
+
+TEST_CASE("kubelet exec: resizes without a TTY are ignored") {
+  Fixture f;
+  WsOptions o;
+  o.first_messages = {{ep::kResize, R"({"Width":100,"Height":40})"}};
+  auto r = WsExec(f, Target("app", {"sh", "-c", "echo out"}), o);
+  INFO(r.error);
+  CHECK(r.channels[ep::kStdout] == "out\n");
+  std::lock_guard<std::mutex> lock(f.runtime.mu);
+  REQUIRE(f.runtime.calls.size() == 1);
+  CHECK_FALSE(f.runtime.calls[0].tty);
+  CHECK(f.runtime.resizes.empty());
+}
+
 TEST_CASE("kubelet exec: large streams both ways (fragmented client messages, backpressure)") {
   Fixture f;
   SECTION("4 MiB of stdin in 1 MiB messages (Beast fragments them) reach the command") {
@@ -737,9 +791,6 @@ TEST_CASE("kubelet exec: errors before the upgrade, as the kubelet answers them"
   body = f.Curl("/exec/default/web/app?command=true", &code, kWsHeaders);
   CHECK(code == 400);
   CHECK(body == "you must specify at least 1 of stdin, stdout, stderr");
-  body = f.Curl("/exec/default/web/app?command=sh&stdin=1&stdout=1&tty=1", &code, kWsHeaders);
-  CHECK(code == 400);
-  CHECK(body.find("exec with a TTY is not supported") != std::string::npos);
   body = f.Curl("/exec/default/web/app?command=true&stdout=1", &code);  // no upgrade at all
   CHECK(code == 400);
   CHECK(body.find("unable to upgrade: missing upgrade headers") != std::string::npos);

@@ -88,8 +88,19 @@ out=$(k exec shell -- no-such-binary 2>&1); rc=$?
 check "unknown executable: kubectl's error (rc=$rc: $out)" bash -c '[ "$1" -ne 0 ] && grep -q "executable file not found" <<<"$2"' _ "$rc" "$out"
 out=$(k exec -t shell -- true 2>&1 </dev/null); rc=$?
 check "-t without a terminal still runs (kubectl drops the TTY)" test "$rc" = 0
-out=$(script -qec "$KUBECTL --kubeconfig $ADMIN_KUBECONFIG exec -ti shell -- true" /dev/null 2>&1); rc=$?
-check "-t with a terminal: a clear 'not supported' error (rc=$rc: $out)" bash -c '[ "$1" -ne 0 ] && grep -q "TTY is not supported" <<<"$2"' _ "$rc" "$out"
+# With a terminal (script(1) gives kubectl one, sized 33x77): the command runs on a terminal of
+# the container's own devpts, gets kubectl's size, and an interactive shell reads typed lines.
+# (script(1) types an end-of-file character into kubectl's terminal when its own stdin ends,
+# which the container's terminal may echo first as "^@": lines are matched without "^".)
+out=$(script -qec "stty rows 33 cols 77; $KUBECTL --kubeconfig $ADMIN_KUBECONFIG exec -ti shell -- sh -c 'tty; stty size; exit 5'" /dev/null 2>&1 </dev/null | tr -d '\r'); rc=$?
+check "-ti: the command's exit code (5, got $rc: $out)" test "$rc" = 5
+check "-ti: the command's terminal is the container's /dev/pts/N" grep -q '/dev/pts/[0-9]' <<<"$out"
+check "-ti: kubectl's terminal size reached it (33 rows, 77 columns)" grep -q '33 77$' <<<"$out"
+out=$( (sleep 2; printf 'echo in-$((6*7))\n'; sleep 1; printf 'exit 7\n'; sleep 2) | script -qec "$KUBECTL --kubeconfig $ADMIN_KUBECONFIG exec -ti shell -- sh" /dev/null 2>&1 | tr -d '\r'); rc=$?
+check "-ti: an interactive shell ran a typed line (got: $out)" grep -q '^in-42$' <<<"$out"
+check "-ti: and its typed exit code (7, got $rc)" test "$rc" = 7
+out=$(KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false script -qec "stty rows 21 cols 99; $KUBECTL --kubeconfig $ADMIN_KUBECONFIG exec -ti shell -- stty size" /dev/null 2>&1 </dev/null | tr -d '\r')
+check "SPDY -ti: the resize stream reached the terminal (21 99, got: $out)" grep -q '21 99$' <<<"$out"
 
 # The API server's side of the contract: the verb, the node's authorization, the kubelet query.
 NODE_KC=$TMP/api/node-node-a.kubeconfig
@@ -105,6 +116,9 @@ check "cubectl stdout" test "$(cat "$TMP/cout")" = out
 check "cubectl stderr" test "$(cat "$TMP/cerr")" = "$(printf 'err\ncommand terminated with exit code 3')"
 check "echo hi | cubectl exec -i ... cat" test "$(echo hi | in_node 1 "$CUBECTL" --socket "$SOCK" exec -i default/shell -- cat)" = hi
 check "cubectl exec hostname" test "$(in_node 1 "$CUBECTL" --socket "$SOCK" exec default/shell -- hostname)" = shell
+out=$(in_node 1 script -qec "stty rows 11 cols 22; $CUBECTL --socket $SOCK exec -ti default/shell -- sh -c 'tty; stty size; exit 6'" /dev/null 2>&1 </dev/null | tr -d '\r'); rc=$?
+check "cubectl exec -ti: exit code 6 (got $rc: $out)" test "$rc" = 6
+check "cubectl exec -ti: a terminal of the container, sized as ours (11 22)" bash -c "grep -q '/dev/pts/[0-9]' <<<'$out' && grep -q '11 22\$' <<<'$out'"
 check "cubectl exec -c second" test "$(in_node 1 "$CUBECTL" --socket "$SOCK" exec default/two -c second -- hostname)" = two
 out=$(in_node 1 "$CUBECTL" --socket "$SOCK" exec default/shell -c nope -- true 2>&1); rc=$?
 check "cubectl exec missing container: error (rc=$rc: $out)" bash -c "[ $rc = 1 ] && grep -q 'container not found (\"nope\")' <<<'$out'"

@@ -650,7 +650,7 @@ TEST_CASE("runtime: streaming exec with stdin") {
   auto sb = env.rt->RunPodSandbox(pod);
   REQUIRE(sb);
   auto id = env.Run(*sb, pod, env.Ctr("c", {"sleep", "1000"}));
-  auto s = env.rt->Exec(id, {"sh", "-c", "tr a-z A-Z; echo done >&2; exit 4"}, true);
+  auto s = env.rt->Exec(id, {"sh", "-c", "tr a-z A-Z; echo done >&2; exit 4"}, true, false);
   if (!s) FAIL(s.error().message);
   std::string in = "hello exec\n";
   REQUIRE(write((*s)->stdin_fd(), in.data(), in.size()) == static_cast<ssize_t>(in.size()));
@@ -667,13 +667,13 @@ TEST_CASE("runtime: streaming exec with stdin") {
   auto code = (*s)->Wait();
   REQUIRE(code);
   CHECK(*code == 4);
-  auto bad = env.rt->Exec(id, {"no-such-cmd"}, false);
+  auto bad = env.rt->Exec(id, {"no-such-cmd"}, false, false);
   REQUIRE(bad);
   auto bc = (*bad)->Wait();
   REQUIRE_FALSE(bc);
   CHECK(bc.error().message.find("executable file not found") != std::string::npos);
   // Killing a long-running exec.
-  auto longer = env.rt->Exec(id, {"sleep", "100"}, false);
+  auto longer = env.rt->Exec(id, {"sleep", "100"}, false, false);
   REQUIRE(longer);
   std::this_thread::sleep_for(200ms);
   (*longer)->Kill();
@@ -682,6 +682,47 @@ TEST_CASE("runtime: streaming exec with stdin") {
   CHECK(*lc == 137);
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {id}, "kubepods/pod-exec");
+}
+
+TEST_CASE("runtime: exec with a terminal (kubectl exec -t)") {
+  Env env("rt-tty");
+  auto pod = env.Pod("tty");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.Run(*sb, pod, env.Ctr("c", {"sleep", "1000"}));
+  auto s = env.rt->Exec(id,
+                        {"sh", "-c",
+                         "read l; tty; stty size; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-tty; "
+                         "echo err >&2; echo got:$l; exit 3"},
+                        true, true);
+  if (!s) FAIL(s.error().message);
+  (*s)->Resize(100, 40);
+  std::this_thread::sleep_for(100ms);  // the resize is applied before the line arrives
+  std::string in = "typed\n";
+  REQUIRE(write((*s)->stdin_fd(), in.data(), in.size()) == static_cast<ssize_t>(in.size()));
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read((*s)->stdout_fd(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  INFO(out);
+  // A terminal: the input is echoed, lines end in \r\n, and stderr is the terminal too.
+  CHECK(out.find("typed\r\n") == 0);
+  CHECK(out.find("/dev/pts/0\r\n") != std::string::npos);  // the container's own devpts
+  CHECK(out.find("40 100\r\n") != std::string::npos);
+  CHECK(out.find("all-tty\r\nerr\r\ngot:typed\r\n") != std::string::npos);
+  auto code = (*s)->Wait();
+  REQUIRE(code);
+  CHECK(*code == 3);
+  // The command is the session leader of its terminal; killing it ends the session.
+  auto longer = env.rt->Exec(id, {"sh"}, true, true);
+  REQUIRE(longer);
+  std::this_thread::sleep_for(200ms);
+  (*longer)->Kill();
+  auto lc = (*longer)->Wait();
+  REQUIRE(lc);
+  CHECK(*lc == 137);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id}, "kubepods/pod-tty");
 }
 
 TEST_CASE("runtime: hostPID containers share the node's pid namespace") {
