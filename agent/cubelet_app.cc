@@ -16,6 +16,7 @@
 #include "agent/kubeconfig.h"
 #include "agent/kubelet.h"
 #include "agent/kubelet_server.h"
+#include "agent/webhook_authorizer.h"
 #include "agent/machine_info.h"
 #include "agent/node_lease.h"
 #include "agent/node_status.h"
@@ -185,6 +186,7 @@ struct CubeletApp::State {
   std::unique_ptr<netproxy::Proxier> proxier;
   std::unique_ptr<ProxyFeed> proxy_feed;
   std::unique_ptr<Backend> backend;
+  std::unique_ptr<Authorizer> authorizer;
   std::unique_ptr<KubeletServer> server;
   std::unique_ptr<runtime::net::RouteSync> routes;
   std::mutex route_mu;
@@ -462,6 +464,16 @@ base::Result<> CubeletApp::Start() {
   so.healthz_port = f.healthz_port;
   so.debug_socket = f.debug_socket;
   so.runtime = runtime;
+  if (f.authorization_mode == "Webhook") {
+    WebhookAuthorizerOptions wo;
+    wo.authorized_ttl = f.authorization_webhook_cache_authorized_ttl;
+    wo.unauthorized_ttl = f.authorization_webhook_cache_unauthorized_ttl;
+    s_->authorizer = std::make_unique<WebhookAuthorizer>(s_->api, wo, &s_->clock);
+  } else {
+    s_->authorizer = std::make_unique<AllowAuthenticatedAuthorizer>();
+  }
+  so.authorizer = s_->authorizer.get();
+  base::log::Info("kubelet API authorization", {{"mode", f.authorization_mode}});
   s_->server = std::make_unique<KubeletServer>(so, s_->backend.get());
   CUBELET_TRY(s_->server->Start());
   base::log::Info("cubelet started", {{"node", node}, {"server", s_->api->Endpoint()}, {"port", f.port}});

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <tuple>
 
 namespace agent {
 
@@ -40,6 +41,7 @@ bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out) {
 CubeletFlags ParseFlags(int argc, char** argv) {
   CubeletFlags f;
   std::string minimum_image_gc_age = "2m0s";
+  std::string authz_authorized_ttl = "5m0s", authz_unauthorized_ttl = "30s";
   CLI::App app{"cubelet: a Kubernetes node agent (kubelet + kube-proxy) with an embedded container runtime"};
   app.set_version_flag("--version", "cubelet v0.1.0 (kubelet-compatible v1.32)");
   app.get_formatter()->column_width(42);
@@ -57,6 +59,9 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--cluster-domain", f.cluster_domain, "Cluster DNS domain")->capture_default_str();
   app.add_option("--resolv-conf", f.resolv_conf, "Resolver configuration for dnsPolicy Default")->capture_default_str();
   app.add_option("--client-ca-file", f.client_ca_file, "CA bundle that signs client certificates allowed on :10250 (the API server's kubelet client cert)");
+  app.add_option("--authorization-mode", f.authorization_mode, "Authorization of the kubelet API: Webhook (a SubjectAccessReview to the API server per request, cached) or AlwaysAllow (any authenticated client)")->check(CLI::IsMember({"Webhook", "AlwaysAllow"}))->capture_default_str();
+  app.add_option("--authorization-webhook-cache-authorized-ttl", authz_authorized_ttl, "How long allowed webhook answers are cached (Go duration)")->capture_default_str();
+  app.add_option("--authorization-webhook-cache-unauthorized-ttl", authz_unauthorized_ttl, "How long denied webhook answers are cached (Go duration)")->capture_default_str();
   app.add_option("--tls-cert-file", f.tls_cert_file, "Serving certificate for :10250 (default: self-signed under <root-dir>/pki)");
   app.add_option("--tls-private-key-file", f.tls_private_key_file, "Key of --tls-cert-file");
   app.add_option("--address", f.address, "Address of the kubelet API")->capture_default_str();
@@ -106,6 +111,16 @@ CubeletFlags ParseFlags(int argc, char** argv) {
     std::cerr << "--minimum-image-gc-age: invalid duration \"" << minimum_image_gc_age
               << "\" (expected e.g. 2m0s, 90s, 1h)\n";
     std::exit(2);
+  }
+  for (auto [flag, text, out] :
+       {std::tuple{"--authorization-webhook-cache-authorized-ttl", &authz_authorized_ttl,
+                   &f.authorization_webhook_cache_authorized_ttl},
+        std::tuple{"--authorization-webhook-cache-unauthorized-ttl", &authz_unauthorized_ttl,
+                   &f.authorization_webhook_cache_unauthorized_ttl}}) {
+    if (!ParseGoDuration(*text, out)) {
+      std::cerr << flag << ": invalid duration \"" << *text << "\" (expected e.g. 5m0s, 30s)\n";
+      std::exit(2);
+    }
   }
   if (f.image_gc_low_threshold > f.image_gc_high_threshold) {
     std::cerr << "--image-gc-low-threshold (" << f.image_gc_low_threshold

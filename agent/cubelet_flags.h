@@ -19,6 +19,11 @@ struct CubeletFlags {
   std::string cluster_domain = "cluster.local";
   std::string resolv_conf = "/etc/resolv.conf";
   std::string client_ca_file;
+  // Webhook: SubjectAccessReview per request (as KubeletConfiguration's default); AlwaysAllow:
+  // any authenticated client (the kubelet's flag default).
+  std::string authorization_mode = "Webhook";
+  std::chrono::milliseconds authorization_webhook_cache_authorized_ttl{5 * 60 * 1000};
+  std::chrono::milliseconds authorization_webhook_cache_unauthorized_ttl{30 * 1000};
   std::string tls_cert_file, tls_private_key_file;
   std::string address = "0.0.0.0";
   int port = 10250;

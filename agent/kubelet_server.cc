@@ -256,9 +256,25 @@ void KubeletServer::Impl::HandleSecure(const HttpRequest& req, const Peer& peer,
   }
   AuthorizationRequest attrs = AttributesFor(req, peer.user, options_.node_name);
   std::string reason;
-  if (!authorizer_->Authorize(attrs, &reason)) {
-    std::string msg = "Forbidden (user=" + attrs.user.name + ", verb=" + attrs.verb +
-                      ", resource=" + attrs.resource + ", subresource=" + attrs.subresource + ")";
+  std::string who = "(user=" + attrs.user.name + ", verb=" + attrs.verb +
+                    ", resource=" + attrs.resource + ", subresource=" + attrs.subresource + ")";
+  auto allowed = authorizer_->Authorize(attrs, &reason);
+  if (!allowed) {
+    base::log::Error("kubelet API: authorization error", {{"user", attrs.user.name},
+                                                          {"verb", attrs.verb},
+                                                          {"subresource", attrs.subresource},
+                                                          {"path", req.path},
+                                                          {"error", allowed.error().message}});
+    w.Reply(500, kText, "Authorization error " + who);
+    return;
+  }
+  if (!*allowed) {
+    base::log::Info("kubelet API: forbidden", {{"user", attrs.user.name},
+                                               {"verb", attrs.verb},
+                                               {"subresource", attrs.subresource},
+                                               {"path", req.path},
+                                               {"reason", reason}});
+    std::string msg = "Forbidden " + who;
     if (!reason.empty()) msg += ": " + reason;
     w.Reply(403, kText, msg);
     return;

@@ -5,8 +5,9 @@
 //
 // Authentication on :10250 follows the kubelet with anonymous auth off: an x509 client cert
 // verified against --client-ca-file authenticates (user = CN, groups = O); anything else is 401.
-// Authorization goes through the Authorizer below (the kubelet asks the API server with a
-// SubjectAccessReview webhook; the default here allows every authenticated user).
+// Authorization goes through the Authorizer below: the WebhookAuthorizer (agent/
+// webhook_authorizer.h: a SubjectAccessReview, as the kubelet's --authorization-mode=Webhook)
+// or, with --authorization-mode=AlwaysAllow, every authenticated user.
 //
 // Routes: /healthz, /pods, /stats/summary, /metrics, /containerLogs/NS/POD/CTR, and
 // /exec/NS/POD/CTR?command=..&stdin=1&stdout=1&stderr=1 (GET/POST with a WebSocket or SPDY/3.1
@@ -98,14 +99,18 @@ struct AuthorizationRequest {
 class Authorizer {
  public:
   virtual ~Authorizer() = default;
-  // true = allowed; on false *reason may explain (the response is 403 Forbidden).
-  virtual bool Authorize(const AuthorizationRequest& request, std::string* reason) = 0;
+  // true = allowed; on false *reason may explain (the response is 403 Forbidden). An error
+  // means no decision could be made (the response is 500 "Authorization error").
+  virtual base::Result<bool> Authorize(const AuthorizationRequest& request,
+                                       std::string* reason) = 0;
 };
 
-// Default: any authenticated user may do anything (a SubjectAccessReview webhook comes later).
+// --authorization-mode=AlwaysAllow: any authenticated user may do anything.
 class AllowAuthenticatedAuthorizer final : public Authorizer {
  public:
-  bool Authorize(const AuthorizationRequest&, std::string*) override { return true; }
+  base::Result<bool> Authorize(const AuthorizationRequest&, std::string*) override {
+    return true;
+  }
 };
 
 struct KubeletServerOptions {

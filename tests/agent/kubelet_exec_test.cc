@@ -216,7 +216,7 @@ class ExecBackend : public agent::KubeletServerBackend {
 
 class RecordingAuthorizer : public agent::Authorizer {
  public:
-  bool Authorize(const agent::AuthorizationRequest& r, std::string*) override {
+  base::Result<bool> Authorize(const agent::AuthorizationRequest& r, std::string*) override {
     std::lock_guard<std::mutex> lock(mu);
     seen.push_back(r);
     return true;

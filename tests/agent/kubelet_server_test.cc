@@ -107,18 +107,21 @@ class FakeBackend : public agent::KubeletServerBackend {
 
 class RecordingAuthorizer : public agent::Authorizer {
  public:
-  bool Authorize(const agent::AuthorizationRequest& r, std::string* reason) override {
+  base::Result<bool> Authorize(const agent::AuthorizationRequest& r,
+                               std::string* reason) override {
     std::lock_guard<std::mutex> lock(mu);
     last = r;
     if (r.path == "/stats/summary" && deny_stats) {
       *reason = "stats are off limits";
       return false;
     }
+    if (r.path == "/pods" && fail_pods) return base::Fail("SubjectAccessReview: connection refused");
     return true;
   }
   std::mutex mu;
   agent::AuthorizationRequest last;
   bool deny_stats = false;
+  bool fail_pods = false;
 };
 
 // CA, a client cert for the API server (as the test API server uses), a cert from another CA,
@@ -284,6 +287,14 @@ TEST_CASE("kubelet server: authentication on :10250") {
     f.Curl("/metrics");
     std::lock_guard<std::mutex> lock(f.authz.mu);
     CHECK(f.authz.last.subresource == "metrics");
+  }
+  SECTION("no decision (the webhook is unreachable) is a 500, never an allow") {
+    f.authz.fail_pods = true;
+    auto r = f.Curl("/pods");
+    CHECK(r.code == 500);
+    CHECK(r.body ==
+          "Authorization error (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, "
+          "subresource=proxy)");
   }
   SECTION("the self-signed serving cert covers the node IP (curl verifies it, no -k)") {
     std::string text = Sh("openssl x509 -noout -text -in '" + f.work.dir + "/pki/kubelet.crt'");

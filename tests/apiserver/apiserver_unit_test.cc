@@ -333,6 +333,54 @@ TEST_CASE("node authorizer decisions and messages") {
   CHECK(lease_other.status == 403);
 }
 
+TEST_CASE("SubjectAccessReview: the decisions this server makes, for a node's kubelet API") {
+  Fixture f;
+  auto n = NodeUser("sample-node");
+  auto sar = [&](const Json& spec, const apiserver::UserInfo& as) {
+    Json review = {{"apiVersion", "authorization.k8s.io/v1"},
+                   {"kind", "SubjectAccessReview"},
+                   {"spec", spec}};
+    return f.Call("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review.dump(), as);
+  };
+  Json proxy = {{"verb", "create"}, {"resource", "nodes"}, {"subresource", "proxy"},
+                {"name", "sample-node"}};
+  // The API server's kubelet client (system:masters) may exec; the node asks as itself.
+  auto master = sar({{"user", "kube-apiserver-kubelet-client"},
+                     {"groups", {"system:masters", "system:authenticated"}},
+                     {"resourceAttributes", proxy}},
+                    n);
+  REQUIRE(master.status == 201);
+  Json m = Json::parse(master.body);
+  CHECK(m["kind"] == "SubjectAccessReview");
+  CHECK(m["status"]["allowed"] == true);
+  CHECK(m["spec"]["user"] == "kube-apiserver-kubelet-client");
+  // Anyone else: not allowed (no RBAC here beyond masters and the node rules).
+  auto alice = sar({{"user", "alice"}, {"groups", {"devs"}}, {"resourceAttributes", proxy}}, n);
+  REQUIRE(alice.status == 201);
+  CHECK(Json::parse(alice.body)["status"]["allowed"] == false);
+  // A node identity gets what the Node authorizer gives it: not nodes/proxy, but its own node.
+  auto node_proxy = sar({{"user", "system:node:sample-node"},
+                         {"groups", {"system:nodes"}},
+                         {"resourceAttributes", proxy}},
+                        Admin());
+  CHECK(Json::parse(node_proxy.body)["status"]["allowed"] == false);
+  auto node_get = sar({{"user", "system:node:sample-node"},
+                       {"groups", {"system:nodes"}},
+                       {"resourceAttributes",
+                        {{"verb", "get"}, {"resource", "nodes"}, {"name", "sample-node"}}}},
+                      Admin());
+  CHECK(Json::parse(node_get.body)["status"]["allowed"] == true);
+  // Invalid reviews, and who may ask.
+  auto nobody = sar({{"resourceAttributes", proxy}}, n);
+  CHECK(nobody.status == 422);
+  CHECK(Json::parse(nobody.body)["message"] ==
+        "SubjectAccessReview.authorization.k8s.io \"\" is invalid: spec.user: Invalid value: "
+        "\"\": at least one of user or group must be specified");
+  CHECK(sar({{"user", "alice"}}, n).status == 422);
+  apiserver::UserInfo bob{"bob", "", {"system:authenticated"}, {}, true};
+  CHECK(sar({{"user", "alice"}, {"resourceAttributes", proxy}}, bob).status == 403);
+}
+
 TEST_CASE("store: RV strictly increases, history replays, compaction gives 410") {
   apiserver::Store store(3);
   auto lock = store.Lock();

@@ -39,6 +39,8 @@ const std::vector<ResourceDef>& Resources() {
        kAllVerbs, "events", {}},
       {"authentication.k8s.io", "v1", "selfsubjectreviews", "selfsubjectreview",
        "SelfSubjectReview", "SelfSubjectReview", false, {}, {"create"}, "", {}},
+      {"authorization.k8s.io", "v1", "subjectaccessreviews", "subjectaccessreview",
+       "SubjectAccessReview", "SubjectAccessReview", false, {}, {"create"}, "", {}},
   };
   return defs;
 }

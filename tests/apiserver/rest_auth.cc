@@ -31,6 +31,62 @@ Response ApiServerImpl::SelfSubjectReview() {
   return JsonResponse(201, schema::Normalize(review, "SelfSubjectReview"));
 }
 
+// The decision this server would make for the review's subject: system:masters may do anything,
+// node identities what the Node authorizer and system:node allow, everyone else nothing (there
+// is no RBAC beyond that here). Not persisted; 201 with the review and its status, as the real
+// one answers.
+Response ApiServerImpl::SubjectAccessReview(const Json& body) {
+  Json spec = body.contains("spec") && body["spec"].is_object() ? body["spec"] : Json::object();
+  UserInfo who;
+  who.name = spec.value("user", "");
+  who.uid = spec.value("uid", "");
+  if (spec.contains("groups") && spec["groups"].is_array()) {
+    for (const auto& g : spec["groups"]) {
+      if (g.is_string()) who.groups.push_back(g.get<std::string>());
+    }
+  }
+  who.authenticated = true;
+  bool has_resource = spec.contains("resourceAttributes") && spec["resourceAttributes"].is_object();
+  bool has_non_resource =
+      spec.contains("nonResourceAttributes") && spec["nonResourceAttributes"].is_object();
+  std::string invalid;
+  if (who.name.empty() && who.groups.empty()) {
+    invalid = "spec.user: Invalid value: \"\": at least one of user or group must be specified";
+  } else if (has_resource == has_non_resource) {
+    invalid = "spec.resourceAttributes: Invalid value: \"null\": exactly one of "
+              "nonResourceAttributes or resourceAttributes must be specified";
+  }
+  if (!invalid.empty()) {
+    return StatusResponse(422, "Invalid",
+                          "SubjectAccessReview.authorization.k8s.io \"\" is invalid: " + invalid,
+                          Json{{"group", "authorization.k8s.io"}, {"kind", "SubjectAccessReview"}});
+  }
+  bool allowed = false;
+  if (IsMaster(who)) {
+    allowed = true;
+  } else if (NodeNameOf(who) && has_resource) {
+    const Json& ra = spec["resourceAttributes"];
+    std::string version = ra.value("version", "");
+    const ResourceDef* def = FindResource(ra.value("group", ""), version.empty() ? "v1" : version,
+                                          ra.value("resource", ""));
+    if (def) {
+      Attributes a;
+      a.def = def;
+      a.verb = ra.value("verb", "");
+      a.ns = ra.value("namespace", "");
+      a.name = ra.value("name", "");
+      a.sub = ra.value("subresource", "");
+      allowed = !AuthorizeNode(store_, who, a).has_value();
+    }
+  }
+  Json review = {{"kind", "SubjectAccessReview"},
+                 {"apiVersion", "authorization.k8s.io/v1"},
+                 {"metadata", {{"creationTimestamp", nullptr}}},
+                 {"spec", spec},
+                 {"status", {{"allowed", allowed}}}};
+  return JsonResponse(201, review);
+}
+
 Response ApiServerImpl::TokenRequest(const Json& body) {
   const Json* sa = store_.Get("serviceaccounts", route_.ns, route_.name);
   if (!sa) return NotFound(def_, route_.name);

@@ -76,6 +76,7 @@ class ApiServerImpl {
   Response DeleteCollection();
   Response TokenRequest(const Json& body);
   Response SelfSubjectReview();
+  Response SubjectAccessReview(const Json& body);
   Response PodLog();
   Response PodExec();
   // The kubelet URL base "https://IP:PORT" of the node running the pod, and the container

@@ -163,6 +163,7 @@ Response ApiServerImpl::Create() {
   }
   if (!route_.sub.empty()) return NotFoundPath();
   if (def_.resource == "selfsubjectreviews") return SelfSubjectReview();
+  if (def_.resource == "subjectaccessreviews") return SubjectAccessReview(body);
 
   if (def_.group == "events.k8s.io") {
     body["kind"] = "Event";

@@ -99,6 +99,18 @@ wait_for 15 "kubectl logs shows the container output" bash -c "$KUBECTL --kubeco
 check "kubectl logs --timestamps" bash -c "$KUBECTL --kubeconfig $ADMIN_KUBECONFIG logs web-1 --timestamps | grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z serving'"
 check "CRI log file on the node" bash -c "grep -qE '^[0-9T:.Z-]+ stdout F serving' $TMP/node-a/logs/default_web-1_$UID1/httpd/0.log"
 check "anonymous request to :10250 refused" bash -c "[ \"\$(nsenter --net=$(node_ns 1) curl -sk -o /dev/null -w '%{http_code}' https://10.123.0.11:10250/pods)\" = 401 ]"
+# Authorization as the kubelet's Webhook mode: each request is a SubjectAccessReview to the API
+# server, made with the node's credentials. A client the cluster CA vouches for, but whom the
+# API server does not allow nodes/proxy, is refused; the API server's own client is allowed
+# (kubectl logs above).
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/alice.key" \
+  -out "$TMP/alice.csr" -subj /O=devs/CN=alice 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\n' >"$TMP/alice.ext"
+openssl x509 -req -in "$TMP/alice.csr" -CA "$TMP/api/ca.crt" -CAkey "$TMP/api/ca.key" \
+  -CAcreateserial -CAserial "$TMP/alice.srl" -out "$TMP/alice.crt" -days 1 -extfile "$TMP/alice.ext" 2>/dev/null
+out=$(nsenter --net="$(node_ns 1)" curl -sk --cert "$TMP/alice.crt" --key "$TMP/alice.key" -w ' %{http_code}' https://10.123.0.11:10250/pods)
+check "a client the API server does not authorize gets the kubelet's 403 ($out)" test "$out" = "Forbidden (user=alice, verb=get, resource=nodes, subresource=proxy) 403"
+check "cubelet runs the kubelet API in Webhook authorization mode (the default)" grep -q 'kubelet API authorization.*mode=Webhook' "$TMP/node-a/cubelet.log"
 
 # --- the ClusterIP service load-balances over both pods -------------------------------------
 SVC_IP=$(k get svc web -o jsonpath='{.spec.clusterIP}')
