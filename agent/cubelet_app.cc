@@ -16,6 +16,7 @@
 #include "agent/kubeconfig.h"
 #include "agent/kubelet.h"
 #include "agent/kubelet_server.h"
+#include "agent/node_setters.h"
 #include "agent/webhook_authorizer.h"
 #include "agent/machine_info.h"
 #include "agent/node_lease.h"
@@ -199,6 +200,8 @@ CubeletApp::~CubeletApp() { Stop(); }
 
 base::Result<> CubeletApp::Start() {
   const CubeletFlags& f = flags_;
+  if (!f.config.empty()) base::log::Info("kubelet config file applied", {{"path", f.config}});
+  for (const auto& w : f.config_warnings) base::log::Warn(w, {{"path", f.config}});
   std::string node = NodeName(f);
   std::vector<std::string> node_ips = f.node_ip;
   if (node_ips.empty()) {
@@ -305,6 +308,7 @@ base::Result<> CubeletApp::Start() {
   ko.image_gc.high_threshold_percent = f.image_gc_high_threshold;
   ko.image_gc.low_threshold_percent = f.image_gc_low_threshold;
   ko.image_gc.min_age = std::chrono::duration_cast<std::chrono::seconds>(f.minimum_image_gc_age);
+  ko.image_gc.max_age = std::chrono::duration_cast<std::chrono::seconds>(f.image_maximum_gc_age);
   CUBELET_TRY(ValidateImageGcPolicy(ko.image_gc));
   ko.registry = registry;
   if (auto mem = base::ReadFile("/proc/meminfo")) {
@@ -342,6 +346,9 @@ base::Result<> CubeletApp::Start() {
   no.node.hostname = node;
   no.node.node_ips = node_ips;
   no.node.node_labels = ParseLabels(f.node_labels);
+  auto taints = ParseTaints(base::Join(f.register_with_taints, ","));
+  if (!taints) return tl::unexpected(taints.error().Wrap("--register-with-taints"));
+  no.node.register_with_taints = *taints;
   no.node.kubelet_port = f.port;
   no.node.max_pods = f.max_pods;
   no.register_node = f.register_node;

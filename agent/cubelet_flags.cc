@@ -1,6 +1,9 @@
 #include "agent/cubelet_flags.h"
 
 #include <CLI/CLI.hpp>
+
+#include "agent/kubelet_config_file.h"
+#include "base/file.h"
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -49,6 +52,7 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   // wrappers append flags); list flags collect every value.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   // kubelet flags
+  app.add_option("--config", f.config, "KubeletConfiguration file (kubelet.config.k8s.io/v1beta1); flags on the command line override its fields");
   app.add_option("--kubeconfig", f.kubeconfig, "Path to a kubeconfig with the API server and the node's credentials")->required();
   app.add_option("--hostname-override", f.hostname_override, "Node name to use instead of the hostname");
   app.add_option("--node-ip", f.node_ip, "IP address(es) of the node (InternalIP); default: the address of the default route")->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -121,6 +125,36 @@ CubeletFlags ParseFlags(int argc, char** argv) {
       std::cerr << flag << ": invalid duration \"" << *text << "\" (expected e.g. 5m0s, 30s)\n";
       std::exit(2);
     }
+  }
+  if (!f.config.empty()) {
+    auto text = base::ReadFile(f.config);
+    auto applied = text ? ApplyKubeletConfig(
+                              *text,
+                              [&](const std::string& flag) {
+                                auto* o = app.get_option_no_throw("--" + flag);
+                                return o != nullptr && o->count() > 0;
+                              },
+                              &f)
+                        : tl::unexpected(text.error());
+    if (!applied) {
+      std::cerr << "failed to load kubelet config file " << f.config << ": "
+                << applied.error().message << "\n";
+      std::exit(1);
+    }
+    f.config_warnings = *applied;
+    // The flags' own range checks, for values that came from the file.
+    auto bad = [&](const std::string& field, const std::string& why) {
+      std::cerr << "failed to load kubelet config file " << f.config << ": " << field << ": "
+                << why << "\n";
+      std::exit(1);
+    };
+    if (f.image_gc_high_threshold < 0 || f.image_gc_high_threshold > 100)
+      bad("imageGCHighThresholdPercent", "must be in [0, 100]");
+    if (f.image_gc_low_threshold < 0 || f.image_gc_low_threshold > 100)
+      bad("imageGCLowThresholdPercent", "must be in [0, 100]");
+    if (f.container_log_max_files < 2) bad("containerLogMaxFiles", "must be at least 2");
+    if (f.max_pods < 1) bad("maxPods", "must be at least 1");
+    if (f.port < 0 || f.port > 65535) bad("port", "must be in [0, 65535]");
   }
   if (f.image_gc_low_threshold > f.image_gc_high_threshold) {
     std::cerr << "--image-gc-low-threshold (" << f.image_gc_low_threshold

@@ -32,7 +32,8 @@ ImageGcManager::ImageGcManager(cri::RuntimeService* runtime, cri::ImageService* 
       images_(images),
       policy_(policy),
       clock_(clock),
-      fs_stats_(std::move(fs_stats)) {
+      fs_stats_(std::move(fs_stats)),
+      began_(clock->Now()) {
   if (!fs_stats_) {
     fs_stats_ = [images]() -> base::Result<ImageFsStats> {
       auto fs = images->ImageFsInfo();
@@ -152,10 +153,43 @@ base::Result<uint64_t> ImageGcManager::FreeSpace(uint64_t bytes_to_free, base::W
   return freed;
 }
 
+base::Result<> ImageGcManager::FreeOldImages(base::WallTime now,
+                                             std::vector<std::string>* removed) {
+  // As the kubelet: nothing until the maximum age has passed since the start, or images
+  // would go just because this process had not seen them used yet.
+  if (policy_.max_age.count() == 0 || now - began_ <= policy_.max_age) return {};
+  auto in_use_list = DetectImages(now);
+  if (!in_use_list) return tl::unexpected(in_use_list.error());
+  std::set<std::string> in_use(in_use_list->begin(), in_use_list->end());
+  std::vector<std::string> old;
+  for (const auto& [id, rec] : records_) {
+    if (in_use.count(id) || rec.pinned) continue;
+    if (now - rec.last_used > policy_.max_age) old.push_back(id);
+  }
+  std::string errors;
+  for (const auto& id : old) {
+    base::log::Info("removing image not used for longer than the maximum age",
+                    {{"imageID", id}, {"maxAge", static_cast<int64_t>(policy_.max_age.count())}});
+    cri::ImageSpec spec;
+    spec.image = id;
+    if (auto r = images_->RemoveImage(spec); !r) {
+      errors += (errors.empty() ? "" : "; ") + ("remove image " + id + ": " + r.error().message);
+      continue;
+    }
+    records_.erase(id);
+    removed->push_back(id);
+  }
+  if (!errors.empty()) return base::Fail(errors);
+  return {};
+}
+
 base::Result<ImageGcResult> ImageGcManager::GarbageCollect() {
   std::lock_guard lk(gc_mu_);
   ImageGcResult res;
   base::WallTime now = clock_->Now();
+  if (auto r = FreeOldImages(now, &res.removed); !r) {
+    return tl::unexpected(r.error().Wrap("image garbage collection (maximum age)"));
+  }
   auto fs = fs_stats_();
   if (!fs) return tl::unexpected(fs.error().Wrap("image garbage collection: image fs stats"));
   if (fs->capacity_bytes == 0) {

@@ -28,6 +28,9 @@ struct ImageGcPolicy {
   int high_threshold_percent = 85;                  // --image-gc-high-threshold
   int low_threshold_percent = 80;                   // --image-gc-low-threshold
   std::chrono::seconds min_age{120};                // --minimum-image-gc-age (kubelet default 2m)
+  // KubeletConfiguration imageMaximumGCAge: unused images not used for longer are removed
+  // whatever the disk usage, once the manager has run that long itself; 0 = off.
+  std::chrono::seconds max_age{0};
   std::chrono::milliseconds period{5 * 60 * 1000};  // ImageGCPeriod
 };
 
@@ -79,6 +82,7 @@ class ImageGcManager {
   base::Result<std::vector<std::string>> DetectImages(base::WallTime now);
   base::Result<uint64_t> FreeSpace(uint64_t bytes_to_free, base::WallTime now,
                                    std::vector<std::string>* removed);
+  base::Result<> FreeOldImages(base::WallTime now, std::vector<std::string>* removed);
   void Emit(const std::string& type, const std::string& reason, const std::string& msg);
 
   cri::RuntimeService* runtime_;
@@ -87,6 +91,7 @@ class ImageGcManager {
   const base::Clock* clock_;
   ImageFsStatsFn fs_stats_;
   NodeEventFn events_;
+  base::WallTime began_;  // when the manager was made (the kubelet's beganGC)
   std::mutex gc_mu_;                       // one collection at a time; guards records_
   std::map<std::string, Record> records_;  // by image id
   Periodic loop_;                          // last: stopped before the rest goes

@@ -30,6 +30,7 @@ class FakeImages : public cri::ImageService {
     i.repo_digests.push_back("example.test/app@sha256:" + id.substr(7));
     images_[id] = i;
   }
+  void Pin(const std::string& id) { images_[id].pinned = true; }
   std::vector<std::string> removed;
   std::set<std::string> refuse;  // RemoveImage fails for these (the runtime's in-use check)
 
@@ -236,4 +237,40 @@ TEST_CASE("image gc: a fake fs-usage function drives it; the loop runs at start"
   gc.Stop();          // joins the collection under way
   CHECK(calls == 1);  // once at start; the next run is a period (5 min) away
   CHECK(images.removed == std::vector<std::string>{Id('a')});
+}
+
+TEST_CASE("image gc: the maximum age removes images unused for that long, whatever the usage") {
+  Fixture f;
+  f.policy.max_age = 3600s;
+  f.Make();
+  // a: in use throughout; b: used until t0+20m; c: never used; d: pinned, never used.
+  for (char c : {'a', 'b', 'c', 'd'}) f.images.Add(Id(c), 100, std::string("app:") + c);
+  f.runtime.Use("app:a", Id('a'), true);
+  f.runtime.Use("app:b", Id('b'), false);
+  f.images.Pin(Id('d'));
+  f.fs.available = 900;  // 10% used: the thresholds never act
+  REQUIRE(f.gc->GarbageCollect());
+  f.clock.Advance(20min);
+  REQUIRE(f.gc->GarbageCollect());
+  f.runtime.list.pop_back();  // b's container goes
+  // Not before the manager itself has run for the maximum age (the kubelet's rule): c is
+  // "unused" only as far as this process knows.
+  f.clock.Advance(40min);
+  REQUIRE(f.gc->GarbageCollect());
+  CHECK(f.images.removed.empty());
+  f.clock.Advance(1s);  // 60m01s since the start: c was never used
+  auto r = f.gc->GarbageCollect();
+  REQUIRE(r);
+  CHECK(f.images.removed == std::vector<std::string>{Id('c')});  // d is pinned
+  CHECK(r->removed == f.images.removed);
+  CHECK(r->bytes_to_free == 0);
+  // b was last used at t0+20m: it goes once an hour has passed since then, not before.
+  f.images.removed.clear();
+  f.clock.Advance(20min - 2s);
+  REQUIRE(f.gc->GarbageCollect());
+  CHECK(f.images.removed.empty());
+  f.clock.Advance(2s);
+  REQUIRE(f.gc->GarbageCollect());
+  CHECK(f.images.removed == std::vector<std::string>{Id('b')});
+  CHECK(f.events.empty());
 }

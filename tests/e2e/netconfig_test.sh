@@ -12,9 +12,25 @@ e2e_setup
 # The node's own resolver configuration (for dnsPolicy Default).
 printf 'nameserver 10.123.0.1\nnameserver 10.123.0.2\nsearch lan.example corp.example\noptions timeout:2 attempts:3\n' \
   > "$TMP/node-resolv.conf"
+# The cluster DNS comes from a KubeletConfiguration file (--config, as kubeadm sets nodes up),
+# with a taint to register and a maxPods that the command line overrides.
+cat >"$TMP/kubelet-config.yaml" <<'YAML'
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+clusterDNS:
+- 10.96.0.10
+maxPods: 42
+registerWithTaints:
+- {key: dedicated, value: e2e, effect: NoSchedule}
+cgroupDriver: systemd
+nodeStatusUpdateFrequency: 0s
+YAML
 start_apiserver --node node-a || exit 1
-net_start_node 1 node-a --cluster-dns 10.96.0.10 --resolv-conf "$TMP/node-resolv.conf"
+net_start_node 1 node-a --config "$TMP/kubelet-config.yaml" --max-pods 40 --resolv-conf "$TMP/node-resolv.conf"
 wait_for 40 "node-a registered and Ready" node_ready node-a
+check "--config: the file's registerWithTaints is on the node" test "$(k get node node-a -o jsonpath='{.spec.taints[?(@.key=="dedicated")].effect}')" = NoSchedule
+check "--config: --max-pods on the command line wins over the file's maxPods" test "$(k get node node-a -o jsonpath='{.status.capacity.pods}')" = 40
+check "--config: what cubelet does not implement is logged" grep -q 'KubeletConfiguration fields cubelet does not implement (ignored): cgroupDriver' "$TMP/node-a/cubelet.log"
 
 # (kubectl create namespace sends protobuf, which the test API server does not speak: YAML.)
 printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: team1}\n' | k apply -f - >/dev/null ||
@@ -96,7 +112,7 @@ count_lines() { grep -c "^$2" <<<"$1"; }
 # --- ClusterFirst (the default) ---------------------------------------------------------------
 R=$(resolv dns-cf team1)
 echo "$R" > "$TMP/resolv-dns-cf"
-check "ClusterFirst: nameserver is --cluster-dns" has_lines "$R" "nameserver 10.96.0.10"
+check "ClusterFirst: nameserver is the cluster DNS (the file's clusterDNS)" has_lines "$R" "nameserver 10.96.0.10"
 check "ClusterFirst: no other nameserver" test "$(count_lines "$R" nameserver)" = 1
 check "ClusterFirst: search path <ns>.svc.cluster.local svc.cluster.local cluster.local, then the node's" \
   has_lines "$R" "search team1.svc.cluster.local svc.cluster.local cluster.local lan.example corp.example"
