@@ -445,6 +445,7 @@ base::Result<> CubeletApp::Start() {
     po2.masquerade_all = f.masquerade_all;
     po2.nodeport_addresses = f.nodeport_addresses;
     po2.healthz_bind_address = f.healthz_bind_address_proxy;
+    po2.metrics_bind_address = f.metrics_bind_address;
     auto mode = netproxy::ParseProxyMode(f.proxy_mode);
     if (!mode) return base::Fail("--proxy-mode " + f.proxy_mode + " is not supported");
     po2.mode = *mode;

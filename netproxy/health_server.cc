@@ -15,10 +15,11 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-std::string Response(int status, const std::string& body) {
+std::string Response(int status, const std::string& body,
+                     const std::string& content_type = "application/json") {
   const char* reason = status == 200 ? "OK" : status == 404 ? "Not Found" : "Service Unavailable";
-  return "HTTP/1.1 " + std::to_string(status) + " " + reason +
-         "\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+  return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " +
+         content_type + "\r\nX-Content-Type-Options: nosniff\r\n"
          "Content-Length: " +
          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
 }
@@ -102,6 +103,9 @@ struct HealthServer::Impl {
   std::function<ProxierHealth()> health;
   std::shared_ptr<Listener> healthz;
   int healthz_port = 0;
+  std::function<std::string()> metrics;
+  std::shared_ptr<Listener> metrics_listener;
+  int metrics_port = 0;
   std::mutex mu;
   std::map<int, ServiceHealthInfo> services;           // under mu
   std::map<int, std::shared_ptr<Listener>> listeners;  // io thread only
@@ -113,6 +117,11 @@ struct HealthServer::Impl {
                        "\",\"currentTime\": \"" +
                        base::FormatRfc3339Nano(std::chrono::system_clock::now()) + "\"}";
     return Response(h.healthy ? 200 : 503, body);
+  }
+
+  std::string Metrics(const std::string& path) {
+    if (path != "/metrics") return Response(404, "404 page not found\n", "text/plain");
+    return Response(200, metrics(), "text/plain; version=0.0.4; charset=utf-8");
   }
 
   std::string ServiceCheck(int port) {
@@ -134,28 +143,54 @@ struct HealthServer::Impl {
 
 HealthServer::HealthServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+namespace {
+
+// "IP:PORT" -> endpoint, or an error naming what it is for.
+base::Result<tcp::endpoint> ParseAddress(const std::string& address, const std::string& what) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) return base::Fail(what + " address '" + address + "' is not IP:PORT");
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(address.substr(0, colon), ec);
+  if (ec) return base::Fail(what + " address '" + address + "': " + ec.message());
+  int port = 0;
+  try {
+    port = std::stoi(address.substr(colon + 1));
+  } catch (const std::exception&) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535) return base::Fail(what + " address '" + address + "': bad port");
+  return tcp::endpoint(addr, static_cast<uint16_t>(port));
+}
+
+}  // namespace
+
 base::Result<std::unique_ptr<HealthServer>> HealthServer::Start(
-    const std::string& healthz_address, std::function<ProxierHealth()> health) {
+    const std::string& healthz_address, std::function<ProxierHealth()> health,
+    const std::string& metrics_address, std::function<std::string()> metrics) {
   auto impl = std::make_unique<Impl>();
   impl->health = std::move(health);
+  impl->metrics = std::move(metrics);
+  Impl* raw = impl.get();
   if (!healthz_address.empty()) {
-    auto colon = healthz_address.rfind(':');
-    if (colon == std::string::npos) {
-      return base::Fail("healthz address '" + healthz_address + "' is not IP:PORT");
-    }
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(healthz_address.substr(0, colon), ec);
-    if (ec) return base::Fail("healthz address '" + healthz_address + "': " + ec.message());
-    int port = std::stoi(healthz_address.substr(colon + 1));
-    Impl* raw = impl.get();
+    auto ep = ParseAddress(healthz_address, "healthz");
+    if (!ep) return tl::unexpected(ep.error());
     impl->healthz = std::make_shared<Listener>(
         impl->io, [raw](const std::string& path) { return raw->Healthz(path); });
-    ec = impl->healthz->Open(tcp::endpoint(addr, static_cast<uint16_t>(port)));
+    auto ec = impl->healthz->Open(*ep);
     if (ec) return base::Fail("listen on " + healthz_address + " for /healthz: " + ec.message());
     impl->healthz_port = impl->healthz->port();
     impl->healthz->Accept();
   }
-  Impl* raw = impl.get();
+  if (!metrics_address.empty() && impl->metrics) {
+    auto ep = ParseAddress(metrics_address, "metrics");
+    if (!ep) return tl::unexpected(ep.error());
+    impl->metrics_listener = std::make_shared<Listener>(
+        impl->io, [raw](const std::string& path) { return raw->Metrics(path); });
+    auto ec = impl->metrics_listener->Open(*ep);
+    if (ec) return base::Fail("listen on " + metrics_address + " for /metrics: " + ec.message());
+    impl->metrics_port = impl->metrics_listener->port();
+    impl->metrics_listener->Accept();
+  }
   impl->thread = std::thread([raw] { raw->io.run(); });
   return std::unique_ptr<HealthServer>(new HealthServer(std::move(impl)));
 }
@@ -163,6 +198,7 @@ base::Result<std::unique_ptr<HealthServer>> HealthServer::Start(
 HealthServer::~HealthServer() {
   asio::post(impl_->io, [this] {
     if (impl_->healthz) impl_->healthz->Close();
+    if (impl_->metrics_listener) impl_->metrics_listener->Close();
     for (auto& [_, l] : impl_->listeners) l->Close();
     impl_->listeners.clear();
     impl_->work.reset();
@@ -171,6 +207,7 @@ HealthServer::~HealthServer() {
 }
 
 int HealthServer::healthz_port() const { return impl_->healthz_port; }
+int HealthServer::metrics_port() const { return impl_->metrics_port; }
 
 base::Result<> HealthServer::SyncServices(const std::map<int, ServiceHealthInfo>& by_port) {
   {

@@ -163,9 +163,11 @@ base::Result<std::unique_ptr<Proxier>> Proxier::CreateWithEngine(ProxierOptions 
     if (!c) return tl::unexpected(c.error().Wrap("remove proxy rules of a previous run"));
   }
   std::unique_ptr<Proxier> p(new Proxier(std::move(options), std::move(engine)));
-  if (!p->options_.healthz_bind_address.empty() || p->options_.health_check_node_ports) {
-    auto hs = HealthServer::Start(p->options_.healthz_bind_address,
-                                  [raw = p.get()] { return raw->Health(); });
+  if (!p->options_.healthz_bind_address.empty() || !p->options_.metrics_bind_address.empty() ||
+      p->options_.health_check_node_ports) {
+    auto hs = HealthServer::Start(
+        p->options_.healthz_bind_address, [raw = p.get()] { return raw->Health(); },
+        p->options_.metrics_bind_address, [raw = p.get()] { return raw->MetricsText(); });
     if (!hs) return tl::unexpected(hs.error());
     p->health_server_ = std::move(*hs);
   }
@@ -184,6 +186,7 @@ Proxier::~Proxier() {
 }
 
 int Proxier::healthz_port() const { return health_server_ ? health_server_->healthz_port() : 0; }
+int Proxier::metrics_port() const { return health_server_ ? health_server_->metrics_port() : 0; }
 
 void Proxier::Stop() {
   {

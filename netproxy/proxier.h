@@ -67,6 +67,8 @@ struct ProxierOptions {
   // /healthz listener "IP:PORT" (kube-proxy's default is "0.0.0.0:10256"; the agent sets it),
   // "" = none. Port 0 picks a free port (tests).
   std::string healthz_bind_address;
+  // /metrics listener "IP:PORT" (kube-proxy's --metrics-bind-address, 127.0.0.1:10249), "" = none.
+  std::string metrics_bind_address;
   // Serve the healthCheckNodePorts of LoadBalancer services with externalTrafficPolicy Local.
   bool health_check_node_ports = true;
   // Delete stale UDP conntrack entries after UDP services or their endpoints change. (Off when
@@ -125,8 +127,9 @@ class Proxier {
   void Stop();
 
   const ProxierOptions& options() const { return options_; }
-  // The port /healthz listens on (0 when not serving).
+  // The ports /healthz and /metrics listen on (0 when not serving).
   int healthz_port() const;
+  int metrics_port() const;
   const ProxyMetrics& metrics() const { return metrics_; }
   std::string engine_name() const { return engine_->Name(); }
 

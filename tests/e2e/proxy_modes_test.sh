@@ -102,6 +102,7 @@ for mode in iptables nftables userspace; do
   rc=$?
   check "[$mode] no endpoints: refused at once (curl rc $rc = 7)" test "$rc" = 7
   check "[$mode] /healthz on 10256 is 200" test "$(in_node 1 curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://10.123.0.11:10256/healthz)" = 200
+  check "[$mode] kube-proxy's /metrics on 127.0.0.1:10249" bash -c "nsenter --net=$(node_ns 1) curl -s --max-time 3 http://127.0.0.1:10249/metrics | grep -q '^kubeproxy_sync_proxy_rules_last_timestamp_seconds [1-9]'"
   check "[$mode] sync metrics on the kubelet port" bash -c "nsenter --net=$(node_ns 1) curl -sk --max-time 3 ${KCERT[*]} https://10.123.0.11:10250/metrics | grep -q '^kubeproxy_sync_proxy_rules_last_timestamp_seconds [1-9]'"
   case $mode in
     iptables)

@@ -18,7 +18,8 @@ namespace {
 
 struct Fixture {
   explicit Fixture(std::chrono::milliseconds min_sync = 50ms,
-                   std::chrono::milliseconds sync_period = 30s, std::string healthz = "") {
+                   std::chrono::milliseconds sync_period = 30s, std::string healthz = "",
+                   std::string metrics = "") {
     auto fb = std::make_unique<FakeRulesBackend>();
     fake = fb.get();
     ProxierOptions o;
@@ -30,6 +31,7 @@ struct Fixture {
     o.retry_period = 100ms;
     o.localhost_nodeports = false;  // no sysctl writes from a unit test
     o.healthz_bind_address = healthz;
+    o.metrics_bind_address = metrics;
     o.health_check_node_ports = false;  // they bind 0.0.0.0: integration test only
     auto p = Proxier::Create(o, std::move(fb));
     REQUIRE(p);
@@ -272,6 +274,25 @@ TEST_CASE("/healthz answers 200 while rules are fresh and 503 when a change is s
   REQUIRE(testsupport::Run("curl -s -o /dev/null -w '%{http_code}' " + url + "/healthz", &out) ==
           0);
   CHECK(out == "200");
+}
+
+TEST_CASE("/metrics on the metrics address (kube-proxy's --metrics-bind-address)") {
+  Fixture f(10ms, 30s, "", "127.0.0.1:0");
+  CHECK(f.proxier->healthz_port() == 0);
+  REQUIRE(f.proxier->metrics_port() > 0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(f.proxier->metrics_port());
+  f.proxier->OnServiceAdd(Svc("a", "10.96.0.1"));
+  f.proxier->OnEndpointSliceAdd(SliceFor("a", {"10.244.1.1"}));
+  f.proxier->OnServicesSynced();
+  f.proxier->OnEndpointSlicesSynced();
+  REQUIRE(f.proxier->WaitForSync(5s));
+  std::string out;
+  REQUIRE(testsupport::Run("curl -s -D - " + url + "/metrics", &out) == 0);
+  CHECK(out.find("HTTP/1.1 200 OK") == 0);
+  CHECK(out.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
+  CHECK(out.find("\nkubeproxy_sync_proxy_rules_last_timestamp_seconds ") != std::string::npos);
+  REQUIRE(testsupport::Run("curl -s -o /dev/null -w '%{http_code}' " + url + "/healthz", &out) == 0);
+  CHECK(out == "404");  // /healthz is on its own address
 }
 
 TEST_CASE("rules flushed by someone else are rewritten within a sync period") {
