@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -79,7 +80,8 @@ std::string NodeName(const CubeletFlags& f) {
 // The kubelet server's data, from the kubelet core and the proxy.
 class Backend final : public KubeletServerBackend {
  public:
-  Backend(Kubelet* k, netproxy::Proxier* p, cri::RuntimeService* rt) : k_(k), p_(p), rt_(rt) {}
+  Backend(Kubelet* k, netproxy::Proxier* p, cri::RuntimeService* rt, std::string node_name)
+      : k_(k), p_(p), rt_(rt), node_name_(std::move(node_name)) {}
   std::string PodsJson() override { return k_->PodList().dump(); }
   base::Result<ContainerLogRef> FindContainerLog(const std::string& ns, const std::string& pod,
                                                  const std::string& container, bool previous) override {
@@ -110,7 +112,22 @@ class Backend final : public KubeletServerBackend {
     return out;
   }
   std::string StatsSummaryJson() override {
-    json node = json::object();
+    auto now = std::chrono::system_clock::now();
+    std::string now_text = base::FormatRfc3339(now);
+    auto ns_time = [&](int64_t unix_ns) {
+      return unix_ns > 0 ? base::FormatRfc3339(base::WallTime(std::chrono::duration_cast<
+                                                   base::WallTime::duration>(
+                               std::chrono::nanoseconds(unix_ns))))
+                         : now_text;
+    };
+    json node = {{"nodeName", node_name_}};
+    if (auto u = ReadNodeUsage()) {
+      node["cpu"] = {{"time", now_text}, {"usageCoreNanoSeconds", u->cpu_usage_ns}};
+      node["memory"] = {{"time", now_text},
+                        {"availableBytes", u->memory_available_bytes},
+                        {"usageBytes", u->memory_usage_bytes},
+                        {"workingSetBytes", u->memory_working_set_bytes}};
+    }
     json pods = json::array();
     auto list = k_->PodList();
     for (const auto& p : list["items"]) {
@@ -121,11 +138,23 @@ class Backend final : public KubeletServerBackend {
       cri::ContainerFilter f;
       f.label_selector["io.kubernetes.pod.uid"] = p["metadata"].value("uid", "");
       uint64_t cpu = 0, mem = 0;
+      // Running containers only, as the kubelet's summary; their start times from the runtime.
+      f.state = cri::ContainerState::kRunning;
+      std::map<std::string, int64_t> created;
+      if (auto cs = rt_->ListContainers(f)) {
+        for (const auto& c : *cs) created[c.id] = c.created_at;
+      }
       if (auto stats = rt_->ListContainerStats(f)) {
         for (const auto& s : *stats) {
+          if (!created.count(s.id)) continue;
+          std::string cpu_time = ns_time(s.cpu.timestamp);
+          std::string mem_time = ns_time(s.memory.timestamp);
           containers.push_back({{"name", s.metadata.name},
-                                {"cpu", {{"usageCoreNanoSeconds", s.cpu.usage_core_nano_seconds}}},
-                                {"memory", {{"workingSetBytes", s.memory.working_set_bytes},
+                                {"startTime", ns_time(created[s.id])},
+                                {"cpu", {{"time", cpu_time},
+                                         {"usageCoreNanoSeconds", s.cpu.usage_core_nano_seconds}}},
+                                {"memory", {{"time", mem_time},
+                                            {"workingSetBytes", s.memory.working_set_bytes},
                                             {"rssBytes", s.memory.rss_bytes},
                                             {"usageBytes", s.memory.usage_bytes}}}});
           cpu += s.cpu.usage_core_nano_seconds;
@@ -133,8 +162,8 @@ class Backend final : public KubeletServerBackend {
         }
       }
       ps["containers"] = containers;
-      ps["cpu"] = {{"usageCoreNanoSeconds", cpu}};
-      ps["memory"] = {{"workingSetBytes", mem}};
+      ps["cpu"] = {{"time", now_text}, {"usageCoreNanoSeconds", cpu}};
+      ps["memory"] = {{"time", now_text}, {"workingSetBytes", mem}};
       pods.push_back(ps);
     }
     return json{{"node", node}, {"pods", pods}}.dump();
@@ -159,6 +188,7 @@ class Backend final : public KubeletServerBackend {
   Kubelet* k_;
   netproxy::Proxier* p_;
   cri::RuntimeService* rt_;
+  std::string node_name_;
 };
 
 std::map<std::string, std::string> ParseLabels(const std::string& s) {
@@ -188,6 +218,7 @@ struct CubeletApp::State {
   std::unique_ptr<ProxyFeed> proxy_feed;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Authorizer> authorizer;
+  std::unique_ptr<TokenAuthenticator> token_authenticator;
   std::unique_ptr<KubeletServer> server;
   std::unique_ptr<runtime::net::RouteSync> routes;
   std::mutex route_mu;
@@ -457,7 +488,7 @@ base::Result<> CubeletApp::Start() {
   }
 
   // Kubelet HTTP API and debug socket.
-  s_->backend = std::make_unique<Backend>(s_->kubelet.get(), s_->proxier.get(), runtime);
+  s_->backend = std::make_unique<Backend>(s_->kubelet.get(), s_->proxier.get(), runtime, node);
   KubeletServerOptions so;
   so.node_name = node;
   so.address = f.address;
@@ -481,7 +512,13 @@ base::Result<> CubeletApp::Start() {
     s_->authorizer = std::make_unique<AllowAuthenticatedAuthorizer>();
   }
   so.authorizer = s_->authorizer.get();
-  base::log::Info("kubelet API authorization", {{"mode", f.authorization_mode}});
+  if (f.authentication_token_webhook) {
+    s_->token_authenticator = std::make_unique<WebhookTokenAuthenticator>(
+        s_->api, f.authentication_token_webhook_cache_ttl, &s_->clock);
+    so.token_authenticator = s_->token_authenticator.get();
+  }
+  base::log::Info("kubelet API authorization", {{"mode", f.authorization_mode},
+                                                {"tokenWebhook", f.authentication_token_webhook ? "true" : "false"}});
   s_->server = std::make_unique<KubeletServer>(so, s_->backend.get());
   CUBELET_TRY(s_->server->Start());
   base::log::Info("cubelet started", {{"node", node}, {"server", s_->api->Endpoint()}, {"port", f.port}});

@@ -44,7 +44,7 @@ bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out) {
 CubeletFlags ParseFlags(int argc, char** argv) {
   CubeletFlags f;
   std::string minimum_image_gc_age = "2m0s";
-  std::string authz_authorized_ttl = "5m0s", authz_unauthorized_ttl = "30s";
+  std::string authz_authorized_ttl = "5m0s", authz_unauthorized_ttl = "30s", token_ttl = "2m0s";
   CLI::App app{"cubelet: a Kubernetes node agent (kubelet + kube-proxy) with an embedded container runtime"};
   app.set_version_flag("--version", "cubelet v0.1.0 (kubelet-compatible v1.32)");
   app.get_formatter()->column_width(42);
@@ -63,6 +63,8 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--cluster-domain", f.cluster_domain, "Cluster DNS domain")->capture_default_str();
   app.add_option("--resolv-conf", f.resolv_conf, "Resolver configuration for dnsPolicy Default")->capture_default_str();
   app.add_option("--client-ca-file", f.client_ca_file, "CA bundle that signs client certificates allowed on :10250 (the API server's kubelet client cert)");
+  app.add_option("--authentication-token-webhook", f.authentication_token_webhook, "Authenticate bearer tokens on the kubelet API with a TokenReview to the API server")->capture_default_str();
+  app.add_option("--authentication-token-webhook-cache-ttl", token_ttl, "How long TokenReview answers are cached (Go duration)")->capture_default_str();
   app.add_option("--authorization-mode", f.authorization_mode, "Authorization of the kubelet API: Webhook (a SubjectAccessReview to the API server per request, cached) or AlwaysAllow (any authenticated client)")->check(CLI::IsMember({"Webhook", "AlwaysAllow"}))->capture_default_str();
   app.add_option("--authorization-webhook-cache-authorized-ttl", authz_authorized_ttl, "How long allowed webhook answers are cached (Go duration)")->capture_default_str();
   app.add_option("--authorization-webhook-cache-unauthorized-ttl", authz_unauthorized_ttl, "How long denied webhook answers are cached (Go duration)")->capture_default_str();
@@ -120,7 +122,9 @@ CubeletFlags ParseFlags(int argc, char** argv) {
        {std::tuple{"--authorization-webhook-cache-authorized-ttl", &authz_authorized_ttl,
                    &f.authorization_webhook_cache_authorized_ttl},
         std::tuple{"--authorization-webhook-cache-unauthorized-ttl", &authz_unauthorized_ttl,
-                   &f.authorization_webhook_cache_unauthorized_ttl}}) {
+                   &f.authorization_webhook_cache_unauthorized_ttl},
+        std::tuple{"--authentication-token-webhook-cache-ttl", &token_ttl,
+                   &f.authentication_token_webhook_cache_ttl}}) {
     if (!ParseGoDuration(*text, out)) {
       std::cerr << flag << ": invalid duration \"" << *text << "\" (expected e.g. 5m0s, 30s)\n";
       std::exit(2);

@@ -22,6 +22,9 @@ struct CubeletFlags {
   // Webhook: SubjectAccessReview per request (as KubeletConfiguration's default); AlwaysAllow:
   // any authenticated client (the kubelet's flag default).
   std::string authorization_mode = "Webhook";
+  // Bearer tokens on the kubelet API, checked with a TokenReview (KubeletConfiguration's default).
+  bool authentication_token_webhook = true;
+  std::chrono::milliseconds authentication_token_webhook_cache_ttl{2 * 60 * 1000};
   std::chrono::milliseconds authorization_webhook_cache_authorized_ttl{5 * 60 * 1000};
   std::chrono::milliseconds authorization_webhook_cache_unauthorized_ttl{30 * 1000};
   std::string tls_cert_file, tls_private_key_file;

@@ -102,6 +102,11 @@ const std::map<std::string, Field>& Fields() {
     m["tlsPrivateKeyFile"] = Make("tls-private-key-file", Str, &CubeletFlags::tls_private_key_file);
     m["authentication.x509.clientCAFile"] =
         Make("client-ca-file", Str, &CubeletFlags::client_ca_file);
+    m["authentication.webhook.enabled"] =
+        Make("authentication-token-webhook", Bool, &CubeletFlags::authentication_token_webhook);
+    m["authentication.webhook.cacheTTL"] =
+        Make("authentication-token-webhook-cache-ttl", Duration,
+             &CubeletFlags::authentication_token_webhook_cache_ttl, Zero::kUnset);
     m["authorization.mode"] = {
         "authorization-mode", [](const YAML::Node& n, const std::string& path, CubeletFlags* f) -> Result<> {
           auto s = Str(n, path);
@@ -183,7 +188,6 @@ const std::map<std::string, std::set<std::string>>& Matching() {
   static const std::map<std::string, std::set<std::string>> kMatching = {
       {"cgroupDriver", {"cgroupfs"}},
       {"authentication.anonymous.enabled", {"false"}},  // anonymous requests are always 401
-      {"authentication.webhook.enabled", {"false"}},    // no bearer tokens on :10250
       {"failSwapOn", {"true", "false"}},
       {"rotateCertificates", {"false"}},
       {"staticPodPath", {""}},

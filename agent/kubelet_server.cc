@@ -11,6 +11,7 @@
 #include "agent/cri_log_reader.h"
 #include "agent/exec_protocol.h"
 #include "agent/kubelet_exec.h"
+#include "agent/resource_metrics.h"
 #include "agent/kubelet_server_http.h"
 #include "agent/kubelet_server_tls.h"
 #include "base/file.h"
@@ -243,10 +244,20 @@ void KubeletServer::Impl::Stop() {
 
 void KubeletServer::Impl::HandleSecure(const HttpRequest& req, const Peer& peer,
                                        ResponseWriter& w) {
-  if (peer.user.name.empty()) {
-    // Anonymous auth is off (the kubelet's default). Bearer tokens would be checked with a
-    // TokenReview against the API server (webhook authn); that is not implemented, so a token
-    // alone does not authenticate either.
+  UserInfo user = peer.user;
+  if (user.name.empty() && options_.token_authenticator &&
+      base::StartsWith(req.authorization, "Bearer ")) {
+    std::string token(base::Trim(req.authorization.substr(7)));
+    auto who = options_.token_authenticator->Authenticate(token);
+    if (!who) {
+      base::log::Error("kubelet API: token authentication error",
+                       {{"path", req.path}, {"error", who.error().message}});
+    } else if (*who) {
+      user = **who;
+    }
+  }
+  if (user.name.empty()) {
+    // Anonymous auth is off (the kubelet's default with a kubeadm configuration).
     base::log::Debug("kubelet API: unauthenticated request",
                      {{"path", req.path},
                       {"cert", peer.why_anon},
@@ -254,7 +265,7 @@ void KubeletServer::Impl::HandleSecure(const HttpRequest& req, const Peer& peer,
     w.Reply(401, kText, "Unauthorized");
     return;
   }
-  AuthorizationRequest attrs = AttributesFor(req, peer.user, options_.node_name);
+  AuthorizationRequest attrs = AttributesFor(req, user, options_.node_name);
   std::string reason;
   std::string who = "(user=" + attrs.user.name + ", verb=" + attrs.verb +
                     ", resource=" + attrs.resource + ", subresource=" + attrs.subresource + ")";
@@ -310,7 +321,7 @@ void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool 
   }
   bool known = req.path == "/healthz" || req.path == "/pods" || req.path == "/pods/" ||
                req.path == "/stats/summary" || req.path == "/metrics" ||
-               base::StartsWith(req.path, "/containerLogs/") ||
+               req.path == "/metrics/resource" || base::StartsWith(req.path, "/containerLogs/") ||
                (debug && req.path == "/debug/pods");
   if (!known) {
     w.Reply(404, kText, "404 page not found\n");
@@ -328,6 +339,8 @@ void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool 
     w.Reply(200, kJson, backend_->StatsSummaryJson());
   } else if (req.path == "/metrics") {
     w.Reply(200, kMetrics, backend_->MetricsText());
+  } else if (req.path == "/metrics/resource") {
+    w.Reply(200, kMetrics, ResourceMetricsText(backend_->StatsSummaryJson()));
   } else if (req.path == "/debug/pods") {
     w.Reply(200, kJson, backend_->DebugPodsJson());
   } else {

@@ -4,7 +4,9 @@
 // data through KubeletServerBackend. Beast/OpenSSL stay in the .cc files.
 //
 // Authentication on :10250 follows the kubelet with anonymous auth off: an x509 client cert
-// verified against --client-ca-file authenticates (user = CN, groups = O); anything else is 401.
+// verified against --client-ca-file authenticates (user = CN, groups = O); without one, a bearer
+// token is checked by the TokenAuthenticator (a TokenReview, --authentication-token-webhook);
+// anything else is 401.
 // Authorization goes through the Authorizer below: the WebhookAuthorizer (agent/
 // webhook_authorizer.h: a SubjectAccessReview, as the kubelet's --authorization-mode=Webhook)
 // or, with --authorization-mode=AlwaysAllow, every authenticated user.
@@ -32,6 +34,7 @@
 //      }]
 //   }]}
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -105,6 +108,14 @@ class Authorizer {
                                        std::string* reason) = 0;
 };
 
+class TokenAuthenticator {
+ public:
+  virtual ~TokenAuthenticator() = default;
+  // The token's user, std::nullopt when the token does not authenticate; an error when no
+  // answer could be had (the request is 401 either way).
+  virtual base::Result<std::optional<UserInfo>> Authenticate(const std::string& token) = 0;
+};
+
 // --authorization-mode=AlwaysAllow: any authenticated user may do anything.
 class AllowAuthenticatedAuthorizer final : public Authorizer {
  public:
@@ -127,6 +138,7 @@ struct KubeletServerOptions {
   int healthz_port = 10248;  // plain HTTP /healthz; 0 = off (kubelet --healthz-port=0); -1 = any
   std::string debug_socket = "/run/cubelet/cubelet.sock";  // 0600, root only; "" = off
   Authorizer* authorizer = nullptr;                        // nullptr = AllowAuthenticatedAuthorizer
+  TokenAuthenticator* token_authenticator = nullptr;       // nullptr = bearer tokens are 401
   // Runs /exec sessions (RuntimeService::Exec on the id from FindExecContainer); nullptr = off.
   cri::RuntimeService* runtime = nullptr;
 };

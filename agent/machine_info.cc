@@ -325,4 +325,41 @@ base::Result<std::string> DetectNodeIP(const std::string& hostname) {
                     "': no non-loopback address (set --node-ip)");
 }
 
+base::Result<NodeUsage> ParseNodeUsage(std::string_view proc_stat, std::string_view meminfo,
+                                       long clock_ticks_per_second) {
+  NodeUsage u;
+  bool found = false;
+  for (const auto& line : base::Split(proc_stat, '\n', true)) {
+    auto f = base::Split(line, ' ', true);
+    if (f.empty() || f[0] != "cpu") continue;
+    if (f.size() < 9) return base::Fail("/proc/stat: short cpu line");
+    uint64_t busy = 0;
+    // user nice system idle iowait irq softirq steal: all but idle (4) and iowait (5).
+    for (size_t i : {1, 2, 3, 6, 7, 8}) busy += std::strtoull(f[i].c_str(), nullptr, 10);
+    if (clock_ticks_per_second <= 0) return base::Fail("bad clock tick rate");
+    u.cpu_usage_ns = busy * (1'000'000'000ULL / static_cast<uint64_t>(clock_ticks_per_second));
+    found = true;
+    break;
+  }
+  if (!found) return base::Fail("/proc/stat: no cpu line");
+  int64_t total = ParseMeminfoBytes(meminfo, "MemTotal");
+  int64_t free = ParseMeminfoBytes(meminfo, "MemFree");
+  int64_t inactive_file = ParseMeminfoBytes(meminfo, "Inactive(file)");
+  int64_t available = ParseMeminfoBytes(meminfo, "MemAvailable");
+  if (total <= 0 || free < 0) return base::Fail("/proc/meminfo: no MemTotal/MemFree");
+  u.memory_usage_bytes = static_cast<uint64_t>(total - free);
+  uint64_t inactive = inactive_file > 0 ? static_cast<uint64_t>(inactive_file) : 0;
+  u.memory_working_set_bytes = u.memory_usage_bytes > inactive ? u.memory_usage_bytes - inactive : 0;
+  u.memory_available_bytes = available > 0 ? static_cast<uint64_t>(available) : 0;
+  return u;
+}
+
+base::Result<NodeUsage> ReadNodeUsage() {
+  auto stat = base::ReadFile("/proc/stat");
+  if (!stat) return tl::unexpected(stat.error());
+  auto mem = base::ReadFile("/proc/meminfo");
+  if (!mem) return tl::unexpected(mem.error());
+  return ParseNodeUsage(*stat, *mem, sysconf(_SC_CLK_TCK));
+}
+
 }  // namespace agent

@@ -83,6 +83,20 @@ std::string ParseOsReleasePrettyName(std::string_view os_release);
 // A "key:   value kB" line of /proc/meminfo, in bytes; -1 if absent.
 int64_t ParseMeminfoBytes(std::string_view meminfo, std::string_view key);
 
+// The node's usage for /stats/summary and /metrics/resource, as cAdvisor's root container:
+// CPU = the busy time of the "cpu" line of /proc/stat (everything but idle and iowait);
+// memory usage = MemTotal - MemFree, working set = usage - Inactive(file), available =
+// MemAvailable.
+struct NodeUsage {
+  uint64_t cpu_usage_ns = 0;
+  uint64_t memory_usage_bytes = 0;
+  uint64_t memory_working_set_bytes = 0;
+  uint64_t memory_available_bytes = 0;
+};
+base::Result<NodeUsage> ParseNodeUsage(std::string_view proc_stat, std::string_view meminfo,
+                                       long clock_ticks_per_second);
+base::Result<NodeUsage> ReadNodeUsage();
+
 // The node's InternalIP when none is configured, the way the kubelet picks it without a cloud
 // provider: `hostname` itself if it is an IP, else its DNS addresses (IPv4 first, loopback
 // skipped), else the first global address of the interface holding the default route, else the

@@ -1,5 +1,7 @@
 #include "agent/webhook_authorizer.h"
 
+#include <openssl/sha.h>
+
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
@@ -79,6 +81,71 @@ base::Result<bool> WebhookAuthorizer::Authorize(const AuthorizationRequest& requ
   }
   if (reason) *reason = e.reason;
   return e.allowed;
+}
+
+WebhookTokenAuthenticator::WebhookTokenAuthenticator(ApiClientPtr api,
+                                                     std::chrono::milliseconds ttl,
+                                                     const base::Clock* clock,
+                                                     size_t max_cache_entries)
+    : api_(std::move(api)), ttl_(ttl), clock_(clock), max_entries_(max_cache_entries) {}
+
+base::Result<std::optional<UserInfo>> WebhookTokenAuthenticator::Authenticate(
+    const std::string& token) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
+  std::string key(reinterpret_cast<const char*>(digest), sizeof digest);
+  auto now = clock_->Monotonic();
+  {
+    std::lock_guard lk(mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end() && it->second.expires > now) return it->second.user;
+  }
+  json review = {{"apiVersion", "authentication.k8s.io/v1"},
+                 {"kind", "TokenReview"},
+                 {"metadata", {{"creationTimestamp", nullptr}}},
+                 {"spec", {{"token", token}}},
+                 {"status", json::object()}};
+  auto resp = api_->Do("POST", "/apis/authentication.k8s.io/v1/tokenreviews", review.dump());
+  if (!resp) return tl::unexpected(resp.error().Wrap("TokenReview"));
+  auto body = json::parse(resp->body, nullptr, false);
+  if (!resp->ok()) {
+    std::string msg = "TokenReview: HTTP " + std::to_string(resp->status);
+    if (!body.is_discarded() && body.is_object() && body.contains("message") &&
+        body["message"].is_string()) {
+      msg += ": " + body["message"].get<std::string>();
+    }
+    return base::Fail(msg);
+  }
+  if (body.is_discarded() || !body.is_object() || !body.contains("status") ||
+      !body["status"].is_object()) {
+    return base::Fail("TokenReview: the answer has no status");
+  }
+  const json& st = body["status"];
+  Entry e;
+  if (st.value("authenticated", false) && st.contains("user") && st["user"].is_object()) {
+    const json& u = st["user"];
+    UserInfo info;
+    info.name = u.value("username", "");
+    if (u.contains("groups") && u["groups"].is_array()) {
+      for (const auto& g : u["groups"]) {
+        if (g.is_string()) info.groups.push_back(g.get<std::string>());
+      }
+    }
+    if (info.name.empty()) return base::Fail("TokenReview: authenticated without a username");
+    e.user = info;
+  }
+  e.expires = now + ttl_;
+  {
+    std::lock_guard lk(mu_);
+    if (cache_.size() >= max_entries_) {
+      for (auto it = cache_.begin(); it != cache_.end();) {
+        it = it->second.expires <= now ? cache_.erase(it) : std::next(it);
+      }
+      if (cache_.size() >= max_entries_) cache_.clear();
+    }
+    cache_[key] = e;
+  }
+  return e.user;
 }
 
 }  // namespace agent

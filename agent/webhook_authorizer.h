@@ -1,4 +1,10 @@
 #pragma once
+// The kubelet API's webhooks to the API server.
+//
+// --authentication-token-webhook: a bearer token (e.g. metrics-server's or Prometheus's service
+// account token) is authenticated with a TokenReview (authentication.k8s.io/v1); answers,
+// authenticated or not, are cached for --authentication-token-webhook-cache-ttl (2m).
+//
 // --authorization-mode=Webhook for the kubelet API: as the kubelet's webhook authorizer, every
 // decision is a SubjectAccessReview (authorization.k8s.io/v1) that the node creates with its own
 // credentials (the Node authorizer lets nodes create them); answers are cached, allowed ones
@@ -41,6 +47,25 @@ class WebhookAuthorizer final : public Authorizer {
   const base::Clock* clock_;
   std::mutex mu_;
   std::map<std::string, Entry> cache_;  // by the review's JSON
+};
+
+class WebhookTokenAuthenticator final : public TokenAuthenticator {
+ public:
+  WebhookTokenAuthenticator(ApiClientPtr api, std::chrono::milliseconds ttl,
+                            const base::Clock* clock, size_t max_cache_entries = 10000);
+  base::Result<std::optional<UserInfo>> Authenticate(const std::string& token) override;
+
+ private:
+  struct Entry {
+    std::optional<UserInfo> user;
+    std::chrono::steady_clock::time_point expires;
+  };
+  ApiClientPtr api_;
+  std::chrono::milliseconds ttl_;
+  const base::Clock* clock_;
+  size_t max_entries_;
+  std::mutex mu_;
+  std::map<std::string, Entry> cache_;  // by the token's SHA-256, not the token itself
 };
 
 }  // namespace agent

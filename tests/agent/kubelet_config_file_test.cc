@@ -82,7 +82,9 @@ TEST_CASE("kubelet config: kubeadm's file") {
   INFO(w);
   CHECK(w.rfind("KubeletConfiguration fields cubelet does not implement (ignored): ", 0) == 0);
   CHECK(w == "KubeletConfiguration fields cubelet does not implement (ignored): "
-             "authentication.webhook.enabled, cgroupDriver, rotateCertificates, staticPodPath");
+             "cgroupDriver, rotateCertificates, staticPodPath");
+  CHECK(f.authentication_token_webhook);
+  CHECK(f.authentication_token_webhook_cache_ttl == std::chrono::minutes(2));
   // Not what it matches (anonymous off), applies, or what is left at its default (0s, {}).
 }
 
@@ -96,6 +98,8 @@ address: 10.0.0.5
 port: 11250
 tlsCertFile: /pki/k.crt
 tlsPrivateKeyFile: /pki/k.key
+authentication:
+  webhook: {enabled: false, cacheTTL: 30s}
 authorization:
   mode: AlwaysAllow
   webhook: {cacheAuthorizedTTL: 1m, cacheUnauthorizedTTL: 5s}
@@ -126,6 +130,8 @@ podLogsDir: /srv/pod-logs
   CHECK(f.tls_cert_file == "/pki/k.crt");
   CHECK(f.tls_private_key_file == "/pki/k.key");
   CHECK(f.authorization_mode == "AlwaysAllow");
+  CHECK_FALSE(f.authentication_token_webhook);
+  CHECK(f.authentication_token_webhook_cache_ttl == std::chrono::seconds(30));
   CHECK(f.authorization_webhook_cache_authorized_ttl == std::chrono::minutes(1));
   CHECK(f.authorization_webhook_cache_unauthorized_ttl == std::chrono::seconds(5));
   CHECK(f.pod_cidr == "10.244.3.0/24");

@@ -190,11 +190,27 @@ struct CurlResult {
   std::string content_type;
 };
 
+// Tokens as a TokenReview would answer them: "good" is metrics-server, "down" has no answer.
+class FakeTokens : public agent::TokenAuthenticator {
+ public:
+  base::Result<std::optional<agent::UserInfo>> Authenticate(const std::string& token) override {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(token);
+    if (token == "down") return base::Fail("TokenReview: connection refused");
+    if (token != "good") return std::optional<agent::UserInfo>();
+    return std::optional<agent::UserInfo>(agent::UserInfo{
+        "system:serviceaccount:kube-system:metrics-server", {"system:serviceaccounts"}});
+  }
+  std::mutex mu;
+  std::vector<std::string> seen;
+};
+
 struct Fixture {
   const Pki& pki = SharedPki();
   TempDir work;
   FakeBackend backend;
   RecordingAuthorizer authz;
+  FakeTokens tokens;
   std::unique_ptr<agent::KubeletServer> server;
   std::string socket_path;
   std::string base_url;
@@ -217,6 +233,7 @@ struct Fixture {
     o.healthz_port = -1;
     o.debug_socket = socket_path;
     o.authorizer = &authz;
+    o.token_authenticator = &tokens;
     server = std::make_unique<agent::KubeletServer>(o, &backend);
     auto r = server->Start();
     INFO((r ? std::string() : r.error().message));
@@ -262,8 +279,23 @@ TEST_CASE("kubelet server: authentication on :10250") {
   SECTION("a cert without clientAuth usage is 401") {
     CHECK(f.Curl("/healthz", "serveronly").code == 401);
   }
-  SECTION("a bearer token alone is 401 (no TokenReview)") {
+  SECTION("bearer tokens: the TokenReview's user, else 401") {
+    auto r = f.Curl("/stats/summary", "", "-H 'Authorization: Bearer good'");
+    CHECK(r.code == 200);
+    {
+      std::lock_guard<std::mutex> lock(f.authz.mu);
+      CHECK(f.authz.last.user.name == "system:serviceaccount:kube-system:metrics-server");
+      CHECK(f.authz.last.subresource == "stats");
+    }
     CHECK(f.Curl("/healthz", "", "-H 'Authorization: Bearer abc.def.ghi'").code == 401);
+    CHECK(f.Curl("/healthz", "", "-H 'Authorization: Bearer down'").code == 401);
+    std::lock_guard<std::mutex> lock(f.tokens.mu);
+    CHECK(f.tokens.seen == std::vector<std::string>{"good", "abc.def.ghi", "down"});
+  }
+  SECTION("a client certificate wins; its request never asks about a token") {
+    CHECK(f.Curl("/healthz", "client", "-H 'Authorization: Bearer abc'").code == 200);
+    std::lock_guard<std::mutex> lock(f.tokens.mu);
+    CHECK(f.tokens.seen.empty());
   }
   SECTION("the API server's client cert is accepted and its user passed to the authorizer") {
     auto r = f.Curl("/healthz");

@@ -137,3 +137,25 @@ TEST_CASE("node IP detection") {
     CHECK(*detected != "::1");
   }
 }
+
+TEST_CASE("node usage from /proc/stat and /proc/meminfo (cAdvisor's root container)") {
+  std::string stat =
+      "cpu  1000 20 300 50000 400 5 6 7 0 0\ncpu0 500 10 150 25000 200 2 3 3 0 0\nintr 1 2 3\n";
+  std::string meminfo =
+      "MemTotal:       16000000 kB\nMemFree:         6000000 kB\nMemAvailable:   12000000 kB\n"
+      "Inactive(file):  3000000 kB\n";
+  auto u = agent::ParseNodeUsage(stat, meminfo, 100);
+  REQUIRE(u);
+  // busy = user+nice+system+irq+softirq+steal = 1000+20+300+5+6+7 = 1338 ticks of 10 ms.
+  CHECK(u->cpu_usage_ns == 13'380'000'000ULL);
+  CHECK(u->memory_usage_bytes == 10'000'000ULL * 1024);
+  CHECK(u->memory_working_set_bytes == 7'000'000ULL * 1024);
+  CHECK(u->memory_available_bytes == 12'000'000ULL * 1024);
+  CHECK_FALSE(agent::ParseNodeUsage("intr 1\n", meminfo, 100));
+  CHECK_FALSE(agent::ParseNodeUsage(stat, "MemAvailable: 1 kB\n", 100));
+  auto real = agent::ReadNodeUsage();
+  REQUIRE(real);
+  CHECK(real->cpu_usage_ns > 0);
+  CHECK(real->memory_working_set_bytes > 0);
+  CHECK(real->memory_working_set_bytes <= real->memory_usage_bytes);
+}

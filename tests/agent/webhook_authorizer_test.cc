@@ -130,3 +130,46 @@ TEST_CASE("webhook authorizer: no answer is an error, not an allow, and is not c
   CHECK(*d);
   CHECK(api->Requests().size() == 4);
 }
+
+TEST_CASE("token webhook: the review, the user, and the cache (by hash, both answers)") {
+  auto api = std::make_shared<FakeApiClient>();
+  base::FakeClock clock(base::WallTime(std::chrono::seconds(1'700'000'000)));
+  agent::WebhookTokenAuthenticator authn(api, std::chrono::minutes(2), &clock);
+  const char kTr[] = "/apis/authentication.k8s.io/v1/tokenreviews";
+  api->Push("POST", kTr, 201,
+            R"({"kind":"TokenReview","status":{"authenticated":true,"user":{"username":)"
+            R"("system:serviceaccount:kube-system:metrics-server","uid":"u1","groups":)"
+            R"(["system:serviceaccounts","system:authenticated"]}}})");
+  auto a = authn.Authenticate("tok-1");
+  REQUIRE(a);
+  REQUIRE(*a);
+  CHECK((*a)->name == "system:serviceaccount:kube-system:metrics-server");
+  CHECK((*a)->groups ==
+        std::vector<std::string>{"system:serviceaccounts", "system:authenticated"});
+  REQUIRE(api->Requests().size() == 1);
+  json sent = json::parse(api->Requests()[0].body);
+  CHECK(sent["apiVersion"] == "authentication.k8s.io/v1");
+  CHECK(sent["kind"] == "TokenReview");
+  CHECK(sent["spec"] == json{{"token", "tok-1"}});
+  api->Push("POST", kTr, 201, R"({"status":{"authenticated":false,"error":"invalid token"}})");
+  auto b = authn.Authenticate("tok-2");
+  REQUIRE(b);
+  CHECK_FALSE(*b);
+  // Both answers are cached for the TTL; then asked again.
+  clock.Advance(std::chrono::seconds(119));
+  CHECK(*authn.Authenticate("tok-1"));
+  CHECK_FALSE(*authn.Authenticate("tok-2"));
+  CHECK(api->Requests().size() == 2);
+  clock.Advance(std::chrono::seconds(2));
+  api->Push("POST", kTr, 201, R"({"status":{"authenticated":false}})");
+  CHECK_FALSE(*authn.Authenticate("tok-1"));
+  CHECK(api->Requests().size() == 3);
+  // No answer: an error, not cached.
+  api->PushReply("POST", kTr, FakeApiClient::TransportError("connection refused"));
+  REQUIRE_FALSE(authn.Authenticate("tok-3"));
+  api->Push("POST", kTr, 201, R"({"status":{"authenticated":true,"user":{"username":"bob"}}})");
+  auto c = authn.Authenticate("tok-3");
+  REQUIRE(c);
+  REQUIRE(*c);
+  CHECK((*c)->name == "bob");
+}

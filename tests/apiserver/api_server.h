@@ -89,6 +89,11 @@ class ApiServer {
 
   Store& store() { return store_; }
 
+  // How bearer tokens authenticate (the transport's token file), for TokenReviews.
+  void SetTokenAuthenticator(std::function<std::optional<UserInfo>(const std::string&)> fn) {
+    token_authenticator_ = std::move(fn);
+  }
+
  private:
   struct Route;
   Response Serve(const Request& req, Route& route);
@@ -98,6 +103,7 @@ class ApiServer {
 
   ServerConfig config_;
   Store store_;
+  std::function<std::optional<UserInfo>(const std::string&)> token_authenticator_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> dirty_{true};
   std::thread controller_thread_;

@@ -381,6 +381,36 @@ TEST_CASE("SubjectAccessReview: the decisions this server makes, for a node's ku
   CHECK(sar({{"user", "alice"}, {"resourceAttributes", proxy}}, bob).status == 403);
 }
 
+TEST_CASE("TokenReview: who a bearer token is, for a kubelet's webhook authentication") {
+  Fixture f;
+  f.api.SetTokenAuthenticator([](const std::string& t) -> std::optional<apiserver::UserInfo> {
+    if (t == "good") return Admin();
+    return std::nullopt;
+  });
+  auto n = NodeUser("sample-node");
+  auto review = [&](const std::string& token, const apiserver::UserInfo& as) {
+    Json body = {{"apiVersion", "authentication.k8s.io/v1"},
+                 {"kind", "TokenReview"},
+                 {"spec", {{"token", token}}}};
+    return f.Call("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body.dump(), as);
+  };
+  auto ok = review("good", n);
+  REQUIRE(ok.status == 201);
+  Json j = Json::parse(ok.body);
+  CHECK(j["kind"] == "TokenReview");
+  CHECK(j["status"]["authenticated"] == true);
+  CHECK(j["status"]["user"]["username"] == "kubernetes-admin");
+  CHECK(j["status"]["user"]["groups"] == Json::array({"system:masters", "system:authenticated"}));
+  auto bad = review("bad", n);
+  REQUIRE(bad.status == 201);
+  CHECK(Json::parse(bad.body)["status"] == Json::object());
+  auto empty = review("", n);
+  CHECK(empty.status == 400);
+  CHECK(Json::parse(empty.body)["message"] == "token is required for TokenReview in authentication");
+  apiserver::UserInfo bob{"bob", "", {"system:authenticated"}, {}, true};
+  CHECK(review("good", bob).status == 403);
+}
+
 TEST_CASE("store: RV strictly increases, history replays, compaction gives 410") {
   apiserver::Store store(3);
   auto lock = store.Lock();

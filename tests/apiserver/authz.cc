@@ -234,9 +234,11 @@ std::optional<Response> AuthorizeNode(Store& store, const UserInfo& user, const 
     return deny("");
   }
   if (def.group == "authentication.k8s.io" && r == "selfsubjectreviews") return std::nullopt;
-  // system:node's rules (which the Node authorizer applies): the kubelet checks access to its
-  // own API with SubjectAccessReviews.
+  // system:node's rules (which the Node authorizer applies): the kubelet checks who calls its
+  // own API with TokenReviews and SubjectAccessReviews.
   if (def.group == "authorization.k8s.io" && r == "subjectaccessreviews" && verb == "create")
+    return std::nullopt;
+  if (def.group == "authentication.k8s.io" && r == "tokenreviews" && verb == "create")
     return std::nullopt;
   return deny("");
 }

@@ -610,6 +610,8 @@ std::vector<std::string> HttpServer::Listen(const std::vector<std::string>& addr
 
 void HttpServer::Run(ApiServer& api) {
   impl_->api_ptr = &api;
+  api.SetTokenAuthenticator(
+      [impl = impl_.get()](const std::string& token) { return impl->tokens.Authenticate(token); });
   std::vector<std::thread> loops;
   for (auto& acc : impl_->acceptors) {
     tcp::acceptor* a = acc.get();

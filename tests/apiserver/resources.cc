@@ -39,6 +39,8 @@ const std::vector<ResourceDef>& Resources() {
        kAllVerbs, "events", {}},
       {"authentication.k8s.io", "v1", "selfsubjectreviews", "selfsubjectreview",
        "SelfSubjectReview", "SelfSubjectReview", false, {}, {"create"}, "", {}},
+      {"authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview",
+       "TokenReview", false, {}, {"create"}, "", {}},
       {"authorization.k8s.io", "v1", "subjectaccessreviews", "subjectaccessreview",
        "SubjectAccessReview", "SubjectAccessReview", false, {}, {"create"}, "", {}},
   };

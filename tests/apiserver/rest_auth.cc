@@ -87,6 +87,28 @@ Response ApiServerImpl::SubjectAccessReview(const Json& body) {
   return JsonResponse(201, review);
 }
 
+// Who a bearer token is, as this server's own authentication sees it (the token file).
+Response ApiServerImpl::TokenReview(const Json& body) {
+  Json spec = body.contains("spec") && body["spec"].is_object() ? body["spec"] : Json::object();
+  std::string token = spec.value("token", "");
+  if (token.empty()) return BadRequest("token is required for TokenReview in authentication");
+  std::optional<UserInfo> who;
+  if (s_.token_authenticator_) who = s_.token_authenticator_(token);
+  Json status = Json::object();
+  if (who) {
+    Json user = {{"username", who->name}};
+    if (!who->uid.empty()) user["uid"] = who->uid;
+    user["groups"] = who->groups;
+    status = {{"authenticated", true}, {"user", user}};
+  }
+  Json review = {{"kind", "TokenReview"},
+                 {"apiVersion", "authentication.k8s.io/v1"},
+                 {"metadata", {{"creationTimestamp", nullptr}}},
+                 {"spec", spec},
+                 {"status", status}};
+  return JsonResponse(201, review);
+}
+
 Response ApiServerImpl::TokenRequest(const Json& body) {
   const Json* sa = store_.Get("serviceaccounts", route_.ns, route_.name);
   if (!sa) return NotFound(def_, route_.name);

@@ -77,6 +77,7 @@ class ApiServerImpl {
   Response TokenRequest(const Json& body);
   Response SelfSubjectReview();
   Response SubjectAccessReview(const Json& body);
+  Response TokenReview(const Json& body);
   Response PodLog();
   Response PodExec();
   // The kubelet URL base "https://IP:PORT" of the node running the pod, and the container

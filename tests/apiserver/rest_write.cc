@@ -164,6 +164,7 @@ Response ApiServerImpl::Create() {
   if (!route_.sub.empty()) return NotFoundPath();
   if (def_.resource == "selfsubjectreviews") return SelfSubjectReview();
   if (def_.resource == "subjectaccessreviews") return SubjectAccessReview(body);
+  if (def_.resource == "tokenreviews") return TokenReview(body);
 
   if (def_.group == "events.k8s.io") {
     body["kind"] = "Event";

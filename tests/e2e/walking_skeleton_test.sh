@@ -110,6 +110,20 @@ openssl x509 -req -in "$TMP/alice.csr" -CA "$TMP/api/ca.crt" -CAkey "$TMP/api/ca
   -CAcreateserial -CAserial "$TMP/alice.srl" -out "$TMP/alice.crt" -days 1 -extfile "$TMP/alice.ext" 2>/dev/null
 out=$(nsenter --net="$(node_ns 1)" curl -sk --cert "$TMP/alice.crt" --key "$TMP/alice.key" -w ' %{http_code}' https://10.123.0.11:10250/pods)
 check "a client the API server does not authorize gets the kubelet's 403 ($out)" test "$out" = "Forbidden (user=alice, verb=get, resource=nodes, subresource=proxy) 403"
+# Bearer tokens (what metrics-server and Prometheus send) are authenticated with a TokenReview:
+# the admin's token may read /pods, the node's own token is authenticated but not authorized.
+ADMIN_TOKEN=$(awk -F, '$2=="kubernetes-admin"{print $1}' "$TMP/api/tokens.csv")
+NODE_TOKEN=$(awk -F, '$2=="system:node:node-a"{print $1}' "$TMP/api/tokens.csv")
+out=$(nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer $ADMIN_TOKEN" -o /dev/null -w '%{http_code}' https://10.123.0.11:10250/pods)
+check "an admin's bearer token reads /pods on :10250 (TokenReview + SubjectAccessReview) ($out)" test "$out" = 200
+out=$(nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer $NODE_TOKEN" -w ' %{http_code}' https://10.123.0.11:10250/pods)
+check "the node's own token: authenticated, not authorized ($out)" test "$out" = "Forbidden (user=system:node:node-a, verb=get, resource=nodes, subresource=proxy) 403"
+out=$(nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer not-a-token" -o /dev/null -w '%{http_code}' https://10.123.0.11:10250/pods)
+check "an unknown bearer token is 401 ($out)" test "$out" = 401
+# What metrics-server scrapes for `kubectl top`: /metrics/resource.
+nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer $ADMIN_TOKEN" https://10.123.0.11:10250/metrics/resource >"$TMP/resource.prom"
+check "/metrics/resource: the node's CPU and memory" bash -c "grep -qE '^node_cpu_usage_seconds_total [0-9.e+]+ [0-9]{13}$' $TMP/resource.prom && grep -qE '^node_memory_working_set_bytes [1-9][0-9.e+]* [0-9]{13}$' $TMP/resource.prom"
+check "/metrics/resource: web-1's container and pod" bash -c "grep -qE '^container_memory_working_set_bytes\{container=\"httpd\",namespace=\"default\",pod=\"web-1\"\} [1-9]' $TMP/resource.prom && grep -qE '^pod_cpu_usage_seconds_total\{namespace=\"default\",pod=\"web-1\"\} ' $TMP/resource.prom && grep -q '^resource_scrape_error 0$' $TMP/resource.prom"
 check "cubelet runs the kubelet API in Webhook authorization mode (the default)" grep -q 'kubelet API authorization.*mode=Webhook' "$TMP/node-a/cubelet.log"
 
 # --- the ClusterIP service load-balances over both pods -------------------------------------
