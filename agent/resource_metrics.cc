@@ -74,45 +74,29 @@ std::string ResourceMetricsText(const std::string& summary_json) {
     scrape_error = 1;
     s = json::object();
   }
-  const json node = s.value("node", json::object());
-  if (Has(node, "cpu", "usageCoreNanoSeconds")) {
-    node_cpu.samples += std::string(node_cpu.name) + " " +
-                        Num(node["cpu"]["usageCoreNanoSeconds"].get<double>() / 1e9) +
-                        TimestampMs(node["cpu"]) + "\n";
-  }
-  if (Has(node, "memory", "workingSetBytes")) {
-    node_mem.samples += std::string(node_mem.name) + " " +
-                        Num(node["memory"]["workingSetBytes"].get<double>()) +
-                        TimestampMs(node["memory"]) + "\n";
-  }
+  // One object's cpu and memory samples (node, pod or container) with the given labels.
+  auto usage = [](const json& of, const std::string& labels, Family* cpu, Family* mem) {
+    if (Has(of, "cpu", "usageCoreNanoSeconds")) {
+      cpu->samples += std::string(cpu->name) + labels + " " +
+                      Num(of["cpu"]["usageCoreNanoSeconds"].get<double>() / 1e9) +
+                      TimestampMs(of["cpu"]) + "\n";
+    }
+    if (Has(of, "memory", "workingSetBytes")) {
+      mem->samples += std::string(mem->name) + labels + " " +
+                      Num(of["memory"]["workingSetBytes"].get<double>()) +
+                      TimestampMs(of["memory"]) + "\n";
+    }
+  };
+  usage(s.value("node", json::object()), "", &node_cpu, &node_mem);
   for (const auto& p : s.value("pods", json::array())) {
     if (!p.is_object() || !p.contains("podRef")) continue;
     std::string pod = p["podRef"].value("name", ""), ns = p["podRef"].value("namespace", "");
-    std::string pl = "{namespace=\"" + Label(ns) + "\",pod=\"" + Label(pod) + "\"}";
-    if (Has(p, "cpu", "usageCoreNanoSeconds")) {
-      pod_cpu.samples += std::string(pod_cpu.name) + pl + " " +
-                         Num(p["cpu"]["usageCoreNanoSeconds"].get<double>() / 1e9) +
-                         TimestampMs(p["cpu"]) + "\n";
-    }
-    if (Has(p, "memory", "workingSetBytes")) {
-      pod_mem.samples += std::string(pod_mem.name) + pl + " " +
-                         Num(p["memory"]["workingSetBytes"].get<double>()) +
-                         TimestampMs(p["memory"]) + "\n";
-    }
+    usage(p, "{namespace=\"" + Label(ns) + "\",pod=\"" + Label(pod) + "\"}", &pod_cpu, &pod_mem);
     for (const auto& c : p.value("containers", json::array())) {
       if (!c.is_object()) continue;
       std::string cl = "{container=\"" + Label(c.value("name", "")) + "\",namespace=\"" +
                        Label(ns) + "\",pod=\"" + Label(pod) + "\"}";
-      if (Has(c, "cpu", "usageCoreNanoSeconds")) {
-        ctr_cpu.samples += std::string(ctr_cpu.name) + cl + " " +
-                           Num(c["cpu"]["usageCoreNanoSeconds"].get<double>() / 1e9) +
-                           TimestampMs(c["cpu"]) + "\n";
-      }
-      if (Has(c, "memory", "workingSetBytes")) {
-        ctr_mem.samples += std::string(ctr_mem.name) + cl + " " +
-                           Num(c["memory"]["workingSetBytes"].get<double>()) +
-                           TimestampMs(c["memory"]) + "\n";
-      }
+      usage(c, cl, &ctr_cpu, &ctr_mem);
       if (c.contains("startTime") && c["startTime"].is_string()) {
         if (auto t = base::ParseRfc3339(c["startTime"].get<std::string>())) {
           double secs = std::chrono::duration<double>(t->time_since_epoch()).count();

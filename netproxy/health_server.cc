@@ -171,25 +171,31 @@ base::Result<std::unique_ptr<HealthServer>> HealthServer::Start(
   impl->health = std::move(health);
   impl->metrics = std::move(metrics);
   Impl* raw = impl.get();
-  if (!healthz_address.empty()) {
-    auto ep = ParseAddress(healthz_address, "healthz");
+  // A listener on "IP:PORT" for one endpoint, accepting; its bound port.
+  auto open = [raw](const std::string& address, const std::string& what,
+                    std::function<std::string(const std::string&)> handler,
+                    std::shared_ptr<Listener>* out, int* port) -> base::Result<> {
+    auto ep = ParseAddress(address, what);
     if (!ep) return tl::unexpected(ep.error());
-    impl->healthz = std::make_shared<Listener>(
-        impl->io, [raw](const std::string& path) { return raw->Healthz(path); });
-    auto ec = impl->healthz->Open(*ep);
-    if (ec) return base::Fail("listen on " + healthz_address + " for /healthz: " + ec.message());
-    impl->healthz_port = impl->healthz->port();
-    impl->healthz->Accept();
+    *out = std::make_shared<Listener>(raw->io, std::move(handler));
+    if (auto ec = (*out)->Open(*ep)) {
+      return base::Fail("listen on " + address + " for /" + what + ": " + ec.message());
+    }
+    *port = (*out)->port();
+    (*out)->Accept();
+    return {};
+  };
+  if (!healthz_address.empty()) {
+    auto r = open(healthz_address, "healthz",
+                  [raw](const std::string& path) { return raw->Healthz(path); }, &impl->healthz,
+                  &impl->healthz_port);
+    if (!r) return tl::unexpected(r.error());
   }
   if (!metrics_address.empty() && impl->metrics) {
-    auto ep = ParseAddress(metrics_address, "metrics");
-    if (!ep) return tl::unexpected(ep.error());
-    impl->metrics_listener = std::make_shared<Listener>(
-        impl->io, [raw](const std::string& path) { return raw->Metrics(path); });
-    auto ec = impl->metrics_listener->Open(*ep);
-    if (ec) return base::Fail("listen on " + metrics_address + " for /metrics: " + ec.message());
-    impl->metrics_port = impl->metrics_listener->port();
-    impl->metrics_listener->Accept();
+    auto r = open(metrics_address, "metrics",
+                  [raw](const std::string& path) { return raw->Metrics(path); },
+                  &impl->metrics_listener, &impl->metrics_port);
+    if (!r) return tl::unexpected(r.error());
   }
   impl->thread = std::thread([raw] { raw->io.run(); });
   return std::unique_ptr<HealthServer>(new HealthServer(std::move(impl)));

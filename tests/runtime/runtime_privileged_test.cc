@@ -644,6 +644,18 @@ TEST_CASE("runtime: without overlayfs containers get a private copy of the rootf
   env.CheckNoLeaks(*sb, {id}, "kubepods/pod-copy");
 }
 
+// A long-running exec (with a terminal: an interactive shell) that Kill() ends: 128 + SIGKILL.
+static void CheckKilledExec(Env& env, const std::string& id, const std::vector<std::string>& cmd,
+                     bool tty) {
+  auto longer = env.rt->Exec(id, cmd, tty, tty);
+  REQUIRE(longer);
+  std::this_thread::sleep_for(200ms);
+  (*longer)->Kill();
+  auto lc = (*longer)->Wait();
+  REQUIRE(lc);
+  CHECK(*lc == 137);
+}
+
 TEST_CASE("runtime: streaming exec with stdin") {
   Env env("rt-exec");
   auto pod = env.Pod("exec");
@@ -673,13 +685,7 @@ TEST_CASE("runtime: streaming exec with stdin") {
   REQUIRE_FALSE(bc);
   CHECK(bc.error().message.find("executable file not found") != std::string::npos);
   // Killing a long-running exec.
-  auto longer = env.rt->Exec(id, {"sleep", "100"}, false, false);
-  REQUIRE(longer);
-  std::this_thread::sleep_for(200ms);
-  (*longer)->Kill();
-  auto lc = (*longer)->Wait();
-  REQUIRE(lc);
-  CHECK(*lc == 137);
+  CheckKilledExec(env, id, {"sleep", "100"}, false);
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {id}, "kubepods/pod-exec");
 }
@@ -714,13 +720,7 @@ TEST_CASE("runtime: exec with a terminal (kubectl exec -t)") {
   REQUIRE(code);
   CHECK(*code == 3);
   // The command is the session leader of its terminal; killing it ends the session.
-  auto longer = env.rt->Exec(id, {"sh"}, true, true);
-  REQUIRE(longer);
-  std::this_thread::sleep_for(200ms);
-  (*longer)->Kill();
-  auto lc = (*longer)->Wait();
-  REQUIRE(lc);
-  CHECK(*lc == 137);
+  CheckKilledExec(env, id, {"sh"}, true);
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {id}, "kubepods/pod-tty");
 }
