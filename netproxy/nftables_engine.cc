@@ -85,9 +85,10 @@ class NftablesEngine final : public ProxyEngine {
   }
 
  private:
-  // One transaction per service table, rendered and sent one table at a time (the peak memory
-  // of a 30k-service sync is one table's worth), then the main table with the refusals and the
-  // hairpin set collected on the way.
+  // One transaction per service table, rendered and sent one table at a time (the netlink
+  // backend applies one while the next is rendered; the peak memory of a 30k-service sync is
+  // about two tables' worth), then the main table with the refusals collected on the way and
+  // the hairpin set, whose members are the keys of hairpin_refs_ (not copied).
   base::Result<> FullSync(const ProxyState& state, EngineSyncStats& stats) {
     hairpin_refs_.clear();
     chains_ = elements_ = 0;
@@ -103,37 +104,43 @@ class NftablesEngine final : public ProxyEngine {
     for (const auto& [spn, svc] : state.service_ports()) {
       by_table[NftServiceTable(config_, spn.service)].push_back(&svc);
     }
+    hairpin_refs_.reserve(state.service_ports().size() * 4);
     std::vector<NftElement> main_elems;
-    auto render_table = [&](const std::string& table, std::vector<NftServiceObjects>& objs,
-                            std::vector<NftElement>& elems) {
-      for (const ServicePort* svc : by_table[table]) {
+    std::vector<NftServiceObjects> objs;
+    std::vector<const NftServiceObjects*> ptrs;
+    std::vector<NftElement> elems;
+    auto render_table = [&](const std::string& table) {
+      objs.clear();
+      ptrs.clear();
+      elems.clear();
+      const auto& svcs = by_table[table];
+      objs.reserve(svcs.size());
+      for (const ServicePort* svc : svcs) {
         objs.push_back(RenderNftService(config_, *svc, state.EndpointsFor(svc->name)));
         chains_ += objs.back().chains.size();
         for (auto& e : objs.back().elements) {
-          if (e.map == kNftHairpinSet && hairpin_refs_[e.key]++ > 0) continue;
+          if (e.map == kNftHairpinSet) {
+            if (hairpin_refs_[e.key]++ == 0) ++elements_;
+            continue;
+          }
           ++elements_;
           (e.table == table ? elems : main_elems).push_back(std::move(e));
         }
-        objs.back().elements.clear();
+        objs.back().elements = {};
       }
+      for (const auto& o : objs) ptrs.push_back(&o);
     };
     for (const auto& t : shards) {
-      std::vector<NftServiceObjects> objs;
-      std::vector<NftElement> elems;
-      render_table(t, objs, elems);
-      std::vector<const NftServiceObjects*> ptrs;
-      for (const auto& o : objs) ptrs.push_back(&o);
+      render_table(t);
       CUBELET_TRY(backend_->ReplaceTable(config_, t, ptrs, elems));
       ++stats.commits;
     }
-    std::vector<NftServiceObjects> objs;
-    std::vector<NftElement> elems;
-    render_table(kNftTable, objs, elems);
+    render_table(kNftTable);
     elems.insert(elems.end(), std::make_move_iterator(main_elems.begin()),
                  std::make_move_iterator(main_elems.end()));
-    std::vector<const NftServiceObjects*> ptrs;
-    for (const auto& o : objs) ptrs.push_back(&o);
-    CUBELET_TRY(backend_->ReplaceTable(config_, kNftTable, ptrs, elems));
+    main_elems = {};
+    CUBELET_TRY(backend_->ReplaceTable(config_, kNftTable, ptrs, elems, &hairpin_refs_));
+    CUBELET_TRY(backend_->Flush());
     ++stats.commits;
     return {};
   }
@@ -216,8 +223,15 @@ NftBackendPtr MakeLibNftablesBackend() { return std::make_unique<LibNftablesBack
 base::Result<> NftScriptBackend::ReplaceTable(const NftRendererConfig& config,
                                               const std::string& table,
                                               const std::vector<const NftServiceObjects*>& services,
-                                              const std::vector<NftElement>& elements) {
-  return Run(NftTableScript(config, table, services, elements));
+                                              const std::vector<NftElement>& elements,
+                                              const NftRefCounts* hairpin) {
+  if (!hairpin) return Run(NftTableScript(config, table, services, elements));
+  std::vector<NftElement> all = elements;
+  std::vector<std::string> keys;
+  for (const auto& [key, _] : *hairpin) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());  // a stable script
+  for (auto& k : keys) all.push_back({kNftHairpinSet, std::move(k), ""});
+  return Run(NftTableScript(config, table, services, all));
 }
 
 base::Result<> NftScriptBackend::ApplyDiff(const NftDiff& diff) { return Run(NftDiffText(diff)); }

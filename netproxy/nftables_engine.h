@@ -18,11 +18,18 @@ class NftBackend {
  public:
   virtual ~NftBackend() = default;
   virtual std::string Name() const = 0;
-  // Replaces one table (main or service table) in one transaction, created when missing.
+  // Replaces one table (main or service table) in one transaction, created when missing. A
+  // backend may still be applying it on return (the caller renders the next table meanwhile):
+  // its error then comes from the next call, or from Flush().
+  // `hairpin` (main table only, may be null): the members of its hairpin set, by key, besides
+  // `elements` (one per endpoint: the largest set by far, not copied into NftElements).
   virtual base::Result<> ReplaceTable(const NftRendererConfig& config, const std::string& table,
                                       const std::vector<const NftServiceObjects*>& services,
-                                      const std::vector<NftElement>& elements) = 0;
+                                      const std::vector<NftElement>& elements,
+                                      const NftRefCounts* hairpin = nullptr) = 0;
   virtual base::Result<> ApplyDiff(const NftDiff& diff) = 0;
+  // Waits until every transaction sent is applied; its error if one failed.
+  virtual base::Result<> Flush() { return {}; }
   // Removes tables; no error for those that do not exist.
   virtual base::Result<> DeleteTables(const std::vector<std::string>& tables) = 0;
   // Removes the main table and every possible service table.
@@ -37,7 +44,8 @@ class NftScriptBackend : public NftBackend {
  public:
   base::Result<> ReplaceTable(const NftRendererConfig& config, const std::string& table,
                               const std::vector<const NftServiceObjects*>& services,
-                              const std::vector<NftElement>& elements) override;
+                              const std::vector<NftElement>& elements,
+                              const NftRefCounts* hairpin = nullptr) override;
   base::Result<> ApplyDiff(const NftDiff& diff) override;
   base::Result<> DeleteTables(const std::vector<std::string>& tables) override;
   virtual base::Result<> Run(const std::string& script) = 0;
@@ -47,7 +55,8 @@ class NftScriptBackend : public NftBackend {
 // socket is opened on first use, in the network namespace of the calling thread.
 NftBackendPtr MakeLibNftablesBackend();
 
-// Direct netlink batches (libnftnl + libmnl): no parsing, no cache reads. Default backend.
+// Direct netlink batches (messages written by hand, libmnl): no parsing, no cache reads, full
+// syncs pipelined (one table applied while the next is built). Default backend.
 NftBackendPtr MakeNetlinkNftBackend();
 
 // Records scripts for unit tests.
