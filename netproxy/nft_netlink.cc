@@ -296,17 +296,14 @@ void ReplaceTableMsgs(Batch& b, const std::string& table) {
   b.Table(true);
 }
 
-// Sets, chains and rules of some services (all in the batch's current table).
-void AddServiceObjects(Batch& b, const std::vector<const NftServiceObjects*>& objs) {
+// One service's sets, chains and rules (in the batch's current table); its rules refer only to
+// its own chains and sets and to the table's base chains.
+void AddServiceObjects(Batch& b, const NftServiceObjects& o) {
   std::map<std::string, uint32_t> set_ids;
-  for (const NftServiceObjects* o : objs) {
-    for (const auto& s : o->sets) set_ids[s.name] = AddAffinitySet(b, s);
-    for (const auto& c : o->chains) b.Chain(NFT_MSG_NEWCHAIN, c.name);
-  }
-  for (const NftServiceObjects* o : objs) {
-    for (const auto& c : o->chains) {
-      for (const auto& r : c.rules) AddRule(b, c.name, r, set_ids);
-    }
+  for (const auto& s : o.sets) set_ids[s.name] = AddAffinitySet(b, s);
+  for (const auto& c : o.chains) b.Chain(NFT_MSG_NEWCHAIN, c.name);
+  for (const auto& c : o.chains) {
+    for (const auto& r : c.rules) AddRule(b, c.name, r, set_ids);
   }
 }
 
@@ -319,10 +316,10 @@ class NetlinkNftBackend final : public NftBackend {
   std::string Name() const override { return "nftables-netlink"; }
 
   base::Result<> ReplaceTable(const NftRendererConfig& config, const std::string& table,
-                              const std::vector<const NftServiceObjects*>& services,
+                              const NftServiceSource& services,
                               const std::vector<NftElement>& elements,
                               const NftRefCounts* hairpin) override {
-    std::unique_ptr<Batch> bp = spare_ ? std::move(spare_) : std::make_unique<Batch>();
+    std::unique_ptr<Batch> bp = TakeBatch();
     Batch& b = *bp;
     ReplaceTableMsgs(b, table);
     b.Table(false);
@@ -333,7 +330,8 @@ class NetlinkNftBackend final : public NftBackend {
       AddMarkChain(b, config);
       AddServiceRoutingRules(b, config);
     }
-    AddServiceObjects(b, services);
+    services([&](const NftServiceObjects& o) { AddServiceObjects(b, o); });
+    b.Use(table);
     AddElements(b, false, elements);
     if (hairpin) {
       b.Use(table);
@@ -345,7 +343,8 @@ class NetlinkNftBackend final : public NftBackend {
 
   base::Result<> Flush() override {
     auto r = WaitInflight();
-    spare_.reset();  // a full sync's buffers (MiBs) are not kept between full syncs
+    // A full sync's buffers (MiBs) are not kept between full syncs; a change's 1 MiB is.
+    if (spare_ && spare_->capacity() > (1u << 20)) spare_.reset();
     return r;
   }
 
@@ -391,7 +390,9 @@ class NetlinkNftBackend final : public NftBackend {
   }
 
   base::Result<> ApplyDiff(const NftDiff& d) override {
-    Batch b;
+    CUBELET_TRY(Flush());
+    std::unique_ptr<Batch> bp = TakeBatch();
+    Batch& b = *bp;
     std::map<std::string, uint32_t> set_ids;
     for (const auto& [t, s] : d.sets_add) {
       b.Use(t);
@@ -423,7 +424,9 @@ class NetlinkNftBackend final : public NftBackend {
       b.Use(s.table);
       b.DelSet(s.name);
     }
-    return Send(b);
+    auto r = Send(b);
+    GiveBack(std::move(bp));
+    return r;
   }
 
  private:
@@ -432,6 +435,13 @@ class NetlinkNftBackend final : public NftBackend {
     CUBELET_TRY(Open());
     return b.Send(mnl_socket_get_fd(nl_));
   }
+  // A batch for a synchronous transaction (diffs, deletions): the spare buffer when there is one.
+  std::unique_ptr<Batch> TakeBatch() {
+    if (!spare_) return std::make_unique<Batch>();
+    spare_->Reset();
+    return std::move(spare_);
+  }
+  void GiveBack(std::unique_ptr<Batch> b) { spare_ = std::move(b); }
 
   // Sends `b` on a thread of its own and returns: the caller builds the next batch while the
   // kernel applies this one (the kernel's work runs in the sending thread's sendmsg). One batch

@@ -13,6 +13,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -282,23 +283,31 @@ struct ElementData {
   std::string_view chain;  // for NFT_GOTO/NFT_JUMP
 };
 
-// A malloc'ed, growable byte buffer; realloc keeps already written messages (they are addressed
-// by offset, never by pointer across a growth).
+// A growable byte buffer in its own anonymous mapping: grown with mremap (no copy; pages not
+// yet written cost no memory), returned to the kernel when destroyed. Not malloc: freeing a
+// large malloc'ed block raises glibc's mmap and trim thresholds to its size, after which the
+// heap keeps that much memory resident for good.
 class Buffer {
  public:
   Buffer() = default;
-  ~Buffer() { free(data_); }
+  ~Buffer() {
+    if (data_) munmap(data_, cap_);
+  }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   char* data() { return data_; }
   size_t size() const { return len_; }
+  size_t capacity() const { return cap_; }
   void clear() { len_ = 0; }
   // Room for `n` more bytes at the end.
   char* Reserve(size_t n) {
     if (len_ + n > cap_) {
-      size_t cap = std::max(len_ + n, cap_ * 2);
-      void* p = realloc(data_, cap);
-      if (!p) throw std::bad_alloc();
+      size_t cap = std::max({len_ + n, cap_ * 2, size_t{1} << 20});
+      cap = (cap + 4095) & ~size_t{4095};
+      void* p = data_ ? mremap(data_, cap_, cap, MREMAP_MAYMOVE)
+                      : mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                             -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
       data_ = static_cast<char*>(p);
       cap_ = cap;
     }
@@ -331,6 +340,7 @@ class Batch {
   void Use(const std::string& table) { table_ = table; }
   size_t messages() const { return seq_ - 1; }
   size_t bytes() const { return buf_.size(); }
+  size_t capacity() const { return buf_.capacity(); }
 
   void Table(bool del) {
     nlmsghdr* h = Msg(del ? NFT_MSG_DELTABLE : NFT_MSG_NEWTABLE, del ? 0 : NLM_F_CREATE);

@@ -106,40 +106,38 @@ class NftablesEngine final : public ProxyEngine {
     }
     hairpin_refs_.reserve(state.service_ports().size() * 4);
     std::vector<NftElement> main_elems;
-    std::vector<NftServiceObjects> objs;
-    std::vector<const NftServiceObjects*> ptrs;
     std::vector<NftElement> elems;
-    auto render_table = [&](const std::string& table) {
-      objs.clear();
-      ptrs.clear();
+    // Renders one table's services one by one into the backend's sink; elements are moved to
+    // `elems` (this table's maps) or `main_elems` (refusals), hairpin members counted only.
+    auto source = [&](const std::string& table) -> NftServiceSource {
       elems.clear();
-      const auto& svcs = by_table[table];
-      objs.reserve(svcs.size());
-      for (const ServicePort* svc : svcs) {
-        objs.push_back(RenderNftService(config_, *svc, state.EndpointsFor(svc->name)));
-        chains_ += objs.back().chains.size();
-        for (auto& e : objs.back().elements) {
-          if (e.map == kNftHairpinSet) {
-            if (hairpin_refs_[e.key]++ == 0) ++elements_;
-            continue;
+      return [&, table](const NftServiceSink& sink) {
+        for (const ServicePort* svc : by_table[table]) {
+          NftServiceObjects o = RenderNftService(config_, *svc, state.EndpointsFor(svc->name));
+          chains_ += o.chains.size();
+          for (auto& e : o.elements) {
+            if (e.map == kNftHairpinSet) {
+              if (hairpin_refs_[e.key]++ == 0) ++elements_;
+              continue;
+            }
+            ++elements_;
+            (e.table == table ? elems : main_elems).push_back(std::move(e));
           }
-          ++elements_;
-          (e.table == table ? elems : main_elems).push_back(std::move(e));
+          o.elements.clear();
+          sink(o);
         }
-        objs.back().elements = {};
-      }
-      for (const auto& o : objs) ptrs.push_back(&o);
+        if (table == kNftTable) {
+          elems.insert(elems.end(), std::make_move_iterator(main_elems.begin()),
+                       std::make_move_iterator(main_elems.end()));
+          main_elems = {};
+        }
+      };
     };
     for (const auto& t : shards) {
-      render_table(t);
-      CUBELET_TRY(backend_->ReplaceTable(config_, t, ptrs, elems));
+      CUBELET_TRY(backend_->ReplaceTable(config_, t, source(t), elems));
       ++stats.commits;
     }
-    render_table(kNftTable);
-    elems.insert(elems.end(), std::make_move_iterator(main_elems.begin()),
-                 std::make_move_iterator(main_elems.end()));
-    main_elems = {};
-    CUBELET_TRY(backend_->ReplaceTable(config_, kNftTable, ptrs, elems, &hairpin_refs_));
+    CUBELET_TRY(backend_->ReplaceTable(config_, kNftTable, source(kNftTable), elems, &hairpin_refs_));
     CUBELET_TRY(backend_->Flush());
     ++stats.commits;
     return {};
@@ -222,16 +220,26 @@ NftBackendPtr MakeLibNftablesBackend() { return std::make_unique<LibNftablesBack
 
 base::Result<> NftScriptBackend::ReplaceTable(const NftRendererConfig& config,
                                               const std::string& table,
-                                              const std::vector<const NftServiceObjects*>& services,
+                                              const NftServiceSource& services,
                                               const std::vector<NftElement>& elements,
                                               const NftRefCounts* hairpin) {
-  if (!hairpin) return Run(NftTableScript(config, table, services, elements));
+  std::vector<NftServiceObjects> objs;
+  services([&](const NftServiceObjects& o) { objs.push_back(o); });
+  std::vector<const NftServiceObjects*> ptrs;
+  for (const auto& o : objs) ptrs.push_back(&o);
+  if (!hairpin) return Run(NftTableScript(config, table, ptrs, elements));
   std::vector<NftElement> all = elements;
   std::vector<std::string> keys;
   for (const auto& [key, _] : *hairpin) keys.push_back(key);
   std::sort(keys.begin(), keys.end());  // a stable script
   for (auto& k : keys) all.push_back({kNftHairpinSet, std::move(k), ""});
-  return Run(NftTableScript(config, table, services, all));
+  return Run(NftTableScript(config, table, ptrs, all));
+}
+
+NftServiceSource NftServicesOf(const std::vector<const NftServiceObjects*>& services) {
+  return [&services](const NftServiceSink& sink) {
+    for (const NftServiceObjects* o : services) sink(*o);
+  };
 }
 
 base::Result<> NftScriptBackend::ApplyDiff(const NftDiff& diff) { return Run(NftDiffText(diff)); }

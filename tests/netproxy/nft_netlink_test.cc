@@ -136,7 +136,8 @@ void FullSync(NftBackend& b, const NftRendererConfig& cfg,
         if (e.table == t && e.map != kNftHairpinSet) elems.push_back(e);
       }
     }
-    REQUIRE(b.ReplaceTable(cfg, t, ptrs, elems, t == kNftTable ? &hairpin : nullptr));
+    REQUIRE(b.ReplaceTable(cfg, t, NftServicesOf(ptrs), elems,
+                           t == kNftTable ? &hairpin : nullptr));
   }
   REQUIRE(b.Flush());
 }
