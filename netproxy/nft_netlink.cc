@@ -336,7 +336,14 @@ class NetlinkNftBackend final : public NftBackend {
     if (hairpin) {
       b.Use(table);
       b.Elements(false, kNftHairpinSet, hairpin->begin(), hairpin->end(),
-                 [](const auto& kv) { return HairpinElement(kv.first); });
+                 [](const auto& kv) {
+                   ElementData d;
+                   uint32_t a = htonl(static_cast<uint32_t>(kv.first >> 32));
+                   uint32_t b = htonl(static_cast<uint32_t>(kv.first));
+                   d.key.AppendPadded(&a, 4);
+                   d.key.AppendPadded(&b, 4);
+                   return d;
+                 });
     }
     return SendAsync(std::move(bp));
   }

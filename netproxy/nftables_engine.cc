@@ -117,7 +117,7 @@ class NftablesEngine final : public ProxyEngine {
           chains_ += o.chains.size();
           for (auto& e : o.elements) {
             if (e.map == kNftHairpinSet) {
-              if (hairpin_refs_[e.key]++ == 0) ++elements_;
+              if (hairpin_refs_[NftHairpinKey(e.key)]++ == 0) ++elements_;
               continue;
             }
             ++elements_;
@@ -229,10 +229,10 @@ base::Result<> NftScriptBackend::ReplaceTable(const NftRendererConfig& config,
   for (const auto& o : objs) ptrs.push_back(&o);
   if (!hairpin) return Run(NftTableScript(config, table, ptrs, elements));
   std::vector<NftElement> all = elements;
-  std::vector<std::string> keys;
+  std::vector<uint64_t> keys;
   for (const auto& [key, _] : *hairpin) keys.push_back(key);
   std::sort(keys.begin(), keys.end());  // a stable script
-  for (auto& k : keys) all.push_back({kNftHairpinSet, std::move(k), ""});
+  for (uint64_t k : keys) all.push_back({kNftHairpinSet, NftHairpinText(k), ""});
   return Run(NftTableScript(config, table, ptrs, all));
 }
 
