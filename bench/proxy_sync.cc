@@ -56,7 +56,7 @@ struct Args {
   bool libiptc = false;  // legacy through LibiptcBackend
   bool floor = true;
   bool in_process = false;  // no forked child (for heaptrack/perf); one size, no floor
-  int changes = 1;  // endpoint changes measured (the median is reported)
+  int changes = 1;          // endpoint changes measured (the median is reported)
 };
 
 bool LoopbackUp() {

@@ -1,8 +1,8 @@
 // The nftables backend that speaks netlink directly (nft_netlink_batch.h writes the messages,
-// one batch per transaction). Unlike libnftables it neither parses text nor reads the table back before each
-// change (measured with libnftables at 5k services: 0.2-0.3 s per command, all cache reads).
-// What a change still costs grows with its table, as the kernel re-validates a table after a
-// change that adds jumps or NAT: hence the service tables of NftRendererConfig::shards. The
+// one batch per transaction). Unlike libnftables it neither parses text nor reads the table back
+// before each change (measured with libnftables at 5k services: 0.2-0.3 s per command, all cache
+// reads). What a change still costs grows with its table, as the kernel re-validates a table after
+// a change that adds jumps or NAT: hence the service tables of NftRendererConfig::shards. The
 // expressions mirror what `nft --debug=netlink` shows for the text rules of nft_renderer.cc
 // (tests/netproxy/nft_netlink_test.cc loads both into the kernel and compares `nft list`).
 // First: it includes <arpa/inet.h> before the <linux/...> headers, which clash otherwise.
@@ -264,13 +264,11 @@ void AddBase(Batch& b, const NftRendererConfig& cfg) {
     e.Bitwise(HostU32(0xffffffff), mark);
     e.MetaSet(NFT_META_MARK);
   });
-  b.Rule("masquerading", [&](Expr& e) {
-    e.Masq(cfg.random_fully ? NF_NAT_RANGE_PROTO_RANDOM_FULLY : 0);
-  });
+  b.Rule("masquerading",
+         [&](Expr& e) { e.Masq(cfg.random_fully ? NF_NAT_RANGE_PROTO_RANDOM_FULLY : 0); });
   if (cfg.shards <= 1) AddServiceRoutingRules(b, cfg);
   AddLookups(b, cfg, "endpoints-check", "no-endpoint-services", "no-endpoint-nodeports");
-  b.Rule("nat-postrouting",
-         [&](Expr& e) { e.Verdict(NFT_JUMP, "masquerading"); });
+  b.Rule("nat-postrouting", [&](Expr& e) { e.Verdict(NFT_JUMP, "masquerading"); });
   auto new_check = [&](const char* chain) {
     b.Rule(chain, [&](Expr& e) {
       e.Ct(NFT_CT_STATE);
@@ -335,15 +333,14 @@ class NetlinkNftBackend final : public NftBackend {
     AddElements(b, false, elements);
     if (hairpin) {
       b.Use(table);
-      b.Elements(false, kNftHairpinSet, hairpin->begin(), hairpin->end(),
-                 [](const auto& kv) {
-                   ElementData d;
-                   uint32_t a = htonl(static_cast<uint32_t>(kv.first >> 32));
-                   uint32_t b = htonl(static_cast<uint32_t>(kv.first));
-                   d.key.AppendPadded(&a, 4);
-                   d.key.AppendPadded(&b, 4);
-                   return d;
-                 });
+      b.Elements(false, kNftHairpinSet, hairpin->begin(), hairpin->end(), [](const auto& kv) {
+        ElementData d;
+        uint32_t a = htonl(static_cast<uint32_t>(kv.first >> 32));
+        uint32_t b = htonl(static_cast<uint32_t>(kv.first));
+        d.key.AppendPadded(&a, 4);
+        d.key.AppendPadded(&b, 4);
+        return d;
+      });
     }
     return SendAsync(std::move(bp));
   }

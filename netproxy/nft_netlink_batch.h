@@ -94,7 +94,8 @@ inline Value HostU32(uint32_t v) { return Raw(&v, 4); }
 // CIDR -> (network, mask), network order.
 inline std::pair<Value, Value> CidrValues(std::string_view cidr) {
   size_t slash = cidr.find('/');
-  int bits = slash == std::string_view::npos ? 32 : atoi(std::string(cidr.substr(slash + 1)).c_str());
+  int bits =
+      slash == std::string_view::npos ? 32 : atoi(std::string(cidr.substr(slash + 1)).c_str());
   uint32_t net = IPv4(cidr.substr(0, slash));
   uint32_t mask = bits <= 0 ? 0 : htonl(~uint32_t{0} << (32 - std::min(bits, 32)));
   net &= mask;
@@ -304,9 +305,9 @@ class Buffer {
     if (len_ + n > cap_) {
       size_t cap = std::max({len_ + n, cap_ * 2, size_t{1} << 20});
       cap = (cap + 4095) & ~size_t{4095};
-      void* p = data_ ? mremap(data_, cap_, cap, MREMAP_MAYMOVE)
-                      : mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                             -1, 0);
+      void* p =
+          data_ ? mremap(data_, cap_, cap, MREMAP_MAYMOVE)
+                : mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (p == MAP_FAILED) throw std::bad_alloc();
       data_ = static_cast<char*>(p);
       cap_ = cap;
@@ -415,8 +416,7 @@ class Batch {
   template <class It, class ToData>
   void Elements(bool del, const std::string& set, It begin, It end, ToData&& to_data) {
     for (It it = begin; it != end;) {
-      nlmsghdr* h =
-          Msg(del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM, del ? 0 : NLM_F_CREATE);
+      nlmsghdr* h = Msg(del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM, del ? 0 : NLM_F_CREATE);
       mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_TABLE, table_.c_str());
       mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_SET, set.c_str());
       nlattr* list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
@@ -571,8 +571,7 @@ class Batch {
   }
   nlmsghdr* Msg(uint16_t type, uint16_t flags) {
     last_ = buf_.size();
-    return Begin(static_cast<uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | type), flags, NFPROTO_IPV4,
-                 0);
+    return Begin(static_cast<uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | type), flags, NFPROTO_IPV4, 0);
   }
   void End() { buf_.Commit(reinterpret_cast<nlmsghdr*>(buf_.data() + cur_)->nlmsg_len); }
 

@@ -137,7 +137,8 @@ class NftablesEngine final : public ProxyEngine {
       CUBELET_TRY(backend_->ReplaceTable(config_, t, source(t), elems));
       ++stats.commits;
     }
-    CUBELET_TRY(backend_->ReplaceTable(config_, kNftTable, source(kNftTable), elems, &hairpin_refs_));
+    CUBELET_TRY(
+        backend_->ReplaceTable(config_, kNftTable, source(kNftTable), elems, &hairpin_refs_));
     CUBELET_TRY(backend_->Flush());
     ++stats.commits;
     return {};

@@ -4,8 +4,8 @@
 // full syncs and diffs through libnftables (the text, parsed by nft) and through the netlink
 // backend must leave the same ruleset, as `nft list ruleset` prints it.
 #include <algorithm>
-#include <cstring>
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -55,8 +55,8 @@ std::vector<Case> Cases() {
   np.type = ServiceType::kNodePort;
   np.external_ips = {"192.168.50.10"};
   add(np, Eps({{"10.244.9.6", false}}), {});
-  Service lb = ClusterIPService("ns", "lb", "10.96.0.12",
-                                {Port("https", 443, 8443, Protocol::kTCP, 31600)});
+  Service lb =
+      ClusterIPService("ns", "lb", "10.96.0.12", {Port("https", 443, 8443, Protocol::kTCP, 31600)});
   lb.type = ServiceType::kLoadBalancer;
   lb.load_balancer_ips = {"203.0.113.7"};
   lb.load_balancer_source_ranges = {"198.51.100.0/24", "192.168.50.0/24"};
@@ -71,8 +71,8 @@ std::vector<Case> Cases() {
   Service local = ClusterIPService("ns", "local", "10.96.0.14", {Port("http", 80, 8080)});
   local.internal_traffic_policy = TrafficPolicy::kLocal;
   add(local, Eps({{"10.244.9.12", false}}), Eps({{"10.244.1.8", true}}));
-  Service sctp = ClusterIPService("ns", "sctp", "10.96.0.15",
-                                  {Port("s", 3868, 3868, Protocol::kSCTP)});
+  Service sctp =
+      ClusterIPService("ns", "sctp", "10.96.0.15", {Port("s", 3868, 3868, Protocol::kSCTP)});
   add(sctp, {}, Eps({{"10.244.9.13", false}}, 3868));
   return out;
 }
@@ -136,8 +136,8 @@ void FullSync(NftBackend& b, const NftRendererConfig& cfg,
         if (e.table == t && e.map != kNftHairpinSet) elems.push_back(e);
       }
     }
-    REQUIRE(b.ReplaceTable(cfg, t, NftServicesOf(ptrs), elems,
-                           t == kNftTable ? &hairpin : nullptr));
+    REQUIRE(
+        b.ReplaceTable(cfg, t, NftServicesOf(ptrs), elems, t == kNftTable ? &hairpin : nullptr));
   }
   REQUIRE(b.Flush());
 }
@@ -186,4 +186,31 @@ TEST_CASE("nft netlink backend: the kernel holds what the text says") {
       CHECK(got == want);
     }
   }
+}
+
+TEST_CASE("nft netlink backend: a rejected table comes back from Flush, naming the message") {
+  NftRendererConfig cfg;
+  cfg.shards = 2;
+  auto netlink = MakeNetlinkNftBackend();
+  REQUIRE(netlink->DeleteTable());
+  NftServiceObjects bad;
+  bad.table = "cubelet-svc-00";
+  NftRule jump;
+  jump.kind = NftRule::Kind::kGoto;
+  jump.target = "no-such-chain";
+  bad.chains.push_back({"service-broken", {NftRule{}, jump}});
+  bad.chains[0].rules[0].kind = NftRule::Kind::kDrop;
+  std::vector<const NftServiceObjects*> ptrs = {&bad};
+  // Sent in the background: the call itself succeeds, the kernel's refusal comes with Flush().
+  REQUIRE(netlink->ReplaceTable(cfg, "cubelet-svc-00", NftServicesOf(ptrs), {}));
+  auto r = netlink->Flush();
+  REQUIRE_FALSE(r);
+  INFO(r.error().message);
+  CHECK(r.error().message.find("add rule ip cubelet-svc-00 service-broken (rule 2 of this chain") !=
+        std::string::npos);
+  // Nothing of the transaction is left, and the backend works on.
+  std::string out;
+  REQUIRE(Run("nft list tables", &out) == 0);
+  CHECK(out.find("cubelet-svc-00") == std::string::npos);
+  REQUIRE(netlink->DeleteTable());
 }
