@@ -9,7 +9,9 @@
 // plain `iptables-restore` / `nft -f` into an empty namespace.
 //
 // Usage (root): proxy_sync [--sizes 1000,5000] [--endpoints 10] [--modes iptables,nftables]
-//                          [--iptables nft|legacy|libiptc] [--no-floor]
+//                          [--iptables nft|legacy|libiptc] [--no-floor] [--in-process]
+// --in-process runs the proxy of the first mode and size in this process (its own netns, no
+// fork, no floor) so that heaptrack or perf see it.
 // --iptables legacy commits with iptables-legacy-restore, libiptc in-process through libiptc
 // (LibiptcBackend; its floor is still iptables-legacy-restore, and the same two buffers loaded
 // through LibiptcBackend are reported beside it).
@@ -53,7 +55,8 @@ struct Args {
   IptablesVariant variant = IptablesVariant::kNft;
   bool libiptc = false;  // legacy through LibiptcBackend
   bool floor = true;
-  int changes = 1;  // endpoint changes measured (the median is reported)
+  bool in_process = false;  // no forked child (for heaptrack/perf); one size, no floor
+  int changes = 1;          // endpoint changes measured (the median is reported)
 };
 
 bool LoopbackUp() {
@@ -239,7 +242,7 @@ Result RunNftFloor(const Args& a, int n) {
   NftRefCounts refs;
   for (const auto& [_, o] : m) {
     for (const auto& e : o.elements) {
-      if (e.map == kNftHairpinSet) ++refs[e.key];
+      if (e.map == kNftHairpinSet) ++refs[NftHairpinKey(e.key)];
     }
   }
   std::string diff = NftDiffScript({{&m.at(spn), &after}}, refs);
@@ -372,6 +375,8 @@ int main(int argc, char** argv) {
       a.changes = std::max(1, std::stoi(next()));
     } else if (k == "--no-floor") {
       a.floor = false;
+    } else if (k == "--in-process") {
+      a.in_process = true;
     } else {
       fprintf(stderr, "unknown argument %s\n", k.c_str());
       return 2;
@@ -387,6 +392,16 @@ int main(int argc, char** argv) {
          "MB");
   for (const auto& mode : a.modes) {
     for (int n : a.sizes) {
+      if (a.in_process) {
+        if (unshare(CLONE_NEWNET) != 0 || !LoopbackUp()) {
+          perror("unshare");
+          return 1;
+        }
+        Result r = RunProxy(a, mode, n);
+        printf("%-10s %-8s %7d %9.0f %10.0f %10.1f %9.1f (in process)\n", mode.c_str(), "-", n,
+               r.ingest_ms, r.first_ms, r.change_ms, r.rss_kb / 1024.0);
+        return r.ok ? 0 : 1;
+      }
       Result r = InChild([&] { return RunProxy(a, mode, n); });
       Result f;
       if (a.floor) f = InChild([&] { return RunFloor(a, mode, n); });

@@ -145,14 +145,18 @@ EndpointsChangeTracker::SliceData EndpointsChangeTracker::Compact(const Endpoint
 
 EndpointsMap EndpointsChangeTracker::EndpointsOf(
     const ServiceName& svc, const std::map<std::string, SliceData>& slices) const {
-  // Keyed by address while merging: an endpoint may briefly appear in two slices while it moves.
-  std::map<ServicePortName, std::map<std::string, EndpointInfo>> by_port;
+  // Every slice's endpoints per port, then sorted by address. An endpoint may briefly appear in
+  // two slices while it moves: one entry per address is kept, the last one that is not
+  // terminating (the running successor of a terminating pod with the same IP), else the first.
+  // (A sort of flat vectors: a map keyed by address per port cost a quarter of a 30k-service
+  // first sync in allocations.)
+  EndpointsMap out;
   for (const auto& [_, data] : slices) {
     for (const auto& port : data.ports) {
-      ServicePortName spn{svc, port.name, port.protocol};
-      auto& set = by_port[spn];
+      auto& list = out[ServicePortName{svc, port.name, port.protocol}];
+      list.reserve(list.size() + data.endpoints.size());
       for (const auto& ep : data.endpoints) {
-        EndpointInfo info;
+        EndpointInfo& info = list.emplace_back();
         info.ip = ep.ip;
         info.port = port.port;
         info.address = info.ip + ":" + std::to_string(info.port);
@@ -161,21 +165,32 @@ EndpointsMap EndpointsChangeTracker::EndpointsOf(
         info.serving = ep.serving;
         info.terminating = ep.terminating;
         info.zone_hints = ep.zone_hints;
-        // The same IP may be a terminating pod and its running successor: prefer the latter.
-        auto existing = set.find(info.address);
-        if (existing == set.end() || !info.terminating) {
-          std::string key = info.address;
-          set[key] = std::move(info);
-        }
       }
     }
   }
-  EndpointsMap out;
-  for (auto& [spn, set] : by_port) {
-    if (set.empty()) continue;
-    auto& list = out[spn];
-    list.reserve(set.size());
-    for (auto& [_, info] : set) list.push_back(std::move(info));  // map order = sorted by address
+  for (auto it = out.begin(); it != out.end();) {
+    auto& list = it->second;
+    if (list.empty()) {
+      it = out.erase(it);
+      continue;
+    }
+    std::stable_sort(list.begin(), list.end(), [](const EndpointInfo& a, const EndpointInfo& b) {
+      return a.address < b.address;
+    });
+    size_t w = 0;
+    for (size_t i = 0; i < list.size();) {
+      size_t j = i + 1;
+      while (j < list.size() && list[j].address == list[i].address) ++j;
+      size_t keep = i;
+      for (size_t k = i; k < j; ++k) {
+        if (!list[k].terminating) keep = k;
+      }
+      if (w != keep) list[w] = std::move(list[keep]);
+      ++w;
+      i = j;
+    }
+    list.resize(w);
+    ++it;
   }
   return out;
 }

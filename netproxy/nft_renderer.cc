@@ -1,5 +1,7 @@
 #include "netproxy/nft_renderer.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -73,6 +75,27 @@ std::string NftRuleText(const NftRule& r) {
       return "update @" + r.target + " { ip saddr }";
   }
   return "";
+}
+
+uint64_t NftHairpinKey(std::string_view key) {
+  auto ip = [](std::string_view s) {
+    char buf[INET_ADDRSTRLEN] = {};
+    s.copy(buf, std::min(s.size(), sizeof buf - 1));
+    in_addr a{};
+    inet_pton(AF_INET, buf, &a);
+    return uint64_t{ntohl(a.s_addr)};
+  };
+  size_t dot = key.find(" . ");
+  if (dot == std::string_view::npos) return ip(key) << 32;
+  return ip(key.substr(0, dot)) << 32 | ip(key.substr(dot + 3));
+}
+
+std::string NftHairpinText(uint64_t key) {
+  char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+  in_addr x{htonl(static_cast<uint32_t>(key >> 32))}, y{htonl(static_cast<uint32_t>(key))};
+  inet_ntop(AF_INET, &x, a, sizeof a);
+  inet_ntop(AF_INET, &y, b, sizeof b);
+  return std::string(a) + " . " + b;
 }
 
 std::string NftSetText(const NftAffinitySet& s) {
@@ -443,7 +466,7 @@ NftDiff ComputeNftDiff(
         continue;
       }
       if (e.map == kNftHairpinSet) {
-        auto it = hairpin_refs.find(e.key);
+        auto it = hairpin_refs.find(NftHairpinKey(e.key));
         if (it != hairpin_refs.end() && --it->second > 0) continue;
         if (it != hairpin_refs.end()) hairpin_refs.erase(it);
       }
@@ -453,7 +476,7 @@ NftDiff ComputeNftDiff(
       if (std::find(before.elements.begin(), before.elements.end(), e) != before.elements.end()) {
         continue;
       }
-      if (e.map == kNftHairpinSet && hairpin_refs[e.key]++ > 0) continue;
+      if (e.map == kNftHairpinSet && hairpin_refs[NftHairpinKey(e.key)]++ > 0) continue;
       d.elems_add.push_back(e);
     }
   }

@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -157,8 +158,14 @@ struct NftDiff {
   }
 };
 
-// Users of each hairpin element ("ip . ip"), over all services.
-using NftRefCounts = std::unordered_map<std::string, int>;
+// A hairpin element ("a . b", two IPv4 addresses) as one number (a in the high half, network
+// order): the reference counts hold one per endpoint of the cluster (300k at 30k services),
+// about 3x less memory than string keys.
+uint64_t NftHairpinKey(std::string_view key);
+std::string NftHairpinText(uint64_t key);
+
+// Users of each hairpin element, over all services.
+using NftRefCounts = std::unordered_map<uint64_t, int>;
 
 // `changes` pairs (before, after) per service port (nullptr = absent). `hairpin_refs` counts,
 // over all services, the users of each hairpin element; it is updated, and hairpin elements are

@@ -85,9 +85,10 @@ class NftablesEngine final : public ProxyEngine {
   }
 
  private:
-  // One transaction per service table, rendered and sent one table at a time (the peak memory
-  // of a 30k-service sync is one table's worth), then the main table with the refusals and the
-  // hairpin set collected on the way.
+  // One transaction per service table, rendered and sent one table at a time (the netlink
+  // backend applies one while the next is rendered; the peak memory of a 30k-service sync is
+  // about two tables' worth), then the main table with the refusals collected on the way and
+  // the hairpin set, whose members are the keys of hairpin_refs_ (not copied).
   base::Result<> FullSync(const ProxyState& state, EngineSyncStats& stats) {
     hairpin_refs_.clear();
     chains_ = elements_ = 0;
@@ -103,37 +104,42 @@ class NftablesEngine final : public ProxyEngine {
     for (const auto& [spn, svc] : state.service_ports()) {
       by_table[NftServiceTable(config_, spn.service)].push_back(&svc);
     }
+    hairpin_refs_.reserve(state.service_ports().size() * 4);
     std::vector<NftElement> main_elems;
-    auto render_table = [&](const std::string& table, std::vector<NftServiceObjects>& objs,
-                            std::vector<NftElement>& elems) {
-      for (const ServicePort* svc : by_table[table]) {
-        objs.push_back(RenderNftService(config_, *svc, state.EndpointsFor(svc->name)));
-        chains_ += objs.back().chains.size();
-        for (auto& e : objs.back().elements) {
-          if (e.map == kNftHairpinSet && hairpin_refs_[e.key]++ > 0) continue;
-          ++elements_;
-          (e.table == table ? elems : main_elems).push_back(std::move(e));
+    std::vector<NftElement> elems;
+    // Renders one table's services one by one into the backend's sink; elements are moved to
+    // `elems` (this table's maps) or `main_elems` (refusals), hairpin members counted only.
+    auto source = [&](const std::string& table) -> NftServiceSource {
+      elems.clear();
+      return [&, table](const NftServiceSink& sink) {
+        for (const ServicePort* svc : by_table[table]) {
+          NftServiceObjects o = RenderNftService(config_, *svc, state.EndpointsFor(svc->name));
+          chains_ += o.chains.size();
+          for (auto& e : o.elements) {
+            if (e.map == kNftHairpinSet) {
+              if (hairpin_refs_[NftHairpinKey(e.key)]++ == 0) ++elements_;
+              continue;
+            }
+            ++elements_;
+            (e.table == table ? elems : main_elems).push_back(std::move(e));
+          }
+          o.elements.clear();
+          sink(o);
         }
-        objs.back().elements.clear();
-      }
+        if (table == kNftTable) {
+          elems.insert(elems.end(), std::make_move_iterator(main_elems.begin()),
+                       std::make_move_iterator(main_elems.end()));
+          main_elems = {};
+        }
+      };
     };
     for (const auto& t : shards) {
-      std::vector<NftServiceObjects> objs;
-      std::vector<NftElement> elems;
-      render_table(t, objs, elems);
-      std::vector<const NftServiceObjects*> ptrs;
-      for (const auto& o : objs) ptrs.push_back(&o);
-      CUBELET_TRY(backend_->ReplaceTable(config_, t, ptrs, elems));
+      CUBELET_TRY(backend_->ReplaceTable(config_, t, source(t), elems));
       ++stats.commits;
     }
-    std::vector<NftServiceObjects> objs;
-    std::vector<NftElement> elems;
-    render_table(kNftTable, objs, elems);
-    elems.insert(elems.end(), std::make_move_iterator(main_elems.begin()),
-                 std::make_move_iterator(main_elems.end()));
-    std::vector<const NftServiceObjects*> ptrs;
-    for (const auto& o : objs) ptrs.push_back(&o);
-    CUBELET_TRY(backend_->ReplaceTable(config_, kNftTable, ptrs, elems));
+    CUBELET_TRY(
+        backend_->ReplaceTable(config_, kNftTable, source(kNftTable), elems, &hairpin_refs_));
+    CUBELET_TRY(backend_->Flush());
     ++stats.commits;
     return {};
   }
@@ -215,9 +221,26 @@ NftBackendPtr MakeLibNftablesBackend() { return std::make_unique<LibNftablesBack
 
 base::Result<> NftScriptBackend::ReplaceTable(const NftRendererConfig& config,
                                               const std::string& table,
-                                              const std::vector<const NftServiceObjects*>& services,
-                                              const std::vector<NftElement>& elements) {
-  return Run(NftTableScript(config, table, services, elements));
+                                              const NftServiceSource& services,
+                                              const std::vector<NftElement>& elements,
+                                              const NftRefCounts* hairpin) {
+  std::vector<NftServiceObjects> objs;
+  services([&](const NftServiceObjects& o) { objs.push_back(o); });
+  std::vector<const NftServiceObjects*> ptrs;
+  for (const auto& o : objs) ptrs.push_back(&o);
+  if (!hairpin) return Run(NftTableScript(config, table, ptrs, elements));
+  std::vector<NftElement> all = elements;
+  std::vector<uint64_t> keys;
+  for (const auto& [key, _] : *hairpin) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());  // a stable script
+  for (uint64_t k : keys) all.push_back({kNftHairpinSet, NftHairpinText(k), ""});
+  return Run(NftTableScript(config, table, ptrs, all));
+}
+
+NftServiceSource NftServicesOf(const std::vector<const NftServiceObjects*>& services) {
+  return [&services](const NftServiceSink& sink) {
+    for (const NftServiceObjects* o : services) sink(*o);
+  };
 }
 
 base::Result<> NftScriptBackend::ApplyDiff(const NftDiff& diff) { return Run(NftDiffText(diff)); }

@@ -2,6 +2,7 @@
 // The nftables engine: cubelet's own table "ip cubelet", written through libnftables. A full
 // sync replaces the table in one transaction; later syncs send only the changed services'
 // chains and map elements.
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -13,16 +14,31 @@
 
 namespace netproxy {
 
+// A table's services one at a time: the source calls the sink once per service.
+using NftServiceSink = std::function<void(const NftServiceObjects&)>;
+using NftServiceSource = std::function<void(const NftServiceSink&)>;
+// A source over objects held elsewhere.
+NftServiceSource NftServicesOf(const std::vector<const NftServiceObjects*>& services);
+
 // Writes the cubelet table, each call one kernel transaction.
 class NftBackend {
  public:
   virtual ~NftBackend() = default;
   virtual std::string Name() const = 0;
-  // Replaces one table (main or service table) in one transaction, created when missing.
+  // Replaces one table (main or service table) in one transaction, created when missing. The
+  // services come from `services`, which calls its sink once per service (the engine renders
+  // each on the fly, so a table's objects are never all in memory); `elements` and `hairpin`
+  // are read after it returned (it may add to them). `hairpin` (main table only, may be null):
+  // the members of its hairpin set, by key (one per endpoint: the largest set by far, not
+  // copied into NftElements). A backend may still be applying the table on return (the caller
+  // renders the next one meanwhile): its error then comes from the next call, or from Flush().
   virtual base::Result<> ReplaceTable(const NftRendererConfig& config, const std::string& table,
-                                      const std::vector<const NftServiceObjects*>& services,
-                                      const std::vector<NftElement>& elements) = 0;
+                                      const NftServiceSource& services,
+                                      const std::vector<NftElement>& elements,
+                                      const NftRefCounts* hairpin = nullptr) = 0;
   virtual base::Result<> ApplyDiff(const NftDiff& diff) = 0;
+  // Waits until every transaction sent is applied; its error if one failed.
+  virtual base::Result<> Flush() { return {}; }
   // Removes tables; no error for those that do not exist.
   virtual base::Result<> DeleteTables(const std::vector<std::string>& tables) = 0;
   // Removes the main table and every possible service table.
@@ -36,8 +52,9 @@ using NftBackendPtr = std::unique_ptr<NftBackend>;
 class NftScriptBackend : public NftBackend {
  public:
   base::Result<> ReplaceTable(const NftRendererConfig& config, const std::string& table,
-                              const std::vector<const NftServiceObjects*>& services,
-                              const std::vector<NftElement>& elements) override;
+                              const NftServiceSource& services,
+                              const std::vector<NftElement>& elements,
+                              const NftRefCounts* hairpin = nullptr) override;
   base::Result<> ApplyDiff(const NftDiff& diff) override;
   base::Result<> DeleteTables(const std::vector<std::string>& tables) override;
   virtual base::Result<> Run(const std::string& script) = 0;
@@ -47,7 +64,8 @@ class NftScriptBackend : public NftBackend {
 // socket is opened on first use, in the network namespace of the calling thread.
 NftBackendPtr MakeLibNftablesBackend();
 
-// Direct netlink batches (libnftnl + libmnl): no parsing, no cache reads. Default backend.
+// Direct netlink batches (messages written by hand, libmnl): no parsing, no cache reads, full
+// syncs pipelined (one table applied while the next is built). Default backend.
 NftBackendPtr MakeNetlinkNftBackend();
 
 // Records scripts for unit tests.

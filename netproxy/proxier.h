@@ -139,6 +139,9 @@ class Proxier {
   void SyncLoop();
   // One sync: returns false on failure (already logged and counted).
   bool SyncProxyRules();
+  // Before the first sync: folds what the informers delivered so far into the state, without
+  // writing anything, so the first sync starts from a built state instead of from scratch.
+  void Prebuild();
 
   const ProxierOptions options_;
   ProxyEnginePtr engine_;
@@ -160,6 +163,8 @@ class Proxier {
   std::chrono::steady_clock::time_point last_full_sync_{};
   std::chrono::steady_clock::time_point retry_at_{};
   std::chrono::steady_clock::time_point next_check_{};
+  std::chrono::steady_clock::time_point last_prebuild_{};
+  StateUpdateResult prebuilt_;  // sync thread only: what Prebuild() folded in
   WallTime last_updated_{};
   WallTime oldest_pending_{};
   std::string last_error_;

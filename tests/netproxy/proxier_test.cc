@@ -82,6 +82,27 @@ TEST_CASE("nothing is written until services and slices have synced") {
   CHECK(f.proxier->Health().last_updated != WallTime{});
 }
 
+TEST_CASE("events before the lists are synced are folded in early, reported by the first sync") {
+  Fixture f;
+  EndpointSlice s = SliceFor("a", {"10.244.1.1"});
+  s.last_change_trigger_time = std::chrono::system_clock::now();
+  f.proxier->OnServiceAdd(Svc("a", "10.96.0.1"));
+  f.proxier->OnEndpointSliceAdd(s);
+  std::this_thread::sleep_for(200ms);  // the sync thread builds the state meanwhile
+  CHECK(f.fake->restore_count() == 0);
+  f.proxier->OnServiceAdd(Svc("b", "10.96.0.2"));
+  f.proxier->OnServicesSynced();
+  f.proxier->OnEndpointSlicesSynced();
+  REQUIRE(f.proxier->WaitForSync(5s));
+  REQUIRE(f.fake->restore_count() == 1);
+  std::string buf = f.fake->last_buffer();
+  CHECK(buf.find("--to-destination 10.244.1.1:8080") != std::string::npos);
+  CHECK(buf.find("10.96.0.2") != std::string::npos);
+  std::string m = f.proxier->MetricsText();
+  CHECK(m.find("kubeproxy_network_programming_duration_seconds_count 1") != std::string::npos);
+  CHECK(m.find("kubeproxy_sync_proxy_rules_duration_seconds_count 1") != std::string::npos);
+}
+
 TEST_CASE("changes are coalesced and only changed services are rewritten") {
   Fixture f(300ms);
   f.proxier->OnServiceAdd(Svc("a", "10.96.0.1"));
