@@ -5,8 +5,9 @@
 //   cubelet-monitor exec <container-dir> <init-pid> <init-start-ticks> -- <cmd> [args...]
 //
 // fd 3 carries status lines to cubelet ("ok" once the container process has exec'd, or
-// "error <message>"). The init joins the container cgroup itself (spec cgroup_procs); for older
-// specs without it the monitor reports "pid N" first and waits on fd 4 for cubelet's "go",
+// "error <message>"; after `run`'s "ok", "exited" once the exit record is written). The init
+// joins the container cgroup itself (spec cgroup_procs); for older specs without it the monitor
+// reports "pid N" first and waits on fd 4 for cubelet's "go",
 // sent once cubelet has put N in the container cgroup.
 //
 // `run` runs in a session of its own (cubelet restarts must not take containers with them),
@@ -247,8 +248,9 @@ int Run(const std::string& dir) {
     Log("write " + dir + "/started: " + strerror(errno));
   }
   Status("ok");
+  // fd 3 stays open for the "exited" line; cubelet's end may be gone (a restart): SIGPIPE is
+  // blocked here and the write just fails.
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  dup2(devnull, kStatusFd);
   dup2(devnull, kCommandFd);
   close(devnull);
 
@@ -347,6 +349,9 @@ int Run(const std::string& dir) {
     Log("write " + dir + "/exit: " + strerror(errno));
     return 1;
   }
+  // The exit record is final: cubelet may report the container exited without waiting for
+  // this process to be torn down.
+  Status("exited");
   return 0;
 }
 
