@@ -149,15 +149,26 @@ void MakeDevices(const std::string& dev, int err_fd) {
   }
 }
 
-void MaskPath(int root_fd, const std::string& path, int err_fd) {
+// Directories are hidden under an empty read-only tmpfs, files under /dev/null. All masked
+// directories share one tmpfs (bind mounts of the first; its superblock is read-only, so every
+// bind is too): one superblock made and torn down per container instead of one per directory.
+// `*empty_fd` is an O_PATH fd of that tmpfs's root once made (-1 before).
+void MaskPath(int root_fd, const std::string& path, int* empty_fd, int err_fd) {
   int fd = OpenInRoot(root_fd, path, O_PATH);
   if (fd < 0) return;  // absent: nothing to hide
   struct stat st;
   fstat(fd, &st);
   std::string p = FdPath(fd);
-  int rc = S_ISDIR(st.st_mode)
-               ? mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, "size=0,mode=555")
-               : mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr);
+  int rc;
+  if (!S_ISDIR(st.st_mode)) {
+    rc = mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr);
+  } else if (*empty_fd >= 0) {
+    rc = mount(FdPath(*empty_fd).c_str(), p.c_str(), nullptr, MS_BIND, nullptr);
+  } else {
+    rc = mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, "size=0,mode=555");
+    // The fd above names the directory under the new mount: reopen to get the tmpfs itself.
+    if (rc == 0) *empty_fd = OpenInRoot(root_fd, path, O_PATH | O_DIRECTORY);
+  }
   if (rc != 0 && errno != ENOENT) DieErrno(err_fd, "mask \"" + path + "\"");
   close(fd);
 }
@@ -408,7 +419,9 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
       BindMount(root_fd, m, err);
     }
   }
-  for (const auto& p : spec.masked_paths) MaskPath(root_fd, p, err);
+  int empty_fd = -1;
+  for (const auto& p : spec.masked_paths) MaskPath(root_fd, p, &empty_fd, err);
+  if (empty_fd >= 0) close(empty_fd);
   for (const auto& p : spec.readonly_paths) ReadonlyPath(root_fd, p, err);
 
   if (fchdir(root_fd) != 0) DieErrno(err, "chdir rootfs");
