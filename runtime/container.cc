@@ -19,6 +19,7 @@
 #include "runtime/image_ref.h"
 #include "runtime/layer.h"
 #include "runtime/monitor_process.h"
+#include "runtime/rootfs_mount.h"
 #include "runtime/runtime.h"
 #include "runtime/security.h"
 
@@ -64,6 +65,12 @@ std::string Runtime::ContainerCgroupOomFile(const std::string& cgroup) const {
                                                                    : "/memory.events");
 }
 
+std::vector<std::string> Runtime::OverlayLowers(const ImageRecord& image) const {
+  std::vector<std::string> lowers(image.layers.rbegin(), image.layers.rend());
+  if (lowers.empty()) lowers.push_back(images_->EmptyLayerDir());
+  return lowers;
+}
+
 Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const ContainerRecord& rec,
                                                   const cri::ContainerConfig& c,
                                                   const ImageRecord& image, const std::string& dir,
@@ -74,8 +81,7 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
   s.rootfs = state_dir + "/rootfs";
   if (UseOverlay(image)) {
     // lowerdir lists the top layer first.
-    std::vector<std::string> lowers(image.layers.rbegin(), image.layers.rend());
-    if (lowers.empty()) lowers.push_back(images_->EmptyLayerDir());
+    std::vector<std::string> lowers = OverlayLowers(image);
     s.lower = base::Join(lowers, ":");
     if (s.lower.size() > 3000) {
       // The mount data is one page: name the layers relative to the layer store instead.
@@ -240,21 +246,42 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   std::string dir = ContainerDir(rec.id);
   std::string state_dir = ContainerStateDir(rec.id);
   bool ok = false;
+  std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
+  std::future<Result<>> disk_dirs_made;
   auto undo = base::Defer([&] {
     if (!ok) {
+      if (rootfs_mount) rootfs_mount->get();  // done with dir/ (and unmounted) before removal
       (void)opts_.cgroups->Remove(rec.cgroup);
       (void)base::RemoveAll(dir);
       (void)base::RemoveAll(state_dir);
     }
   });
-  std::vector<std::string> dirs = {state_dir + "/rootfs"};
   if (UseOverlay(*image)) {
-    dirs.push_back(dir + "/upper");
-    dirs.push_back(dir + "/work");
+    // The writable layer's directories on the disk (inodes there cost up to ~1 ms each on some
+    // hosts) and the overlay mount itself (which makes more in work/) are made on another
+    // thread while this one makes the cgroup and the spec.
+    OverlayLayout layout{OverlayLowers(*image), dir + "/upper", dir + "/work", overlay_volatile_};
+    auto made = std::make_shared<std::promise<Result<>>>();
+    disk_dirs_made = made->get_future();
+    rootfs_mount = std::make_shared<std::future<base::UniqueFd>>(
+        std::async(std::launch::async, [layout = std::move(layout), made]() -> base::UniqueFd {
+          for (const auto& d : {layout.upper, layout.work}) {
+            if (auto r = base::MkdirAll(d, 0755); !r) {
+              made->set_value(tl::unexpected(r.error()));
+              return {};
+            }
+          }
+          made->set_value({});
+          auto m = MountOverlayDetached(layout);
+          if (!m) {
+            // The init mounts it from the spec instead (and reports what fails there).
+            base::log::Debug("detached overlay mount not made", {{"error", m.error().message}});
+            return {};
+          }
+          return std::move(*m);
+        }));
   }
-  for (const auto& d : dirs) {
-    if (auto r = base::MkdirAll(d, 0755); !r) return fail(r.error());
-  }
+  if (auto r = base::MkdirAll(state_dir + "/rootfs", 0755); !r) return fail(r.error());
   if (!UseOverlay(*image)) {
     if (auto r = CopyLayersMerged(image->layers, dir + "/rootfs-copy"); !r) return fail(r.error());
   }
@@ -282,6 +309,9 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     return fail(r.error());
   }
   auto spec = BuildSpec(sb, rec, c, *image, dir, state_dir);
+  if (disk_dirs_made.valid()) {
+    if (auto r = disk_dirs_made.get(); !r) return fail(r.error());
+  }
   if (!spec) return fail(spec.error());
   if (!monitor::WriteFileAtomically(state_dir + "/spec", monitor::EncodeSpec(*spec)) ||
       !monitor::WriteFileAtomically(dir + "/container.json", EncodeContainerRecord(rec))) {
@@ -290,7 +320,7 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   {
     std::lock_guard<std::mutex> lock(mu_);
     Container& nc = containers_[rec.id];
-    nc = Container{rec, std::nullopt, std::nullopt, false, dir, state_dir, false};
+    nc = Container{rec, std::nullopt, std::nullopt, false, dir, state_dir, false, rootfs_mount};
     nc.self_join = !spec->cgroup_procs.empty();
   }
   ok = true;
@@ -299,7 +329,8 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
 }
 
 Result<> Runtime::StartContainer(const std::string& id) {
-  std::string dir, cgroup, name, sandbox_id;
+  std::string dir, disk_dir, cgroup, name, sandbox_id;
+  std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -312,7 +343,9 @@ Result<> Runtime::StartContainer(const std::string& id) {
                         kErrRunContainer);
     }
     c.starting = true;
+    rootfs_mount = std::move(c.rootfs_mount);
     dir = c.state_dir;
+    disk_dir = c.dir;
     cgroup = c.rec.cgroup;
     name = c.rec.metadata.name;
     sandbox_id = c.rec.sandbox_id;
@@ -340,7 +373,16 @@ Result<> Runtime::StartContainer(const std::string& id) {
     }
     return base::Fail(what + ": " + msg, kErrRunContainer);
   };
-  auto mon = monitors_->Run(dir);
+  base::UniqueFd rootfs_fd;
+  if (rootfs_mount) rootfs_fd = rootfs_mount->get();
+  if (!rootfs_fd) {
+    // The init mounts the overlay. A detached mount made by an earlier cubelet process (gone
+    // with it, never attached: nothing was written to upper/) left the "volatile" marker in
+    // work/work, which makes overlayfs refuse the work directory: clear it.
+    (void)base::RemoveAll(disk_dir + "/work/work");
+  }
+  // The monitor gets its own reference to the detached mount; ours is closed on return.
+  auto mon = monitors_->Run(dir, rootfs_fd.get());
   if (!mon) return fail(mon.error().message);
   // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,
   // through the pidfd taken at spawn, while the pid could not have been reused.
@@ -458,6 +500,7 @@ Result<> Runtime::StopContainer(const std::string& id, std::chrono::seconds time
 Result<> Runtime::RemoveContainer(const std::string& id) {
   CUBELET_TRY(StopContainerImpl(id, std::chrono::seconds(0)));
   std::string cgroup, dir, state_dir, sandbox_id;
+  std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -470,7 +513,10 @@ Result<> Runtime::RemoveContainer(const std::string& id) {
     dir = it->second.dir;
     state_dir = it->second.state_dir;
     sandbox_id = it->second.rec.sandbox_id;
+    rootfs_mount = std::move(it->second.rootfs_mount);
   }
+  // Never started: the detached overlay (if made) goes before its directories do.
+  if (rootfs_mount) rootfs_mount->get();
   watcher_->Unwatch(id);
   std::string what = "remove container " + id;
   CUBELET_TRY_CTX(opts_.cgroups->Remove(cgroup), what);

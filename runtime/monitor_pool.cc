@@ -51,7 +51,7 @@ void MonitorPool::Loop() {
   }
 }
 
-Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir) {
+Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir, int rootfs_mount_fd) {
   std::optional<MonitorProcess> m;
   if (enabled_) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -76,7 +76,8 @@ Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir) {
     if (!fresh) return tl::unexpected(fresh.error());
     m = std::move(*fresh);
   }
-  if (auto r = SendCommand(m->command.get(), "run " + monitor::Escape(state_dir)); !r) {
+  if (auto r = SendCommand(m->command.get(), "run " + monitor::Escape(state_dir), rootfs_mount_fd);
+      !r) {
     m->command.reset();
     WaitChild(m->pid);
     return tl::unexpected(r.error());

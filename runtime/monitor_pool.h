@@ -25,7 +25,9 @@ class MonitorPool {
 
   // A monitor told to run the container in `state_dir` (its log goes to
   // <state_dir>/monitor.log): the spare when one is ready, else a freshly spawned one.
-  Result<MonitorProcess> Run(const std::string& state_dir);
+  // `rootfs_mount_fd` (optional): a detached mount of the container's rootfs, made ahead of
+  // the start (fsmount); the monitor gets a copy and the init attaches it.
+  Result<MonitorProcess> Run(const std::string& state_dir, int rootfs_mount_fd = -1);
 
  private:
   Result<MonitorProcess> Spawn();

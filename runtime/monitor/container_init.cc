@@ -368,7 +368,14 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
     DieErrno(err, "make mounts private");
   }
   const std::string& root = spec.rootfs;
-  if (!spec.upper.empty()) {
+  if (fds.rootfs_mount >= 0) {
+    // cubelet mounted the overlay while it created the container (the mount creates work
+    // directories on the disk, ~1 ms on slow filesystems): attach it.
+    if (move_mount(fds.rootfs_mount, "", AT_FDCWD, root.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      DieErrno(err, "attach the rootfs mount on " + root);
+    }
+    close(fds.rootfs_mount);
+  } else if (!spec.upper.empty()) {
     std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + spec.upper +
                        ",workdir=" + spec.work + (spec.overlay_volatile ? ",volatile" : "");
     // Long layer lists are given relative to lower_base (the mount data is one page).

@@ -15,6 +15,7 @@ struct InitFds {
   int err_write = -1;   // CLOEXEC: EOF = exec succeeded, else an error message
   int stdout_write = -1;
   int stderr_write = -1;
+  int rootfs_mount = -1;  // a detached mount of the rootfs (fsmount) to attach, else -1
 };
 
 // Loaded before pivot_root (the program file lives on the host).
