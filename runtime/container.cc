@@ -331,6 +331,7 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
 Result<> Runtime::StartContainer(const std::string& id) {
   std::string dir, disk_dir, cgroup, name, sandbox_id;
   std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
+  bool self_join = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -346,6 +347,7 @@ Result<> Runtime::StartContainer(const std::string& id) {
     rootfs_mount = std::move(c.rootfs_mount);
     dir = c.state_dir;
     disk_dir = c.dir;
+    self_join = c.self_join;
     cgroup = c.rec.cgroup;
     name = c.rec.metadata.name;
     sandbox_id = c.rec.sandbox_id;
@@ -373,16 +375,24 @@ Result<> Runtime::StartContainer(const std::string& id) {
     }
     return base::Fail(what + ": " + msg, kErrRunContainer);
   };
+  // The rootfs mount made since CreateContainer: with the run command when it is ready, else
+  // right after it ("run+"), so that it overlaps the monitor's wake-up and the init's first
+  // steps (cgroup join, namespaces); the init waits for it only when it needs the rootfs.
+  // The monitor gets its own reference to the detached mount; ours is closed here.
   base::UniqueFd rootfs_fd;
-  if (rootfs_mount) rootfs_fd = rootfs_mount->get();
-  if (!rootfs_fd) {
-    // The init mounts the overlay. A detached mount made by an earlier cubelet process (gone
-    // with it, never attached: nothing was written to upper/) left the "volatile" marker in
-    // work/work, which makes overlayfs refuse the work directory: clear it.
-    (void)base::RemoveAll(disk_dir + "/work/work");
+  bool rootfs_follows = false;
+  if (rootfs_mount) {
+    rootfs_follows = self_join && rootfs_mount->wait_for(std::chrono::seconds(0)) !=
+                                      std::future_status::ready;
+    if (!rootfs_follows) rootfs_fd = rootfs_mount->get();
   }
-  // The monitor gets its own reference to the detached mount; ours is closed on return.
-  auto mon = monitors_->Run(dir, rootfs_fd.get());
+  // Without it the init mounts the overlay. A detached mount made by an earlier cubelet process
+  // (gone with it, never attached: nothing was written to upper/) left the "volatile" marker
+  // in work/work, which makes overlayfs refuse the work directory: clear it.
+  auto clear_volatile_marker = [&] { (void)base::RemoveAll(disk_dir + "/work/work"); };
+  if (!rootfs_follows && !rootfs_fd) clear_volatile_marker();
+  auto mon = monitors_->Run(dir, rootfs_fd.get(), rootfs_follows);
+  rootfs_fd.reset();
   if (!mon) return fail(mon.error().message);
   // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,
   // through the pidfd taken at spawn, while the pid could not have been reused.
@@ -391,6 +401,13 @@ Result<> Runtime::StartContainer(const std::string& id) {
     if (mon_pidfd) watcher_->Reap(std::move(mon_pidfd));
     else std::thread([pid = mon->pid] { WaitChild(pid); }).detach();  // fd limit reached
   });
+  if (rootfs_follows) {
+    rootfs_fd = rootfs_mount->get();
+    if (!rootfs_fd) clear_volatile_marker();
+    // A monitor that died shows in its status line below.
+    (void)SendCommand(mon->command.get(), "rootfs", rootfs_fd.get());
+    rootfs_fd.reset();
+  }
   auto line = ReadStatusLine(mon->status.get(), std::chrono::seconds(60));
   if (!line) return fail(line.error().message);
   if (base::StartsWith(*line, "pid ")) {

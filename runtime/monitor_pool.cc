@@ -51,7 +51,8 @@ void MonitorPool::Loop() {
   }
 }
 
-Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir, int rootfs_mount_fd) {
+Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir, int rootfs_mount_fd,
+                                        bool rootfs_follows) {
   std::optional<MonitorProcess> m;
   if (enabled_) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -76,7 +77,9 @@ Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir, int rootfs
     if (!fresh) return tl::unexpected(fresh.error());
     m = std::move(*fresh);
   }
-  if (auto r = SendCommand(m->command.get(), "run " + monitor::Escape(state_dir), rootfs_mount_fd);
+  if (auto r = SendCommand(m->command.get(),
+                           (rootfs_follows ? "run+ " : "run ") + monitor::Escape(state_dir),
+                           rootfs_mount_fd);
       !r) {
     m->command.reset();
     WaitChild(m->pid);

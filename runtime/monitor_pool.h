@@ -26,8 +26,11 @@ class MonitorPool {
   // A monitor told to run the container in `state_dir` (its log goes to
   // <state_dir>/monitor.log): the spare when one is ready, else a freshly spawned one.
   // `rootfs_mount_fd` (optional): a detached mount of the container's rootfs, made ahead of
-  // the start (fsmount); the monitor gets a copy and the init attaches it.
-  Result<MonitorProcess> Run(const std::string& state_dir, int rootfs_mount_fd = -1);
+  // the start (fsmount); the monitor gets a copy and the init attaches it. `rootfs_follows`:
+  // the caller sends that mount later on `command` ("rootfs" with the fd, or none), before
+  // the init needs it (only for specs with cgroup_procs).
+  Result<MonitorProcess> Run(const std::string& state_dir, int rootfs_mount_fd = -1,
+                             bool rootfs_follows = false);
 
  private:
   Result<MonitorProcess> Spawn();

@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -269,6 +270,39 @@ void SetCapabilities(uint64_t caps, int err_fd) {
 
 }  // namespace
 
+// One line from the command socket and the fd cubelet may send with it (SCM_RIGHTS; -1 when
+// none). A pipe (spawned by an older cubelet) carries no fds: plain reads.
+bool ReadCommand(int fd, std::string* out, int* passed_fd) {
+  out->clear();
+  *passed_fd = -1;
+  while (true) {
+    char c;
+    struct iovec iov{&c, 1};
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    struct msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == ENOTSOCK) n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0 && msg.msg_controllen > 0) {
+      for (struct cmsghdr* h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        int got;
+        memcpy(&got, CMSG_DATA(h), sizeof got);
+        if (*passed_fd >= 0) close(*passed_fd);
+        *passed_fd = got;
+      }
+    }
+    if (n <= 0) return !out->empty();
+    if (c == '\n') return true;
+    out->push_back(c);
+    if (out->size() > 4096) return true;
+  }
+}
+
 void DieWith(int err_fd, const std::string& message) {
   WriteAll(err_fd, message);
   _exit(1);
@@ -368,13 +402,22 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
     DieErrno(err, "make mounts private");
   }
   const std::string& root = spec.rootfs;
-  if (fds.rootfs_mount >= 0) {
+  int rootfs_mount = fds.rootfs_mount;
+  if (fds.rootfs_channel >= 0) {
+    // cubelet sends the rootfs mount it was still making when it said "run+".
+    std::string line;
+    if (!ReadCommand(fds.rootfs_channel, &line, &rootfs_mount) || line != "rootfs") {
+      DieWith(err, "the runtime abandoned the start");
+    }
+    close(fds.rootfs_channel);
+  }
+  if (rootfs_mount >= 0) {
     // cubelet mounted the overlay while it created the container (the mount creates work
     // directories on the disk, ~1 ms on slow filesystems): attach it.
-    if (move_mount(fds.rootfs_mount, "", AT_FDCWD, root.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    if (move_mount(rootfs_mount, "", AT_FDCWD, root.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
       DieErrno(err, "attach the rootfs mount on " + root);
     }
-    close(fds.rootfs_mount);
+    close(rootfs_mount);
   } else if (!spec.upper.empty()) {
     std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + spec.upper +
                        ",workdir=" + spec.work + (spec.overlay_volatile ? ",volatile" : "");

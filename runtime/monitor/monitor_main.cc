@@ -21,7 +21,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,39 +62,6 @@ bool ReadLine(int fd, std::string* out) {
   while (true) {
     ssize_t n = read(fd, &c, 1);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return !out->empty();
-    if (c == '\n') return true;
-    out->push_back(c);
-    if (out->size() > 4096) return true;
-  }
-}
-
-// One line from the command socket and the fd cubelet may send with it (SCM_RIGHTS; -1 when
-// none). A pipe (spawned by an older cubelet) carries no fds: plain reads.
-bool ReadCommand(int fd, std::string* out, int* passed_fd) {
-  out->clear();
-  *passed_fd = -1;
-  while (true) {
-    char c;
-    struct iovec iov{&c, 1};
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == ENOTSOCK) n = read(fd, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n > 0 && msg.msg_controllen > 0) {
-      for (struct cmsghdr* h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-        int got;
-        memcpy(&got, CMSG_DATA(h), sizeof got);
-        if (*passed_fd >= 0) close(*passed_fd);
-        *passed_fd = got;
-      }
-    }
     if (n <= 0) return !out->empty();
     if (c == '\n') return true;
     out->push_back(c);
@@ -178,8 +144,10 @@ class LogFile {
 };
 
 // `rootfs_mount_fd`: a detached mount of the rootfs made by cubelet ahead of the start (-1:
-// the init mounts it from the spec).
-int Run(const std::string& dir, int rootfs_mount_fd) {
+// the init mounts it from the spec). `rootfs_follows`: cubelet is still making that mount and
+// sends it on fd 4 ("rootfs", with the fd or without one); the init reads it just before it
+// needs the rootfs, so the mount overlaps the monitor's and the init's first steps.
+int Run(const std::string& dir, int rootfs_mount_fd, bool rootfs_follows) {
   ContainerSpec spec;
   std::string error;
   if (!LoadSpec(dir, &spec, &error)) {
@@ -217,8 +185,11 @@ int Run(const std::string& dir, int rootfs_mount_fd) {
   InitArgs args;
   args.spec = &spec;
   args.mask = &old;
-  args.close_fds = {out[0], err[0], sync[1], errp[0], kStatusFd, kCommandFd, sfd};
-  args.fds = monitor::InitFds{sync[0], errp[1], out[1], err[1], rootfs_mount_fd};
+  rootfs_follows = rootfs_follows && vfork;  // the older handshake reads fd 4 itself
+  args.close_fds = {out[0], err[0], sync[1], errp[0], kStatusFd, sfd};
+  if (!rootfs_follows) args.close_fds.push_back(kCommandFd);
+  args.fds = monitor::InitFds{sync[0], errp[1], out[1], err[1], rootfs_mount_fd,
+                              rootfs_follows ? kCommandFd : -1};
   constexpr size_t kStack = 1 << 20;
   void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
@@ -396,9 +367,10 @@ int Run(const std::string& dir, int rootfs_mount_fd) {
 int Spare() {
   std::string line;
   int rootfs_mount_fd = -1;
-  if (!ReadCommand(kCommandFd, &line, &rootfs_mount_fd) || line.rfind("run ", 0) != 0) {
-    return 0;  // cubelet left
-  }
+  if (!monitor::ReadCommand(kCommandFd, &line, &rootfs_mount_fd)) return 0;  // cubelet left
+  bool rootfs_follows = line.rfind("run+ ", 0) == 0;
+  if (rootfs_follows) line.erase(3, 1);
+  if (line.rfind("run ", 0) != 0) return 0;
   std::string dir = monitor::Unescape(line.substr(4));
   int fd = open((dir + "/monitor.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd >= 0) {
@@ -406,7 +378,7 @@ int Spare() {
     dup2(fd, 2);
     close(fd);
   }
-  return Run(dir, rootfs_mount_fd);
+  return Run(dir, rootfs_mount_fd, rootfs_follows);
 }
 
 int Exec(const std::string& dir, pid_t init, uint64_t ticks, const std::vector<std::string>& args) {
@@ -503,7 +475,7 @@ int main(int argc, char** argv) {
   // Nothing cubelet left open (besides the protocol fds) may leak into containers.
   syscall(SYS_close_range, 5, ~0U, 0);
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.size() == 2 && args[0] == "run") return Run(args[1], -1);
+  if (args.size() == 2 && args[0] == "run") return Run(args[1], -1, false);
   if (args.size() == 1 && args[0] == "spare") return Spare();
   if (args.size() >= 6 && args[0] == "exec" && args[4] == "--") {
     pid_t init = static_cast<pid_t>(atoi(args[2].c_str()));
