@@ -392,6 +392,7 @@ Result<> Runtime::StartContainer(const std::string& id) {
   auto clear_volatile_marker = [&] { (void)base::RemoveAll(disk_dir + "/work/work"); };
   if (!rootfs_follows && !rootfs_fd) clear_volatile_marker();
   auto mon = monitors_->Run(dir, rootfs_fd.get(), rootfs_follows);
+  auto replenish = base::Defer([&] { monitors_->Replenish(); });
   rootfs_fd.reset();
   if (!mon) return fail(mon.error().message);
   // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,

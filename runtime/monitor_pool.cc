@@ -51,6 +51,16 @@ void MonitorPool::Loop() {
   }
 }
 
+void MonitorPool::Replenish() {
+  if (!enabled_) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spare_) return;
+    want_ = true;
+  }
+  cv_.notify_one();
+}
+
 Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir, int rootfs_mount_fd,
                                         bool rootfs_follows) {
   std::optional<MonitorProcess> m;
@@ -60,9 +70,7 @@ Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir, int rootfs
       m = std::move(spare_);
       spare_.reset();
     }
-    want_ = true;
   }
-  if (enabled_) cv_.notify_one();
   if (m) {
     // A spare that died (killed by someone) has hung up its status pipe.
     pollfd p{m->status.get(), POLLIN, 0};
