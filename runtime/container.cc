@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -32,6 +33,40 @@ const char* const kMaskedPaths[] = {"/proc/acpi", "/proc/asound", "/proc/kcore",
                                     "/sys/devices/virtual/powercap"};
 const char* const kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                       "/proc/sysrq-trigger"};
+
+// The mount points the init would create in the rootfs itself (rootfs_mount.h): the sandbox's
+// /etc files and the volumes, unless they lie on the init's own mounts (/dev, /proc, /sys) or
+// inside another volume (created there after that volume is mounted), or are not plain paths.
+std::vector<MountPoint> PreparableMountPoints(const cri::ContainerConfig& c) {
+  std::vector<MountPoint> out;
+  std::vector<std::string> dests;
+  for (const auto& m : c.mounts) dests.push_back(m.container_path);
+  auto plain = [](const std::string& p) {
+    return p.size() > 1 && p[0] == '/' && p.back() != '/' && p.find("//") == std::string::npos &&
+           p.find("/./") == std::string::npos && p.find("/../") == std::string::npos &&
+           !base::EndsWith(p, "/.") && !base::EndsWith(p, "/..");
+  };
+  auto own_mount = [&](const std::string& p) {
+    for (const char* top : {"/dev", "/proc", "/sys"}) {
+      if (p == top || base::StartsWith(p, std::string(top) + "/")) return true;
+    }
+    for (const auto& d : dests) {
+      if (d != p && base::StartsWith(p, d + "/")) return true;
+    }
+    return false;
+  };
+  auto add = [&](const std::string& p, bool file) {
+    if (plain(p) && !own_mount(p)) out.push_back({p, file});
+  };
+  for (const auto& m : c.mounts) {
+    struct stat st;
+    if (stat(m.host_path.c_str(), &st) == 0) add(m.container_path, !S_ISDIR(st.st_mode));
+  }
+  for (const char* f : {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}) {
+    if (std::find(dests.begin(), dests.end(), f) == dests.end()) add(f, true);
+  }
+  return out;
+}
 
 base::Error NotFound(const std::string& id) {
   return {kErrNotFound, "container \"" + id + "\" not found"};
@@ -261,10 +296,12 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     // hosts) and the overlay mount itself (which makes more in work/) are made on another
     // thread while this one makes the cgroup and the spec.
     OverlayLayout layout{OverlayLowers(*image), dir + "/upper", dir + "/work", overlay_volatile_};
+    std::vector<MountPoint> points = PreparableMountPoints(c);
     auto made = std::make_shared<std::promise<Result<>>>();
     disk_dirs_made = made->get_future();
     rootfs_mount = std::make_shared<std::future<base::UniqueFd>>(
-        std::async(std::launch::async, [layout = std::move(layout), made]() -> base::UniqueFd {
+        std::async(std::launch::async, [layout = std::move(layout), points = std::move(points),
+                                        made]() -> base::UniqueFd {
           for (const auto& d : {layout.upper, layout.work}) {
             if (auto r = base::MkdirAll(d, 0755); !r) {
               made->set_value(tl::unexpected(r.error()));
@@ -278,6 +315,7 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
             base::log::Debug("detached overlay mount not made", {{"error", m.error().message}});
             return {};
           }
+          PrepareMountPoints(m->get(), points);
           return std::move(*m);
         }));
   }

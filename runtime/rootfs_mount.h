@@ -24,4 +24,16 @@ struct OverlayLayout {
 // fsconfig limit). Fails otherwise: the init then mounts the overlay from the spec as before.
 base::Result<base::UniqueFd> MountOverlayDetached(const OverlayLayout& layout);
 
+struct MountPoint {
+  std::string path;  // absolute, inside the container
+  bool file = false;
+};
+
+// Creates the mount points the init would create in the rootfs (the sandbox's /etc files,
+// volumes), in the detached mount `rootfs` (every component resolved inside it, as the init
+// does), so that the copy-up of their parent and the new inodes on the disk are made before the
+// start. Best effort: whatever is not made here the init makes (or reports) as before. Leave out
+// paths that the init creates on other mounts (/dev, /proc, /sys, inside volumes).
+void PrepareMountPoints(int rootfs, const std::vector<MountPoint>& points);
+
 }  // namespace runtime
