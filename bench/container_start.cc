@@ -8,6 +8,10 @@
 // the runtime's run directory on a tmpfs, as /run/cubelet is on a systemd host).
 //
 //   container_start [--n 100] [--only floor,runc,crun,cubelet] [--spare-monitors 1]
+//                   [--settle-ms 0]
+// --settle-ms N: an untimed pause before each contender's turn, so that work a contender leaves
+// running in the background after its measured window (process teardown, RCU callbacks, a
+// runtime's housekeeping) is not charged to the next one. 0 (default): back to back.
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
@@ -23,6 +27,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cgroups/driver.h"
@@ -92,10 +97,12 @@ int main(int argc, char** argv) {
   int n = 100;
   std::string only = "floor,runc,crun,cubelet";
   int spares = 1;
+  int settle_ms = 0;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--n") n = atoi(argv[++i]);
     if (std::string(argv[i]) == "--only") only = argv[++i];
     if (std::string(argv[i]) == "--spare-monitors") spares = atoi(argv[++i]);
+    if (std::string(argv[i]) == "--settle-ms") settle_ms = atoi(argv[++i]);
   }
   auto want = [&](const std::string& what) {
     return ("," + only + ",").find("," + what + ",") != std::string::npos;
@@ -142,8 +149,12 @@ int main(int argc, char** argv) {
     std::vector<double> t;
   };
   Tool tools[] = {{"runc", want("runc"), {}}, {"crun", want("crun"), {}}};
+  auto settle = [&] {
+    if (settle_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+  };
   auto run_tool = [&](Tool& tool, int i) {
     if (!tool.on) return;
+    settle();
     std::string id = tool.name + "-" + tag + "-" + std::to_string(i);
     std::string err = root + "/" + tool.name + ".err";
     auto t0 = Clock::now();
@@ -209,11 +220,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> ours_ids;
   for (int i = 0; i < n; ++i) {
     if (want("floor")) {
+      settle();
       double ms = FloorOnce(rootfs, mnt);
       if (ms >= 0) floor.push_back(ms);
     }
     for (auto& tool : tools) run_tool(tool, i);
     if (!ours_on) continue;
+    settle();
     cri::ContainerConfig c;
     c.metadata = {"c" + std::to_string(i), 0};
     c.image.image = "busybox";

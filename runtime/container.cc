@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "runtime/image_ref.h"
 #include "runtime/layer.h"
 #include "runtime/monitor_process.h"
+#include "runtime/rootfs_mount.h"
 #include "runtime/runtime.h"
 #include "runtime/security.h"
 
@@ -31,6 +33,40 @@ const char* const kMaskedPaths[] = {"/proc/acpi", "/proc/asound", "/proc/kcore",
                                     "/sys/devices/virtual/powercap"};
 const char* const kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                       "/proc/sysrq-trigger"};
+
+// The mount points the init would create in the rootfs itself (rootfs_mount.h): the sandbox's
+// /etc files and the volumes, unless they lie on the init's own mounts (/dev, /proc, /sys) or
+// inside another volume (created there after that volume is mounted), or are not plain paths.
+std::vector<MountPoint> PreparableMountPoints(const cri::ContainerConfig& c) {
+  std::vector<MountPoint> out;
+  std::vector<std::string> dests;
+  for (const auto& m : c.mounts) dests.push_back(m.container_path);
+  auto plain = [](const std::string& p) {
+    return p.size() > 1 && p[0] == '/' && p.back() != '/' && p.find("//") == std::string::npos &&
+           p.find("/./") == std::string::npos && p.find("/../") == std::string::npos &&
+           !base::EndsWith(p, "/.") && !base::EndsWith(p, "/..");
+  };
+  auto own_mount = [&](const std::string& p) {
+    for (const char* top : {"/dev", "/proc", "/sys"}) {
+      if (p == top || base::StartsWith(p, std::string(top) + "/")) return true;
+    }
+    for (const auto& d : dests) {
+      if (d != p && base::StartsWith(p, d + "/")) return true;
+    }
+    return false;
+  };
+  auto add = [&](const std::string& p, bool file) {
+    if (plain(p) && !own_mount(p)) out.push_back({p, file});
+  };
+  for (const auto& m : c.mounts) {
+    struct stat st;
+    if (stat(m.host_path.c_str(), &st) == 0) add(m.container_path, !S_ISDIR(st.st_mode));
+  }
+  for (const char* f : {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}) {
+    if (std::find(dests.begin(), dests.end(), f) == dests.end()) add(f, true);
+  }
+  return out;
+}
 
 base::Error NotFound(const std::string& id) {
   return {kErrNotFound, "container \"" + id + "\" not found"};
@@ -64,6 +100,12 @@ std::string Runtime::ContainerCgroupOomFile(const std::string& cgroup) const {
                                                                    : "/memory.events");
 }
 
+std::vector<std::string> Runtime::OverlayLowers(const ImageRecord& image) const {
+  std::vector<std::string> lowers(image.layers.rbegin(), image.layers.rend());
+  if (lowers.empty()) lowers.push_back(images_->EmptyLayerDir());
+  return lowers;
+}
+
 Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const ContainerRecord& rec,
                                                   const cri::ContainerConfig& c,
                                                   const ImageRecord& image, const std::string& dir,
@@ -74,8 +116,7 @@ Result<monitor::ContainerSpec> Runtime::BuildSpec(const SandboxRecord& sb, const
   s.rootfs = state_dir + "/rootfs";
   if (UseOverlay(image)) {
     // lowerdir lists the top layer first.
-    std::vector<std::string> lowers(image.layers.rbegin(), image.layers.rend());
-    if (lowers.empty()) lowers.push_back(images_->EmptyLayerDir());
+    std::vector<std::string> lowers = OverlayLowers(image);
     s.lower = base::Join(lowers, ":");
     if (s.lower.size() > 3000) {
       // The mount data is one page: name the layers relative to the layer store instead.
@@ -240,21 +281,45 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   std::string dir = ContainerDir(rec.id);
   std::string state_dir = ContainerStateDir(rec.id);
   bool ok = false;
+  std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
+  std::future<Result<>> disk_dirs_made;
   auto undo = base::Defer([&] {
     if (!ok) {
+      if (rootfs_mount) rootfs_mount->get();  // done with dir/ (and unmounted) before removal
       (void)opts_.cgroups->Remove(rec.cgroup);
       (void)base::RemoveAll(dir);
       (void)base::RemoveAll(state_dir);
     }
   });
-  std::vector<std::string> dirs = {state_dir + "/rootfs"};
   if (UseOverlay(*image)) {
-    dirs.push_back(dir + "/upper");
-    dirs.push_back(dir + "/work");
+    // The writable layer's directories on the disk (inodes there cost up to ~1 ms each on some
+    // hosts) and the overlay mount itself (which makes more in work/) are made on another
+    // thread while this one makes the cgroup and the spec.
+    OverlayLayout layout{OverlayLowers(*image), dir + "/upper", dir + "/work", overlay_volatile_};
+    std::vector<MountPoint> points = PreparableMountPoints(c);
+    auto made = std::make_shared<std::promise<Result<>>>();
+    disk_dirs_made = made->get_future();
+    rootfs_mount = std::make_shared<std::future<base::UniqueFd>>(
+        std::async(std::launch::async, [layout = std::move(layout), points = std::move(points),
+                                        made]() -> base::UniqueFd {
+          for (const auto& d : {layout.upper, layout.work}) {
+            if (auto r = base::MkdirAll(d, 0755); !r) {
+              made->set_value(tl::unexpected(r.error()));
+              return {};
+            }
+          }
+          made->set_value({});
+          auto m = MountOverlayDetached(layout);
+          if (!m) {
+            // The init mounts it from the spec instead (and reports what fails there).
+            base::log::Debug("detached overlay mount not made", {{"error", m.error().message}});
+            return {};
+          }
+          PrepareMountPoints(m->get(), points);
+          return std::move(*m);
+        }));
   }
-  for (const auto& d : dirs) {
-    if (auto r = base::MkdirAll(d, 0755); !r) return fail(r.error());
-  }
+  if (auto r = base::MkdirAll(state_dir + "/rootfs", 0755); !r) return fail(r.error());
   if (!UseOverlay(*image)) {
     if (auto r = CopyLayersMerged(image->layers, dir + "/rootfs-copy"); !r) return fail(r.error());
   }
@@ -282,6 +347,9 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     return fail(r.error());
   }
   auto spec = BuildSpec(sb, rec, c, *image, dir, state_dir);
+  if (disk_dirs_made.valid()) {
+    if (auto r = disk_dirs_made.get(); !r) return fail(r.error());
+  }
   if (!spec) return fail(spec.error());
   if (!monitor::WriteFileAtomically(state_dir + "/spec", monitor::EncodeSpec(*spec)) ||
       !monitor::WriteFileAtomically(dir + "/container.json", EncodeContainerRecord(rec))) {
@@ -290,7 +358,7 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   {
     std::lock_guard<std::mutex> lock(mu_);
     Container& nc = containers_[rec.id];
-    nc = Container{rec, std::nullopt, std::nullopt, false, dir, state_dir, false};
+    nc = Container{rec, std::nullopt, std::nullopt, false, dir, state_dir, false, rootfs_mount};
     nc.self_join = !spec->cgroup_procs.empty();
   }
   ok = true;
@@ -299,7 +367,9 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
 }
 
 Result<> Runtime::StartContainer(const std::string& id) {
-  std::string dir, cgroup, name, sandbox_id;
+  std::string dir, disk_dir, cgroup, name, sandbox_id;
+  std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
+  bool self_join = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -312,7 +382,10 @@ Result<> Runtime::StartContainer(const std::string& id) {
                         kErrRunContainer);
     }
     c.starting = true;
+    rootfs_mount = std::move(c.rootfs_mount);
     dir = c.state_dir;
+    disk_dir = c.dir;
+    self_join = c.self_join;
     cgroup = c.rec.cgroup;
     name = c.rec.metadata.name;
     sandbox_id = c.rec.sandbox_id;
@@ -340,7 +413,25 @@ Result<> Runtime::StartContainer(const std::string& id) {
     }
     return base::Fail(what + ": " + msg, kErrRunContainer);
   };
-  auto mon = monitors_->Run(dir);
+  // The rootfs mount made since CreateContainer: with the run command when it is ready, else
+  // right after it ("run+"), so that it overlaps the monitor's wake-up and the init's first
+  // steps (cgroup join, namespaces); the init waits for it only when it needs the rootfs.
+  // The monitor gets its own reference to the detached mount; ours is closed here.
+  base::UniqueFd rootfs_fd;
+  bool rootfs_follows = false;
+  if (rootfs_mount) {
+    rootfs_follows = self_join && rootfs_mount->wait_for(std::chrono::seconds(0)) !=
+                                      std::future_status::ready;
+    if (!rootfs_follows) rootfs_fd = rootfs_mount->get();
+  }
+  // Without it the init mounts the overlay. A detached mount made by an earlier cubelet process
+  // (gone with it, never attached: nothing was written to upper/) left the "volatile" marker
+  // in work/work, which makes overlayfs refuse the work directory: clear it.
+  auto clear_volatile_marker = [&] { (void)base::RemoveAll(disk_dir + "/work/work"); };
+  if (!rootfs_follows && !rootfs_fd) clear_volatile_marker();
+  auto mon = monitors_->Run(dir, rootfs_fd.get(), rootfs_follows);
+  auto replenish = base::Defer([&] { monitors_->Replenish(); });
+  rootfs_fd.reset();
   if (!mon) return fail(mon.error().message);
   // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,
   // through the pidfd taken at spawn, while the pid could not have been reused.
@@ -349,6 +440,13 @@ Result<> Runtime::StartContainer(const std::string& id) {
     if (mon_pidfd) watcher_->Reap(std::move(mon_pidfd));
     else std::thread([pid = mon->pid] { WaitChild(pid); }).detach();  // fd limit reached
   });
+  if (rootfs_follows) {
+    rootfs_fd = rootfs_mount->get();
+    if (!rootfs_fd) clear_volatile_marker();
+    // A monitor that died shows in its status line below.
+    (void)SendCommand(mon->command.get(), "rootfs", rootfs_fd.get());
+    rootfs_fd.reset();
+  }
   auto line = ReadStatusLine(mon->status.get(), std::chrono::seconds(60));
   if (!line) return fail(line.error().message);
   if (base::StartsWith(*line, "pid ")) {
@@ -372,7 +470,9 @@ Result<> Runtime::StartContainer(const std::string& id) {
     return fail("the monitor did not record the start");
   }
   finish(sr);
-  if (!mon_pidfd || !watcher_->Watch(id, std::move(mon_pidfd))) {
+  // The status pipe stays open: the monitor says "exited" on it once the exit record is
+  // written, before its own teardown (which costs ~1 ms of page-table work on small VMs).
+  if (!mon_pidfd || !watcher_->Watch(id, std::move(mon_pidfd), std::move(mon->status))) {
     OnMonitorExit(id);
   }
   Emit(id, sandbox_id, cri::ContainerEvent::Type::kStarted);
@@ -456,6 +556,7 @@ Result<> Runtime::StopContainer(const std::string& id, std::chrono::seconds time
 Result<> Runtime::RemoveContainer(const std::string& id) {
   CUBELET_TRY(StopContainerImpl(id, std::chrono::seconds(0)));
   std::string cgroup, dir, state_dir, sandbox_id;
+  std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -468,7 +569,10 @@ Result<> Runtime::RemoveContainer(const std::string& id) {
     dir = it->second.dir;
     state_dir = it->second.state_dir;
     sandbox_id = it->second.rec.sandbox_id;
+    rootfs_mount = std::move(it->second.rootfs_mount);
   }
+  // Never started: the detached overlay (if made) goes before its directories do.
+  if (rootfs_mount) rootfs_mount->get();
   watcher_->Unwatch(id);
   std::string what = "remove container " + id;
   CUBELET_TRY_CTX(opts_.cgroups->Remove(cgroup), what);

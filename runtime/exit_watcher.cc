@@ -48,7 +48,8 @@ ExitWatcher::~ExitWatcher() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<> ExitWatcher::Watch(const std::string& key, base::UniqueFd pidfd) {
+Result<> ExitWatcher::Watch(const std::string& key, base::UniqueFd pidfd,
+                            base::UniqueFd done_pipe) {
   std::lock_guard<std::mutex> lock(mu_);
   int fd = pidfd.get();
   epoll_event ev{};
@@ -58,8 +59,33 @@ Result<> ExitWatcher::Watch(const std::string& key, base::UniqueFd pidfd) {
     ReapNow(fd);
     return base::Errno("watch " + key);
   }
-  watched_[fd] = Entry{key, std::move(pidfd), true};
+  watched_[fd] = Entry{key, std::move(pidfd), true, false};
+  if (done_pipe) {
+    int pfd = done_pipe.get();
+    epoll_event pev{};
+    pev.events = EPOLLIN;  // EPOLLHUP is always reported: a monitor that died closes it too
+    pev.data.fd = pfd;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, pfd, &pev) == 0) {
+      watched_[pfd] = Entry{key, std::move(done_pipe), true, true};
+    }
+  }
   return {};
+}
+
+void ExitWatcher::StopReportingLocked(const std::string& key) {
+  for (auto it = watched_.begin(); it != watched_.end();) {
+    if (it->second.key != key || !it->second.report) {
+      ++it;
+      continue;
+    }
+    if (it->second.pipe) {
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->first, nullptr);
+      it = watched_.erase(it);
+      continue;
+    }
+    it->second.report = false;  // the process is still reaped when it exits
+    ++it;
+  }
 }
 
 void ExitWatcher::Reap(base::UniqueFd pidfd) {
@@ -70,18 +96,15 @@ void ExitWatcher::Reap(base::UniqueFd pidfd) {
   ev.events = EPOLLIN;
   ev.data.fd = fd;
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return;
-  watched_[fd] = Entry{"", std::move(pidfd), false};
+  watched_[fd] = Entry{"", std::move(pidfd), false, false};
 }
 
 bool ExitWatcher::Unwatch(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [fd, e] : watched_) {
-    if (e.report && e.key == key) {
-      e.report = false;  // still reaped when it exits
-      return true;
-    }
-  }
-  return false;
+  bool found = false;
+  for (auto& [fd, e] : watched_) found |= e.report && e.key == key;
+  if (found) StopReportingLocked(key);
+  return found;
 }
 
 void ExitWatcher::ReapNow(int pidfd) {
@@ -110,9 +133,13 @@ void ExitWatcher::Loop() {
       auto it = watched_.find(fd);
       if (it == watched_.end()) continue;
       epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-      ReapNow(fd);
-      if (it->second.report) exited.push_back(it->second.key);
+      if (!it->second.pipe) ReapNow(fd);
+      Entry e = std::move(it->second);
       watched_.erase(it);
+      if (e.report) {
+        exited.push_back(e.key);
+        StopReportingLocked(e.key);  // once per key: the other fd of the pair stays quiet
+      }
     }
     for (const auto& key : exited) on_exit_(key);
   }

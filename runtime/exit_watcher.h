@@ -26,8 +26,12 @@ class ExitWatcher {
   ExitWatcher& operator=(const ExitWatcher&) = delete;
 
   // Watches `pidfd` (owned from now on); the callback runs on the watcher thread when the
-  // process exits. A process that is already gone is reported right away.
-  Result<> Watch(const std::string& key, base::UniqueFd pidfd);
+  // process exits. A process that is already gone is reported right away. With `done_pipe`
+  // (the read end of a pipe the process writes to, or closes, once the work the key stands for
+  // is over), the exit is reported as soon as that pipe is readable, whichever comes first:
+  // a container monitor says "exited" when the exit record is written, ~1 ms before its own
+  // teardown ends. The process is still reaped when it exits.
+  Result<> Watch(const std::string& key, base::UniqueFd pidfd, base::UniqueFd done_pipe = {});
   // True if `key` was being watched (and now is not): its exit will not be reported (the
   // process is still reaped when it is our child).
   bool Unwatch(const std::string& key);
@@ -44,10 +48,13 @@ class ExitWatcher {
   std::mutex mu_;
   struct Entry {
     std::string key;
-    base::UniqueFd pidfd;
+    base::UniqueFd fd;  // a pidfd, or a done pipe
     bool report = true;
+    bool pipe = false;
   };
-  std::map<int, Entry> watched_;  // by pidfd
+  // Under mu_: no entry of `key` reports any more; its done pipe (if still watched) is closed.
+  void StopReportingLocked(const std::string& key);
+  std::map<int, Entry> watched_;  // by fd
   std::thread thread_;
 };
 

@@ -51,7 +51,18 @@ void MonitorPool::Loop() {
   }
 }
 
-Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir) {
+void MonitorPool::Replenish() {
+  if (!enabled_) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spare_) return;
+    want_ = true;
+  }
+  cv_.notify_one();
+}
+
+Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir, int rootfs_mount_fd,
+                                        bool rootfs_follows) {
   std::optional<MonitorProcess> m;
   if (enabled_) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -59,9 +70,7 @@ Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir) {
       m = std::move(spare_);
       spare_.reset();
     }
-    want_ = true;
   }
-  if (enabled_) cv_.notify_one();
   if (m) {
     // A spare that died (killed by someone) has hung up its status pipe.
     pollfd p{m->status.get(), POLLIN, 0};
@@ -76,7 +85,10 @@ Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir) {
     if (!fresh) return tl::unexpected(fresh.error());
     m = std::move(*fresh);
   }
-  if (auto r = SendCommand(m->command.get(), "run " + monitor::Escape(state_dir)); !r) {
+  if (auto r = SendCommand(m->command.get(),
+                           (rootfs_follows ? "run+ " : "run ") + monitor::Escape(state_dir),
+                           rootfs_mount_fd);
+      !r) {
     m->command.reset();
     WaitChild(m->pid);
     return tl::unexpected(r.error());

@@ -1,9 +1,10 @@
 #pragma once
 // A warm cubelet-monitor: one process spawned ahead of time (`cubelet-monitor spare`) that waits
-// for "run <dir>" on its command fd. Starting a container then costs a pipe write instead of a
+// for "run <dir>" on its command fd. Starting a container then costs a socket write instead of a
 // spawn + exec of the monitor, the largest step left on the start path on small VMs, where
-// creating a process costs milliseconds. The spare is replaced in the background right after it
-// is taken. It exits by itself when cubelet goes away (EOF on the command fd).
+// creating a process costs milliseconds. The spare is replaced in the background once the start
+// that took it is over (Replenish). It exits by itself when cubelet goes away (EOF on the
+// command fd).
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -25,7 +26,16 @@ class MonitorPool {
 
   // A monitor told to run the container in `state_dir` (its log goes to
   // <state_dir>/monitor.log): the spare when one is ready, else a freshly spawned one.
-  Result<MonitorProcess> Run(const std::string& state_dir);
+  // `rootfs_mount_fd` (optional): a detached mount of the container's rootfs, made ahead of
+  // the start (fsmount); the monitor gets a copy and the init attaches it. `rootfs_follows`:
+  // the caller sends that mount later on `command` ("rootfs" with the fd, or none), before
+  // the init needs it (only for specs with cgroup_procs).
+  Result<MonitorProcess> Run(const std::string& state_dir, int rootfs_mount_fd = -1,
+                             bool rootfs_follows = false);
+  // Spawns a new spare in the background if there is none. Called by the user of Run once
+  // its start is over: a spawn (posix_spawn + exec, ~1.5 ms of CPU on small VMs) running on
+  // the other core during the start slowed it down.
+  void Replenish();
 
  private:
   Result<MonitorProcess> Spawn();

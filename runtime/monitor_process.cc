@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,13 +27,25 @@ Result<std::pair<base::UniqueFd, base::UniqueFd>> HighPipe() {
   return std::make_pair(std::move(r), std::move(w));
 }
 
+// The command channel is a stream socket, not a pipe, so that a command can carry an fd
+// (SCM_RIGHTS): the rootfs mount made ahead of the start. Reads and writes are the same.
+Result<std::pair<base::UniqueFd, base::UniqueFd>> HighSocketPair() {
+  int p[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0) return base::Errno("socketpair");
+  base::UniqueFd r(fcntl(p[0], F_DUPFD_CLOEXEC, 10)), w(fcntl(p[1], F_DUPFD_CLOEXEC, 10));
+  close(p[0]);
+  close(p[1]);
+  if (!r || !w) return base::Errno("dup socket");
+  return std::make_pair(std::move(r), std::move(w));
+}
+
 }  // namespace
 
 Result<MonitorProcess> SpawnMonitor(const std::string& binary, const std::vector<std::string>& args,
                                     int stdout_fd, int stderr_fd, bool new_session, int stdin_fd) {
   auto st = HighPipe();
   if (!st) return tl::unexpected(st.error());
-  auto cmd = HighPipe();
+  auto cmd = HighSocketPair();
   if (!cmd) return tl::unexpected(cmd.error());
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -93,11 +106,28 @@ Result<std::string> ReadStatusLine(int fd, std::chrono::milliseconds timeout) {
   }
 }
 
-Result<> SendCommand(int fd, const std::string& line) {
+Result<> SendCommand(int fd, const std::string& line, int pass_fd) {
   std::string l = line + "\n";
-  if (write(fd, l.data(), l.size()) != static_cast<ssize_t>(l.size())) {
-    return base::Errno("write to the container monitor");
+  struct iovec iov{l.data(), l.size()};
+  struct msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  if (pass_fd >= 0) {
+    memset(cbuf, 0, sizeof cbuf);
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
   }
+  ssize_t n;
+  do {
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(l.size())) return base::Errno("write to the container monitor");
   return {};
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Starting cubelet-monitor (posix_spawn: safe from a multithreaded cubelet) and speaking its
-// line protocol: fd 3 = status lines from the monitor, fd 4 = "go" from cubelet.
+// line protocol: fd 3 = status lines from the monitor, fd 4 = commands from cubelet ("run DIR",
+// possibly with the rootfs mount fd, or "go"; a stream socket).
 #include <sys/types.h>
 
 #include <chrono>
@@ -17,7 +18,7 @@ using base::Result;
 struct MonitorProcess {
   pid_t pid = -1;           // the spawned process (for `run`, an intermediate that exits at once)
   base::UniqueFd status;    // read end of fd 3
-  base::UniqueFd command;   // write end of fd 4
+  base::UniqueFd command;   // cubelet's end of fd 4
   base::UniqueFd pidfd;     // of `pid`, taken before anyone could reap it (may be invalid)
 };
 
@@ -28,7 +29,8 @@ Result<MonitorProcess> SpawnMonitor(const std::string& binary, const std::vector
 // One status line (without "\n"); fails on EOF or timeout.
 Result<std::string> ReadStatusLine(int fd, std::chrono::milliseconds timeout);
 
-Result<> SendCommand(int fd, const std::string& line);
+// One line on the command channel; `pass_fd` (when >= 0) travels with it (SCM_RIGHTS).
+Result<> SendCommand(int fd, const std::string& line, int pass_fd = -1);
 
 // waitpid that retries EINTR; returns the wait status.
 int WaitChild(pid_t pid);

@@ -169,7 +169,7 @@ void Runtime::Adopt() {
         (void)base::MkdirAll(state_dir, 0755);
       }
     }
-    Container c{*rec, std::nullopt, std::nullopt, false, dir, state_dir, false};
+    Container c{*rec, std::nullopt, std::nullopt, false, dir, state_dir, false, nullptr};
     std::string s;
     if (monitor::ReadWholeFile(state_dir + "/spec", &s)) {
       c.self_join = s.find("\ncgroup_procs=") != std::string::npos;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -108,6 +109,9 @@ class Runtime {
     std::string dir;        // <root_dir>/containers/<id>: container.json, upper/, work/
     std::string state_dir;  // <run_dir>/containers/<id>: the monitor's spec, started, exit, logs
     bool self_join = false;  // the spec has cgroup_procs: monitors join the cgroup themselves
+    // The overlay rootfs being mounted detached since CreateContainer (rootfs_mount.h); taken
+    // by StartContainer (an invalid fd: the init mounts it). Null after a cubelet restart.
+    std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
   };
 
   explicit Runtime(RuntimeOptions opts);
@@ -150,6 +154,8 @@ class Runtime {
   std::string ContainerCgroupOomFile(const std::string& cgroup) const;
   // Overlay rootfs (else a private merged copy): overlayfs usable and the layers in its form.
   bool UseOverlay(const ImageRecord& image) const { return overlay_ && image.overlay_ready; }
+  // overlayfs lower directories of `image`, top layer first.
+  std::vector<std::string> OverlayLowers(const ImageRecord& image) const;
   std::vector<std::string> CgroupProcsFiles(const std::string& cgroup) const;
 
   RuntimeOptions opts_;

@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -149,15 +150,26 @@ void MakeDevices(const std::string& dev, int err_fd) {
   }
 }
 
-void MaskPath(int root_fd, const std::string& path, int err_fd) {
+// Directories are hidden under an empty read-only tmpfs, files under /dev/null. All masked
+// directories share one tmpfs (bind mounts of the first; its superblock is read-only, so every
+// bind is too): one superblock made and torn down per container instead of one per directory.
+// `*empty_fd` is an O_PATH fd of that tmpfs's root once made (-1 before).
+void MaskPath(int root_fd, const std::string& path, int* empty_fd, int err_fd) {
   int fd = OpenInRoot(root_fd, path, O_PATH);
   if (fd < 0) return;  // absent: nothing to hide
   struct stat st;
   fstat(fd, &st);
   std::string p = FdPath(fd);
-  int rc = S_ISDIR(st.st_mode)
-               ? mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, "size=0,mode=555")
-               : mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr);
+  int rc;
+  if (!S_ISDIR(st.st_mode)) {
+    rc = mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr);
+  } else if (*empty_fd >= 0) {
+    rc = mount(FdPath(*empty_fd).c_str(), p.c_str(), nullptr, MS_BIND, nullptr);
+  } else {
+    rc = mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, "size=0,mode=555");
+    // The fd above names the directory under the new mount: reopen to get the tmpfs itself.
+    if (rc == 0) *empty_fd = OpenInRoot(root_fd, path, O_PATH | O_DIRECTORY);
+  }
   if (rc != 0 && errno != ENOENT) DieErrno(err_fd, "mask \"" + path + "\"");
   close(fd);
 }
@@ -258,6 +270,39 @@ void SetCapabilities(uint64_t caps, int err_fd) {
 
 }  // namespace
 
+// One line from the command socket and the fd cubelet may send with it (SCM_RIGHTS; -1 when
+// none). A pipe (spawned by an older cubelet) carries no fds: plain reads.
+bool ReadCommand(int fd, std::string* out, int* passed_fd) {
+  out->clear();
+  *passed_fd = -1;
+  while (true) {
+    char c;
+    struct iovec iov{&c, 1};
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    struct msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == ENOTSOCK) n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0 && msg.msg_controllen > 0) {
+      for (struct cmsghdr* h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        int got;
+        memcpy(&got, CMSG_DATA(h), sizeof got);
+        if (*passed_fd >= 0) close(*passed_fd);
+        *passed_fd = got;
+      }
+    }
+    if (n <= 0) return !out->empty();
+    if (c == '\n') return true;
+    out->push_back(c);
+    if (out->size() > 4096) return true;
+  }
+}
+
 void DieWith(int err_fd, const std::string& message) {
   WriteAll(err_fd, message);
   _exit(1);
@@ -357,7 +402,23 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
     DieErrno(err, "make mounts private");
   }
   const std::string& root = spec.rootfs;
-  if (!spec.upper.empty()) {
+  int rootfs_mount = fds.rootfs_mount;
+  if (fds.rootfs_channel >= 0) {
+    // cubelet sends the rootfs mount it was still making when it said "run+".
+    std::string line;
+    if (!ReadCommand(fds.rootfs_channel, &line, &rootfs_mount) || line != "rootfs") {
+      DieWith(err, "the runtime abandoned the start");
+    }
+    close(fds.rootfs_channel);
+  }
+  if (rootfs_mount >= 0) {
+    // cubelet mounted the overlay while it created the container (the mount creates work
+    // directories on the disk, ~1 ms on slow filesystems): attach it.
+    if (move_mount(rootfs_mount, "", AT_FDCWD, root.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      DieErrno(err, "attach the rootfs mount on " + root);
+    }
+    close(rootfs_mount);
+  } else if (!spec.upper.empty()) {
     std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + spec.upper +
                        ",workdir=" + spec.work + (spec.overlay_volatile ? ",volatile" : "");
     // Long layer lists are given relative to lower_base (the mount data is one page).
@@ -408,7 +469,9 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
       BindMount(root_fd, m, err);
     }
   }
-  for (const auto& p : spec.masked_paths) MaskPath(root_fd, p, err);
+  int empty_fd = -1;
+  for (const auto& p : spec.masked_paths) MaskPath(root_fd, p, &empty_fd, err);
+  if (empty_fd >= 0) close(empty_fd);
   for (const auto& p : spec.readonly_paths) ReadonlyPath(root_fd, p, err);
 
   if (fchdir(root_fd) != 0) DieErrno(err, "chdir rootfs");

@@ -15,7 +15,15 @@ struct InitFds {
   int err_write = -1;   // CLOEXEC: EOF = exec succeeded, else an error message
   int stdout_write = -1;
   int stderr_write = -1;
+  int rootfs_mount = -1;  // a detached mount of the rootfs (fsmount) to attach, else -1
+  // When >= 0: a "rootfs" line arrives there (with the mount fd, or none: mount from the spec)
+  // before the init needs the rootfs.
+  int rootfs_channel = -1;
 };
+
+// One line from cubelet's command socket (fd 4) and the fd it may carry (SCM_RIGHTS; -1 when
+// none). A pipe (spawned by an older cubelet) carries no fds: plain reads.
+bool ReadCommand(int fd, std::string* out, int* passed_fd);
 
 // Loaded before pivot_root (the program file lives on the host).
 std::vector<char> LoadSeccompProgram(const std::string& path, std::string* error);

@@ -9,8 +9,9 @@
 // output to fd 1, and takes "resize <cols> <rows>" lines on fd 4.
 //
 // fd 3 carries status lines to cubelet ("ok" once the container process has exec'd, or
-// "error <message>"). The init joins the container cgroup itself (spec cgroup_procs); for older
-// specs without it the monitor reports "pid N" first and waits on fd 4 for cubelet's "go",
+// "error <message>"; after `run`'s "ok", "exited" once the exit record is written). The init
+// joins the container cgroup itself (spec cgroup_procs); for older specs without it the monitor
+// reports "pid N" first and waits on fd 4 for cubelet's "go",
 // sent once cubelet has put N in the container cgroup.
 //
 // `run` runs in a session of its own (cubelet restarts must not take containers with them),
@@ -149,7 +150,11 @@ class LogFile {
   int fd_ = -1;
 };
 
-int Run(const std::string& dir) {
+// `rootfs_mount_fd`: a detached mount of the rootfs made by cubelet ahead of the start (-1:
+// the init mounts it from the spec). `rootfs_follows`: cubelet is still making that mount and
+// sends it on fd 4 ("rootfs", with the fd or without one); the init reads it just before it
+// needs the rootfs, so the mount overlaps the monitor's and the init's first steps.
+int Run(const std::string& dir, int rootfs_mount_fd, bool rootfs_follows) {
   ContainerSpec spec;
   std::string error;
   if (!LoadSpec(dir, &spec, &error)) {
@@ -187,8 +192,11 @@ int Run(const std::string& dir) {
   InitArgs args;
   args.spec = &spec;
   args.mask = &old;
-  args.close_fds = {out[0], err[0], sync[1], errp[0], kStatusFd, kCommandFd, sfd};
-  args.fds = monitor::InitFds{sync[0], errp[1], out[1], err[1]};
+  rootfs_follows = rootfs_follows && vfork;  // the older handshake reads fd 4 itself
+  args.close_fds = {out[0], err[0], sync[1], errp[0], kStatusFd, sfd};
+  if (!rootfs_follows) args.close_fds.push_back(kCommandFd);
+  args.fds = monitor::InitFds{sync[0], errp[1], out[1], err[1], rootfs_mount_fd,
+                              rootfs_follows ? kCommandFd : -1};
   constexpr size_t kStack = 1 << 20;
   void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
@@ -204,6 +212,7 @@ int Run(const std::string& dir) {
     return 1;
   }
   munmap(stack, kStack);
+  if (rootfs_mount_fd >= 0) close(rootfs_mount_fd);  // the init's copy was attached (or died)
   close(out[1]);
   close(err[1]);
   close(sync[0]);
@@ -254,8 +263,9 @@ int Run(const std::string& dir) {
     Log("write " + dir + "/started: " + strerror(errno));
   }
   Status("ok");
+  // fd 3 stays open for the "exited" line; cubelet's end may be gone (a restart): SIGPIPE is
+  // blocked here and the write just fails.
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  dup2(devnull, kStatusFd);
   dup2(devnull, kCommandFd);
   close(devnull);
 
@@ -354,13 +364,20 @@ int Run(const std::string& dir) {
     Log("write " + dir + "/exit: " + strerror(errno));
     return 1;
   }
+  // The exit record is final: cubelet may report the container exited without waiting for
+  // this process to be torn down.
+  Status("exited");
   return 0;
 }
 
 // Started ahead of time by cubelet (runtime/monitor_pool.h): waits for "run <dir>".
 int Spare() {
   std::string line;
-  if (!ReadLine(kCommandFd, &line) || line.rfind("run ", 0) != 0) return 0;  // cubelet left
+  int rootfs_mount_fd = -1;
+  if (!monitor::ReadCommand(kCommandFd, &line, &rootfs_mount_fd)) return 0;  // cubelet left
+  bool rootfs_follows = line.rfind("run+ ", 0) == 0;
+  if (rootfs_follows) line.erase(3, 1);
+  if (line.rfind("run ", 0) != 0) return 0;
   std::string dir = monitor::Unescape(line.substr(4));
   int fd = open((dir + "/monitor.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd >= 0) {
@@ -368,7 +385,7 @@ int Spare() {
     dup2(fd, 2);
     close(fd);
   }
-  return Run(dir);
+  return Run(dir, rootfs_mount_fd, rootfs_follows);
 }
 
 bool WriteAll(int fd, const char* p, size_t n) {
@@ -609,7 +626,7 @@ int main(int argc, char** argv) {
   // Nothing cubelet left open (besides the protocol fds) may leak into containers.
   syscall(SYS_close_range, 5, ~0U, 0);
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.size() == 2 && args[0] == "run") return Run(args[1]);
+  if (args.size() == 2 && args[0] == "run") return Run(args[1], -1, false);
   if (args.size() == 1 && args[0] == "spare") return Spare();
   if (!args.empty() && args[0] == "exec") {
     bool tty = args.size() > 1 && args[1] == "--tty";

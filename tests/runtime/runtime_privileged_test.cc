@@ -293,6 +293,13 @@ TEST_CASE("runtime: capabilities, seccomp RuntimeDefault, no_new_privs, read-onl
   CHECK(ex->stdout_.find("0\n0\n") == 0);
   CHECK(ex->stderr_.find("Read-only file system") != std::string::npos);
   CHECK(ex->stdout_.find("wrote") != std::string::npos);
+  // Every masked directory (they share one empty read-only tmpfs) is empty and read-only.
+  ex = env.rt->ExecSync(id, {"sh", "-c", "ls -A /sys/firmware /proc/acpi; mkdir /sys/firmware/x || mkdir /proc/acpi/x || echo refused"}, 10s);
+  REQUIRE(ex);
+  INFO("stdout: " << ex->stdout_ << " stderr: " << ex->stderr_);
+  CHECK(ex->stdout_.find("memmap") == std::string::npos);  // on the host's /sys/firmware
+  CHECK(ex->stdout_.find("refused") != std::string::npos);
+  CHECK(ex->stderr_.find("Read-only file system") != std::string::npos);
   auto busybox_image = env.rt->runtime().images().Find("busybox");
   REQUIRE(busybox_image);
   for (const auto& layer : busybox_image->layers) {

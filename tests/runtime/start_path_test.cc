@@ -80,7 +80,12 @@ TEST_CASE("start path: the monitor is reaped when its container exits") {
   CHECK(getppid() != sr.monitor_pid);
   REQUIRE(env.WaitExited(id));
   CHECK(env.Status(id).exit_code == 4);
-  // The exit watcher collects the monitor (our child) before it reports the exit.
+  // The exit is reported when the monitor says "exited" (its record is final), possibly before
+  // its own teardown ends; the exit watcher still collects it (our child): no zombie is left.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (ProcState(sr.monitor_pid) != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
   CHECK(ProcState(sr.monitor_pid) == 0);
   REQUIRE(env.rt->RemovePodSandbox(*sb));
 }
