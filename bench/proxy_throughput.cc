@@ -5,8 +5,12 @@
 //   - bulk throughput: one connection sending `--mib` MiB, direct to the pod and through the
 //     userspace proxy (ClusterIP -> REDIRECT -> listener -> splice relay -> pod);
 //   - added latency: round trips of 64-byte messages on one connection, both ways.
-// Usage (root): proxy_throughput [--mib 2048] [--rounds 20000]
+// Usage (root): proxy_throughput [--mib 2048] [--rounds 20000] [--repeat 1] [--cpu]
+//   --repeat N: N throughput pairs, direct and proxied alternating (so that the load of a shared
+//     host hits both alike), medians reported; --cpu: where the CPU went in each bulk transfer
+//     (per thread of this process, and the whole machine from /proc/stat).
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -15,13 +19,18 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +45,89 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 int Sh(const std::string& cmd) { return system(cmd.c_str()); }
+
+// CPU of the sink's finished connection threads (they end before the sender sees EOF, and
+// /proc forgets a thread when it ends).
+std::atomic<long> sink_cpu_ns{0};
+
+long ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+// CPU ticks of this process's threads by name, and of the machine by /proc/stat column.
+struct CpuSnapshot {
+  std::map<std::string, long> threads;  // comm -> utime + stime
+  std::vector<long> machine;            // user nice system idle iowait irq softirq steal
+  Clock::time_point at;
+};
+
+CpuSnapshot TakeCpu() {
+  CpuSnapshot s;
+  s.at = Clock::now();
+  std::string line;
+  std::ifstream st("/proc/stat");
+  std::getline(st, line);
+  std::istringstream ls(line.substr(3));
+  long v;
+  for (int i = 0; i < 8 && ls >> v; ++i) s.machine.push_back(v);
+  // Threads: /proc/self/task/<tid>/stat, "pid (comm) state ... utime(14) stime(15)".
+  DIR* dir = opendir("/proc/self/task");
+  while (dirent* e = dir ? readdir(dir) : nullptr) {
+    if (e->d_name[0] == '.') continue;
+
+    std::ifstream ts(std::string("/proc/self/task/") + e->d_name + "/stat");
+    std::string all((std::istreambuf_iterator<char>(ts)), std::istreambuf_iterator<char>());
+    size_t open = all.find('('), close = all.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::string comm = all.substr(open + 1, close - open - 1);
+    if (comm == "pod-sink") continue;  // counted when the connection ends, below
+    std::istringstream rest(all.substr(close + 2));
+    std::string f;
+    long ut = 0, stime = 0;
+    for (int i = 3; rest >> f; ++i) {
+      if (i == 14) ut = std::stol(f);
+      if (i == 15) {
+        stime = std::stol(f);
+        break;
+      }
+    }
+    s.threads[comm] += ut + stime;
+  }
+  if (dir) closedir(dir);
+  s.threads["pod-sink"] = sink_cpu_ns * sysconf(_SC_CLK_TCK) / 1000000000L;
+  return s;
+}
+
+// "sender 98% pod-sink 61% ...; machine: user 20% sys 150% softirq 10% idle 5% (of 200%)".
+std::string CpuUse(const CpuSnapshot& a, const CpuSnapshot& b) {
+  const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double secs = std::chrono::duration<double>(b.at - a.at).count();
+  auto pct = [&](long ticks) { return 100.0 * static_cast<double>(ticks) / hz / secs; };
+  std::string out;
+  char buf[96];
+  long ours = 0;
+  for (const auto& [comm, t] : b.threads) {
+    auto it = a.threads.find(comm);
+    long d = t - (it == a.threads.end() ? 0 : it->second);
+    ours += d;
+    if (pct(d) < 1.0) continue;
+    snprintf(buf, sizeof buf, "%s %.0f%% ", comm.c_str(), pct(d));
+    out += buf;
+  }
+  std::vector<long> d(8, 0);
+  long total = 0;
+  for (size_t i = 0; i < 8 && i < a.machine.size() && i < b.machine.size(); ++i) {
+    d[i] = b.machine[i] - a.machine[i];
+    total += d[i];
+  }
+  const long busy = total - d[3] - d[4];
+  snprintf(buf, sizeof buf,
+           "| machine: busy %.0f%% (softirq %.0f%%), idle %.0f%%, other processes %.0f%%",
+           pct(busy), pct(d[6]), pct(d[3] + d[4]), pct(busy - ours));
+  return out + buf;
+}
 
 bool LoopbackUp() {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -72,14 +164,15 @@ void PodServers(const std::string& netns) {
     }
     int sink = Listen(9000), echo = Listen(9001);
     std::thread([sink] {
-      std::vector<char> buf(1 << 20);
       while (true) {
         int c = accept4(sink, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) continue;
-        std::thread([c, &buf] {
+        std::thread([c] {
+          pthread_setname_np(pthread_self(), "pod-sink");
           std::vector<char> b(1 << 20);
           while (read(c, b.data(), b.size()) > 0) {
           }
+          sink_cpu_ns += ThreadCpuNs();
           close(c);
         }).detach();
       }
@@ -88,6 +181,7 @@ void PodServers(const std::string& netns) {
       int c = accept4(echo, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) continue;
       std::thread([c] {
+        pthread_setname_np(pthread_self(), "pod-echo");
         int one = 1;
         setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         char b[4096];
@@ -166,10 +260,18 @@ double RoundTrip(const std::string& ip, int port, int rounds) {
 int main(int argc, char** argv) {
   size_t mib = 2048;
   int rounds = 20000;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  int repeat = 1;
+  bool cpu = false;
+  for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
-    if (k == "--mib") mib = std::stoul(argv[i + 1]);
-    if (k == "--rounds") rounds = std::stoi(argv[i + 1]);
+    if (k == "--cpu") {
+      cpu = true;
+      continue;
+    }
+    if (i + 1 >= argc) break;
+    if (k == "--repeat") repeat = std::max(1, std::stoi(argv[++i]));
+    if (k == "--mib") mib = std::stoul(argv[++i]);
+    if (k == "--rounds") rounds = std::stoi(argv[++i]);
   }
   if (geteuid() != 0) {
     fprintf(stderr, "proxy_throughput needs root\n");
@@ -233,16 +335,40 @@ int main(int argc, char** argv) {
     fprintf(stderr, "sync failed: %s\n", (*p)->Health().last_error.c_str());
     return 1;
   }
+  pthread_setname_np(pthread_self(), "sender");
   // Warm up both paths.
   Throughput("10.251.0.2", 9000, 64);
   Throughput("10.96.0.50", 9000, 64);
-  double direct = Throughput("10.251.0.2", 9000, mib);
-  double proxied = Throughput("10.96.0.50", 9000, mib);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
+  std::vector<double> direct, proxied, ratio;
+  for (int r = 0; r < repeat; ++r) {
+    for (bool via_proxy : {false, true}) {
+      CpuSnapshot a = TakeCpu();
+      double mibs = via_proxy ? Throughput("10.96.0.50", 9000, mib)
+                              : Throughput("10.251.0.2", 9000, mib);
+      CpuSnapshot b = TakeCpu();
+      (via_proxy ? proxied : direct).push_back(mibs);
+      if (repeat > 1 || cpu) {
+        printf("%-9s %6.0f MiB/s  %s\n", via_proxy ? "userspace" : "direct", mibs,
+               cpu ? CpuUse(a, b).c_str() : "");
+      }
+    }
+    ratio.push_back(proxied.back() / direct.back());
+  }
   double rtt_direct = RoundTrip("10.251.0.2", 9001, rounds);
   double rtt_proxied = RoundTrip("10.96.0.50", 9001, rounds);
   printf("%-28s %12s %12s %8s\n", "path", "direct", "userspace", "ratio");
-  printf("%-28s %12.0f %12.0f %7.0f%%\n", "throughput MiB/s (1 conn)", direct, proxied,
-         100.0 * proxied / direct);
+  printf("%-28s %12.0f %12.0f %7.0f%%\n",
+         repeat > 1 ? "throughput MiB/s (median)" : "throughput MiB/s (1 conn)", median(direct),
+         median(proxied), 100.0 * median(ratio));
+  if (repeat > 1) {
+    printf("%-28s %12s %12s %7.0f%%..%.0f%%\n", "ratio of each pair", "", "",
+           100.0 * *std::min_element(ratio.begin(), ratio.end()),
+           100.0 * *std::max_element(ratio.begin(), ratio.end()));
+  }
   printf("%-28s %12.1f %12.1f %+7.1f\n", "round trip us (p50, 64 B)", rtt_direct, rtt_proxied,
          rtt_proxied - rtt_direct);
   p->reset();
