@@ -46,20 +46,26 @@ namespace {
 
 int Sh(const std::string& cmd) { return system(cmd.c_str()); }
 
-// CPU of the sink's finished connection threads (they end before the sender sees EOF, and
-// /proc forgets a thread when it ends).
-std::atomic<long> sink_cpu_ns{0};
+// A thread's time on a CPU and waiting for one (runnable), from /proc/.../schedstat; the rest of
+// the elapsed time it slept (blocked on its socket).
+struct ThreadTimes {
+  long run_ns = 0, wait_ns = 0, slices = 0;  // slices: times it was put on a CPU
+};
 
-long ThreadCpuNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1000000000L + ts.tv_nsec;
+ThreadTimes ReadSchedstat(const std::string& path) {
+  ThreadTimes t;
+  std::ifstream(path) >> t.run_ns >> t.wait_ns >> t.slices;
+  return t;
 }
 
-// CPU ticks of this process's threads by name, and of the machine by /proc/stat column.
+// The sink's finished connection threads (they end before the sender sees EOF, and /proc forgets
+// a thread when it ends).
+std::atomic<long> sink_run_ns{0}, sink_wait_ns{0}, sink_slices{0};
+
+// CPU of this process's threads by name, and of the machine by /proc/stat column.
 struct CpuSnapshot {
-  std::map<std::string, long> threads;  // comm -> utime + stime
-  std::vector<long> machine;            // user nice system idle iowait irq softirq steal
+  std::map<std::string, ThreadTimes> threads;
+  std::vector<long> machine;  // ticks: user nice system idle iowait irq softirq steal
   Clock::time_point at;
 };
 
@@ -72,48 +78,43 @@ CpuSnapshot TakeCpu() {
   std::istringstream ls(line.substr(3));
   long v;
   for (int i = 0; i < 8 && ls >> v; ++i) s.machine.push_back(v);
-  // Threads: /proc/self/task/<tid>/stat, "pid (comm) state ... utime(14) stime(15)".
   DIR* dir = opendir("/proc/self/task");
   while (dirent* e = dir ? readdir(dir) : nullptr) {
     if (e->d_name[0] == '.') continue;
-
-    std::ifstream ts(std::string("/proc/self/task/") + e->d_name + "/stat");
-    std::string all((std::istreambuf_iterator<char>(ts)), std::istreambuf_iterator<char>());
-    size_t open = all.find('('), close = all.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    std::string comm = all.substr(open + 1, close - open - 1);
-    if (comm == "pod-sink") continue;  // counted when the connection ends, below
-    std::istringstream rest(all.substr(close + 2));
-    std::string f;
-    long ut = 0, stime = 0;
-    for (int i = 3; rest >> f; ++i) {
-      if (i == 14) ut = std::stol(f);
-      if (i == 15) {
-        stime = std::stol(f);
-        break;
-      }
-    }
-    s.threads[comm] += ut + stime;
+    const std::string task = std::string("/proc/self/task/") + e->d_name;
+    std::string comm;
+    std::getline(std::ifstream(task + "/comm"), comm);
+    if (comm == "pod-sink" || comm.empty()) continue;  // counted when the connection ends
+    ThreadTimes t = ReadSchedstat(task + "/schedstat");
+    s.threads[comm].run_ns += t.run_ns;
+    s.threads[comm].wait_ns += t.wait_ns;
+    s.threads[comm].slices += t.slices;
   }
   if (dir) closedir(dir);
-  s.threads["pod-sink"] = sink_cpu_ns * sysconf(_SC_CLK_TCK) / 1000000000L;
+  s.threads["pod-sink"] = {sink_run_ns.load(), sink_wait_ns.load(), sink_slices.load()};
   return s;
 }
 
-// "sender 98% pod-sink 61% ...; machine: user 20% sys 150% softirq 10% idle 5% (of 200%)".
-std::string CpuUse(const CpuSnapshot& a, const CpuSnapshot& b) {
+// "sender 45%+30%/2k ..." (on a CPU + waiting for one, of the elapsed time / times put on a
+// CPU) "| machine: ...";
+// *cpu_secs: this process's CPU time.
+std::string CpuUse(const CpuSnapshot& a, const CpuSnapshot& b, double* cpu_secs) {
   const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
   const double secs = std::chrono::duration<double>(b.at - a.at).count();
   auto pct = [&](long ticks) { return 100.0 * static_cast<double>(ticks) / hz / secs; };
+  auto pct_ns = [&](long ns) { return 100.0 * static_cast<double>(ns) / 1e9 / secs; };
   std::string out;
-  char buf[96];
-  long ours = 0;
+  char buf[128];
+  long ours_ns = 0;
   for (const auto& [comm, t] : b.threads) {
     auto it = a.threads.find(comm);
-    long d = t - (it == a.threads.end() ? 0 : it->second);
-    ours += d;
-    if (pct(d) < 1.0) continue;
-    snprintf(buf, sizeof buf, "%s %.0f%% ", comm.c_str(), pct(d));
+    ThreadTimes before = it == a.threads.end() ? ThreadTimes{} : it->second;
+    long run = t.run_ns - before.run_ns, wait = t.wait_ns - before.wait_ns;
+    long slices = t.slices - before.slices;
+    ours_ns += run;
+    if (pct_ns(run) < 1.0) continue;
+    snprintf(buf, sizeof buf, "%s %.0f%%+%.0f%%/%.1fk ", comm.c_str(), pct_ns(run), pct_ns(wait),
+             static_cast<double>(slices) / 1000);
     out += buf;
   }
   std::vector<long> d(8, 0);
@@ -123,9 +124,10 @@ std::string CpuUse(const CpuSnapshot& a, const CpuSnapshot& b) {
     total += d[i];
   }
   const long busy = total - d[3] - d[4];
+  *cpu_secs = static_cast<double>(ours_ns) / 1e9;
   snprintf(buf, sizeof buf,
            "| machine: busy %.0f%% (softirq %.0f%%), idle %.0f%%, other processes %.0f%%",
-           pct(busy), pct(d[6]), pct(d[3] + d[4]), pct(busy - ours));
+           pct(busy), pct(d[6]), pct(d[3] + d[4]), pct(busy) - pct_ns(ours_ns));
   return out + buf;
 }
 
@@ -172,7 +174,10 @@ void PodServers(const std::string& netns) {
           std::vector<char> b(1 << 20);
           while (read(c, b.data(), b.size()) > 0) {
           }
-          sink_cpu_ns += ThreadCpuNs();
+          ThreadTimes t = ReadSchedstat("/proc/thread-self/schedstat");
+          sink_run_ns += t.run_ns;
+          sink_wait_ns += t.wait_ns;
+          sink_slices += t.slices;
           close(c);
         }).detach();
       }
@@ -343,7 +348,7 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
   };
-  std::vector<double> direct, proxied, ratio;
+  std::vector<double> direct, proxied, ratio, direct_eff, proxied_eff;
   for (int r = 0; r < repeat; ++r) {
     for (bool via_proxy : {false, true}) {
       CpuSnapshot a = TakeCpu();
@@ -351,9 +356,16 @@ int main(int argc, char** argv) {
                               : Throughput("10.251.0.2", 9000, mib);
       CpuSnapshot b = TakeCpu();
       (via_proxy ? proxied : direct).push_back(mibs);
-      if (repeat > 1 || cpu) {
-        printf("%-9s %6.0f MiB/s  %s\n", via_proxy ? "userspace" : "direct", mibs,
-               cpu ? CpuUse(a, b).c_str() : "");
+      if (cpu) {
+        // MiB moved per CPU-second of the bench's threads: how much the path costs, which the
+        // load of other processes on a shared host changes much less than the MiB/s.
+        double secs = 0;
+        std::string use = CpuUse(a, b, &secs);
+        (via_proxy ? proxied_eff : direct_eff).push_back(static_cast<double>(mib) / secs);
+        printf("%-9s %6.0f MiB/s %6.0f MiB/cpu-s  %s\n", via_proxy ? "userspace" : "direct",
+               mibs, static_cast<double>(mib) / secs, use.c_str());
+      } else if (repeat > 1) {
+        printf("%-9s %6.0f MiB/s\n", via_proxy ? "userspace" : "direct", mibs);
       }
     }
     ratio.push_back(proxied.back() / direct.back());
@@ -368,6 +380,10 @@ int main(int argc, char** argv) {
     printf("%-28s %12s %12s %7.0f%%..%.0f%%\n", "ratio of each pair", "", "",
            100.0 * *std::min_element(ratio.begin(), ratio.end()),
            100.0 * *std::max_element(ratio.begin(), ratio.end()));
+  }
+  if (cpu) {
+    printf("%-28s %12.0f %12.0f %7.0f%%\n", "MiB per CPU-second (median)", median(direct_eff),
+           median(proxied_eff), 100.0 * median(proxied_eff) / median(direct_eff));
   }
   printf("%-28s %12.1f %12.1f %+7.1f\n", "round trip us (p50, 64 B)", rtt_direct, rtt_proxied,
          rtt_proxied - rtt_direct);
