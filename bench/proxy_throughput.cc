@@ -61,6 +61,7 @@ ThreadTimes ReadSchedstat(const std::string& path) {
 // The sink's finished connection threads (they end before the sender sees EOF, and /proc forgets
 // a thread when it ends).
 std::atomic<long> sink_run_ns{0}, sink_wait_ns{0}, sink_slices{0};
+std::atomic<long> sink_bytes{0};  // received by the sink's finished connections
 
 // CPU of this process's threads by name, and of the machine by /proc/stat column.
 struct CpuSnapshot {
@@ -172,8 +173,10 @@ void PodServers(const std::string& netns) {
         std::thread([c] {
           pthread_setname_np(pthread_self(), "pod-sink");
           std::vector<char> b(1 << 20);
-          while (read(c, b.data(), b.size()) > 0) {
-          }
+          long total = 0;
+          ssize_t rn;
+          while ((rn = read(c, b.data(), b.size())) > 0) total += rn;
+          sink_bytes += total;
           ThreadTimes t = ReadSchedstat("/proc/thread-self/schedstat");
           sink_run_ns += t.run_ns;
           sink_wait_ns += t.wait_ns;
@@ -214,6 +217,7 @@ int Connect(const std::string& ip, int port) {
 }
 
 double Throughput(const std::string& ip, int port, size_t mib) {
+  const long bytes_before = sink_bytes;
   int fd = Connect(ip, port);
   std::vector<char> buf(1 << 20, 'x');
   auto t0 = Clock::now();
@@ -234,6 +238,13 @@ double Throughput(const std::string& ip, int port, size_t mib) {
   }
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   close(fd);
+  // The sink counted its bytes before closing, so before the EOF read above: a path that loses
+  // data cannot pass for a fast one.
+  if (sink_bytes - bytes_before != static_cast<long>(mib << 20)) {
+    fprintf(stderr, "%s:%d: the sink received %ld of %zu bytes\n", ip.c_str(), port,
+            sink_bytes - bytes_before, mib << 20);
+    exit(1);
+  }
   return static_cast<double>(mib) / secs;  // MiB/s
 }
 
