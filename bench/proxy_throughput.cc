@@ -15,11 +15,11 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -363,8 +363,8 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeat; ++r) {
     for (bool via_proxy : {false, true}) {
       CpuSnapshot a = TakeCpu();
-      double mibs = via_proxy ? Throughput("10.96.0.50", 9000, mib)
-                              : Throughput("10.251.0.2", 9000, mib);
+      double mibs =
+          via_proxy ? Throughput("10.96.0.50", 9000, mib) : Throughput("10.251.0.2", 9000, mib);
       CpuSnapshot b = TakeCpu();
       (via_proxy ? proxied : direct).push_back(mibs);
       if (cpu) {
@@ -373,8 +373,8 @@ int main(int argc, char** argv) {
         double secs = 0;
         std::string use = CpuUse(a, b, &secs);
         (via_proxy ? proxied_eff : direct_eff).push_back(static_cast<double>(mib) / secs);
-        printf("%-9s %6.0f MiB/s %6.0f MiB/cpu-s  %s\n", via_proxy ? "userspace" : "direct",
-               mibs, static_cast<double>(mib) / secs, use.c_str());
+        printf("%-9s %6.0f MiB/s %6.0f MiB/cpu-s  %s\n", via_proxy ? "userspace" : "direct", mibs,
+               static_cast<double>(mib) / secs, use.c_str());
       } else if (repeat > 1) {
         printf("%-9s %6.0f MiB/s\n", via_proxy ? "userspace" : "direct", mibs);
       }
