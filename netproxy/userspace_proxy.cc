@@ -1,6 +1,7 @@
 #include "netproxy/userspace_proxy.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <array>
@@ -360,7 +361,10 @@ struct UserspaceProxy::Impl {
 
 UserspaceProxy::UserspaceProxy(UserspaceOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->opts = std::move(options);
-  impl_->thread = std::thread([this] { impl_->io.run(); });
+  impl_->thread = std::thread([this] {
+    pthread_setname_np(pthread_self(), "userspace-proxy");  // for top -H, perf, the bench
+    impl_->io.run();
+  });
 }
 
 UserspaceProxy::~UserspaceProxy() {
