@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "netproxy/model.h"
+#include "netproxy/service_port.h"
 
 namespace netproxy::testing {
 
@@ -61,6 +62,22 @@ inline EndpointSlice Slice(std::string ns, std::string service, std::string name
   s.endpoints = std::move(eps);
   s.ports = std::move(ports);
   return s;
+}
+
+// Ready endpoints (ip, is this node's) on one port, as the proxy's state hands them to renderers.
+inline std::vector<EndpointInfo> Eps(std::vector<std::pair<std::string, bool>> ips,
+                                     int port = 8080) {
+  std::vector<EndpointInfo> out;
+  for (auto& [ip, local] : ips) {
+    EndpointInfo e;
+    e.ip = ip;
+    e.port = port;
+    e.address = ip + ":" + std::to_string(port);
+    e.ready = e.serving = true;
+    e.is_local = local;
+    out.push_back(e);
+  }
+  return out;
 }
 
 }  // namespace netproxy::testing

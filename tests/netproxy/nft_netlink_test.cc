@@ -20,20 +20,6 @@ using testsupport::Run;
 
 namespace {
 
-std::vector<EndpointInfo> Eps(std::vector<std::pair<std::string, bool>> ips, int port = 8080) {
-  std::vector<EndpointInfo> out;
-  for (auto& [ip, local] : ips) {
-    EndpointInfo e;
-    e.ip = ip;
-    e.port = port;
-    e.address = ip + ":" + std::to_string(port);
-    e.ready = e.serving = true;
-    e.is_local = local;
-    out.push_back(e);
-  }
-  return out;
-}
-
 // Services of every shape the renderer knows, with (before, after) endpoints for a diff.
 struct Case {
   ServicePort port;

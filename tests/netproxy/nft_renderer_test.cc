@@ -26,20 +26,6 @@ NftRendererConfig Config() {
 
 ServicePort PortOf(const Service& s) { return ServicePortsOf(s).begin()->second; }
 
-std::vector<EndpointInfo> Eps(std::vector<std::pair<std::string, bool>> ips, int port = 8080) {
-  std::vector<EndpointInfo> out;
-  for (auto& [ip, local] : ips) {
-    EndpointInfo e;
-    e.ip = ip;
-    e.port = port;
-    e.address = ip + ":" + std::to_string(port);
-    e.ready = e.serving = true;
-    e.is_local = local;
-    out.push_back(e);
-  }
-  return out;
-}
-
 void CheckGolden(const std::string& name, const std::string& actual) {
   std::string path = std::string(CUBELET_SOURCE_DIR) + "/tests/netproxy/golden_nft/" + name;
   if (std::getenv("CUBELET_UPDATE_GOLDEN")) REQUIRE(base::WriteFile(path, actual));
