@@ -13,6 +13,7 @@
 // running in the background after its measured window (process teardown, RCU callbacks, a
 // runtime's housekeeping) is not charged to the next one. 0 (default): back to back.
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -30,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/file.h"
 #include "cgroups/driver.h"
 #include "cri/embedded_runtime.h"
 #include "runtime/runtime.h"
@@ -93,6 +95,26 @@ double FloorOnce(const std::string& rootfs, const std::string& mnt) {
 
 }  // namespace
 
+// What a run that was killed left (its pid is gone): mounts under its /var/tmp directory (in
+// this, the host's, mount namespace), its processes, cgroups and files.
+static void RemoveStaleRuns() {
+  const std::string prefix = "cubelet-bench-";
+  for (const auto& name : base::ListDir("/var/tmp")) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    pid_t pid = static_cast<pid_t>(atoi(name.c_str() + prefix.size()));
+    if (pid <= 0 || kill(pid, 0) == 0) continue;
+    const std::string dir = "/var/tmp/" + name;
+    Sh("grep -o ' " + dir + "[^ ]*' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\"; done");
+    for (const char* h : {"cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio",
+                          "cpuset", "systemd", "unified"}) {
+      std::string cg = std::string("/sys/fs/cgroup/") + h + "/" + name;
+      Sh("[ -d " + cg + " ] && { find " + cg + " -name cgroup.procs -exec cat {} + | xargs -r kill -9; "
+         "sleep 0.2; find " + cg + " -depth -type d -exec rmdir {} + ; } 2>/dev/null");
+    }
+    Sh("rm -rf " + dir);
+  }
+}
+
 int main(int argc, char** argv) {
   int n = 100;
   std::string only = "floor,runc,crun,cubelet";
@@ -111,6 +133,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "container_start needs root\n");
     return 77;
   }
+  RemoveStaleRuns();
   // Own network and mount namespaces: the run directory below is a tmpfs (as /run is on a
   // systemd host; on this VM /run is a plain directory of the root ext4), gone with the bench.
   if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {

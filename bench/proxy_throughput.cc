@@ -17,6 +17,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -35,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/file.h"
 #include "base/log.h"
 #include "netproxy/iptables_restore_backend.h"
 #include "netproxy/proxier.h"
@@ -273,6 +275,27 @@ double RoundTrip(const std::string& ip, int port, int rounds) {
 
 }  // namespace
 
+// The pod namespace of this run, removed however the bench ends (exit() on a failed connect
+// too); and the ones runs that were killed left behind (their pid is gone).
+static std::string g_pod_ns;
+
+static void RemovePodNamespace() {
+  if (g_pod_ns.empty()) return;
+  Sh("ip netns pids " + g_pod_ns + " 2>/dev/null | xargs -r kill -9; ip netns del " + g_pod_ns +
+     " 2>/dev/null");
+  g_pod_ns.clear();
+}
+
+static void RemoveStaleNamespaces() {
+  for (const auto& name : base::ListDir("/run/netns")) {
+    const std::string prefix = "cubelet-bench-";
+    if (name.rfind(prefix, 0) != 0) continue;
+    pid_t pid = static_cast<pid_t>(atoi(name.c_str() + prefix.size()));
+    if (pid > 0 && kill(pid, 0) == 0) continue;  // a run in progress
+    Sh("ip netns del " + name + " 2>/dev/null");
+  }
+}
+
 int main(int argc, char** argv) {
   size_t mib = 2048;
   int rounds = 20000;
@@ -298,8 +321,11 @@ int main(int argc, char** argv) {
     perror("unshare");
     return 1;
   }
+  RemoveStaleNamespaces();
   const std::string ns = "cubelet-bench-" + std::to_string(getpid());
   Sh("ip netns add " + ns);
+  g_pod_ns = ns;
+  atexit(RemovePodNamespace);
   Sh("ip link add bp0 type veth peer name eth0 netns " + ns);
   Sh("ip addr add 10.251.0.1/24 dev bp0 && ip link set bp0 up");
   Sh("ip netns exec " + ns +
@@ -401,6 +427,6 @@ int main(int argc, char** argv) {
   p->reset();
   IptablesRestoreBackend b(DetectIptablesVariant());
   CleanupLeftovers(b);
-  Sh("ip netns pids " + ns + " | xargs -r kill -9; ip netns del " + ns);
+  RemovePodNamespace();
   return 0;
 }

@@ -54,6 +54,17 @@ NODE_PIDS=()
 API_PID=""
 
 e2e_cleanup_stale() {
+  # Test directories of earlier runs whose test process is gone (killed: no teardown ran):
+  # their mounts (pod volumes, pinned namespaces) go, and the directory unless E2E_KEEP kept it.
+  for d in /tmp/cubelet-e2e.*; do
+    [ -d "$d" ] || continue
+    owner=$(cat "$d/.owner" 2>/dev/null)
+    if [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null; then continue; fi
+    # Without an owner file (older runs): only once it is an hour old.
+    if [ -z "$owner" ] && [ -z "$(find "$d" -maxdepth 0 -mmin +60)" ]; then continue; fi
+    grep -o " $d[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+    [ -e "$d/.keep" ] || rm -rf "$d"
+  done
   # Network namespaces and cgroups of earlier runs whose test process is gone.
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^cbt[0-9]+n[0-9]+$'); do
     pid=${ns#cbt}; pid=${pid%n*}
@@ -91,6 +102,8 @@ e2e_setup() {
   e2e_cleanup_stale
   TMP=$(mktemp -d /tmp/cubelet-e2e.XXXXXX)
   chmod 755 "$TMP"
+  echo $$ >"$TMP/.owner"
+  [ -z "${E2E_KEEP:-}" ] || touch "$TMP/.keep"
   trap e2e_teardown EXIT
   ip link add cbtlan type bridge
   ip addr add 10.123.0.1/24 dev cbtlan
