@@ -1,7 +1,6 @@
 #include "runtime/rootfs_mount.h"
 
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -9,6 +8,8 @@
 
 #include <cerrno>
 #include <cstring>
+
+#include "runtime/monitor/in_root.h"
 
 namespace runtime {
 
@@ -37,28 +38,11 @@ base::Result<base::UniqueFd> MountOverlayDetached(const OverlayLayout& layout) {
 
 namespace {
 
-int OpenInRoot(int root, const std::string& path, int flags) {
-  struct open_how how;
-  memset(&how, 0, sizeof how);
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(syscall(SYS_openat2, root, path.c_str(), &how, sizeof how));
-}
+using monitor::OpenInRoot;
 
-// mkdir -p inside `root` (as the init's MkdirAllInRoot); an O_PATH fd of the directory or -1.
+// mkdir -p inside `root` (as the init does); an O_PATH fd of the directory or -1.
 base::UniqueFd MkdirAllInRoot(int root, const std::string& path) {
-  base::UniqueFd fd(OpenInRoot(root, path, O_PATH | O_DIRECTORY));
-  if (fd || errno != ENOENT) return fd;
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return {};
-  base::UniqueFd parent = MkdirAllInRoot(root, slash == 0 ? "/" : path.substr(0, slash));
-  if (!parent) return {};
-  if (mkdirat(parent.get(), path.c_str() + slash + 1, 0755) == 0) {
-    fchmodat(parent.get(), path.c_str() + slash + 1, 0755, 0);  // the init runs with umask 0
-  } else if (errno != EEXIST) {
-    return {};
-  }
-  return base::UniqueFd(OpenInRoot(root, path, O_PATH | O_DIRECTORY));
+  return base::UniqueFd(monitor::MkdirAllInRoot(root, path));
 }
 
 }  // namespace

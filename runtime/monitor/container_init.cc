@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "runtime/monitor/in_root.h"
 #include "runtime/monitor/lookpath.h"
 
 namespace monitor {
@@ -34,32 +35,13 @@ void WriteAll(int fd, const std::string& s) {
   }
 }
 
-int OpenInRoot(int root_fd, const std::string& path, int flags) {
-  struct open_how how;
-  memset(&how, 0, sizeof how);
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof how));
-}
-
 // mkdir -p of `path` (absolute, inside the container) with every component resolved inside
 // `root_fd`, so a symlink in the image cannot send a mount outside the rootfs. Returns an O_PATH
 // fd of the directory.
 int MkdirAllInRoot(int root_fd, const std::string& path, int err_fd) {
-  int fd = OpenInRoot(root_fd, path, O_PATH | O_DIRECTORY);
-  if (fd >= 0) return fd;
-  if (errno != ENOENT) DieErrno(err_fd, "open \"" + path + "\" in the container rootfs");
-  size_t slash = path.find_last_of('/');
-  std::string parent = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
-  std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
-  int pfd = MkdirAllInRoot(root_fd, parent, err_fd);
-  // The parent resolved (symlinks followed inside the root): create the last component there.
-  if (mkdirat(pfd, name.c_str(), 0755) != 0 && errno != EEXIST) {
-    DieErrno(err_fd, "mkdir \"" + path + "\" in the container rootfs");
-  }
-  close(pfd);
-  fd = OpenInRoot(root_fd, path, O_PATH | O_DIRECTORY);
-  if (fd < 0) DieErrno(err_fd, "open \"" + path + "\" in the container rootfs");
+  std::string failed;
+  int fd = monitor::MkdirAllInRoot(root_fd, path, &failed);
+  if (fd < 0) DieErrno(err_fd, failed + " in the container rootfs");
   return fd;
 }
 
