@@ -14,7 +14,9 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "agent/api_client.h"
 #include "agent/kubelet_server.h"
@@ -31,22 +33,50 @@ struct WebhookAuthorizerOptions {
 // The SubjectAccessReview the kubelet sends for `r` (JSON text; tests compare it).
 std::string SubjectAccessReviewJson(const AuthorizationRequest& r);
 
+// A bounded map of answers that expire: what both webhooks cache. Thread-safe.
+template <typename V>
+class ExpiringCache {
+ public:
+  explicit ExpiringCache(size_t max_entries) : max_entries_(max_entries) {}
+  std::optional<V> Get(const std::string& key, std::chrono::steady_clock::time_point now) {
+    std::lock_guard lk(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end() || it->second.second <= now) return std::nullopt;
+    return it->second.first;
+  }
+  // When full: expired answers go first, then all of them.
+  void Put(const std::string& key, V value, std::chrono::steady_clock::time_point now,
+           std::chrono::milliseconds ttl) {
+    std::lock_guard lk(mu_);
+    if (entries_.size() >= max_entries_) {
+      for (auto it = entries_.begin(); it != entries_.end();) {
+        it = it->second.second <= now ? entries_.erase(it) : std::next(it);
+      }
+      if (entries_.size() >= max_entries_) entries_.clear();
+    }
+    entries_[key] = {std::move(value), now + ttl};
+  }
+
+ private:
+  size_t max_entries_;
+  std::mutex mu_;
+  std::map<std::string, std::pair<V, std::chrono::steady_clock::time_point>> entries_;
+};
+
 class WebhookAuthorizer final : public Authorizer {
  public:
   WebhookAuthorizer(ApiClientPtr api, WebhookAuthorizerOptions options, const base::Clock* clock);
   base::Result<bool> Authorize(const AuthorizationRequest& request, std::string* reason) override;
 
  private:
-  struct Entry {
+  struct Decision {
     bool allowed = false;
     std::string reason;
-    std::chrono::steady_clock::time_point expires;
   };
   ApiClientPtr api_;
   WebhookAuthorizerOptions options_;
   const base::Clock* clock_;
-  std::mutex mu_;
-  std::map<std::string, Entry> cache_;  // by the review's JSON
+  ExpiringCache<Decision> cache_;  // by the review's JSON
 };
 
 class WebhookTokenAuthenticator final : public TokenAuthenticator {
@@ -56,16 +86,10 @@ class WebhookTokenAuthenticator final : public TokenAuthenticator {
   base::Result<std::optional<UserInfo>> Authenticate(const std::string& token) override;
 
  private:
-  struct Entry {
-    std::optional<UserInfo> user;
-    std::chrono::steady_clock::time_point expires;
-  };
   ApiClientPtr api_;
   std::chrono::milliseconds ttl_;
   const base::Clock* clock_;
-  size_t max_entries_;
-  std::mutex mu_;
-  std::map<std::string, Entry> cache_;  // by the token's SHA-256, not the token itself
+  ExpiringCache<std::optional<UserInfo>> cache_;  // by the token's SHA-256, not the token itself
 };
 
 }  // namespace agent
