@@ -128,38 +128,46 @@ class Backend final : public KubeletServerBackend {
                         {"usageBytes", u->memory_usage_bytes},
                         {"workingSetBytes", u->memory_working_set_bytes}};
     }
+    // Running containers only, as the kubelet's summary: one listing and one stats call for
+    // the node, grouped by the pod UID label (their start times from the listing).
+    cri::ContainerFilter running;
+    running.state = cri::ContainerState::kRunning;
+    std::map<std::string, std::pair<std::string, int64_t>> pod_of;  // id -> (pod uid, created)
+    if (auto cs = rt_->ListContainers(running)) {
+      for (const auto& c : *cs) {
+        auto uid = c.labels.find("io.kubernetes.pod.uid");
+        if (uid != c.labels.end()) pod_of[c.id] = {uid->second, c.created_at};
+      }
+    }
+    std::map<std::string, std::vector<cri::ContainerStats>> stats_of;  // by pod uid
+    if (auto stats = rt_->ListContainerStats(running)) {
+      for (auto& st : *stats) {
+        auto it = pod_of.find(st.id);
+        if (it != pod_of.end()) stats_of[it->second.first].push_back(std::move(st));
+      }
+    }
     json pods = json::array();
     auto list = k_->PodList();
     for (const auto& p : list["items"]) {
+      std::string uid = p["metadata"].value("uid", "");
       json ps;
       ps["podRef"] = {{"name", p["metadata"].value("name", "")}, {"namespace", p["metadata"].value("namespace", "")},
-                      {"uid", p["metadata"].value("uid", "")}};
+                      {"uid", uid}};
       json containers = json::array();
-      cri::ContainerFilter f;
-      f.label_selector["io.kubernetes.pod.uid"] = p["metadata"].value("uid", "");
       uint64_t cpu = 0, mem = 0;
-      // Running containers only, as the kubelet's summary; their start times from the runtime.
-      f.state = cri::ContainerState::kRunning;
-      std::map<std::string, int64_t> created;
-      if (auto cs = rt_->ListContainers(f)) {
-        for (const auto& c : *cs) created[c.id] = c.created_at;
-      }
-      if (auto stats = rt_->ListContainerStats(f)) {
-        for (const auto& s : *stats) {
-          if (!created.count(s.id)) continue;
-          std::string cpu_time = ns_time(s.cpu.timestamp);
-          std::string mem_time = ns_time(s.memory.timestamp);
-          containers.push_back({{"name", s.metadata.name},
-                                {"startTime", ns_time(created[s.id])},
-                                {"cpu", {{"time", cpu_time},
-                                         {"usageCoreNanoSeconds", s.cpu.usage_core_nano_seconds}}},
-                                {"memory", {{"time", mem_time},
-                                            {"workingSetBytes", s.memory.working_set_bytes},
-                                            {"rssBytes", s.memory.rss_bytes},
-                                            {"usageBytes", s.memory.usage_bytes}}}});
-          cpu += s.cpu.usage_core_nano_seconds;
-          mem += s.memory.working_set_bytes;
-        }
+      for (const auto& s : stats_of[uid]) {
+        std::string cpu_time = ns_time(s.cpu.timestamp);
+        std::string mem_time = ns_time(s.memory.timestamp);
+        containers.push_back({{"name", s.metadata.name},
+                              {"startTime", ns_time(pod_of[s.id].second)},
+                              {"cpu", {{"time", cpu_time},
+                                       {"usageCoreNanoSeconds", s.cpu.usage_core_nano_seconds}}},
+                              {"memory", {{"time", mem_time},
+                                          {"workingSetBytes", s.memory.working_set_bytes},
+                                          {"rssBytes", s.memory.rss_bytes},
+                                          {"usageBytes", s.memory.usage_bytes}}}});
+        cpu += s.cpu.usage_core_nano_seconds;
+        mem += s.memory.working_set_bytes;
       }
       ps["containers"] = containers;
       ps["cpu"] = {{"time", now_text}, {"usageCoreNanoSeconds", cpu}};
