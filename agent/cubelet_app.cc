@@ -24,6 +24,7 @@
 #include "agent/node_status.h"
 #include "agent/proxy_feed.h"
 #include "agent/registry_config.h"
+#include "agent/runtime_config.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "base/quantity.h"
@@ -135,7 +136,7 @@ class Backend final : public KubeletServerBackend {
     std::map<std::string, std::pair<std::string, int64_t>> pod_of;  // id -> (pod uid, created)
     if (auto cs = rt_->ListContainers(running)) {
       for (const auto& c : *cs) {
-        auto uid = c.labels.find("io.kubernetes.pod.uid");
+        auto uid = c.labels.find(kLabelPodUid);
         if (uid != c.labels.end()) pod_of[c.id] = {uid->second, c.created_at};
       }
     }
@@ -184,12 +185,26 @@ class Backend final : public KubeletServerBackend {
     if (uid.empty()) return base::Fail("pod does not exist", ENOENT);
     cri::ContainerFilter f;
     f.state = cri::ContainerState::kRunning;
-    f.label_selector["io.kubernetes.pod.uid"] = uid;
+    f.label_selector[kLabelPodUid] = uid;
     f.label_selector["io.kubernetes.container.name"] = container;
     auto cs = rt_->ListContainers(f);
     if (!cs) return tl::unexpected(cs.error());
     if (cs->empty()) return base::Fail("container not found (\"" + container + "\")");
     return cs->front().id;
+  }
+  // As the kubelet's getPortForward + GetPortForward.
+  base::Result<std::string> FindPodSandbox(const std::string& ns, const std::string& pod,
+                                           const std::string& uid) override {
+    std::string have = k_->PodUid(ns, pod);
+    if (have.empty()) return base::Fail("pod does not exist", ENOENT);
+    if (!uid.empty() && uid != have) return base::Fail("pod not found", ENOENT);
+    cri::PodSandboxFilter f;
+    f.state = cri::PodSandboxState::kReady;
+    f.label_selector[kLabelPodUid] = have;
+    auto sandboxes = rt_->ListPodSandbox(f);
+    if (!sandboxes) return tl::unexpected(sandboxes.error());
+    if (sandboxes->empty()) return base::Fail("pod not found (\"" + pod + "_" + ns + "\")");
+    return sandboxes->front().id;
   }
 
  private:

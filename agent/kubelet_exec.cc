@@ -505,7 +505,7 @@ bool IsWebSocketRequest(const HttpRequest& req) {
          HeaderHasToken(req.Header("connection"), "upgrade");
 }
 
-tl::expected<WebSocketHandshake, HandshakeError> CheckWebSocketHandshake(const HttpRequest& req) {
+tl::expected<std::string, HandshakeError> CheckWebSocketOpening(const HttpRequest& req) {
   auto fail = [](int status, std::string msg) {
     return tl::unexpected(HandshakeError{status, std::move(msg)});
   };
@@ -518,14 +518,21 @@ tl::expected<WebSocketHandshake, HandshakeError> CheckWebSocketHandshake(const H
   }
   std::string key(base::Trim(req.Header("sec-websocket-key")));
   if (key.empty()) return fail(400, "websocket: missing Sec-WebSocket-Key");
+  return execproto::WebSocketAccept(key);
+}
+
+tl::expected<WebSocketHandshake, HandshakeError> CheckWebSocketHandshake(const HttpRequest& req) {
+  auto accept = CheckWebSocketOpening(req);
+  if (!accept) return tl::unexpected(accept.error());
   auto proto = execproto::NegotiateSubprotocol(req.Headers("sec-websocket-protocol"));
   if (!proto) {
-    return fail(403, "websocket: requested protocol(s) are not supported: [" +
-                         base::Join(req.Headers("sec-websocket-protocol"), ", ") +
-                         "]; supports [v5.channel.k8s.io v4.channel.k8s.io "
-                         "v4.base64.channel.k8s.io channel.k8s.io base64.channel.k8s.io]");
+    return tl::unexpected(HandshakeError{
+        403, "websocket: requested protocol(s) are not supported: [" +
+                 base::Join(req.Headers("sec-websocket-protocol"), ", ") +
+                 "]; supports [v5.channel.k8s.io v4.channel.k8s.io "
+                 "v4.base64.channel.k8s.io channel.k8s.io base64.channel.k8s.io]"});
   }
-  return WebSocketHandshake{*proto, execproto::WebSocketAccept(key)};
+  return WebSocketHandshake{*proto, *accept};
 }
 
 std::vector<std::string> WebSocketUpgradeHeaders(const WebSocketHandshake& h) {
@@ -540,7 +547,8 @@ bool IsSpdyRequest(const HttpRequest& req) {
          HeaderHasToken(req.Header("connection"), "upgrade");
 }
 
-tl::expected<SpdyHandshake, HandshakeError> CheckSpdyHandshake(const HttpRequest& req) {
+tl::expected<std::string, HandshakeError> NegotiateSpdyProtocol(
+    const HttpRequest& req, const std::vector<std::string>& supported) {
   std::vector<std::string> offered;
   for (const auto& v : req.Headers("x-stream-protocol-version")) {
     for (const auto& p : base::Split(v, ',', true)) offered.emplace_back(base::Trim(p));
@@ -550,14 +558,21 @@ tl::expected<SpdyHandshake, HandshakeError> CheckSpdyHandshake(const HttpRequest
         HandshakeError{400, "unable to upgrade: X-Stream-Protocol-Version is required"});
   }
   for (const auto& o : offered) {
-    if (o == "v4.channel.k8s.io") return SpdyHandshake{SpdyProtocol::kV4, o};
-    if (o == "v3.channel.k8s.io") return SpdyHandshake{SpdyProtocol::kV3, o};
-    if (o == "v2.channel.k8s.io") return SpdyHandshake{SpdyProtocol::kV2, o};
+    if (std::find(supported.begin(), supported.end(), o) != supported.end()) return o;
   }
   return tl::unexpected(HandshakeError{
       403, "unable to upgrade: unable to negotiate protocol: client supports [" +
-               base::Join(offered, " ") +
-               "], server accepts [v4.channel.k8s.io v3.channel.k8s.io v2.channel.k8s.io]"});
+               base::Join(offered, " ") + "], server accepts [" + base::Join(supported, " ") +
+               "]"});
+}
+
+tl::expected<SpdyHandshake, HandshakeError> CheckSpdyHandshake(const HttpRequest& req) {
+  auto name = NegotiateSpdyProtocol(
+      req, {"v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"});
+  if (!name) return tl::unexpected(name.error());
+  if (*name == "v4.channel.k8s.io") return SpdyHandshake{SpdyProtocol::kV4, *name};
+  if (*name == "v3.channel.k8s.io") return SpdyHandshake{SpdyProtocol::kV3, *name};
+  return SpdyHandshake{SpdyProtocol::kV2, *name};
 }
 
 std::vector<std::string> SpdyUpgradeHeaders(const SpdyHandshake& h) {

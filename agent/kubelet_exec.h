@@ -45,6 +45,9 @@ struct WebSocketHandshake {
 // Upgrade: websocket and Connection: ...upgrade... (wsstream.IsWebSocketRequest).
 bool IsWebSocketRequest(const HttpRequest& req);
 
+// The opening handshake's checks (GET, version 13, a key): the Sec-WebSocket-Accept value.
+tl::expected<std::string, HandshakeError> CheckWebSocketOpening(const HttpRequest& req);
+
 // Validates the opening handshake (RFC 6455 4.2.1) and negotiates the subprotocol; a client
 // offering only unknown subprotocols gets 403 as from the kubelet (so kubectl falls back).
 tl::expected<WebSocketHandshake, HandshakeError> CheckWebSocketHandshake(const HttpRequest& req);
@@ -64,7 +67,11 @@ struct SpdyHandshake {
 // Upgrade: SPDY/3.1 and Connection: ...upgrade...
 bool IsSpdyRequest(const HttpRequest& req);
 
-// httpstream.Handshake: the first X-Stream-Protocol-Version (client order) served here.
+// httpstream.Handshake: the first X-Stream-Protocol-Version (client order) in `supported`.
+tl::expected<std::string, HandshakeError> NegotiateSpdyProtocol(
+    const HttpRequest& req, const std::vector<std::string>& supported);
+
+// For exec: v4/v3/v2.channel.k8s.io.
 tl::expected<SpdyHandshake, HandshakeError> CheckSpdyHandshake(const HttpRequest& req);
 
 std::vector<std::string> SpdyUpgradeHeaders(const SpdyHandshake& h);

@@ -11,6 +11,7 @@
 #include "agent/cri_log_reader.h"
 #include "agent/exec_protocol.h"
 #include "agent/kubelet_exec.h"
+#include "agent/kubelet_portforward.h"
 #include "agent/resource_metrics.h"
 #include "agent/kubelet_server_http.h"
 #include "agent/kubelet_server_tls.h"
@@ -154,6 +155,7 @@ class KubeletServer::Impl {
   void ServeHealthz(ResponseWriter& w);
   void ServeContainerLogs(const HttpRequest& req, ResponseWriter& w);
   void ServeExec(const HttpRequest& req, ResponseWriter& w);
+  void ServePortForward(const HttpRequest& req, ResponseWriter& w);
   void StreamLog(const std::string& ns, const std::string& pod, const std::string& container,
                  bool previous, const ContainerLogRef& ref, CriLogReader& reader, bool follow,
                  ResponseWriter& w);
@@ -319,6 +321,14 @@ void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool 
     ServeExec(req, w);
     return;
   }
+  if (base::StartsWith(req.path, "/portForward/")) {
+    if (req.method != "GET" && req.method != "POST") {
+      w.Reply(405, kText, "Method Not Allowed");
+      return;
+    }
+    ServePortForward(req, w);
+    return;
+  }
   bool known = req.path == "/healthz" || req.path == "/pods" || req.path == "/pods/" ||
                req.path == "/stats/summary" || req.path == "/metrics" ||
                req.path == "/metrics/resource" || base::StartsWith(req.path, "/containerLogs/") ||
@@ -460,6 +470,61 @@ void KubeletServer::Impl::ServeExec(const HttpRequest& req, ResponseWriter& w) {
                                     {"container", container},
                                     {"error", r.exit_code.error().message}});
   }
+}
+
+void KubeletServer::Impl::ServePortForward(const HttpRequest& req, ResponseWriter& w) {
+  // /portForward/{podNamespace}/{podID} or /portForward/{podNamespace}/{podID}/{uid}
+  auto parts = base::Split(std::string_view(req.path).substr(strlen("/portForward/")), '/');
+  if (parts.size() != 2 && parts.size() != 3) {
+    w.Reply(404, kText, "404 page not found\n");
+    return;
+  }
+  const std::string& ns = parts[0];
+  const std::string& pod = parts[1];
+  std::string uid = parts.size() == 3 ? parts[2] : "";
+  auto sandbox = backend_->FindPodSandbox(ns, pod, uid);
+  if (!sandbox) {
+    w.Reply(sandbox.error().code == ENOENT ? 404 : 500, kText, sandbox.error().message);
+    return;
+  }
+  if (!options_.runtime) {
+    return (void)w.Reply(500, kText, "port forwarding is not supported on this node");
+  }
+  bool websocket = kserver::IsWebSocketRequest(req);
+  if (!websocket && !kserver::IsSpdyRequest(req)) {
+    w.Reply(400, kText, "unable to upgrade: missing upgrade headers in request (WebSocket or "
+                        "SPDY/3.1 expected)");
+    return;
+  }
+  cri::RuntimeService* rt = options_.runtime;
+  std::string id = *sandbox;
+  // As the kubelet's streaming server: errors name the sandbox, and no UID.
+  kserver::PortForwardTarget target{
+      id, "", [rt, id](uint16_t port) { return rt->PortForward(id, port); }};
+  tl::expected<kserver::WsPortForwardHandshake, kserver::HandshakeError> ws;
+  std::vector<std::string> headers;
+  std::string protocol;
+  if (websocket) {
+    ws = kserver::CheckWsPortForwardHandshake(req);
+    if (!ws) return (void)w.Reply(ws.error().status, kText, ws.error().message);
+    headers = kserver::WebSocketUpgradeHeaders(ws->ws);
+    protocol = ws->ws.protocol.name.empty() ? "websocket" : ws->ws.protocol.name;
+  } else {
+    auto sp = kserver::CheckSpdyPortForwardHandshake(req);
+    if (!sp) return (void)w.Reply(sp.error().status, kText, sp.error().message);
+    headers = {"Connection: Upgrade", "Upgrade: SPDY/3.1", "X-Stream-Protocol-Version: " + *sp};
+    protocol = "SPDY/3.1+" + *sp;
+  }
+  kserver::RawConnection* conn = w.Upgrade(headers);
+  if (!conn) return;
+  base::log::Info("port forward started",
+                  {{"pod", ns + "/" + pod}, {"sandbox", id}, {"protocol", protocol}});
+  auto r = websocket ? kserver::ServeWebSocketPortForward(*conn, *ws, target)
+                     : kserver::ServeSpdyPortForward(*conn, target);
+  base::log::Info("port forward finished", {{"pod", ns + "/" + pod},
+                                            {"connections", r.connections},
+                                            {"failed", r.failed},
+                                            {"idleTimeout", r.idle_timeout ? "true" : "false"}});
 }
 
 void KubeletServer::Impl::StreamLog(const std::string& ns, const std::string& pod,

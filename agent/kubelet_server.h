@@ -80,6 +80,14 @@ class KubeletServerBackend {  // implemented by the agent core; called from serv
     (void)ns, (void)pod, (void)container;
     return base::Fail("exec is not supported on this node", ENOTSUP);
   }
+  // /portForward: the ready sandbox of pod ns/pod (and, when `uid` is not empty, that UID).
+  // Errors as the kubelet's: ENOENT -> 404 ("pod does not exist", "pod not found" for another
+  // UID); anything else -> 500 ('pod not found ("p_ns")' when it has no ready sandbox).
+  virtual base::Result<std::string> FindPodSandbox(const std::string& ns, const std::string& pod,
+                                                   const std::string& uid) {
+    (void)ns, (void)pod, (void)uid;
+    return base::Fail("port forwarding is not supported on this node", ENOTSUP);
+  }
 };
 
 // Who made a request (x509: CN and O of the client cert; debug socket: "system:local-root").

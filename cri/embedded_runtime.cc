@@ -85,6 +85,10 @@ Result<ExecSyncResponse> EmbeddedRuntime::ExecSync(const std::string& id,
                                                    std::chrono::seconds timeout) {
   return runtime_->ExecSync(id, cmd, timeout);
 }
+Result<base::UniqueFd> EmbeddedRuntime::PortForward(const std::string& pod_sandbox_id,
+                                                    uint16_t port) {
+  return runtime_->PortForward(pod_sandbox_id, port);
+}
 Result<cri::ContainerStats> EmbeddedRuntime::ContainerStats(const std::string& id) {
   return runtime_->ContainerStats(id);
 }

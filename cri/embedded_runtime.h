@@ -84,6 +84,7 @@ class EmbeddedRuntime final : public RuntimeService, public ImageService {
   Result<std::unique_ptr<ExecSession>> Exec(const std::string& container_id,
                                             const std::vector<std::string>& cmd,
                                             bool with_stdin, bool tty) override;
+  Result<base::UniqueFd> PortForward(const std::string& pod_sandbox_id, uint16_t port) override;
 
   Result<std::vector<Image>> ListImages() override;
   Result<std::optional<Image>> ImageStatus(const ImageSpec& image) override;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "cri/types.h"
 
@@ -91,6 +92,14 @@ class RuntimeService {
     (void)with_stdin;
     (void)tty;
     return base::Fail("exec in container " + container_id + ": not supported by this runtime");
+  }
+
+  // Port forwarding (CRI PortForward): a connected socket to localhost:`port` inside the pod
+  // sandbox's network namespace; the caller relays it. Runtimes without it fail.
+  virtual Result<base::UniqueFd> PortForward(const std::string& pod_sandbox_id, uint16_t port) {
+    (void)port;
+    return base::Fail("port forward to pod sandbox " + pod_sandbox_id +
+                      ": not supported by this runtime");
   }
 };
 

@@ -86,6 +86,9 @@ class Runtime {
   // With `tty` the command gets a terminal of the container's own (stdout carries its output).
   Result<ExecProcess> StartExec(const std::string& id, const std::vector<std::string>& cmd,
                                 bool with_stdin, bool tty = false);
+  // CRI PortForward: a connected, non-blocking socket to localhost:`port` in the sandbox's
+  // network namespace (runtime/port_forward.h). The sandbox must be ready.
+  Result<base::UniqueFd> PortForward(const std::string& sandbox_id, uint16_t port);
   Result<cri::ContainerStats> ContainerStats(const std::string& id);
   Result<cri::PodSandboxStats> PodSandboxStats(const std::string& id);
   void SetEventHandler(std::function<void(const cri::ContainerEvent&)> handler);

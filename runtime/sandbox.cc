@@ -10,6 +10,7 @@
 #include "base/strings.h"
 #include "base/time.h"
 #include "runtime/pod_namespaces.h"
+#include "runtime/port_forward.h"
 #include "runtime/runtime.h"
 
 namespace runtime {
@@ -272,6 +273,22 @@ Result<cri::PodSandboxStatus> Runtime::PodSandboxStatus(const std::string& id) {
   st.labels = r.config.labels;
   st.annotations = r.config.annotations;
   return st;
+}
+
+Result<base::UniqueFd> Runtime::PortForward(const std::string& id, uint16_t port) {
+  std::string netns;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) {
+      return base::Fail("pod sandbox \"" + id + "\" not found", kErrNotFound);
+    }
+    if (!it->second.rec.ready) {
+      return base::Fail("pod sandbox \"" + id + "\" is not ready", kErrNotFound);
+    }
+    netns = it->second.rec.netns;
+  }
+  return DialLocalhostInNetns(netns, port, "pod sandbox \"" + id + "\"");
 }
 
 std::vector<cri::PodSandbox> Runtime::ListPodSandbox(const cri::PodSandboxFilter& f) {

@@ -3,7 +3,10 @@
 // curl for the errors before the upgrade, and the real cubectl on the debug socket. The runtime
 // is a fake whose ExecSession runs the command as a host process with real pipes, so the pump
 // sees real EOFs, exit codes and signals.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -177,12 +180,31 @@ class HostExecRuntime : public testsupport::FakeRuntimeService {
       resizes.emplace_back(c, r);
     });
   }
+  // The "pod's network" is the host's loopback here.
+  cri::Result<base::UniqueFd> PortForward(const std::string& sandbox, uint16_t port) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      forwards.emplace_back(sandbox, port);
+    }
+    base::UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      return base::Fail("failed to connect to localhost:" + std::to_string(port) + ": " +
+                        strerror(errno));
+    }
+    fcntl(s.get(), F_SETFL, fcntl(s.get(), F_GETFL) | O_NONBLOCK);
+    return s;
+  }
   struct Call {
     std::string id;
     std::vector<std::string> cmd;
     bool with_stdin;
     bool tty;
   };
+  std::vector<std::pair<std::string, uint16_t>> forwards;
   std::mutex mu;
   std::vector<Call> calls;
   std::vector<std::pair<unsigned, unsigned>> resizes;  // (cols, rows) in order
@@ -211,6 +233,15 @@ class ExecBackend : public agent::KubeletServerBackend {
     if (container == "app") return std::string("cid-app");
     if (container == "broken") return std::string("cid-broken");
     return base::Fail("container not found (\"" + container + "\")");
+  }
+  base::Result<std::string> FindPodSandbox(const std::string& ns, const std::string& pod,
+                                           const std::string& uid) override {
+    if (ns != "default" || (pod != "web" && pod != "stopped")) {
+      return base::Fail("pod does not exist", ENOENT);
+    }
+    if (!uid.empty() && uid != "u1") return base::Fail("pod not found", ENOENT);
+    if (pod == "stopped") return base::Fail("pod not found (\"stopped_default\")");
+    return std::string("sb-web");
   }
 };
 
@@ -837,4 +868,369 @@ TEST_CASE("kubelet exec: cubectl exec over the debug socket") {
   CHECK(out ==
         "error: Internal error occurred: error executing command in container: exec: "
         "\"no-such-binary-xyz\": executable file not found in $PATH\n");
+}
+
+// ---- /portForward ------------------------------------------------------------------------------
+
+namespace {
+
+// A TCP server on 127.0.0.1 (ephemeral port): `serve` runs on a thread per connection, which
+// is closed when it returns.
+class LoopbackServer {
+ public:
+  explicit LoopbackServer(std::function<void(int)> serve) : serve_(std::move(serve)) {
+    fd_.reset(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(listen(fd_.get(), 16) == 0);
+    socklen_t len = sizeof a;
+    getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        int c = accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) return;
+        workers_.emplace_back([this, c] {
+          serve_(c);
+          close(c);
+        });
+      }
+    });
+  }
+  ~LoopbackServer() {
+    shutdown(fd_.get(), SHUT_RDWR);
+    thread_.join();
+    for (auto& w : workers_) w.join();
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  std::function<void(int)> serve_;
+  base::UniqueFd fd_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::vector<std::thread> workers_;
+};
+
+// A port nothing listens on.
+uint16_t FreePort() {
+  base::UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+std::string Pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 7 + i / 4096) % 251);
+  return s;
+}
+
+uint64_t Fnv(std::string_view data, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : data) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Reads everything until the client's end of data, then answers "n=<bytes> h=<fnv>".
+void SinkServe(int fd) {
+  uint64_t n = 0, h = Fnv("");
+  char buf[65536];
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r <= 0) break;
+    n += static_cast<uint64_t>(r);
+    h = Fnv(std::string_view(buf, static_cast<size_t>(r)), h);
+  }
+  std::string answer = "n=" + std::to_string(n) + " h=" + std::to_string(h);
+  (void)!write(fd, answer.data(), answer.size());
+}
+
+void EchoServe(int fd) {
+  char buf[65536];
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r <= 0) return;
+    if (write(fd, buf, static_cast<size_t>(r)) != r) return;
+  }
+}
+
+constexpr size_t kSourceBytes = 4 << 20;
+
+void SourceServe(int fd) {
+  static const std::string data = Pattern(kSourceBytes);
+  size_t at = 0;
+  while (at < data.size()) {
+    ssize_t w = write(fd, data.data() + at, data.size() - at);
+    if (w <= 0) return;
+    at += static_cast<size_t>(w);
+  }
+}
+
+// kubectl's port-forward client as the API server relays it to the kubelet: a SPDY/3.1 session
+// with a pair of streams (error, data) per forwarded connection.
+class SpdyForwardClient {
+ public:
+  struct Stream {
+    std::string data;
+    bool fin = false;
+    bool reply = false;
+    bool reset = false;
+  };
+
+  SpdyForwardClient(Fixture& f, const std::string& target,
+                    const std::string& versions = "portforward.k8s.io")
+      : ctx_(ssl::context::tls_client) {
+    ctx_.use_certificate_file(f.pki.dir + "/client.crt", ssl::context::pem);
+    ctx_.use_private_key_file(f.pki.dir + "/client.key", ssl::context::pem);
+    ctx_.set_verify_mode(ssl::verify_none);
+    sp_ = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc_, ctx_);  // after the cert
+    beast::get_lowest_layer((*sp_)).connect(tcp::endpoint(
+        net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(f.server->port())));
+    int fd = beast::get_lowest_layer((*sp_)).socket().native_handle();
+    watchdog_ = std::thread([this, fd] {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!cv_.wait_for(lock, std::chrono::seconds(60), [&] { return finished_; })) {
+        shutdown(fd, SHUT_RDWR);
+      }
+    });
+    (*sp_).handshake(ssl::stream_base::client);
+    std::string req = "POST " + target +
+                      " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+                      "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: " +
+                      versions + "\r\nContent-Length: 0\r\n\r\n";
+    net::write((*sp_), net::buffer(req));
+    http::response_parser<http::string_body> parser;
+    beast::error_code ec;
+    http::read_header((*sp_), buf_, parser, ec);
+    http_status = static_cast<int>(parser.get().result_int());
+    if (http_status != 101) {
+      if (!parser.is_done()) http::read((*sp_), buf_, parser, ec);
+      body = parser.get().body();
+      return;
+    }
+    protocol = std::string(parser.get()["X-Stream-Protocol-Version"]);
+    fp_.Feed(std::string_view(static_cast<const char*>(buf_.data().data()), buf_.size()));
+  }
+  ~SpdyForwardClient() {
+    beast::get_lowest_layer((*sp_)).close();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finished_ = true;
+    }
+    cv_.notify_all();
+    watchdog_.join();
+  }
+
+  void Open(uint32_t id, const std::string& type, uint16_t port, const std::string& request) {
+    agent::spdy::Headers h = {{"streamtype", type}, {"port", std::to_string(port)}};
+    if (!request.empty()) h.emplace_back("requestid", request);
+    OpenRaw(id, h);
+  }
+  void OpenRaw(uint32_t id, const agent::spdy::Headers& h) {
+    auto syn = agent::spdy::EncodeSynStream(codec_, id, h, false);
+    REQUIRE(syn);
+    net::write((*sp_), net::buffer(*syn));
+  }
+  void Data(uint32_t id, std::string_view data, bool fin) {
+    net::write((*sp_), net::buffer(agent::spdy::EncodeData(id, data, fin)));
+  }
+  void Ping(uint32_t id) { net::write((*sp_), net::buffer(agent::spdy::EncodePing(id))); }
+
+  // Reads frames until `done` holds; false (with `error`) on a broken session.
+  bool ReadUntil(const std::function<bool()>& done) {
+    char chunk[65536];
+    while (!done()) {
+      auto fr = fp_.Next();
+      if (!fr) {
+        error = fr.error().message;
+        return false;
+      }
+      if (!*fr) {
+        beast::error_code ec;
+        size_t n = (*sp_).read_some(net::buffer(chunk), ec);
+        if (ec) {
+          error = ec.message();
+          return false;
+        }
+        fp_.Feed(std::string_view(chunk, n));
+        continue;
+      }
+      auto& frame = **fr;
+      if (!frame.control) {
+        streams[frame.stream_id].data += frame.data;
+        if (frame.flags & agent::spdy::kFlagFin) streams[frame.stream_id].fin = true;
+      } else if (frame.type == agent::spdy::kSynReply) {
+        streams[frame.stream_id].reply = true;
+      } else if (frame.type == agent::spdy::kRstStream) {
+        streams[frame.stream_id].reset = true;
+      } else if (frame.type == agent::spdy::kPing) {
+        pongs.push_back(frame.value);
+      }
+    }
+    return true;
+  }
+
+  int http_status = 0;
+  std::string protocol, body, error;
+  std::map<uint32_t, Stream> streams;
+  std::vector<uint32_t> pongs;
+
+ private:
+  net::io_context ioc_;
+  ssl::context ctx_;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> sp_;
+  beast::flat_buffer buf_;
+  agent::spdy::HeaderCodec codec_;
+  agent::spdy::FrameParser fp_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool finished_ = false;
+  std::thread watchdog_;
+};
+
+}  // namespace
+
+TEST_CASE("kubelet portforward: SPDY sessions carry many connections (kubectl via the API server)") {
+  Fixture f;
+  LoopbackServer sink(SinkServe), source(SourceServe);
+  uint16_t nothing = FreePort();
+  SpdyForwardClient c(f, "/portForward/default/web");
+  INFO(c.body);
+  REQUIRE(c.http_status == 101);
+  CHECK(c.protocol == "portforward.k8s.io");
+  auto& st = c.streams;
+
+  // Request 0, as kubectl opens it: error stream (closed from the client's side at once), then
+  // the data stream; 3 MiB go to the pod, then the client's end of data, which the pod sees as
+  // EOF (half-close) and answers.
+  c.Open(1, "error", sink.port(), "0");
+  c.Data(1, "", true);
+  c.Open(3, "data", sink.port(), "0");
+  const std::string upload = Pattern(3 << 20);
+  for (size_t at = 0; at < upload.size(); at += 60000) {
+    c.Data(3, std::string_view(upload).substr(at, 60000), false);
+  }
+  c.Data(3, "", true);
+  // A stream with a bad port header is refused; a ping is answered.
+  c.OpenRaw(13, {{"streamtype", "data"}, {"port", "0"}, {"requestid", "9"}});
+  c.Ping(7);
+  REQUIRE(c.ReadUntil([&] { return st[3].fin && st[1].fin && st[13].reset && !c.pongs.empty(); }));
+  CHECK(st[1].reply);
+  CHECK(st[3].reply);
+  CHECK(!st[13].reply);
+  CHECK(st[3].data == "n=" + std::to_string(upload.size()) + " h=" + std::to_string(Fnv(upload)));
+  CHECK(st[1].data.empty());
+  CHECK(c.pongs == std::vector<uint32_t>{7});
+
+  // Request 1: data stream first; 4 MiB come from the pod, then its end.
+  // Request 2 at the same time: nothing listens; the error stream says so.
+  c.Open(15, "data", source.port(), "1");
+  c.Open(17, "data", nothing, "2");
+  c.Open(19, "error", source.port(), "1");
+  c.Open(21, "error", nothing, "2");
+  REQUIRE(c.ReadUntil([&] { return st[15].fin && st[19].fin && st[17].fin && st[21].fin; }));
+  CHECK(st[15].data.size() == kSourceBytes);
+  CHECK(st[15].data == Pattern(kSourceBytes));
+  CHECK(st[19].data.empty());
+  CHECK(st[17].data.empty());
+  CHECK(st[21].data.find("error forwarding port " + std::to_string(nothing) +
+                         " to pod sb-web, uid : failed to connect to localhost:" +
+                         std::to_string(nothing)) == 0);
+
+  // A client without request ids (older kubectl): the pair is guessed from the stream ids.
+  LoopbackServer echo(EchoServe);
+  c.Open(23, "error", echo.port(), "");
+  c.Open(25, "data", echo.port(), "");
+  c.Data(25, "hello", false);
+  REQUIRE(c.ReadUntil([&] { return st[25].data.size() >= 5; }));
+  CHECK(st[25].data == "hello");
+  c.Data(25, "", true);  // the echo ends when its input does
+  REQUIRE(c.ReadUntil([&] { return st[25].fin && st[23].fin; }));
+  std::lock_guard<std::mutex> lock(f.runtime.mu);
+  CHECK(f.runtime.forwards.size() == 4);
+  for (const auto& [sandbox, port] : f.runtime.forwards) CHECK(sandbox == "sb-web");
+}
+
+TEST_CASE("kubelet portforward: WebSocket sessions (a port per query parameter)") {
+  Fixture f;
+  LoopbackServer source(SourceServe), echo(EchoServe);
+  uint16_t nothing = FreePort();
+  auto port_bytes = [](uint16_t p) {
+    return std::string{static_cast<char>(p & 0xff), static_cast<char>(p >> 8)};
+  };
+  SECTION("the pod's end of data ends the session (after the grace second)") {
+    WsOptions o;
+    o.protocols = {"v4.channel.k8s.io"};
+    auto r = WsExec(f, "/portForward/default/web?port=" + std::to_string(source.port()) +
+                           "&port=" + std::to_string(nothing), o);
+    INFO(r.error);
+    CHECK(r.http_status == 101);
+    CHECK(r.protocol == "v4.channel.k8s.io");
+    CHECK(r.close_code == 1000);
+    REQUIRE(r.messages.size() >= 4);
+    CHECK(r.channels[0] == port_bytes(source.port()) + Pattern(kSourceBytes));
+    CHECK(r.channels[1] == port_bytes(source.port()));
+    CHECK(r.channels[2] == port_bytes(nothing));
+    CHECK(r.channels[3].find(port_bytes(nothing) + "error forwarding port " +
+                             std::to_string(nothing) + " to pod sb-web") == 0);
+  }
+  SECTION("client data reaches the pod (base64 subprotocol)") {
+    LoopbackServer once([](int fd) {  // answers one read, then closes
+      char buf[256];
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n > 0) (void)!write(fd, buf, static_cast<size_t>(n));
+    });
+    WsOptions o;
+    o.protocols = {"v4.base64.channel.k8s.io"};
+    o.close_stdin = false;
+    o.first_messages = {{0, "ping through"}};
+    auto r = WsExec(f, "/portForward/default/web?port=" + std::to_string(once.port()), o);
+    INFO(r.error);
+    CHECK(r.protocol == "v4.base64.channel.k8s.io");
+    CHECK(r.text_frames);
+    CHECK(r.close_code == 1000);
+    CHECK(r.channels[0] == port_bytes(once.port()) + "ping through");
+    CHECK(r.channels[1] == port_bytes(once.port()));
+  }
+}
+
+TEST_CASE("kubelet portforward: errors before the upgrade, as the kubelet answers them") {
+  Fixture f;
+  int code = 0;
+  std::string spdy = "-X POST -H 'Connection: Upgrade' -H 'Upgrade: SPDY/3.1' "
+                     "-H 'X-Stream-Protocol-Version: portforward.k8s.io'";
+  CHECK(f.Curl("/portForward/default/nope", &code, spdy) == "pod does not exist");
+  CHECK(code == 404);
+  CHECK(f.Curl("/portForward/default/web/other-uid", &code, spdy) == "pod not found");
+  CHECK(code == 404);
+  CHECK(f.Curl("/portForward/default/stopped", &code, spdy) == "pod not found (\"stopped_default\")");
+  CHECK(code == 500);
+  f.Curl("/portForward/default/web", &code);
+  CHECK(code == 400);
+  std::string v4 = "-X POST -H 'Connection: Upgrade' -H 'Upgrade: SPDY/3.1' "
+                   "-H 'X-Stream-Protocol-Version: v4.channel.k8s.io'";
+  CHECK(f.Curl("/portForward/default/web", &code, v4) ==
+        "unable to upgrade: unable to negotiate protocol: client supports [v4.channel.k8s.io], "
+        "server accepts [portforward.k8s.io]");
+  CHECK(code == 403);
+  const char* ws = "-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' "
+                   "-H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "
+                   "-H 'Sec-WebSocket-Protocol: v4.channel.k8s.io'";
+  CHECK(f.Curl("/portForward/default/web", &code, ws) == "query parameter \"port\" is required");
+  CHECK(code == 400);
+  CHECK(f.Curl("/portForward/default/web?port=0", &code, ws) == "port \"0\" must be > 0");
+  CHECK(code == 400);
+  {
+    std::lock_guard<std::mutex> lock(f.authz.mu);
+    REQUIRE(!f.authz.seen.empty());
+    CHECK(f.authz.seen.back().subresource == "proxy");
+  }
+  std::lock_guard<std::mutex> lock(f.runtime.mu);
+  CHECK(f.runtime.forwards.empty());
 }

@@ -29,6 +29,10 @@ Response ApiServerImpl::Serve() {
     if (v != "get" && v != "create") return StatusResponse(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", Json::object());
     return PodExec();
   }
+  if (route_.sub == "portforward") {
+    if (v != "get" && v != "create") return StatusResponse(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", Json::object());
+    return PodPortForward();
+  }
   if (v == "get") return Get();
   if (v == "list") return List();
   if (v == "watch") return Watch();

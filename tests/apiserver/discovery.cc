@@ -86,6 +86,9 @@ std::optional<Json> ApiResourceList(const std::string& group, const std::string&
       } else if (sub == "exec") {
         s["kind"] = "PodExecOptions";
         s["verbs"] = Json::array({"create", "get"});
+      } else if (sub == "portforward") {
+        s["kind"] = "PodPortForwardOptions";
+        s["verbs"] = Json::array({"create", "get"});
       } else if (sub == "token") {
         s["group"] = "authentication.k8s.io";
         s["version"] = "v1";

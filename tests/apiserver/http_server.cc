@@ -12,6 +12,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <array>
 #include <atomic>
 #include <functional>
@@ -200,6 +202,10 @@ struct HttpServer::Impl {
   void ProxyUpgrade(net::io_context& ioc, beast::ssl_stream<beast::tcp_stream>& client,
                     beast::flat_buffer& client_buf, const http::request<http::string_body>& hreq,
                     const std::string& url);
+  void TunnelSpdy(net::io_context& ioc, beast::ssl_stream<beast::tcp_stream>& client,
+                  beast::ssl_stream<beast::tcp_stream>& up, beast::flat_buffer& up_buf,
+                  const http::request<http::string_body>& hreq,
+                  const http::response<http::string_body>& upres);
   std::string KubeletClientContext(ssl::context& ctx);
   void Proxy(beast::ssl_stream<beast::tcp_stream>& stream, const Request& req,
              const std::string& url, unsigned version, bool keep_alive);
@@ -358,9 +364,87 @@ void HttpServer::Impl::Proxy(beast::ssl_stream<beast::tcp_stream>& client, const
   net::write(client, http::make_chunk_last(), ec);
 }
 
+void HttpServer::Impl::TunnelSpdy(net::io_context& ioc,
+                                  beast::ssl_stream<beast::tcp_stream>& client,
+                                  beast::ssl_stream<beast::tcp_stream>& up,
+                                  beast::flat_buffer& up_buf,
+                                  const http::request<http::string_body>& hreq,
+                                  const http::response<http::string_body>& upres) {
+  namespace websocket = beast::websocket;
+  auto fail = [&](const std::string& msg) {
+    Response r = internal::StatusResponse(500, ReasonFor(500), msg, std::nullopt);
+    WriteResponse(client, r, hreq.version(), false, false);
+  };
+  std::string conn_hdr(upres[http::field::connection]), upg(upres[http::field::upgrade]);
+  for (auto& c : conn_hdr) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : upg) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (conn_hdr.find("upgrade") == std::string::npos || upg.find("spdy/3.1") == std::string::npos) {
+    fail("unable to upgrade: missing upgrade headers in response");
+    return;
+  }
+  std::string chosen(upres["X-Stream-Protocol-Version"]);
+  std::string ws_proto = chosen.empty() ? "" : "SPDY/3.1+" + chosen;
+  websocket::stream<beast::ssl_stream<beast::tcp_stream>&> ws(client);
+  ws.set_option(websocket::stream_base::decorator([&](websocket::response_type& res) {
+    if (!ws_proto.empty()) res.set(http::field::sec_websocket_protocol, ws_proto);
+  }));
+  ws.read_message_max(16 << 20);
+  beast::error_code ec;
+  ws.accept(hreq, ec);
+  if (ec) return;
+  base::log::Info("tunnelling SPDY through a WebSocket", {{"protocol", ws_proto}});
+  ws.binary(true);
+  if (up_buf.size() > 0) ws.write(up_buf.data(), ec);
+  if (ec) return;
+  bool closed = false;
+  auto close_all = [&] {
+    if (closed) return;
+    closed = true;
+    beast::error_code ignored;
+    beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(up).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(client).close();
+    beast::get_lowest_layer(up).close();
+  };
+  beast::flat_buffer from_client;
+  std::array<char, 32 * 1024> to_client;
+  std::function<void()> pump_up, pump_client;
+  pump_up = [&] {
+    ws.async_read(from_client, [&](beast::error_code e, size_t) {
+      if (e) return close_all();  // the client closed (or broke) the tunnel
+      net::async_write(up, from_client.data(), [&](beast::error_code we, size_t) {
+        from_client.consume(from_client.size());
+        if (we) return close_all();
+        pump_up();
+      });
+    });
+  };
+  pump_client = [&] {
+    up.async_read_some(net::buffer(to_client), [&](beast::error_code e, size_t n) {
+      if (e) {  // the kubelet ended the session: close the tunnel
+        ws.async_close(websocket::close_code::normal, [&](beast::error_code) { close_all(); });
+        return;
+      }
+      ws.async_write(net::buffer(to_client.data(), n), [&](beast::error_code we, size_t) {
+        if (we) return close_all();
+        pump_client();
+      });
+    });
+  };
+  pump_up();
+  pump_client();
+  ioc.restart();
+  ioc.run();
+}
+
 // pods/exec: the kubelet's answer to the forwarded upgrade request goes back to the client as
 // is when it is a 101 (then the connection is a byte pipe in both directions, as the apiserver's
 // UpgradeAwareHandler makes it), or as a Status carrying the kubelet's message otherwise.
+// pods/portforward from kubectl 1.31+: a WebSocket whose subprotocols are "SPDY/3.1+<proto>"
+// carries SPDY in its binary messages. As the API server's TunnelingHandler, the kubelet is
+// asked for a SPDY/3.1 upgrade with those protocols, its 101 is swallowed, the client gets a
+// WebSocket 101 naming "SPDY/3.1+" and the kubelet's protocol, and the bytes are relayed:
+// each message's payload to the kubelet, each read from the kubelet as one binary message.
 void HttpServer::Impl::ProxyUpgrade(net::io_context& ioc,
                                     beast::ssl_stream<beast::tcp_stream>& client,
                                     beast::flat_buffer& client_buf,
@@ -378,6 +462,26 @@ void HttpServer::Impl::ProxyUpgrade(net::io_context& ioc,
     fail(500, err);
     return;
   }
+  std::vector<std::string> tunnelled;  // SPDY protocols a tunnelling client offers
+  if (beast::iequals(hreq[http::field::upgrade], "websocket")) {
+    for (const auto& f : hreq) {
+      if (f.name() != http::field::sec_websocket_protocol) continue;
+      std::string v(f.value());
+      size_t at = 0;
+      while (at <= v.size()) {
+        size_t comma = v.find(',', at);
+        if (comma == std::string::npos) comma = v.size();
+        std::string p = v.substr(at, comma - at);
+        p.erase(0, p.find_first_not_of(' '));
+        p.erase(p.find_last_not_of(' ') + 1);
+        if (p.rfind("SPDY/3.1+", 0) == 0 && p.size() > 16 &&
+            p.compare(p.size() - 7, 7, ".k8s.io") == 0) {
+          tunnelled.push_back(p.substr(9));
+        }
+        at = comma + 1;
+      }
+    }
+  }
   beast::ssl_stream<beast::tcp_stream> up(ioc, ctx);
   beast::error_code ec = DialKubelet(ioc, up, host, port);
   if (ec) {
@@ -386,12 +490,23 @@ void HttpServer::Impl::ProxyUpgrade(net::io_context& ioc,
   }
   // The client's request with its upgrade headers (Connection, Upgrade, Sec-WebSocket-*,
   // X-Stream-Protocol-Version); the apiserver's own credentials replace the client's.
-  http::request<http::empty_body> upreq{hreq.method(), target, 11};
+  http::request<http::empty_body> upreq{tunnelled.empty() ? hreq.method() : http::verb::post,
+                                        target, 11};
   for (const auto& f : hreq) {
     if (f.name() == http::field::host || f.name() == http::field::authorization ||
         f.name() == http::field::content_length || f.name() == http::field::transfer_encoding)
       continue;
+    if (!tunnelled.empty() &&
+        (f.name() == http::field::upgrade || f.name() == http::field::sec_websocket_protocol ||
+         f.name() == http::field::sec_websocket_key ||
+         f.name() == http::field::sec_websocket_version ||
+         beast::iequals(f.name_string(), "X-Stream-Protocol-Version")))
+      continue;
     upreq.insert(f.name_string(), f.value());
+  }
+  if (!tunnelled.empty()) {
+    upreq.set(http::field::upgrade, "SPDY/3.1");
+    for (const auto& p : tunnelled) upreq.insert("X-Stream-Protocol-Version", p);
   }
   upreq.set(http::field::host, hostport);
   http::write(up, upreq, ec);
@@ -414,6 +529,10 @@ void HttpServer::Impl::ProxyUpgrade(net::io_context& ioc,
     while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
     if (body.empty()) body = "unable to upgrade connection: " + std::string(parser.get().reason());
     fail(status >= 400 ? status : 500, body);
+    return;
+  }
+  if (!tunnelled.empty()) {
+    TunnelSpdy(ioc, client, up, up_buf, hreq, parser.get());
     return;
   }
   std::string head = "HTTP/1.1 101 Switching Protocols\r\n";

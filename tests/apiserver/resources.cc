@@ -15,7 +15,7 @@ const std::vector<std::string> kAllVerbs = {"create", "delete", "deletecollectio
 const std::vector<ResourceDef>& Resources() {
   static const std::vector<ResourceDef> defs = {
       {"", "v1", "pods", "pod", "Pod", "Pod", true, {"po"}, kAllVerbs, "pods",
-       {"status", "log", "exec", "binding", "eviction"}},
+       {"status", "log", "exec", "portforward", "binding", "eviction"}},
       {"", "v1", "nodes", "node", "Node", "Node", false, {"no"}, kAllVerbs, "nodes", {"status"}},
       {"", "v1", "namespaces", "namespace", "Namespace", "Namespace", false, {"ns"},
        {"create", "delete", "get", "list", "patch", "update", "watch"}, "namespaces",

@@ -80,8 +80,10 @@ class ApiServerImpl {
   Response TokenReview(const Json& body);
   Response PodLog();
   Response PodExec();
+  Response PodPortForward();
   // The kubelet URL base "https://IP:PORT" of the node running the pod, and the container
   // (defaulted when the pod has one), as the apiserver's streamLocation; or an error Response.
+  // `container` == nullptr: no container is chosen (pods/portforward).
   std::optional<Response> KubeletLocation(std::string* base, std::string* container);
   Response Binding(const Json& body);
   bool WantsTable();

@@ -1,5 +1,6 @@
 // Reads: get, list, watch, server-side tables and the pod log proxy.
 #include "base/log.h"
+#include "base/strings.h"
 #include "tests/apiserver/defaults.h"
 #include "tests/apiserver/internal.h"
 #include "tests/apiserver/patch.h"
@@ -201,32 +202,35 @@ std::optional<Response> ApiServerImpl::KubeletLocation(std::string* base,
   const Json* pod = store_.Get("pods", route_.ns, route_.name);
   if (!pod) return NotFound(def_, route_.name);
   const Json& spec = (*pod)["spec"];
-  std::vector<std::string> names, init_names;
-  for (const auto& c : spec.value("containers", Json::array())) names.push_back(c.value("name", ""));
-  for (const auto& c : spec.value("initContainers", Json::array()))
-    init_names.push_back(c.value("name", ""));
-  std::string container = req_.Query("container");
-  auto join = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& n : v) s += (s.empty() ? "" : " ") + n;
-    return s;
-  };
-  if (container.empty()) {
-    if (names.size() == 1) {
-      container = names[0];
-    } else {
-      std::string msg = "a container name must be specified for pod " + route_.name +
-                        ", choose one of: [" + join(names) + "]";
-      if (!init_names.empty()) msg += " or one of the init containers: [" + join(init_names) + "]";
-      return BadRequest(msg);
+  std::string container;
+  if (container_out) {
+    std::vector<std::string> names, init_names;
+    for (const auto& c : spec.value("containers", Json::array())) names.push_back(c.value("name", ""));
+    for (const auto& c : spec.value("initContainers", Json::array()))
+      init_names.push_back(c.value("name", ""));
+    container = req_.Query("container");
+    auto join = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (const auto& n : v) s += (s.empty() ? "" : " ") + n;
+      return s;
+    };
+    if (container.empty()) {
+      if (names.size() == 1) {
+        container = names[0];
+      } else {
+        std::string msg = "a container name must be specified for pod " + route_.name +
+                          ", choose one of: [" + join(names) + "]";
+        if (!init_names.empty()) msg += " or one of the init containers: [" + join(init_names) + "]";
+        return BadRequest(msg);
+      }
     }
+    bool known = std::find(names.begin(), names.end(), container) != names.end() ||
+                 std::find(init_names.begin(), init_names.end(), container) != init_names.end();
+    for (const auto& c : spec.value("ephemeralContainers", Json::array()))
+      known = known || c.value("name", "") == container;
+    if (!known)
+      return BadRequest("container " + container + " is not valid for pod " + route_.name);
   }
-  bool known = std::find(names.begin(), names.end(), container) != names.end() ||
-               std::find(init_names.begin(), init_names.end(), container) != init_names.end();
-  for (const auto& c : spec.value("ephemeralContainers", Json::array()))
-    known = known || c.value("name", "") == container;
-  if (!known)
-    return BadRequest("container " + container + " is not valid for pod " + route_.name);
   std::string node_name = spec.value("nodeName", "");
   if (node_name.empty()) return BadRequest("pod " + route_.name + " does not have a host assigned");
   const Json* node = store_.Get("nodes", "", node_name);
@@ -253,7 +257,7 @@ std::optional<Response> ApiServerImpl::KubeletLocation(std::string* base,
                           Json{{"causes", Json::array({{{"message", "node has no address"}}})}});
   std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
   *base = "https://" + host + ":" + std::to_string(port);
-  *container_out = container;
+  if (container_out) *container_out = container;
   return std::nullopt;
 }
 
@@ -298,6 +302,31 @@ Response ApiServerImpl::PodExec() {
   }
   Response r;
   r.proxy_url = base + "/exec/" + route_.ns + "/" + route_.name + "/" + container + q;
+  r.proxy_upgrade = true;
+  return r;
+}
+
+// pods/portforward (K:pkg/registry/core/pod/strategy.go PortForwardLocation): the ports of
+// PodPortForwardOptions (query "ports") become the kubelet's "port" parameters. The transport
+// passes the upgrade on, and unwraps SPDY tunnelled through a WebSocket (kubectl 1.31+) as the
+// API server's TunnelingHandler does.
+Response ApiServerImpl::PodPortForward() {
+  std::string base;
+  if (auto err = KubeletLocation(&base, nullptr)) return *err;
+  std::string q;
+  auto range = req_.query.equal_range("ports");
+  for (auto it = range.first; it != range.second; ++it) {
+    for (const auto& p : base::Split(it->second, ',')) {
+      char* end = nullptr;
+      long v = strtol(p.c_str(), &end, 10);
+      if (p.empty() || *end || v < 1 || v > 65535) {
+        return BadRequest("invalid port \"" + p + "\": must be between 1 and 65535");
+      }
+      q += std::string(q.empty() ? "?" : "&") + "port=" + std::to_string(v);
+    }
+  }
+  Response r;
+  r.proxy_url = base + "/portForward/" + route_.ns + "/" + route_.name + q;
   r.proxy_upgrade = true;
   return r;
 }
