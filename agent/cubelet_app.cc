@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "agent/event_recorder.h"
+#include "agent/eviction.h"
 #include "agent/https_api_client.h"
 #include "agent/informer.h"
 #include "agent/kubeconfig.h"
@@ -22,6 +23,7 @@
 #include "agent/machine_info.h"
 #include "agent/node_lease.h"
 #include "agent/node_status.h"
+#include "agent/periodic.h"
 #include "agent/proxy_feed.h"
 #include "agent/registry_config.h"
 #include "agent/runtime_config.h"
@@ -246,6 +248,8 @@ struct CubeletApp::State {
   std::unique_ptr<runtime::net::RouteSync> routes;
   std::mutex route_mu;
   std::string pod_cidr;
+  std::unique_ptr<eviction::Manager> eviction;
+  Periodic eviction_loop;  // after `eviction` and `kubelet`: stopped first
 };
 
 CubeletApp::CubeletApp(CubeletFlags flags) : flags_(std::move(flags)), s_(std::make_unique<State>()) {}
@@ -392,7 +396,106 @@ base::Result<> CubeletApp::Start() {
                                              const std::string& message) {
     events->Event(NodeReference(node), type, reason, message);
   });
+  // Node-pressure eviction (K:pkg/kubelet/eviction): thresholds, admission, one pod per cycle.
+  std::vector<eviction::Threshold> thresholds = eviction::DefaultThresholds();
+  if (!f.eviction_hard.empty()) {
+    auto t = eviction::ParseThresholds(f.eviction_hard);
+    if (!t) return tl::unexpected(t.error().Wrap("--eviction-hard"));
+    thresholds = *t;
+  }
+  {
+    Kubelet* kl = s_->kubelet.get();
+    std::string root_dir = f.root_dir;
+    std::string image_dir = f.image_dir.empty() ? f.root_dir + "/images" : f.image_dir;
+    eviction::Manager::Deps d;
+    d.observe = [root_dir, image_dir] {
+      MachineInfoReader::Options mo;
+      mo.fs_path = root_dir;
+      ResourceUsage u = MachineInfoReader(mo).Usage();
+      eviction::Observations obs;
+      if (u.memory_available_bytes >= 0 && u.memory_capacity_bytes > 0) {
+        obs[eviction::Signal::kMemoryAvailable] = {u.memory_available_bytes, u.memory_capacity_bytes};
+      }
+      if (u.fs_capacity_bytes > 0) {
+        obs[eviction::Signal::kNodeFsAvailable] = {u.fs_available_bytes, u.fs_capacity_bytes};
+      }
+      if (u.fs_inodes > 0) obs[eviction::Signal::kNodeFsInodesFree] = {u.fs_inodes_free, u.fs_inodes};
+      if (u.pid_max > 0 && u.pids_used >= 0) {
+        obs[eviction::Signal::kPidAvailable] = {u.pid_max - u.pids_used, u.pid_max};
+      }
+      mo.fs_path = image_dir;
+      ResourceUsage iu = MachineInfoReader(mo).Usage();
+      if (iu.fs_capacity_bytes > 0) {
+        obs[eviction::Signal::kImageFsAvailable] = {iu.fs_available_bytes, iu.fs_capacity_bytes};
+      }
+      if (iu.fs_inodes > 0) obs[eviction::Signal::kImageFsInodesFree] = {iu.fs_inodes_free, iu.fs_inodes};
+      return obs;
+    };
+    d.candidates = [kl, runtime] {
+      // Usage per pod uid and container name, from the running containers' stats.
+      std::map<std::string, std::map<std::string, std::pair<int64_t, int64_t>>> use;  // mem, pids
+      cri::ContainerFilter cf;
+      cf.state = cri::ContainerState::kRunning;
+      std::map<std::string, std::pair<std::string, std::string>> owner;  // id -> (uid, name)
+      if (auto cs = runtime->ListContainers(cf)) {
+        for (const auto& c : *cs) {
+          auto uid = c.labels.find(kLabelPodUid);
+          if (uid != c.labels.end()) owner[c.id] = {uid->second, c.metadata.name};
+        }
+      }
+      if (auto stats = runtime->ListContainerStats(cf)) {
+        for (const auto& st : *stats) {
+          auto it = owner.find(st.id);
+          if (it == owner.end()) continue;
+          auto& u = use[it->second.first][it->second.second];
+          u.first += static_cast<int64_t>(st.memory.working_set_bytes);
+          u.second += static_cast<int64_t>(st.pids);
+        }
+      }
+      std::vector<eviction::Candidate> out;
+      for (const auto& p : kl->ActivePodsForEviction()) {
+        eviction::Candidate c;
+        c.uid = p.uid;
+        c.ns = p.ns;
+        c.name = p.name;
+        c.priority = p.priority;
+        c.critical = p.critical;
+        for (const auto& [name, request] : p.memory_requests) {
+          auto u = use[p.uid][name];
+          c.containers.push_back({name, u.first, request});
+          c.pids += u.second;
+        }
+        out.push_back(std::move(c));
+      }
+      return out;
+    };
+    d.evict = [kl](const eviction::Candidate& pod, const std::string& message) {
+      kl->FailPod(pod.uid, "Evicted", message, true, 0);
+    };
+    s_->eviction = std::make_unique<eviction::Manager>(
+        thresholds,
+        std::chrono::duration_cast<std::chrono::seconds>(f.eviction_pressure_transition_period),
+        std::move(d));
+    eviction::Manager* em = s_->eviction.get();
+    s_->kubelet->SetAdmitFn([em](const Pod& pod, const json& api_pod)
+                                -> std::optional<std::pair<std::string, std::string>> {
+      bool tolerates = false;
+      const json spec = api_pod.value("spec", json::object());
+      for (const auto& t : spec.value("tolerations", json::array())) {
+        std::string key = t.value("key", ""), op = t.value("operator", "Equal");
+        std::string effect = t.value("effect", "");
+        bool key_ok = key == "node.kubernetes.io/memory-pressure" || (key.empty() && op == "Exists");
+        bool value_ok = op == "Exists" || t.value("value", "").empty();
+        if (key_ok && value_ok && (effect.empty() || effect == "NoSchedule")) tolerates = true;
+      }
+      auto why = eviction::AdmissionRejection(pod, tolerates, em->Conditions());
+      if (!why) return std::nullopt;
+      return std::make_pair(std::string("Evicted"), *why);
+    });
+  }
   s_->kubelet->Start();
+  // The kubelet's evictionMonitoringPeriod.
+  s_->eviction_loop.Start(std::chrono::seconds(10), [em = s_->eviction.get()] { em->Synchronize(); });
 
   // Node status and lease.
   NodeStatusOptions no;
@@ -409,7 +512,17 @@ base::Result<> CubeletApp::Start() {
   no.pod_cidr = f.pod_cidr;
   no.state_dir = f.root_dir;  // disk capacity and DiskPressure are measured where pods live
   no.update_frequency = std::chrono::seconds(f.node_status_update_frequency);
+  // Allocatable and the node's pressure follow the same thresholds as the eviction manager.
+  for (const auto& t : thresholds) {
+    if (t.signal == eviction::Signal::kMemoryAvailable) {
+      no.node.eviction_hard_memory_bytes = eviction::ThresholdValue(t, ko.node.memory_capacity_bytes);
+    }
+    if (t.signal == eviction::Signal::kNodeFsAvailable && t.percentage) {
+      no.node.eviction_hard_nodefs_fraction = static_cast<float>(*t.percentage);
+    }
+  }
   NodeStatusHooks hooks;
+  hooks.pressure_conditions = [em = s_->eviction.get()] { return em->Conditions(); };
   hooks.runtime_status = [runtime] { return runtime->Status(); };
   hooks.list_images = [runtime] { return runtime->ListImages(); };
   State* s = s_.get();
@@ -555,6 +668,7 @@ void CubeletApp::Stop() {
   if (s_->nodes) s_->nodes->Stop();
   if (s_->proxy_feed) s_->proxy_feed->Stop();
   if (s_->proxier) s_->proxier->Stop();
+  s_->eviction_loop.Stop();
   if (s_->kubelet) s_->kubelet->Stop();
   if (s_->lease) s_->lease->Stop();
   if (s_->node_status) s_->node_status->Stop();

@@ -45,6 +45,7 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   CubeletFlags f;
   std::string minimum_image_gc_age = "2m0s";
   std::string authz_authorized_ttl = "5m0s", authz_unauthorized_ttl = "30s", token_ttl = "2m0s";
+  std::string eviction_transition = "5m0s";
   CLI::App app{"cubelet: a Kubernetes node agent (kubelet + kube-proxy) with an embedded container runtime"};
   app.set_version_flag("--version", "cubelet v0.1.0 (kubelet-compatible v1.32)");
   app.get_formatter()->column_width(42);
@@ -89,6 +90,8 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--container-log-max-files", f.container_log_max_files, "Log files kept per container, the current one included (at least 2)")->capture_default_str()->check(CLI::Range(2, 1000000));
   app.add_option("--image-gc-high-threshold", f.image_gc_high_threshold, "Image filesystem usage percent at which image garbage collection runs (100 disables it)")->capture_default_str()->check(CLI::Range(0, 100));
   app.add_option("--image-gc-low-threshold", f.image_gc_low_threshold, "Image filesystem usage percent image garbage collection frees down to")->capture_default_str()->check(CLI::Range(0, 100));
+  app.add_option("--eviction-hard", f.eviction_hard, "Hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10%,pid.available<5% (signals: memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree, pid.available; default: the kubelet's)");
+  app.add_option("--eviction-pressure-transition-period", eviction_transition, "How long the node keeps reporting a pressure condition after its threshold was last met (Go duration)")->capture_default_str();
   app.add_option("--minimum-image-gc-age", minimum_image_gc_age, "Minimum age of an unused image before image garbage collection may remove it (Go duration)")->capture_default_str();
   // cubelet-specific
   app.add_option("--registry-config", f.registry_config, "JSON file with registry mirrors, insecure (plain HTTP) registries and node-level credentials (docker config.json \"auths\")");
@@ -124,7 +127,9 @@ CubeletFlags ParseFlags(int argc, char** argv) {
         std::tuple{"--authorization-webhook-cache-unauthorized-ttl", &authz_unauthorized_ttl,
                    &f.authorization_webhook_cache_unauthorized_ttl},
         std::tuple{"--authentication-token-webhook-cache-ttl", &token_ttl,
-                   &f.authentication_token_webhook_cache_ttl}}) {
+                   &f.authentication_token_webhook_cache_ttl},
+        std::tuple{"--eviction-pressure-transition-period", &eviction_transition,
+                   &f.eviction_pressure_transition_period}}) {
     if (!ParseGoDuration(*text, out)) {
       std::cerr << flag << ": invalid duration \"" << *text << "\" (expected e.g. 5m0s, 30s)\n";
       std::exit(2);

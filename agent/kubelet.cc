@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "base/file.h"
+#include "base/time.h"
 #include "base/strings.h"
 #include "base/log.h"
 
@@ -326,6 +327,11 @@ void Kubelet::Publish(const std::string& uid, const PodRecord& rec, const PodRun
   in.sandbox_ready = state.Newest() && state.Newest()->ready;
   in.terminating = terminating;
   in.pod_failed = pod_failed;
+  if (pod_failed) {
+    in.pod_reason = rec.fail_reason;
+    in.pod_message = rec.fail_message;
+    if (rec.fail_disruption) in.disruption_message = rec.fail_message;
+  }
   in.now = clock_->Now();
   probes_->UpdatePod(rec.pod, PodIpOf(rec.pod, state, opts_.node.node_ips), state);
   in.readiness = probes_->Readiness(uid);
@@ -375,6 +381,54 @@ SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
     state = Observe(uid);
     Publish(uid, rec, state, false, false);
     return {};
+  }
+
+  if (!rec.fail_reason.empty()) return FailedPod(uid, std::move(rec), std::move(state));
+
+  // Admission, once, for a pod that has not run here yet (after a restart, running pods have
+  // their sandboxes and are not asked again).
+  if (!rec.admitted) {
+    std::optional<std::pair<std::string, std::string>> refused;
+    if (admit_ && state.sandboxes.empty()) refused = admit_(pod, rec.api_pod);
+    std::lock_guard lk(mu_);
+    auto it = pods_.find(uid);
+    if (it == pods_.end()) return {};
+    if (refused) {
+      it->second.fail_reason = rec.fail_reason = refused->first;
+      it->second.fail_message = rec.fail_message = refused->second;
+    } else {
+      it->second.admitted = rec.admitted = true;
+    }
+  }
+  if (!rec.fail_reason.empty()) {
+    Event(pod, "Warning", rec.fail_reason, rec.fail_message);
+    return FailedPod(uid, std::move(rec), std::move(state));
+  }
+
+  // activeDeadlineSeconds (K:pkg/kubelet/active_deadline.go): counted from status.startTime.
+  std::optional<std::chrono::steady_clock::duration> deadline_left;
+  if (pod.active_deadline_seconds) {
+    base::WallTime start = clock_->Now();
+    if (rec.api_pod.contains("status") && rec.api_pod["status"].contains("startTime")) {
+      if (auto t = base::ParseRfc3339(rec.api_pod["status"].value("startTime", ""))) start = *t;
+    }
+    auto left = start + std::chrono::seconds(*pod.active_deadline_seconds) - clock_->Now();
+    if (left <= base::WallTime::duration::zero()) {
+      std::lock_guard lk(mu_);
+      auto it = pods_.find(uid);
+      if (it == pods_.end()) return {};
+      it->second.fail_reason = rec.fail_reason = "DeadlineExceeded";
+      it->second.fail_message = rec.fail_message =
+          "Pod was active on the node longer than the specified deadline";
+      it->second.fail_grace = rec.fail_grace = pod.termination_grace_period_seconds;
+    } else {
+      deadline_left = std::chrono::duration_cast<std::chrono::steady_clock::duration>(left) +
+                      std::chrono::milliseconds(100);
+    }
+  }
+  if (!rec.fail_reason.empty()) {
+    Event(pod, "Normal", rec.fail_reason, rec.fail_message);
+    return FailedPod(uid, std::move(rec), std::move(state));
   }
 
   PodActions actions = ComputePodActions(pod, state, [&](const ObservedContainer& last) {
@@ -550,7 +604,63 @@ SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
       if (!requeue || d < *requeue) requeue = d;
     }
   }
+  if (deadline_left && (!requeue || *deadline_left < *requeue)) requeue = deadline_left;
   return {false, requeue};
+}
+
+SyncResult Kubelet::FailedPod(const std::string& uid, PodRecord rec, PodRuntimeState state) {
+  const Pod& pod = rec.pod;
+  if (state.AnyRunning()) KillContainers(pod, state, rec.fail_grace);
+  for (const auto& sb : state.sandboxes) {
+    if (sb.ready) (void)runtime_->StopPodSandbox(sb.id);
+  }
+  state = Observe(uid);
+  if (state.AnyRunning()) {
+    Publish(uid, rec, state, false, false);
+    return {false, std::chrono::seconds(1)};
+  }
+  Publish(uid, rec, state, false, true);
+  return {};
+}
+
+void Kubelet::FailPod(const std::string& uid, const std::string& reason,
+                      const std::string& message, bool disruption, int64_t grace_seconds) {
+  Pod pod;
+  {
+    std::lock_guard lk(mu_);
+    auto it = pods_.find(uid);
+    if (it == pods_.end() || !it->second.fail_reason.empty()) return;
+    it->second.fail_reason = reason;
+    it->second.fail_message = message;
+    it->second.fail_disruption = disruption;
+    it->second.fail_grace = grace_seconds;
+    pod = it->second.pod;
+  }
+  Event(pod, "Warning", reason, message);
+  workers_->Update(uid);
+}
+
+std::vector<Kubelet::EvictionCandidateInput> Kubelet::ActivePodsForEviction() const {
+  std::vector<EvictionCandidateInput> out;
+  std::lock_guard lk(mu_);
+  for (const auto& [uid, rec] : pods_) {
+    if (!rec.decoded || rec.removed || rec.finalized || !rec.fail_reason.empty() ||
+        rec.pod.deletion_timestamp || IsTerminalPhase(rec.pod.phase) || !rec.admitted) {
+      continue;
+    }
+    EvictionCandidateInput c;
+    c.uid = uid;
+    c.ns = rec.pod.ns;
+    c.name = rec.pod.name;
+    c.priority = rec.pod.priority.value_or(0);
+    // K:pkg/kubelet/types IsCriticalPod: static and mirror pods, or system-critical priority.
+    c.critical = c.priority >= 2000000000;
+    for (const auto& ct : rec.pod.containers) {
+      c.memory_requests.emplace_back(ct.name, ct.resources.requests.memory_bytes.value_or(0));
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 SyncResult Kubelet::TerminatePod(const std::string& uid, PodRecord rec) {

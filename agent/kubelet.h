@@ -3,6 +3,8 @@
 // SyncPod / TerminatePod through the CRI → status to the API. Also the orphan cleanup at start
 // and the data the kubelet HTTP API and cubectl show.
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -73,6 +75,25 @@ class Kubelet {
   std::string MetricsText() const;
   size_t ActivePods() const;
 
+  // The kubelet fails a pod itself (node-pressure eviction; activeDeadlineSeconds uses the
+  // same path): its containers are killed with `grace_seconds`, then the status says phase
+  // Failed with `reason` and `message`, plus a DisruptionTarget condition when `disruption`.
+  void FailPod(const std::string& uid, const std::string& reason, const std::string& message,
+               bool disruption, int64_t grace_seconds);
+  // Pod admission (the kubelet's admit handlers, for pods that have not started here yet):
+  // returns the reason and message to refuse `pod` with; nullopt admits it.
+  using AdmitFn = std::function<std::optional<std::pair<std::string, std::string>>(
+      const Pod& pod, const nlohmann::json& api_pod)>;
+  void SetAdmitFn(AdmitFn fn) { admit_ = std::move(fn); }
+  // Running pods this node could evict, with their containers' memory use and requests.
+  struct EvictionCandidateInput {
+    std::string uid, ns, name;
+    int32_t priority = 0;
+    bool critical = false;
+    std::vector<std::pair<std::string, int64_t>> memory_requests;  // container -> bytes
+  };
+  std::vector<EvictionCandidateInput> ActivePodsForEviction() const;
+
  private:
   struct PodRecord {
     nlohmann::json api_pod;          // latest from the API
@@ -86,11 +107,18 @@ class Kubelet {
     std::string sandbox_error;
     std::chrono::steady_clock::time_point first_seen;
     bool start_reported = false;
+    // Set when the kubelet fails the pod itself (FailPod, admission, activeDeadlineSeconds).
+    std::string fail_reason, fail_message;
+    bool fail_disruption = false;
+    int64_t fail_grace = 0;
+    bool admitted = false;
   };
 
   SyncResult Sync(const std::string& uid);
   SyncResult SyncPod(const std::string& uid, PodRecord rec);
   SyncResult TerminatePod(const std::string& uid, PodRecord rec);
+  // The end of a pod the kubelet failed (rec.fail_*): killed, sandboxes stopped, status Failed.
+  SyncResult FailedPod(const std::string& uid, PodRecord rec, PodRuntimeState state);
   void CleanupOrphans();
   PodRuntimeState Observe(const std::string& uid);
   void Publish(const std::string& uid, const PodRecord& rec, const PodRuntimeState& state, bool terminating,
@@ -113,6 +141,7 @@ class Kubelet {
   ImageManager image_manager_;
   Backoff crash_backoff_;
   PodEventFn events_;
+  AdmitFn admit_;
   mutable std::mutex mu_;
   std::map<std::string, PodRecord> pods_;              // by uid
   std::map<std::string, std::string> sandbox_to_pod_;  // sandbox id -> pod uid

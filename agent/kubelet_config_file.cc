@@ -165,6 +165,22 @@ const std::map<std::string, Field>& Fields() {
           f->node_status_update_frequency = static_cast<int>(d->count() / 1000);
           return {};
         }};
+    m["evictionHard"] = {
+        "eviction-hard",
+        [](const YAML::Node& n, const std::string& path, CubeletFlags* f) -> Result<> {
+          if (!n.IsMap()) return base::Fail(path + ": must be a map of signal to threshold");
+          std::vector<std::string> parts;
+          for (const auto& kv : n) {
+            auto v = Str(kv.second, path + "." + kv.first.as<std::string>());
+            if (!v) return tl::unexpected(v.error());
+            parts.push_back(kv.first.as<std::string>() + "<" + *v);
+          }
+          f->eviction_hard = base::Join(parts, ",");
+          return {};
+        }};
+    m["evictionPressureTransitionPeriod"] =
+        Make("eviction-pressure-transition-period", Duration,
+             &CubeletFlags::eviction_pressure_transition_period, Zero::kUnset);
     m["imageGCHighThresholdPercent"] =
         Make("image-gc-high-threshold", Int, &CubeletFlags::image_gc_high_threshold);
     m["imageGCLowThresholdPercent"] =

@@ -268,6 +268,7 @@ ResourceUsage MachineInfoReader::Usage() {
   ResourceUsage u;
   if (auto meminfo = base::ReadFile(Path("/proc/meminfo"))) {
     u.memory_available_bytes = ParseMeminfoBytes(*meminfo, "MemAvailable");
+    u.memory_capacity_bytes = ParseMeminfoBytes(*meminfo, "MemTotal");
   }
   std::string fs = options_.fs_path.empty() ? "/" : options_.fs_path;
   struct statvfs st {};
@@ -279,6 +280,8 @@ ResourceUsage MachineInfoReader::Usage() {
   if (st.f_blocks > 0) {
     u.fs_capacity_bytes = static_cast<int64_t>(st.f_blocks) * st.f_frsize;
     u.fs_available_bytes = static_cast<int64_t>(st.f_bavail) * st.f_frsize;
+    u.fs_inodes = static_cast<int64_t>(st.f_files);
+    u.fs_inodes_free = static_cast<int64_t>(st.f_ffree);
   }
   // /proc/loadavg: "0.12 0.18 0.16 1/92 9428": the 4th field's denominator counts all tasks.
   if (auto load = base::ReadFile(Path("/proc/loadavg"))) {

@@ -45,8 +45,11 @@ struct MachineInfo {
 // Readings behind the pressure conditions; a negative value means "could not be read".
 struct ResourceUsage {
   int64_t memory_available_bytes = -1;  // MemAvailable
+  int64_t memory_capacity_bytes = -1;   // MemTotal
   int64_t fs_available_bytes = -1;      // statfs f_bavail * f_frsize of the state directory
   int64_t fs_capacity_bytes = -1;
+  int64_t fs_inodes_free = -1;          // f_ffree
+  int64_t fs_inodes = -1;               // f_files
   int64_t pids_used = -1;  // running processes + threads (/proc/loadavg)
   int64_t pid_max = -1;    // min(kernel.pid_max, kernel.threads-max)
 };

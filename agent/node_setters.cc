@@ -338,6 +338,14 @@ void RunSetters(ojson& node, const NodeStatusConfig& cfg, const NodeObservation&
   bool pid_pressure =
       u.pids_used >= 0 && u.pid_max > 0 &&
       static_cast<double>(u.pids_used) > static_cast<double>(u.pid_max) * cfg.pid_pressure_fraction;
+  if (obs.pressure) {
+    auto has = [&](const char* c) {
+      return std::find(obs.pressure->begin(), obs.pressure->end(), c) != obs.pressure->end();
+    };
+    memory_pressure = has("MemoryPressure");
+    disk_pressure = has("DiskPressure");
+    pid_pressure = has("PIDPressure");
+  }
   SetPressureCondition(status, kMemoryPressure, memory_pressure, now, cfg.node_name, events);
   SetPressureCondition(status, kDiskPressure, disk_pressure, now, cfg.node_name, events);
   SetPressureCondition(status, kPIDPressure, pid_pressure, now, cfg.node_name, events);

@@ -63,6 +63,9 @@ struct NodeObservation {
   base::WallTime now{};
   std::optional<MachineInfo> machine;  // nullopt: capacity stays as it is (or missing)
   ResourceUsage usage;
+  // From the eviction manager when there is one: the pressure conditions that are true
+  // ("MemoryPressure", ...); nullopt = computed here from `usage` and the config.
+  std::optional<std::vector<std::string>> pressure;
   std::vector<std::string> readiness_errors;      // RuntimeReadiness::Errors(); empty = ready
   std::optional<std::vector<cri::Image>> images;  // nullopt: status.images left untouched
 };

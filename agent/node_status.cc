@@ -138,6 +138,7 @@ NodeObservation NodeStatusManager::Observe() {
   }
   obs.machine = machine_info_;
   obs.usage = machine_->Usage();
+  if (hooks_.pressure_conditions) obs.pressure = hooks_.pressure_conditions();
 
   Result<cri::RuntimeStatus> status =
       hooks_.runtime_status ? hooks_.runtime_status()

@@ -48,6 +48,8 @@ struct NodeStatusHooks {
   // The pod CIDR(s), comma-joined ("10.244.3.0/24" or "10.244.3.0/24,fd00:3::/64"): first
   // --pod-cidr at Start(), then whenever the Node's spec.podCIDRs changes.
   std::function<void(const std::string& pod_cidrs)> on_pod_cidr;
+  // The eviction manager's pressure conditions; unset: computed from the usage readings.
+  std::function<std::vector<std::string>()> pressure_conditions;
   // The Node exists in the API with this uid (after create or the 409 path).
   std::function<void(const std::string& node_uid)> on_registered;
 };

@@ -267,11 +267,17 @@ json GeneratePodStatus(const StatusInputs& in) {
   conditions.push_back(Condition("ContainersReady", containers_ready, containers_ready ? "" : nr_reason,
                                  containers_ready ? "" : nr_msg, old_conditions, in.now));
   conditions.push_back(Condition("PodScheduled", true, "", "", old_conditions, in.now));
+  // K:pkg/kubelet/eviction: a pod the kubelet evicts says so in a DisruptionTarget condition.
+  if (!in.disruption_message.empty()) {
+    conditions.push_back(Condition("DisruptionTarget", true, "TerminationByKubelet",
+                                   in.disruption_message, old_conditions, in.now));
+  }
   // Conditions owned by others (readiness gates, DisruptionTarget, ...) are kept as they are.
   static const char* kOwned[] = {"PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"};
   if (old_conditions && old_conditions->is_array()) {
     for (const auto& c : *old_conditions) {
       std::string t = c.value("type", "");
+      if (t == "DisruptionTarget" && !in.disruption_message.empty()) continue;
       if (std::find(std::begin(kOwned), std::end(kOwned), t) == std::end(kOwned)) conditions.push_back(c);
     }
   }
@@ -297,6 +303,11 @@ json GeneratePodStatus(const StatusInputs& in) {
   st["phase"] = phase;
   if (!in.pod_reason.empty()) st["reason"] = in.pod_reason;
   if (!in.pod_message.empty()) st["message"] = in.pod_message;
+  // A terminal pod keeps why it ended (Evicted, DeadlineExceeded) on later syncs.
+  if (in.pod_reason.empty() && IsTerminalPhase(old_phase)) {
+    if (old.contains("reason")) st["reason"] = old["reason"];
+    if (old.contains("message")) st["message"] = old["message"];
+  }
   st["qosClass"] = QosName(ComputeQos(pod));
   if (old.contains("startTime") && old["startTime"].is_string()) {
     st["startTime"] = old["startTime"];

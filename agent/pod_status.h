@@ -29,6 +29,8 @@ struct StatusInputs {
   bool terminating = false;       // deletion requested and the pod is being killed
   bool pod_failed = false;        // the kubelet decided the pod failed (e.g. init failed, Never)
   std::string pod_reason, pod_message;  // e.g. DeadlineExceeded
+  // Non-empty: a DisruptionTarget condition (reason TerminationByKubelet) with this message.
+  std::string disruption_message;
   base::WallTime now;
 };
 

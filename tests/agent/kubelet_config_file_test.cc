@@ -119,6 +119,10 @@ imageMaximumGCAge: 168h
 containerLogMaxSize: 50Mi
 containerLogMaxFiles: 3
 podLogsDir: /srv/pod-logs
+evictionHard:
+  memory.available: 500Mi
+  nodefs.available: 5%
+evictionPressureTransitionPeriod: 30s
 )",
                                      [&](const std::string& flag) { return given.count(flag) > 0; },
                                      &f);
@@ -147,6 +151,8 @@ podLogsDir: /srv/pod-logs
   CHECK(f.container_log_max_size == "50Mi");
   CHECK(f.container_log_max_files == 3);
   CHECK(f.pod_logs_dir == "/srv/pod-logs");
+  CHECK(f.eviction_hard == "memory.available<500Mi,nodefs.available<5%");
+  CHECK(f.eviction_pressure_transition_period == std::chrono::seconds(30));
 }
 
 TEST_CASE("kubelet config: errors name the field") {

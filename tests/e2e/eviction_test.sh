@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# End to end: the kubelet failing pods itself. activeDeadlineSeconds ends a pod with
+# DeadlineExceeded; node-pressure eviction (--eviction-hard): a node restarted with a
+# memory.available threshold above the machine's memory is under MemoryPressure at once, reports
+# it on the Node, refuses new BestEffort pods at admission, and evicts the running pods one per
+# 10 s cycle in the kubelet's order (usage above requests first), each Failed with reason Evicted,
+# the kubelet's message and a DisruptionTarget condition.
+source "$(dirname "$0")/lib.sh"
+e2e_enter_netns "$@"
+e2e_setup
+
+start_apiserver --node node-a || exit 1
+start_node 1 node-a
+wait_for 30 "node-a registered and Ready" node_ready
+
+phase() { k get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }
+field() { k get pod "$1" -o jsonpath="$2" 2>/dev/null; }
+
+cat <<YAML | k apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline, namespace: default}
+spec:
+  nodeName: node-a
+  activeDeadlineSeconds: 4
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox:e2e, imagePullPolicy: IfNotPresent, command: ["sleep", "100000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: besteffort, namespace: default}
+spec:
+  nodeName: node-a
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox:e2e, imagePullPolicy: IfNotPresent, command: ["sleep", "100000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: guaranteed, namespace: default}
+spec:
+  nodeName: node-a
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:e2e
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "100017"]
+    resources:
+      requests: {cpu: 50m, memory: 64Mi}
+      limits: {cpu: 50m, memory: 64Mi}
+YAML
+for p in deadline besteffort guaranteed; do
+  wait_for 60 "pod $p Running" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod $p -o jsonpath='{.status.phase}')\" = Running ]"
+done
+wait_for 20 "activeDeadlineSeconds: the pod fails" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod deadline -o jsonpath='{.status.phase}')\" = Failed ]"
+check "reason DeadlineExceeded" test "$(field deadline '{.status.reason}')" = DeadlineExceeded
+check "the kubelet's message" test "$(field deadline '{.status.message}')" = "Pod was active on the node longer than the specified deadline"
+check "its container was killed" bash -c "[ -n \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod deadline -o jsonpath='{.status.containerStatuses[0].state.terminated}')\" ]"
+check "no MemoryPressure before" test "$(k get node node-a -o jsonpath='{.status.conditions[?(@.type=="MemoryPressure")].status}')" = False
+
+# Restart the node with a threshold no machine meets: memory.available is always below it.
+total_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+stop_node 1
+NODE_ARGS_1=$(printf '%q ' "--eviction-hard=memory.available<$((total_kb / 1024 + 1024))Mi")
+run_cubelet 1
+wait_for 30 "the node reports MemoryPressure" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get node node-a -o jsonpath='{.status.conditions[?(@.type==\"MemoryPressure\")].status}')\" = True ]"
+check "MemoryPressure reason" test "$(k get node node-a -o jsonpath='{.status.conditions[?(@.type=="MemoryPressure")].reason}')" = KubeletHasInsufficientMemory
+
+wait_for 40 "the BestEffort pod is evicted first" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod besteffort -o jsonpath='{.status.phase}')\" = Failed ]"
+check "... while the Guaranteed pod still runs" test "$(phase guaranteed)" = Running
+check "reason Evicted" test "$(field besteffort '{.status.reason}')" = Evicted
+msg=$(field besteffort '{.status.message}')
+check "the kubelet's message ($msg)" bash -c "grep -q '^The node was low on resource: memory. Threshold quantity: [0-9]*[KMG]i, available: [0-9]*[KMG]\?i\?. ' <<<'$msg'"
+check "DisruptionTarget TerminationByKubelet" test "$(field besteffort '{.status.conditions[?(@.type=="DisruptionTarget")].reason}')" = TerminationByKubelet
+check "an Evicted event" bash -c "$KUBECTL --kubeconfig $ADMIN_KUBECONFIG get events --field-selector involvedObject.name=besteffort -o jsonpath='{.items[*].reason}' | grep -qw Evicted"
+
+# Admission: a new BestEffort pod is refused while the node is under memory pressure.
+cat <<YAML | k apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: late, namespace: default}
+spec:
+  nodeName: node-a
+  containers:
+  - {name: app, image: busybox:e2e, imagePullPolicy: IfNotPresent, command: ["sleep", "100000"]}
+YAML
+wait_for 20 "a BestEffort pod is refused at admission" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod late -o jsonpath='{.status.phase}')\" = Failed ]"
+check "refused with Evicted" test "$(field late '{.status.reason}')" = Evicted
+check "refused: the node had condition" test "$(field late '{.status.message}')" = "The node had condition: [MemoryPressure]. "
+check "a refused pod never ran a container" test -z "$(field late '{.status.containerStatuses[*].state.running}')"
+
+wait_for 40 "then the Guaranteed pod" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod guaranteed -o jsonpath='{.status.reason}')\" = Evicted ]"
+wait_for 10 "its container is gone from the node" bash -c "! pgrep -f '^sleep 100017\$' >/dev/null"
+
+k delete pod deadline besteffort guaranteed late --wait=false >/dev/null
+wait_for 60 "pods deleted" bash -c "[ -z \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pods -o name)\" ]"
