@@ -24,6 +24,7 @@
 #include "agent/node_lease.h"
 #include "agent/node_status.h"
 #include "agent/periodic.h"
+#include "agent/static_pods.h"
 #include "agent/proxy_feed.h"
 #include "agent/registry_config.h"
 #include "agent/runtime_config.h"
@@ -250,6 +251,9 @@ struct CubeletApp::State {
   std::string pod_cidr;
   std::unique_ptr<eviction::Manager> eviction;
   Periodic eviction_loop;  // after `eviction` and `kubelet`: stopped first
+  std::mutex node_uid_mu;
+  std::string node_uid;  // once registered
+  std::unique_ptr<StaticPodSource> static_pods;  // after `kubelet`: stopped first
 };
 
 CubeletApp::CubeletApp(CubeletFlags flags) : flags_(std::move(flags)), s_(std::make_unique<State>()) {}
@@ -377,6 +381,13 @@ base::Result<> CubeletApp::Start() {
       if (key == "MemTotal:") ko.node.memory_capacity_bytes = kb * 1024;
       in.ignore(256, '\n');
     }
+  }
+  {
+    State* st = s_.get();
+    ko.node_uid = [st] {
+      std::lock_guard lk(st->node_uid_mu);
+      return st->node_uid;
+    };
   }
   s_->kubelet = std::make_unique<Kubelet>(ko, s_->api, runtime, runtime, &s_->clock);
   auto events = s_->events;
@@ -536,7 +547,12 @@ base::Result<> CubeletApp::Start() {
     s->pod_cidr = first;
   };
   // The Lease is created once the Node's uid is known: renew right after registration.
-  hooks.on_registered = [s](const std::string&) {
+  hooks.on_registered = [s](const std::string& uid) {
+    {
+      std::lock_guard lk(s->node_uid_mu);
+      s->node_uid = uid;
+    }
+    if (s->kubelet) s->kubelet->OnNodeRegistered();
     if (s->lease) s->lease->RequestSync();
   };
   NodeLeaseOptions lo;
@@ -547,9 +563,20 @@ base::Result<> CubeletApp::Start() {
   s_->node_status->Start();
   s_->lease->Start();
 
+  Kubelet* k = s_->kubelet.get();
+  // Static pods, read before the API's pods so that a restart keeps them (orphan cleanup runs
+  // once the API's pods are listed) and their mirror pods are recognised.
+  if (!f.pod_manifest_path.empty()) {
+    StaticPodSource::Handlers sh;
+    sh.upsert = [k](const Json& p) { k->OnStaticPodUpsert(p); };
+    sh.remove = [k](const Json& p) { k->OnStaticPodDelete(p); };
+    s_->static_pods = std::make_unique<StaticPodSource>(f.pod_manifest_path, node, sh);
+    s_->static_pods->Scan();
+    s_->static_pods->Start(std::chrono::seconds(20));  // the kubelet's fileCheckFrequency
+  }
+
   // Pods bound to this node.
   InformerHandlers ph;
-  Kubelet* k = s_->kubelet.get();
   ph.on_add = [k](const Json& o) { k->OnPodUpsert(o); };
   ph.on_update = [k](const Json&, const Json& o) { k->OnPodUpsert(o); };
   ph.on_delete = [k](const Json& o) { k->OnPodDelete(o); };
@@ -669,6 +696,7 @@ void CubeletApp::Stop() {
   if (s_->proxy_feed) s_->proxy_feed->Stop();
   if (s_->proxier) s_->proxier->Stop();
   s_->eviction_loop.Stop();
+  if (s_->static_pods) s_->static_pods->Stop();
   if (s_->kubelet) s_->kubelet->Stop();
   if (s_->lease) s_->lease->Stop();
   if (s_->node_status) s_->node_status->Stop();

@@ -80,6 +80,7 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--node-labels", f.node_labels, "Labels to add when registering the node (k=v,k2=v2)");
   app.add_option("--register-with-taints", f.register_with_taints, "Taints to add when registering (key=value:Effect)")->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--register-node", f.register_node, "Register the node with the API server")->capture_default_str();
+  app.add_option("--pod-manifest-path", f.pod_manifest_path, "Directory of static pod manifests (one Pod per file, YAML or JSON; read every 20 s), mirrored in the API");
   app.add_option("--max-pods", f.max_pods, "Number of pods this node can run")->capture_default_str();
   app.add_option("--pod-max-pids", f.pod_max_pids, "Maximum number of processes per pod (-1 = unlimited)")->capture_default_str();
   app.add_option("--pod-logs-dir", f.pod_logs_dir, "Directory of container logs")->capture_default_str();

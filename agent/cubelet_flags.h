@@ -50,6 +50,7 @@ struct CubeletFlags {
   int image_gc_low_threshold = 80;       // image GC frees down to this percent
   std::chrono::milliseconds minimum_image_gc_age{120000};  // unused images younger stay
   std::chrono::milliseconds image_maximum_gc_age{0};  // config file only; 0 = off
+  std::string pod_manifest_path;         // --pod-manifest-path: static pods ("" = none)
   // --eviction-hard "memory.available<100Mi,..." ("" = the kubelet's defaults).
   std::string eviction_hard;
   std::chrono::milliseconds eviction_pressure_transition_period{300000};

@@ -106,15 +106,62 @@ void Kubelet::Event(const Pod& pod, const std::string& type, const std::string& 
   if (events_) events_(pod, type, reason, msg, field_path);
 }
 
-void Kubelet::OnPodUpsert(const json& obj) {
+namespace {
+const char* kMirrorAnnotation = "kubernetes.io/config.mirror";
+bool IsMirror(const json& obj) {
+  return obj.contains("metadata") && obj["metadata"].contains("annotations") &&
+         obj["metadata"]["annotations"].is_object() &&
+         obj["metadata"]["annotations"].contains(kMirrorAnnotation);
+}
+}  // namespace
+
+void Kubelet::OnPodUpsert(const json& obj) { UpsertPod(obj, false); }
+void Kubelet::OnStaticPodUpsert(const json& obj) { UpsertPod(obj, true); }
+void Kubelet::OnStaticPodDelete(const json& obj) { OnPodDelete(obj); }
+
+void Kubelet::OnNodeRegistered() {
+  std::vector<std::string> uids;
+  {
+    std::lock_guard lk(mu_);
+    for (const auto& [uid, rec] : pods_) {
+      if (rec.is_static && !rec.removed) uids.push_back(uid);
+    }
+  }
+  for (const auto& uid : uids) workers_->Update(uid);
+}
+
+void Kubelet::UpsertPod(const json& obj, bool is_static) {
   std::string uid = obj["metadata"].value("uid", "");
   if (uid.empty()) return;
+  if (!is_static && IsMirror(obj)) {
+    // A mirror pod: not run; it carries the status of the static pod of the same name.
+    std::string ns = obj["metadata"].value("namespace", ""), name = obj["metadata"].value("name", "");
+    std::string owner;
+    {
+      std::lock_guard lk(mu_);
+      for (auto& [id, rec] : pods_) {
+        if (rec.is_static && !rec.removed && rec.pod.ns == ns && rec.pod.name == name) {
+          rec.mirror = obj;
+          owner = id;
+        }
+      }
+    }
+    if (!owner.empty()) {
+      workers_->Update(owner);
+    } else {
+      // K:pkg/kubelet/kubelet_pods.go deleteOrphanedMirrorPods (static pods are read first).
+      base::log::Info("deleting orphaned mirror pod", {{"pod", ns + "/" + name}});
+      status_.DeletePod(ns, name, uid);
+    }
+    return;
+  }
   auto decoded = DecodePod(obj);
   {
     std::lock_guard lk(mu_);
     auto [it, inserted] = pods_.try_emplace(uid);
     PodRecord& rec = it->second;
     if (inserted) rec.first_seen = std::chrono::steady_clock::now();
+    rec.is_static = is_static;
     rec.api_pod = obj;
     rec.removed = false;
     if (decoded) {
@@ -131,6 +178,22 @@ void Kubelet::OnPodUpsert(const json& obj) {
 
 void Kubelet::OnPodDelete(const json& obj) {
   std::string uid = obj["metadata"].value("uid", "");
+  if (IsMirror(obj)) {
+    // The mirror is gone (deleted by someone): the next sync of its static pod recreates it.
+    std::string owner;
+    {
+      std::lock_guard lk(mu_);
+      for (auto& [id, rec] : pods_) {
+        if (rec.is_static && rec.mirror.is_object() &&
+            rec.mirror["metadata"].value("uid", "") == uid) {
+          rec.mirror = nullptr;
+          owner = id;
+        }
+      }
+    }
+    if (!owner.empty()) workers_->Update(owner);
+    return;
+  }
   {
     std::lock_guard lk(mu_);
     auto it = pods_.find(uid);
@@ -138,6 +201,55 @@ void Kubelet::OnPodDelete(const json& obj) {
     it->second.removed = true;
   }
   workers_->Update(uid);
+}
+
+void Kubelet::EnsureMirror(const std::string& uid, const PodRecord& rec) {
+  const json& m = rec.mirror;
+  if (m.is_object()) {
+    std::string hash = m["metadata"]["annotations"].value(kMirrorAnnotation, "");
+    bool deleting = m["metadata"].contains("deletionTimestamp") &&
+                    !m["metadata"]["deletionTimestamp"].is_null();
+    if (hash == uid && !deleting) return;
+    // K:pkg/kubelet/kubelet.go SyncPod: a mirror of another version, or one being deleted, is
+    // removed (uid precondition) and made again.
+    base::log::Info("replacing mirror pod", {{"pod", PodKey(rec.pod)}, {"deleting", deleting}});
+    status_.DeletePod(rec.pod.ns, rec.pod.name, m["metadata"].value("uid", ""));
+    std::lock_guard lk(mu_);
+    auto it = pods_.find(uid);
+    if (it != pods_.end()) it->second.mirror = nullptr;
+  }
+  std::string node_uid = opts_.node_uid ? opts_.node_uid() : "";
+  if (node_uid.empty()) return;  // not registered yet: the next sync
+  // K:pkg/kubelet/pod/mirror_client.go CreateMirrorPod: a copy with the mirror annotation and
+  // the Node as its controller (NodeRestriction requires it).
+  json body = rec.api_pod;
+  body.erase("status");
+  body["metadata"].erase("uid");
+  body["metadata"].erase("resourceVersion");
+  body["metadata"]["annotations"][kMirrorAnnotation] = uid;
+  body["metadata"]["ownerReferences"] = json::array({{{"apiVersion", "v1"},
+                                                      {"kind", "Node"},
+                                                      {"name", opts_.node.node_name},
+                                                      {"uid", node_uid},
+                                                      {"controller", true}}});
+  auto r = api_->Do("POST", "/api/v1/namespaces/" + rec.pod.ns + "/pods", body.dump());
+  if (!r) {
+    base::log::Warn("mirror pod not created", {{"pod", PodKey(rec.pod)}, {"err", r.error().message}});
+    return;
+  }
+  if (r->status == 409) return;  // AlreadyExists: the informer shows it; checked next sync
+  if (!r->ok()) {
+    base::log::Warn("mirror pod refused", {{"pod", PodKey(rec.pod)}, {"status", r->status},
+                                           {"body", r->body.substr(0, 300)}});
+    return;
+  }
+  base::log::Info("mirror pod created", {{"pod", PodKey(rec.pod)}});
+  auto created = json::parse(r->body, nullptr, false);
+  if (created.is_object()) {
+    std::lock_guard lk(mu_);
+    auto it = pods_.find(uid);
+    if (it != pods_.end() && it->second.mirror.is_null()) it->second.mirror = created;
+  }
 }
 
 void Kubelet::OnPodsSynced() {
@@ -319,7 +431,9 @@ void Kubelet::Publish(const std::string& uid, const PodRecord& rec, const PodRun
                       bool pod_failed) {
   StatusInputs in;
   in.pod = &rec.pod;
-  json old = rec.api_pod.contains("status") ? rec.api_pod["status"] : json::object();
+  // A static pod's status lives in its mirror pod (none yet: kept here until there is one).
+  const json& target = rec.is_static ? rec.mirror : rec.api_pod;
+  json old = target.is_object() && target.contains("status") ? target["status"] : json::object();
   in.old_status = &old;
   in.runtime = &state;
   in.waiting = rec.waiting;
@@ -337,7 +451,7 @@ void Kubelet::Publish(const std::string& uid, const PodRecord& rec, const PodRun
   in.readiness = probes_->Readiness(uid);
   in.started = probes_->Started(uid);
   json status = GeneratePodStatus(in);
-  status_.SetPodStatus(rec.api_pod, status);
+  if (target.is_object()) status_.SetPodStatus(target, status);
   std::lock_guard lk(mu_);
   auto it = pods_.find(uid);
   if (it == pods_.end()) return;
@@ -370,6 +484,11 @@ SyncResult Kubelet::Sync(const std::string& uid) {
 
 SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
   const Pod& pod = rec.pod;
+  if (rec.is_static) {
+    EnsureMirror(uid, rec);
+    std::lock_guard lk(mu_);
+    if (auto it = pods_.find(uid); it != pods_.end()) rec.mirror = it->second.mirror;
+  }
   PodRuntimeState state = Observe(uid);
 
   // A pod the API already calls terminal only needs its remaining processes and network gone.
@@ -389,7 +508,8 @@ SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
   // their sandboxes and are not asked again).
   if (!rec.admitted) {
     std::optional<std::pair<std::string, std::string>> refused;
-    if (admit_ && state.sandboxes.empty()) refused = admit_(pod, rec.api_pod);
+    // Static pods are critical pods: always admitted (K:pkg/kubelet/types IsCriticalPod).
+    if (admit_ && state.sandboxes.empty() && !rec.is_static) refused = admit_(pod, rec.api_pod);
     std::lock_guard lk(mu_);
     auto it = pods_.find(uid);
     if (it == pods_.end()) return {};
@@ -654,7 +774,7 @@ std::vector<Kubelet::EvictionCandidateInput> Kubelet::ActivePodsForEviction() co
     c.name = rec.pod.name;
     c.priority = rec.pod.priority.value_or(0);
     // K:pkg/kubelet/types IsCriticalPod: static and mirror pods, or system-critical priority.
-    c.critical = c.priority >= 2000000000;
+    c.critical = rec.is_static || c.priority >= 2000000000;
     for (const auto& ct : rec.pod.containers) {
       c.memory_requests.emplace_back(ct.name, ct.resources.requests.memory_bytes.value_or(0));
     }
@@ -704,6 +824,20 @@ SyncResult Kubelet::TerminatePod(const std::string& uid, PodRecord rec) {
   if (!rec.removed && pod.deletion_timestamp) {
     if (!status_.DeletePod(pod.ns, pod.name, pod.uid)) return {false, std::chrono::seconds(2)};
     base::log::Info("pod deleted", {{"pod", PodKey(pod)}});
+  }
+  if (rec.is_static) {
+    json m;
+    {
+      std::lock_guard lk(mu_);
+      if (auto it = pods_.find(uid); it != pods_.end()) m = it->second.mirror;
+    }
+    // Its mirror goes with it (unless a new version of the manifest already owns it).
+    if (m.is_object() && m["metadata"]["annotations"].value(kMirrorAnnotation, "") == uid) {
+      if (!status_.DeletePod(pod.ns, pod.name, m["metadata"].value("uid", ""))) {
+        return {false, std::chrono::seconds(2)};
+      }
+      base::log::Info("mirror pod deleted", {{"pod", PodKey(pod)}});
+    }
   }
   crash_backoff_.ResetPrefix(uid + "/");
   std::lock_guard lk(mu_);

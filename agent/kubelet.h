@@ -40,6 +40,8 @@ struct KubeletOptions {
   // Node-level registry configuration (--registry-config): mirrors and credentials used when
   // a pod's imagePullSecrets have none for the image's registry. Null = none.
   std::shared_ptr<const RegistryConfig> registry;
+  // The Node's uid, for the ownerReference of mirror pods ("" until registered).
+  std::function<std::string()> node_uid;
 };
 
 // Emits Kubernetes events about a pod (wired to the EventRecorder); may be empty.
@@ -62,6 +64,11 @@ class Kubelet {
   void OnPodUpsert(const nlohmann::json& pod);
   void OnPodDelete(const nlohmann::json& pod);
   void OnPodsSynced();
+  // Static pods (static_pods.h): run here; their status goes to a mirror pod in the API.
+  void OnStaticPodUpsert(const nlohmann::json& pod);
+  void OnStaticPodDelete(const nlohmann::json& pod);
+  // The Node exists now: static pods waiting to create their mirror pods sync at once.
+  void OnNodeRegistered();
   // Runtime GetContainerEvents handler.
   void OnContainerEvent(const cri::ContainerEvent& ev);
 
@@ -112,11 +119,16 @@ class Kubelet {
     bool fail_disruption = false;
     int64_t fail_grace = 0;
     bool admitted = false;
+    bool is_static = false;
+    nlohmann::json mirror;  // static pods: the mirror pod as the API has it (null: none)
   };
 
+  void UpsertPod(const nlohmann::json& obj, bool is_static);
   SyncResult Sync(const std::string& uid);
   SyncResult SyncPod(const std::string& uid, PodRecord rec);
   SyncResult TerminatePod(const std::string& uid, PodRecord rec);
+  // Static pods: creates the mirror pod, or replaces one that is stale or being deleted.
+  void EnsureMirror(const std::string& uid, const PodRecord& rec);
   // The end of a pod the kubelet failed (rec.fail_*): killed, sandboxes stopped, status Failed.
   SyncResult FailedPod(const std::string& uid, PodRecord rec, PodRuntimeState state);
   void CleanupOrphans();

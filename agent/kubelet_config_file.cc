@@ -192,6 +192,8 @@ const std::map<std::string, Field>& Fields() {
         Make("container-log-max-size", Str, &CubeletFlags::container_log_max_size, Zero::kUnset);
     m["containerLogMaxFiles"] =
         Make("container-log-max-files", Int, &CubeletFlags::container_log_max_files);
+    m["staticPodPath"] =
+        Make("pod-manifest-path", Str, &CubeletFlags::pod_manifest_path, Zero::kUnset);
     m["podLogsDir"] = Make("pod-logs-dir", Str, &CubeletFlags::pod_logs_dir, Zero::kUnset);
     return m;
   }();
@@ -206,7 +208,6 @@ const std::map<std::string, std::set<std::string>>& Matching() {
       {"authentication.anonymous.enabled", {"false"}},  // anonymous requests are always 401
       {"failSwapOn", {"true", "false"}},
       {"rotateCertificates", {"false"}},
-      {"staticPodPath", {""}},
   };
   return kMatching;
 }

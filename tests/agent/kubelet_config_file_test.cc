@@ -82,7 +82,8 @@ TEST_CASE("kubelet config: kubeadm's file") {
   INFO(w);
   CHECK(w.rfind("KubeletConfiguration fields cubelet does not implement (ignored): ", 0) == 0);
   CHECK(w == "KubeletConfiguration fields cubelet does not implement (ignored): "
-             "cgroupDriver, rotateCertificates, staticPodPath");
+             "cgroupDriver, rotateCertificates");
+  CHECK(f.pod_manifest_path == "/etc/kubernetes/manifests");
   CHECK(f.authentication_token_webhook);
   CHECK(f.authentication_token_webhook_cache_ttl == std::chrono::minutes(2));
   // Not what it matches (anonymous off), applies, or what is left at its default (0s, {}).
