@@ -44,17 +44,14 @@ void SetNonBlocking(int fd) {
 }
 
 // The protocol-independent part: the command's pipes, the stdin buffer, the poll loop, the end.
-class ExecPump {
+class ExecPump : public StreamSession {
  public:
   ExecPump(RawConnection& conn, const execproto::ExecOptions& o, cri::ExecSession& s)
-      : opts_(o), conn_(conn), session_(s) {}
-  virtual ~ExecPump() = default;
+      : StreamSession(conn), opts_(o), session_(s) {}
 
   ExecSessionResult Run();
 
  protected:
-  // Bytes from the client, in order.
-  virtual void OnBytes(std::string_view data) = 0;
   // true once output may be sent (SPDY: all of the client's streams exist).
   virtual bool Ready() const { return true; }
   // Until Ready(): when to give up.
@@ -68,11 +65,6 @@ class ExecPump {
   virtual void Finish(const base::Result<int>& exit_code) = 0;
 
   // For the transports.
-  bool Write(std::string_view bytes) {
-    if (gone_) return false;
-    if (!conn_.WriteAll(bytes)) gone_ = true;
-    return !gone_;
-  }
   void QueueStdin(std::string_view data) {
     if (opts_.stdin && session_.stdin_fd() >= 0 && !stdin_eof_) stdin_buf_.append(data);
   }
@@ -85,39 +77,18 @@ class ExecPump {
       session_.Resize(t.width, t.height);
     }
   }
-  void PeerDone() { peer_done_ = true; }  // the client ended the session
-  void Broken() { gone_ = true; }         // protocol error: stop talking
-
   const execproto::ExecOptions& opts_;
 
  private:
-  void ReadSocket();
   void FlushStdin();
   bool PumpOutput(int fd, uint8_t channel, bool wanted);
 
-  RawConnection& conn_;
   cri::ExecSession& session_;
   std::string stdin_buf_;
   std::string resize_buf_;
   bool stdin_eof_ = false;
-  bool gone_ = false;       // the connection broke, or we stopped talking
-  bool peer_done_ = false;  // the client closed the session
   bool ready_seen_ = false;
 };
-
-void ExecPump::ReadSocket() {
-  char buf[kReadChunk];
-  ssize_t n = conn_.ReadSome(buf, sizeof buf);
-  if (n == 0) {
-    gone_ = true;
-    return;
-  }
-  if (n < 0) {
-    if (errno != EAGAIN) gone_ = true;
-    return;
-  }
-  OnBytes(std::string_view(buf, static_cast<size_t>(n)));
-}
 
 void ExecPump::FlushStdin() {
   int fd = session_.stdin_fd();
@@ -168,7 +139,7 @@ ExecSessionResult ExecPump::Run() {
     }
     FlushStdin();
     if (conn_.HasBuffered() && stdin_buf_.size() < kMaxPendingStdin) {
-      ReadSocket();
+      ReadConn();
       continue;
     }
     pollfd p[5];
@@ -225,7 +196,7 @@ ExecSessionResult ExecPump::Run() {
       gone_ = true;
       break;
     }
-    if (i_conn >= 0 && p[i_conn].revents) ReadSocket();
+    if (i_conn >= 0 && p[i_conn].revents) ReadConn();
     if (i_out >= 0 && p[i_out].revents && !PumpOutput(out, execproto::kStdout, opts_.stdout)) {
       out = -1;
       OutputEnded(execproto::kStdout);
@@ -254,20 +225,7 @@ ExecSessionResult ExecPump::Run() {
   if (gone_ || peer_done_) return result;
 
   Finish(result.exit_code);
-  // Wait for the client to close (it does once it has read everything), or the linger
-  // timeout: closing first could reset the connection while output is still in flight.
-  auto deadline = Clock::now() + kLingerTimeout;
-  while (!gone_ && !peer_done_) {
-    if (!conn_.HasBuffered()) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) break;
-      pollfd p[2] = {{conn_.fd(), POLLIN, 0}, {conn_.stop_fd(), POLLIN, 0}};
-      int r = poll(p, 2, static_cast<int>(left));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0 || p[1].revents) break;
-    }
-    ReadSocket();
-  }
+  Linger(kLingerTimeout);
   return result;
 }
 
@@ -432,18 +390,7 @@ class SpdyExecPump final : public ExecPump {
 };
 
 void SpdyExecPump::OnBytes(std::string_view data) {
-  parser_.Feed(data);
-  for (;;) {
-    auto f = parser_.Next();
-    if (!f) {
-      base::log::Warn("exec: spdy protocol error", {{"error", f.error().message}});
-      Write(spdy::EncodeGoAway(last_stream_id_, 1));
-      Broken();
-      return;
-    }
-    if (!*f) return;
-    HandleFrame(std::move(**f));
-  }
+  FeedSpdy(parser_, data, last_stream_id_, "exec", [this](spdy::Frame f) { HandleFrame(std::move(f)); });
 }
 
 void SpdyExecPump::HandleFrame(spdy::Frame f) {
@@ -499,6 +446,58 @@ void SpdyExecPump::HandleFrame(spdy::Frame f) {
 }
 
 }  // namespace
+
+void StreamSession::FeedSpdy(spdy::FrameParser& parser, std::string_view data,
+                             uint32_t last_stream_id, const char* what,
+                             const std::function<void(spdy::Frame)>& handle) {
+  parser.Feed(data);
+  while (!gone_) {
+    auto f = parser.Next();
+    if (!f) {
+      base::log::Warn(std::string(what) + ": spdy protocol error", {{"error", f.error().message}});
+      Write(spdy::EncodeGoAway(last_stream_id, spdy::kRstProtocolError));
+      Broken();
+      return;
+    }
+    if (!*f) return;
+    handle(std::move(**f));
+  }
+}
+
+bool StreamSession::Write(std::string_view bytes) {
+  if (gone_) return false;
+  if (!conn_.WriteAll(bytes)) gone_ = true;
+  return !gone_;
+}
+
+void StreamSession::ReadConn() {
+  char buf[kReadChunk];
+  ssize_t n = conn_.ReadSome(buf, sizeof buf);
+  if (n == 0) {
+    gone_ = true;
+    return;
+  }
+  if (n < 0) {
+    if (errno != EAGAIN) gone_ = true;
+    return;
+  }
+  OnBytes(std::string_view(buf, static_cast<size_t>(n)));
+}
+
+void StreamSession::Linger(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (!gone_ && !peer_done_) {
+    if (!conn_.HasBuffered()) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) break;
+      pollfd p[2] = {{conn_.fd(), POLLIN, 0}, {conn_.stop_fd(), POLLIN, 0}};
+      int r = poll(p, 2, static_cast<int>(left));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0 || p[1].revents) break;
+    }
+    ReadConn();
+  }
+}
 
 bool IsWebSocketRequest(const HttpRequest& req) {
   return base::ToLower(req.Header("upgrade")) == "websocket" &&

@@ -20,12 +20,16 @@
 //   the streams; the client's FIN on stdin closes it -> the Status on the error stream -> FIN on
 //   every stream -> GOAWAY -> wait for the client to close.
 // A client that goes away kills the command.
+#include <chrono>
+#include <functional>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
 #include "agent/exec_protocol.h"
 #include "agent/kubelet_server_http.h"
+#include "agent/spdy_protocol.h"
 #include "cri/runtime_service.h"
 
 namespace agent::kserver {
@@ -77,6 +81,33 @@ tl::expected<SpdyHandshake, HandshakeError> CheckSpdyHandshake(const HttpRequest
 std::vector<std::string> SpdyUpgradeHeaders(const SpdyHandshake& h);
 
 // ---- sessions ----
+
+// The client side shared by the exec and port-forward pumps: writes that notice a peer that is
+// gone, non-blocking reads handed to OnBytes, and the linger after the end of a session.
+class StreamSession {
+ public:
+  explicit StreamSession(RawConnection& conn) : conn_(conn) {}
+  virtual ~StreamSession() = default;
+
+ protected:
+  virtual void OnBytes(std::string_view data) = 0;  // the client's bytes, in order
+  bool Write(std::string_view bytes);                // false once the client is gone
+  void ReadConn();  // what is there now, to OnBytes; the end of stream or an error: gone
+  // After the end of a session: waits up to `timeout` for the client to close (it does once it
+  // has read everything), still reading what it sends; closing first could reset the
+  // connection while output is in flight.
+  void Linger(std::chrono::milliseconds timeout);
+  void PeerDone() { peer_done_ = true; }  // the client ended the session
+  void Broken() { gone_ = true; }         // protocol error: stop talking
+  // SPDY sessions: feeds `data` to `parser` and hands each complete frame to `handle`; a
+  // protocol error is logged under `what`, answered with GOAWAY and ends the session.
+  void FeedSpdy(spdy::FrameParser& parser, std::string_view data, uint32_t last_stream_id,
+                const char* what, const std::function<void(spdy::Frame)>& handle);
+
+  RawConnection& conn_;
+  bool gone_ = false;       // the connection broke, or we stopped talking
+  bool peer_done_ = false;  // the client closed the session
+};
 
 struct ExecSessionResult {
   base::Result<int> exit_code = 0;  // the command's, or why it could not run

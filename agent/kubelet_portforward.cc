@@ -57,15 +57,13 @@ struct Pair {
 };
 
 // The protocol-independent part: pairs, dialling, the poll loop.
-class ForwardPump {
+class ForwardPump : public StreamSession {
  public:
-  ForwardPump(RawConnection& conn, const PortForwardTarget& t) : conn_(conn), target_(t) {}
-  virtual ~ForwardPump() = default;
+  ForwardPump(RawConnection& conn, const PortForwardTarget& t) : StreamSession(conn), target_(t) {}
 
   PortForwardResult Run();
 
  protected:
-  virtual void OnBytes(std::string_view data) = 0;
   virtual void SendData(Pair& p, std::string_view data) = 0;
   virtual void SendDataEnd(Pair& p) = 0;  // the pod's end of data
   virtual void SendError(Pair& p, std::string_view message) = 0;
@@ -74,14 +72,6 @@ class ForwardPump {
   virtual bool SessionOver() const { return false; }
   virtual void Finish() {}  // then lingers until the client closes (WebSocket)
   virtual bool Lingers() const { return false; }
-
-  bool Write(std::string_view bytes) {
-    if (gone_) return false;
-    if (!conn_.WriteAll(bytes)) gone_ = true;
-    return !gone_;
-  }
-  void PeerDone() { peer_done_ = true; }
-  void Broken() { gone_ = true; }
 
   // Connects the pair to the pod (both streams are there). False: answered with an error.
   bool Start(Pair& p);
@@ -109,7 +99,6 @@ class ForwardPump {
   void StillMoving(Pair& p) {
     if (p.close_by) p.close_by = Clock::now() + kCloseGrace;
   }
-  void ReadConn();
   void FlushToPod(Pair& p);
   void ReadPod(Pair& p);
   bool Done(const Pair& p) const { return p.started && !p.sock; }
@@ -120,10 +109,7 @@ class ForwardPump {
     return n;
   }
 
-  RawConnection& conn_;
   const PortForwardTarget& target_;
-  bool gone_ = false;
-  bool peer_done_ = false;
 };
 
 bool ForwardPump::Start(Pair& p) {
@@ -152,21 +138,6 @@ void ForwardPump::Close(Pair& p, bool quiet) {
   p.to_pod.clear();
   p.started = true;
   if (!quiet) EndPair(p);
-}
-
-void ForwardPump::ReadConn() {
-  char buf[kReadChunk];
-  ssize_t n = conn_.ReadSome(buf, sizeof buf);
-  if (n == 0) {
-    gone_ = true;
-    return;
-  }
-  if (n < 0) {
-    if (errno != EAGAIN) gone_ = true;
-    return;
-  }
-  last_activity_ = Clock::now();
-  OnBytes(std::string_view(buf, static_cast<size_t>(n)));
 }
 
 void ForwardPump::FlushToPod(Pair& p) {
@@ -240,6 +211,7 @@ PortForwardResult ForwardPump::Run() {
     for (auto& [id, p] : pairs_) FlushToPod(p);
     bool read_conn = PendingToPods() < kMaxPendingToPods;
     if (read_conn && conn_.HasBuffered()) {
+      last_activity_ = Clock::now();
       ReadConn();
       continue;
     }
@@ -274,7 +246,10 @@ PortForwardResult ForwardPump::Run() {
     }
     if (fds[1].revents) break;  // the server stops
     if (!read_conn && (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR))) break;
-    if (read_conn && fds[0].revents) ReadConn();
+    if (read_conn && fds[0].revents) {
+      last_activity_ = Clock::now();
+      ReadConn();
+    }
     for (size_t i = 0; i < owners.size(); ++i) {
       Pair& p = *owners[i];
       short re = fds[i + 2].revents;
@@ -293,18 +268,7 @@ PortForwardResult ForwardPump::Run() {
   pairs_.clear();
   if (clean && Lingers()) {
     Finish();
-    auto deadline = Clock::now() + kLingerTimeout;
-    while (!gone_ && !peer_done_) {
-      if (!conn_.HasBuffered()) {
-        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-        if (left <= 0) break;
-        pollfd p[2] = {{conn_.fd(), POLLIN, 0}, {conn_.stop_fd(), POLLIN, 0}};
-        int r = poll(p, 2, static_cast<int>(left));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0 || p[1].revents) break;
-      }
-      ReadConn();
-    }
+    Linger(kLingerTimeout);
   }
   return result_;
 }
@@ -322,18 +286,8 @@ class SpdyForwardPump final : public ForwardPump {
   };
 
   void OnBytes(std::string_view data) override {
-    parser_.Feed(data);
-    for (;;) {
-      auto f = parser_.Next();
-      if (!f) {
-        base::log::Warn("port forward: spdy protocol error", {{"error", f.error().message}});
-        Write(spdy::EncodeGoAway(last_stream_id_, 1));
-        Broken();
-        return;
-      }
-      if (!*f) return;
-      HandleFrame(std::move(**f));
-    }
+    FeedSpdy(parser_, data, last_stream_id_, "port forward",
+             [this](spdy::Frame f) { HandleFrame(std::move(f)); });
   }
   void SendData(Pair& p, std::string_view data) override {
     Write(spdy::EncodeData(p.data_id, data, false));

@@ -364,6 +364,18 @@ void HttpServer::Impl::Proxy(beast::ssl_stream<beast::tcp_stream>& client, const
   net::write(client, http::make_chunk_last(), ec);
 }
 
+// Ends a relay: both connections shut down and closed, once.
+static void CloseBoth(beast::ssl_stream<beast::tcp_stream>& a, beast::ssl_stream<beast::tcp_stream>& b,
+               bool* closed) {
+  if (*closed) return;
+  *closed = true;
+  beast::error_code ignored;
+  beast::get_lowest_layer(a).socket().shutdown(tcp::socket::shutdown_both, ignored);
+  beast::get_lowest_layer(b).socket().shutdown(tcp::socket::shutdown_both, ignored);
+  beast::get_lowest_layer(a).close();
+  beast::get_lowest_layer(b).close();
+}
+
 void HttpServer::Impl::TunnelSpdy(net::io_context& ioc,
                                   beast::ssl_stream<beast::tcp_stream>& client,
                                   beast::ssl_stream<beast::tcp_stream>& up,
@@ -397,15 +409,7 @@ void HttpServer::Impl::TunnelSpdy(net::io_context& ioc,
   if (up_buf.size() > 0) ws.write(up_buf.data(), ec);
   if (ec) return;
   bool closed = false;
-  auto close_all = [&] {
-    if (closed) return;
-    closed = true;
-    beast::error_code ignored;
-    beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_both, ignored);
-    beast::get_lowest_layer(up).socket().shutdown(tcp::socket::shutdown_both, ignored);
-    beast::get_lowest_layer(client).close();
-    beast::get_lowest_layer(up).close();
-  };
+  auto close_all = [&] { CloseBoth(client, up, &closed); };
   beast::flat_buffer from_client;
   std::array<char, 32 * 1024> to_client;
   std::function<void()> pump_up, pump_client;
@@ -552,15 +556,7 @@ void HttpServer::Impl::ProxyUpgrade(net::io_context& ioc,
   };
   Pipe to_up, to_client;
   bool closed = false;
-  auto close_all = [&] {
-    if (closed) return;
-    closed = true;
-    beast::error_code ignored;
-    beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_both, ignored);
-    beast::get_lowest_layer(up).socket().shutdown(tcp::socket::shutdown_both, ignored);
-    beast::get_lowest_layer(client).close();
-    beast::get_lowest_layer(up).close();
-  };
+  auto close_all = [&] { CloseBoth(client, up, &closed); };
   std::function<void()> pump_up, pump_client;
   pump_up = [&] {
     client.async_read_some(net::buffer(to_up.buf), [&](beast::error_code e, size_t n) {

@@ -9,12 +9,8 @@ source "$(dirname "$0")/lib.sh"
 e2e_enter_netns "$@"
 e2e_setup
 
-start_apiserver --node node-a || exit 1
-start_node 1 node-a
-wait_for 30 "node-a registered and Ready" node_ready
+one_node
 
-phase() { k get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }
-field() { k get pod "$1" -o jsonpath="$2" 2>/dev/null; }
 
 cat <<YAML | k apply -f - >/dev/null
 apiVersion: v1
@@ -52,11 +48,11 @@ spec:
       limits: {cpu: 50m, memory: 64Mi}
 YAML
 for p in deadline besteffort guaranteed; do
-  wait_for 60 "pod $p Running" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod $p -o jsonpath='{.status.phase}')\" = Running ]"
+  wait_pod 60 $p '{.status.phase}' Running
 done
-wait_for 20 "activeDeadlineSeconds: the pod fails" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod deadline -o jsonpath='{.status.phase}')\" = Failed ]"
-check "reason DeadlineExceeded" test "$(field deadline '{.status.reason}')" = DeadlineExceeded
-check "the kubelet's message" test "$(field deadline '{.status.message}')" = "Pod was active on the node longer than the specified deadline"
+wait_pod 20 deadline '{.status.phase}' Failed
+check "reason DeadlineExceeded" test "$(pod_field deadline '{.status.reason}')" = DeadlineExceeded
+check "the kubelet's message" test "$(pod_field deadline '{.status.message}')" = "Pod was active on the node longer than the specified deadline"
 check "its container was killed" bash -c "[ -n \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod deadline -o jsonpath='{.status.containerStatuses[0].state.terminated}')\" ]"
 check "no MemoryPressure before" test "$(k get node node-a -o jsonpath='{.status.conditions[?(@.type=="MemoryPressure")].status}')" = False
 
@@ -68,12 +64,12 @@ run_cubelet 1
 wait_for 30 "the node reports MemoryPressure" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get node node-a -o jsonpath='{.status.conditions[?(@.type==\"MemoryPressure\")].status}')\" = True ]"
 check "MemoryPressure reason" test "$(k get node node-a -o jsonpath='{.status.conditions[?(@.type=="MemoryPressure")].reason}')" = KubeletHasInsufficientMemory
 
-wait_for 40 "the BestEffort pod is evicted first" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod besteffort -o jsonpath='{.status.phase}')\" = Failed ]"
-check "... while the Guaranteed pod still runs" test "$(phase guaranteed)" = Running
-check "reason Evicted" test "$(field besteffort '{.status.reason}')" = Evicted
-msg=$(field besteffort '{.status.message}')
+wait_pod 40 besteffort '{.status.phase}' Failed
+check "... while the Guaranteed pod still runs" test "$(pod_field guaranteed '{.status.phase}')" = Running
+check "reason Evicted" test "$(pod_field besteffort '{.status.reason}')" = Evicted
+msg=$(pod_field besteffort '{.status.message}')
 check "the kubelet's message ($msg)" bash -c "grep -q '^The node was low on resource: memory. Threshold quantity: [0-9]*[KMG]i, available: [0-9]*[KMG]\?i\?. ' <<<'$msg'"
-check "DisruptionTarget TerminationByKubelet" test "$(field besteffort '{.status.conditions[?(@.type=="DisruptionTarget")].reason}')" = TerminationByKubelet
+check "DisruptionTarget TerminationByKubelet" test "$(pod_field besteffort '{.status.conditions[?(@.type=="DisruptionTarget")].reason}')" = TerminationByKubelet
 check "an Evicted event" bash -c "$KUBECTL --kubeconfig $ADMIN_KUBECONFIG get events --field-selector involvedObject.name=besteffort -o jsonpath='{.items[*].reason}' | grep -qw Evicted"
 
 # Admission: a new BestEffort pod is refused while the node is under memory pressure.
@@ -86,12 +82,12 @@ spec:
   containers:
   - {name: app, image: busybox:e2e, imagePullPolicy: IfNotPresent, command: ["sleep", "100000"]}
 YAML
-wait_for 20 "a BestEffort pod is refused at admission" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod late -o jsonpath='{.status.phase}')\" = Failed ]"
-check "refused with Evicted" test "$(field late '{.status.reason}')" = Evicted
-check "refused: the node had condition" test "$(field late '{.status.message}')" = "The node had condition: [MemoryPressure]. "
-check "a refused pod never ran a container" test -z "$(field late '{.status.containerStatuses[*].state.running}')"
+wait_pod 20 late '{.status.phase}' Failed
+check "refused with Evicted" test "$(pod_field late '{.status.reason}')" = Evicted
+check "refused: the node had condition" test "$(pod_field late '{.status.message}')" = "The node had condition: [MemoryPressure]. "
+check "a refused pod never ran a container" test -z "$(pod_field late '{.status.containerStatuses[*].state.running}')"
 
-wait_for 40 "then the Guaranteed pod" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod guaranteed -o jsonpath='{.status.reason}')\" = Evicted ]"
+wait_pod 40 guaranteed '{.status.reason}' Evicted
 wait_for 10 "its container is gone from the node" bash -c "! pgrep -f '^sleep 100017\$' >/dev/null"
 
 k delete pod deadline besteffort guaranteed late --wait=false >/dev/null

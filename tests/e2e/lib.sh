@@ -133,6 +133,21 @@ start_apiserver() {
 
 k() { "$KUBECTL" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
 # node_ready [NAME] — the Node (default node-a) reports Ready=True.
+# pod_field POD JSONPATH: a field of a pod in the default namespace ("" when absent).
+pod_field() { "$KUBECTL" --kubeconfig "$ADMIN_KUBECONFIG" get pod "$1" -o jsonpath="$2" 2>/dev/null; }
+# wait_pod SECONDS POD JSONPATH VALUE: waits until the field has the value.
+wait_pod() {
+  local secs=$1 pod=$2 path=$3 want=$4
+  wait_for "$secs" "pod $pod: $path = $want" bash -c "[ \"\$(\"$KUBECTL\" --kubeconfig '$ADMIN_KUBECONFIG' get pod '$pod' -o jsonpath='$path' 2>/dev/null)\" = '$want' ]"
+}
+
+# one_node [cubelet flags...]: the test API server and node-a, registered and Ready.
+one_node() {
+  start_apiserver --node node-a || exit 1
+  start_node 1 node-a "$@"
+  wait_for 30 "node-a registered and Ready" node_ready
+}
+
 node_ready() {
   [ "$(k get node "${1:-node-a}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }

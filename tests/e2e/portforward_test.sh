@@ -8,9 +8,7 @@ source "$(dirname "$0")/lib.sh"
 e2e_enter_netns "$@"
 e2e_setup
 
-start_apiserver --node node-a || exit 1
-start_node 1 node-a
-wait_for 30 "node-a registered and Ready" node_ready
+one_node
 
 cat <<YAML | k apply -f - >/dev/null
 apiVersion: v1
@@ -25,7 +23,7 @@ spec:
     imagePullPolicy: IfNotPresent
     command: ["sh", "-c", "mkdir -p /www /lo && echo hello > /www/index.html && seq 1 300000 > /www/big && echo loopback-only > /lo/index.html && httpd -p 127.0.0.1:8081 -h /lo && exec httpd -f -p 8080 -h /www"]
 YAML
-wait_for 60 "pod web Running" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod web -o jsonpath='{.status.phase}')\" = Running ]"
+wait_pod 60 web '{.status.phase}' Running
 wait_for 20 "httpd listening in the pod" bash -c "$KUBECTL --kubeconfig $ADMIN_KUBECONFIG exec web -- wget -qO- http://127.0.0.1:8080/index.html | grep -q hello"
 
 # forward NAME ENV... -- ARGS: starts kubectl port-forward in the background, waits for it.

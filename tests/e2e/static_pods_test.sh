@@ -10,9 +10,7 @@ e2e_setup
 
 MAN=$TMP/manifests
 mkdir -p "$MAN"
-start_apiserver --node node-a || exit 1
-start_node 1 node-a --pod-manifest-path "$MAN"
-wait_for 30 "node-a registered and Ready" node_ready
+one_node --pod-manifest-path "$MAN"
 
 field() { k get pod web-node-a -o jsonpath="$1" 2>/dev/null; }
 cat >"$MAN/web.yaml" <<YAML
@@ -29,7 +27,7 @@ spec:
     imagePullPolicy: IfNotPresent
     command: ["sh", "-c", "echo static says hi; exec sleep 100023"]
 YAML
-wait_for 40 "the mirror pod web-node-a is Running" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod web-node-a -o jsonpath='{.status.phase}' 2>/dev/null)\" = Running ]"
+wait_pod 40 web-node-a '{.status.phase}' Running
 hash=$(field '{.metadata.annotations.kubernetes\.io/config\.hash}')
 check "config.mirror is the static pod's hash ($hash)" test -n "$hash" -a "$(field '{.metadata.annotations.kubernetes\.io/config\.mirror}')" = "$hash"
 check "config.source is file" test "$(field '{.metadata.annotations.kubernetes\.io/config\.source}')" = file
@@ -58,7 +56,7 @@ check "not restarted" test "$(field '{.status.containerStatuses[0].restartCount}
 sed -i 's/sleep 100023/sleep 100024/' "$MAN/web.yaml"
 wait_for 40 "the mirror follows the new manifest" bash -c "h=\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod web-node-a -o jsonpath='{.metadata.annotations.kubernetes\.io/config\.mirror}' 2>/dev/null); [ -n \"\$h\" ] && [ \"\$h\" != $hash ]"
 wait_for 30 "the new version runs" bash -c "pgrep -f '^sleep 100024\$' >/dev/null && ! pgrep -f '^sleep 100023\$' >/dev/null"
-wait_for 30 "its mirror reports Running" bash -c "[ \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pod web-node-a -o jsonpath='{.status.phase}')\" = Running ]"
+wait_pod 30 web-node-a '{.status.phase}' Running
 
 # Removing the manifest stops the pod and deletes the mirror.
 rm "$MAN/web.yaml"
