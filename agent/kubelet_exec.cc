@@ -257,64 +257,25 @@ class WsExecPump final : public ExecPump {
   void Finish(const base::Result<int>& exit_code) override {
     std::string status = execproto::FinalStatus(proto_, exit_code);
     if (!status.empty()) SendChannel(execproto::kError, status);
-    SendClose(execproto::kCloseNormal, "");
+    SendWsClose(execproto::kCloseNormal, "");
   }
 
   void Send(const Message& m) { Write(execproto::EncodeFrame(m.opcode, m.payload, false)); }
   void SendChannel(uint8_t channel, std::string_view data) {
     Send(execproto::EncodeChannelMessage(proto_, channel, data));
   }
-  void SendClose(uint16_t code, std::string_view reason) {
-    if (close_sent_) return;
-    close_sent_ = true;
-    Write(execproto::EncodeClose(code, reason, false));
-  }
   void HandleMessage(Message m);
 
   execproto::StreamProtocol proto_;
   Clock::time_point ready_at_;
   execproto::FrameParser parser_{execproto::FrameParser::Role::kServer};
-  bool close_sent_ = false;
-  bool peer_closed_ = false;
 };
 
 void WsExecPump::OnBytes(std::string_view data) {
-  parser_.Feed(data);
-  while (!peer_closed_) {
-    auto m = parser_.Next();
-    if (!m) {
-      base::log::Warn("exec: websocket protocol error", {{"error", m.error().message}});
-      SendClose(static_cast<uint16_t>(m.error().code), m.error().message);
-      Broken();
-      return;
-    }
-    if (!*m) return;
-    HandleMessage(std::move(**m));
-  }
+  FeedWebSocket(parser_, data, "exec", [this](Message m) { HandleMessage(std::move(m)); });
 }
 
 void WsExecPump::HandleMessage(Message m) {
-  switch (m.opcode) {
-    case Opcode::kPing:
-      Send(Message{Opcode::kPong, std::move(m.payload)});
-      return;
-    case Opcode::kPong:
-      return;
-    case Opcode::kClose: {
-      // Echo the code (RFC 6455 5.5.1); the client is done with the session.
-      uint16_t code = execproto::kCloseNormal;
-      if (m.payload.size() >= 2) {
-        code = static_cast<uint16_t>((static_cast<uint8_t>(m.payload[0]) << 8) |
-                                     static_cast<uint8_t>(m.payload[1]));
-      }
-      SendClose(code, "");
-      peer_closed_ = true;
-      PeerDone();
-      return;
-    }
-    default:
-      break;
-  }
   if (m.payload.empty()) return;
   auto cm = execproto::DecodeChannelMessage(proto_, m.payload);
   if (!cm) {
@@ -446,6 +407,50 @@ void SpdyExecPump::HandleFrame(spdy::Frame f) {
 }
 
 }  // namespace
+
+void StreamSession::SendWsClose(uint16_t code, std::string_view reason) {
+  if (ws_close_sent_) return;
+  ws_close_sent_ = true;
+  Write(execproto::EncodeClose(code, reason, false));
+}
+
+void StreamSession::FeedWebSocket(execproto::FrameParser& parser, std::string_view data,
+                                  const char* what,
+                                  const std::function<void(execproto::Message)>& on_data) {
+  parser.Feed(data);
+  while (!peer_done_ && !gone_) {
+    auto m = parser.Next();
+    if (!m) {
+      base::log::Warn(std::string(what) + ": websocket protocol error",
+                      {{"error", m.error().message}});
+      SendWsClose(static_cast<uint16_t>(m.error().code), m.error().message);
+      Broken();
+      return;
+    }
+    if (!*m) return;
+    switch ((*m)->opcode) {
+      case Opcode::kPing:
+        Write(execproto::EncodeFrame(Opcode::kPong, (*m)->payload, false));
+        break;
+      case Opcode::kPong:
+        break;
+      case Opcode::kClose: {
+        // Echo the code (RFC 6455 5.5.1); the client is done with the session.
+        uint16_t code = execproto::kCloseNormal;
+        const std::string& p = (*m)->payload;
+        if (p.size() >= 2) {
+          code = static_cast<uint16_t>((static_cast<uint8_t>(p[0]) << 8) |
+                                       static_cast<uint8_t>(p[1]));
+        }
+        SendWsClose(code, "");
+        PeerDone();
+        return;
+      }
+      default:
+        on_data(std::move(**m));
+    }
+  }
+}
 
 void StreamSession::FeedSpdy(spdy::FrameParser& parser, std::string_view data,
                              uint32_t last_stream_id, const char* what,

@@ -104,9 +104,19 @@ class StreamSession {
   void FeedSpdy(spdy::FrameParser& parser, std::string_view data, uint32_t last_stream_id,
                 const char* what, const std::function<void(spdy::Frame)>& handle);
 
+  // WebSocket sessions: feeds `data` to `parser`; pings are answered, the client's close is
+  // echoed (its session is then over), data messages go to `on_data`; a protocol error is
+  // logged under `what` and answered with a close frame naming it.
+  void FeedWebSocket(execproto::FrameParser& parser, std::string_view data, const char* what,
+                     const std::function<void(execproto::Message)>& on_data);
+  void SendWsClose(uint16_t code, std::string_view reason);  // once per session
+
   RawConnection& conn_;
   bool gone_ = false;       // the connection broke, or we stopped talking
   bool peer_done_ = false;  // the client closed the session
+
+ private:
+  bool ws_close_sent_ = false;
 };
 
 struct ExecSessionResult {

@@ -446,18 +446,7 @@ class WsForwardPump final : public ForwardPump {
 
  private:
   void OnBytes(std::string_view data) override {
-    parser_.Feed(data);
-    while (!peer_closed_) {
-      auto m = parser_.Next();
-      if (!m) {
-        base::log::Warn("port forward: websocket protocol error", {{"error", m.error().message}});
-        SendClose(static_cast<uint16_t>(m.error().code), m.error().message);
-        Broken();
-        return;
-      }
-      if (!*m) return;
-      HandleMessage(std::move(**m));
-    }
+    FeedWebSocket(parser_, data, "port forward", [this](Message m) { HandleMessage(std::move(m)); });
   }
   void SendData(Pair& p, std::string_view data) override { Channel(p.data_id, data); }
   void SendDataEnd(Pair&) override {}  // the protocol has no end of a channel
@@ -465,32 +454,13 @@ class WsForwardPump final : public ForwardPump {
   void EndPair(Pair&) override {}
   bool SessionOver() const override { return pairs_.empty(); }
   bool Lingers() const override { return true; }
-  void Finish() override { SendClose(execproto::kCloseNormal, ""); }
+  void Finish() override { SendWsClose(execproto::kCloseNormal, ""); }
 
   void Channel(uint32_t channel, std::string_view data) {
     auto m = execproto::EncodeChannelMessage(proto_, static_cast<uint8_t>(channel), data);
     Write(execproto::EncodeFrame(m.opcode, m.payload, false));
   }
-  void SendClose(uint16_t code, std::string_view reason) {
-    if (close_sent_) return;
-    close_sent_ = true;
-    Write(execproto::EncodeClose(code, reason, false));
-  }
   void HandleMessage(Message m) {
-    switch (m.opcode) {
-      case Opcode::kPing:
-        Write(execproto::EncodeFrame(Opcode::kPong, m.payload, false));
-        return;
-      case Opcode::kPong:
-        return;
-      case Opcode::kClose:
-        SendClose(execproto::kCloseNormal, "");
-        peer_closed_ = true;
-        PeerDone();
-        return;
-      default:
-        break;
-    }
     if (m.payload.empty()) return;
     auto cm = execproto::DecodeChannelMessage(proto_, m.payload);
     if (!cm) return;
@@ -503,8 +473,6 @@ class WsForwardPump final : public ForwardPump {
   execproto::StreamProtocol proto_;
   execproto::FrameParser parser_{execproto::FrameParser::Role::kServer};
   std::map<uint8_t, std::string> by_channel_;
-  bool close_sent_ = false;
-  bool peer_closed_ = false;
 };
 
 }  // namespace
