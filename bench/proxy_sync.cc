@@ -9,12 +9,16 @@
 // plain `iptables-restore` / `nft -f` into an empty namespace.
 //
 // Usage (root): proxy_sync [--sizes 1000,5000] [--endpoints 10] [--modes iptables,nftables]
-//                          [--iptables nft|legacy|libiptc] [--no-floor] [--in-process]
+//                          [--iptables nft|legacy|libiptc] [--iptc-writer blob|libiptc]
+//                          [--no-floor] [--in-process]
 // --in-process runs the proxy of the first mode and size in this process (its own netns, no
 // fork, no floor) so that heaptrack or perf see it.
 // --iptables legacy commits with iptables-legacy-restore, libiptc in-process through libiptc
 // (LibiptcBackend; its floor is still iptables-legacy-restore, and the same two buffers loaded
-// through LibiptcBackend are reported beside it).
+// through LibiptcBackend are reported beside it, with the same writer, and the kernel's own
+// cost: the loaded nat table read back with IPT_SO_GET_ENTRIES and replaced as it is with one
+// IPT_SO_SET_REPLACE, each timed alone). --iptc-writer: how LibiptcBackend writes a table
+// (IptcWriter; default blob).
 #include <malloc.h>
 #include <net/if.h>
 #include <sched.h>
@@ -22,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <libiptc/libiptc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,6 +59,7 @@ struct Args {
   std::vector<std::string> modes = {"iptables"};
   IptablesVariant variant = IptablesVariant::kNft;
   bool libiptc = false;  // legacy through LibiptcBackend
+  IptcWriter writer = IptcWriter::kBlob;
   bool floor = true;
   bool in_process = false;  // no forked child (for heaptrack/perf); one size, no floor
   int changes = 1;          // endpoint changes measured (the median is reported)
@@ -127,6 +133,8 @@ struct Result {
   long rss_kb = 0, child_rss_kb = 0;
   double floor_full_ms = 0, floor_change_ms = 0;
   double iptc_full_ms = 0, iptc_change_ms = 0;  // the floor's buffers through LibiptcBackend
+  double kernel_get_ms = 0, kernel_replace_ms = 0;  // nat: IPT_SO_GET_ENTRIES, IPT_SO_SET_REPLACE
+  size_t kernel_bytes = 0;
   size_t bytes = 0;
   bool ok = false;
 };
@@ -144,7 +152,7 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
   RulesBackendPtr backend;
   if (o.mode == ProxyMode::kIptables) {
     if (a.libiptc) {
-      backend = std::make_unique<LibiptcBackend>();
+      backend = std::make_unique<LibiptcBackend>(true, std::chrono::seconds(5), a.writer);
     } else {
       backend = std::make_unique<IptablesRestoreBackend>(a.variant);
     }
@@ -256,6 +264,49 @@ Result RunNftFloor(const Args& a, int n) {
   return r;
 }
 
+// The kernel's part of a commit: the loaded nat table read back (IPT_SO_GET_ENTRIES) and
+// replaced by itself (IPT_SO_SET_REPLACE: copy in, checks, per-CPU copies, the old table's
+// counters out and freed), each call timed alone. No change is smaller than that on legacy
+// iptables: every commit replaces a whole table.
+void KernelFloor(Result& r) {
+  int sock = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (sock < 0) return;
+  ipt_getinfo info{};
+  strcpy(info.name, "nat");
+  socklen_t len = sizeof info;
+  if (getsockopt(sock, SOL_IP, IPT_SO_GET_INFO, &info, &len) != 0) {
+    close(sock);
+    return;
+  }
+  std::vector<uint64_t> get((sizeof(ipt_get_entries) + info.size + 7) / 8, 0);
+  auto* ge = reinterpret_cast<ipt_get_entries*>(get.data());
+  strcpy(ge->name, "nat");
+  ge->size = info.size;
+  len = static_cast<socklen_t>(sizeof(ipt_get_entries) + info.size);
+  auto t0 = Clock::now();
+  bool ok = getsockopt(sock, SOL_IP, IPT_SO_GET_ENTRIES, ge, &len) == 0;
+  r.kernel_get_ms = Ms(Clock::now() - t0);
+  std::vector<uint64_t> rep((sizeof(ipt_replace) + info.size + 7) / 8, 0);
+  auto* repl = reinterpret_cast<ipt_replace*>(rep.data());
+  strcpy(repl->name, "nat");
+  repl->valid_hooks = info.valid_hooks;
+  repl->num_entries = info.num_entries;
+  repl->size = info.size;
+  memcpy(repl->hook_entry, info.hook_entry, sizeof info.hook_entry);
+  memcpy(repl->underflow, info.underflow, sizeof info.underflow);
+  std::vector<xt_counters> counters(info.num_entries);
+  repl->num_counters = info.num_entries;
+  repl->counters = counters.data();
+  memcpy(repl->entries, ge->entrytable, info.size);
+  get = {};
+  t0 = Clock::now();
+  ok = ok && setsockopt(sock, SOL_IP, IPT_SO_SET_REPLACE, repl, sizeof(ipt_replace) + info.size) == 0;
+  r.kernel_replace_ms = Ms(Clock::now() - t0);
+  r.kernel_bytes = ok ? info.size : 0;
+  if (!ok) perror("kernel floor");
+  close(sock);
+}
+
 Result RunFloor(const Args& a, const std::string& mode, int n) {
   if (mode == "nftables") return RunNftFloor(a, n);
   Result r;
@@ -297,7 +348,7 @@ Result RunFloor(const Args& a, const std::string& mode, int n) {
     // The same two buffers through libiptc, in a fresh netns of their own.
     std::thread t([&] {
       if (unshare(CLONE_NEWNET) != 0) return;
-      LibiptcBackend lib;
+      LibiptcBackend lib(true, std::chrono::seconds(5), a.writer);
       auto t1 = Clock::now();
       auto ok = lib.Restore(full);
       r.iptc_full_ms = Ms(Clock::now() - t1);
@@ -309,6 +360,7 @@ Result RunFloor(const Args& a, const std::string& mode, int n) {
       ok = lib.Restore(partial);
       r.iptc_change_ms = Ms(Clock::now() - t1);
       if (!ok) fprintf(stderr, "libiptc change: %s\n", ok.error().message.c_str());
+      KernelFloor(r);
     });
     t.join();
   }
@@ -361,6 +413,8 @@ int main(int argc, char** argv) {
       std::string v = next();
       a.variant = v == "nft" ? IptablesVariant::kNft : IptablesVariant::kLegacy;
       a.libiptc = v == "libiptc";
+    } else if (k == "--iptc-writer") {
+      a.writer = next() == "libiptc" ? IptcWriter::kLibiptc : IptcWriter::kBlob;
     } else if (k == "--dump") {
       // Writes the full iptables ruleset for N services to stdout and exits.
       int n = std::stoi(next());
@@ -406,7 +460,9 @@ int main(int argc, char** argv) {
       Result f;
       if (a.floor) f = InChild([&] { return RunFloor(a, mode, n); });
       std::string backend = mode != "iptables" ? std::string("-")
-                            : a.libiptc        ? std::string("libiptc")
+                            : a.libiptc        ? std::string(a.writer == IptcWriter::kBlob
+                                                                 ? "iptc-blob"
+                                                                 : "libiptc")
                                                : std::string(IptablesVariantName(a.variant));
       if (!r.ok) {
         printf("%-10s %-8s %7d FAILED\n", mode.c_str(), backend.c_str(), n);
@@ -416,8 +472,10 @@ int main(int argc, char** argv) {
              backend.c_str(), n, r.ingest_ms, r.first_ms, r.change_ms, r.rss_kb / 1024.0,
              r.child_rss_kb / 1024.0, f.floor_full_ms, f.floor_change_ms, f.bytes / 1e6);
       if (a.libiptc && mode == "iptables" && a.floor) {
-        printf("%-10s %-8s %7d floor buffers through libiptc: full %.0f ms, change %.1f ms\n",
-               mode.c_str(), backend.c_str(), n, f.iptc_full_ms, f.iptc_change_ms);
+        printf("%-10s %-8s %7d floor buffers through LibiptcBackend (%s): full %.0f ms, change "
+               "%.1f ms; kernel (nat, %.1f MB): get entries %.1f ms, replace %.1f ms\n",
+               mode.c_str(), backend.c_str(), n, backend.c_str(), f.iptc_full_ms,
+               f.iptc_change_ms, f.kernel_bytes / 1e6, f.kernel_get_ms, f.kernel_replace_ms);
       }
       fflush(stdout);
     }
