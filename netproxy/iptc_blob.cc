@@ -65,7 +65,7 @@ const char* VerdictName(int32_t verdict) {
   }
 }
 
-void SetName(char* dst, size_t cap, const std::string& name) {
+void SetName(char* dst, size_t cap, std::string_view name) {
   memset(dst, 0, cap);
   memcpy(dst, name.data(), std::min(name.size(), cap - 1));
 }
@@ -107,11 +107,9 @@ base::Result<std::unique_ptr<BlobTable>> BlobTable::Read(int sock, const std::st
   t->table_ = table;
   t->valid_hooks_ = info.valid_hooks;
   t->old_entries_ = info.num_entries;
-  t->old_size_ = info.size;
   const size_t total = sizeof(ipt_get_entries) + info.size;
   auto* ge = static_cast<ipt_get_entries*>(scratch.read.Get(total));
   if (!ge) return base::Errno("read iptables table " + table + ": mmap");
-  t->scratch_ = &scratch;
   memset(ge, 0, sizeof *ge);
   SetName(ge->name, sizeof ge->name, table);
   ge->size = info.size;
@@ -125,8 +123,21 @@ base::Result<std::unique_ptr<BlobTable>> BlobTable::Read(int sock, const std::st
                       ": not a layout libiptc writes (" + why + ")");
   };
   const auto* base = reinterpret_cast<const unsigned char*>(ge->entrytable);
-  std::unordered_map<uint32_t, Chain*> by_first;  // a user chain's first entry -> the chain
+  std::vector<std::pair<uint32_t, uint32_t>> by_first;  // a user chain's first entry, chain
+  t->old_rules_.reserve(info.num_entries);
   Chain* cur = nullptr;
+  auto close = [&] {
+    if (cur) cur->old_count = static_cast<uint32_t>(t->old_rules_.size()) - cur->old_begin;
+    cur = nullptr;
+  };
+  auto open = [&](std::string_view name, int hook) {
+    t->chains_.emplace_back();
+    cur = &t->chains_.back();
+    cur->name = name;
+    cur->hook = hook;
+    cur->old_begin = static_cast<uint32_t>(t->old_rules_.size());
+    t->old_by_name_.emplace_back(name, static_cast<uint32_t>(t->chains_.size() - 1));
+  };
   bool ended = false;
   uint32_t index = 0;
   for (uint32_t off = 0; off < info.size; ++index) {
@@ -143,13 +154,7 @@ base::Result<std::unique_ptr<BlobTable>> BlobTable::Read(int sock, const std::st
     for (int h = 0; h < NF_INET_NUMHOOKS; ++h) {
       if (!(info.valid_hooks & (1u << h)) || info.hook_entry[h] != off) continue;
       if (cur) return bad("built-in chain inside another chain", off);
-      t->chains_.push_back(Chain{});
-      auto it = std::prev(t->chains_.end());
-      it->name = kHookNames[h];
-      it->hook = h;
-      it->old_first = off;
-      t->by_name_.emplace(it->name, it);
-      cur = &*it;
+      open(kHookNames[h], h);
     }
     const xt_entry_target* target = TargetOf(e);
     if (strcmp(target->u.user.name, XT_ERROR_TARGET) == 0) {
@@ -157,28 +162,24 @@ base::Result<std::unique_ptr<BlobTable>> BlobTable::Read(int sock, const std::st
       if (cur && cur->hook >= 0) return bad("ERROR entry inside a built-in chain", off);
       if (cur) {
         // The previous user chain's last entry is its RETURN.
-        if (cur->rules.empty()) return bad("user chain " + cur->name + " without RETURN", off);
-        const ipt_entry* foot = cur->rules.back().entry;
-        if (!StandardTarget(foot) || VerdictOf(foot) != XT_RETURN) {
-          return bad("user chain " + cur->name + " does not end in RETURN", off);
+        if (t->old_rules_.size() == cur->old_begin) {
+          return bad("user chain " + std::string(cur->name) + " without RETURN", off);
         }
-        cur->rules.pop_back();
-        cur = nullptr;
+        const ipt_entry* foot = t->old_rules_.back().entry;
+        if (!StandardTarget(foot) || VerdictOf(foot) != XT_RETURN) {
+          return bad("user chain " + std::string(cur->name) + " does not end in RETURN", off);
+        }
+        t->old_rules_.pop_back();
+        close();
       }
       const auto* err = reinterpret_cast<const xt_error_target*>(target);
-      std::string name(err->errorname, strnlen(err->errorname, sizeof err->errorname));
+      std::string_view name(err->errorname, strnlen(err->errorname, sizeof err->errorname));
       if (next == info.size) {
         ended = true;
       } else {
-        if (name.empty() || t->by_name_.count(name)) return bad("chain \"" + name + "\"", off);
-        t->chains_.push_back(Chain{});
-        auto it = std::prev(t->chains_.end());
-        it->name = std::move(name);
-        it->old_first = next;
-        t->by_name_.emplace(it->name, it);
-        t->users_.emplace(it->name, it);
-        by_first.emplace(next, &*it);
-        cur = &*it;
+        if (name.empty()) return bad("chain without a name", off);
+        open(name, -1);
+        by_first.emplace_back(next, static_cast<uint32_t>(t->chains_.size() - 1));
       }
       off = next;
       continue;
@@ -189,11 +190,11 @@ base::Result<std::unique_ptr<BlobTable>> BlobTable::Read(int sock, const std::st
       return bad("standard target of size " + std::to_string(target->u.target_size), off);
     }
     if (cur->hook >= 0 && off == info.underflow[cur->hook]) {
-      if (!standard || VerdictOf(e) >= 0) return bad("policy of " + cur->name, off);
+      if (!standard || VerdictOf(e) >= 0) return bad("policy of " + std::string(cur->name), off);
       cur->policy = VerdictOf(e);
       cur->policy_old_index = static_cast<int32_t>(index);
       cur->policy_counters = e->counters;  // subtracted at the commit, as libiptc does
-      cur = nullptr;
+      close();
       off = next;
       continue;
     }
@@ -212,59 +213,108 @@ base::Result<std::unique_ptr<BlobTable>> BlobTable::Read(int sock, const std::st
         r.verdict = v;  // resolved below, once every chain is known
       }
     }
-    cur->rules.push_back(r);
+    t->old_rules_.push_back(r);
     off = next;
   }
   if (!ended || cur) return bad("no final ERROR entry", info.size);
   if (index != info.num_entries) return bad("entry count", info.size);
+  std::sort(t->old_by_name_.begin(), t->old_by_name_.end());
+  for (size_t i = 1; i < t->old_by_name_.size(); ++i) {
+    if (t->old_by_name_[i].first == t->old_by_name_[i - 1].first) {
+      return bad("chain " + std::string(t->old_by_name_[i].first) + " twice", 0);
+    }
+  }
   for (int h = 0; h < NF_INET_NUMHOOKS; ++h) {
-    if ((info.valid_hooks & (1u << h)) && !t->by_name_.count(kHookNames[h])) {
+    if ((info.valid_hooks & (1u << h)) && !t->IsBuiltin(kHookNames[h])) {
       return bad(std::string("no chain ") + kHookNames[h], 0);
     }
   }
-  for (auto& c : t->chains_) {
-    for (auto& r : c.rules) {
-      if (r.kind != Rule::Kind::kJump) continue;
-      auto it = by_first.find(static_cast<uint32_t>(r.verdict));
-      if (it == by_first.end()) return bad("jump to " + std::to_string(r.verdict), 0);
-      r.jump = it->second;
-      ++r.jump->references;
-    }
+  // by_first is in offset order (chains are).
+  for (auto& r : t->old_rules_) {
+    if (r.kind != Rule::Kind::kJump) continue;
+    const uint32_t to = static_cast<uint32_t>(r.verdict);
+    auto it = std::lower_bound(by_first.begin(), by_first.end(),
+                               std::pair<uint32_t, uint32_t>(to, 0));
+    if (it == by_first.end() || it->first != to) return bad("jump to " + std::to_string(to), 0);
+    r.jump = it->second;
+    ++t->chains_[r.jump].references;
   }
   return t;
 }
 
-bool BlobTable::IsBuiltin(const std::string& chain) const {
-  const Chain* c = Find(chain);
-  return c && c->hook >= 0;
+int64_t BlobTable::Lookup(std::string_view chain) const {
+  if (!added_.empty()) {
+    auto it = added_.find(chain);
+    if (it != added_.end()) return it->second;
+  }
+  auto it = std::lower_bound(old_by_name_.begin(), old_by_name_.end(),
+                             std::pair<std::string_view, uint32_t>(chain, 0));
+  if (it != old_by_name_.end() && it->first == chain && !chains_[it->second].deleted) {
+    return it->second;
+  }
+  return -1;
 }
 
-const BlobTable::Chain* BlobTable::Find(const std::string& chain) const {
-  auto it = by_name_.find(chain);
-  return it == by_name_.end() ? nullptr : &*it->second;
+BlobTable::Chain* BlobTable::Get(std::string_view chain) {
+  int64_t i = Lookup(chain);
+  return i < 0 ? nullptr : &chains_[static_cast<size_t>(i)];
 }
 
-BlobTable::Chain* BlobTable::Get(const std::string& chain) {
-  auto it = by_name_.find(chain);
-  return it == by_name_.end() ? nullptr : &*it->second;
+bool BlobTable::IsBuiltin(std::string_view chain) const {
+  int64_t i = Lookup(chain);
+  return i >= 0 && chains_[static_cast<size_t>(i)].hook >= 0;
 }
 
-size_t BlobTable::Rules(const std::string& chain) const {
-  const Chain* c = Find(chain);
-  return c ? c->rules.size() : 0;
+std::span<const BlobTable::Rule> BlobTable::RulesOf(const Chain& c) const {
+  if (c.edited) return c.rules;
+  return std::span<const Rule>(old_rules_.data() + c.old_begin, c.old_count);
+}
+
+std::vector<BlobTable::Rule>& BlobTable::Edit(Chain& c) {
+  if (!c.edited) {
+    auto old = RulesOf(c);
+    c.rules.assign(old.begin(), old.end());
+    c.edited = true;
+  }
+  return c.rules;
+}
+
+size_t BlobTable::Rules(std::string_view chain) const {
+  int64_t i = Lookup(chain);
+  return i < 0 ? 0 : RulesOf(chains_[static_cast<size_t>(i)]).size();
+}
+
+std::vector<uint32_t> BlobTable::Order() const {
+  std::vector<uint32_t> added;
+  for (const auto& [_, i] : added_) added.push_back(i);
+  std::sort(added.begin(), added.end(),
+            [&](uint32_t a, uint32_t b) { return chains_[a].name < chains_[b].name; });
+  std::vector<uint32_t> out;
+  out.reserve(chains_.size());
+  size_t next = 0;
+  for (uint32_t i = 0; i < chains_.size(); ++i) {
+    const Chain& c = chains_[i];
+    if (c.added) break;  // the kernel's chains come first
+    if (c.deleted) continue;
+    if (c.hook < 0) {
+      while (next < added.size() && chains_[added[next]].name < c.name) out.push_back(added[next++]);
+    }
+    out.push_back(i);
+  }
+  while (next < added.size()) out.push_back(added[next++]);
+  return out;
 }
 
 std::vector<const BlobTable::Chain*> BlobTable::ChainList() const {
   std::vector<const Chain*> out;
-  out.reserve(chains_.size());
-  for (const auto& c : chains_) out.push_back(&c);
+  for (uint32_t i : Order()) out.push_back(&chains_[i]);
   return out;
 }
 
-std::string BlobTable::TargetName(const Rule& r) {
+std::string BlobTable::TargetName(const Rule& r) const {
   switch (r.kind) {
     case Rule::Kind::kJump:
-      return r.jump->name;
+      return std::string(chains_[r.jump].name);
     case Rule::Kind::kVerdict:
       return VerdictName(r.verdict);
     case Rule::Kind::kFallThrough:
@@ -274,17 +324,6 @@ std::string BlobTable::TargetName(const Rule& r) {
   }
   const xt_entry_target* t = TargetOf(r.entry);
   return std::string(t->u.user.name, strnlen(t->u.user.name, sizeof t->u.user.name));
-}
-
-BlobTable::Chain* BlobTable::AddUserChain(const std::string& chain) {
-  // libiptc (iptc_insert_chain): before the first user chain whose name sorts after it.
-  auto after = users_.upper_bound(chain);
-  auto pos = after == users_.end() ? chains_.end() : after->second;
-  auto it = chains_.insert(pos, Chain{});
-  it->name = chain;
-  by_name_.emplace(chain, it);
-  users_.emplace(chain, it);
-  return &*it;
 }
 
 bool BlobTable::Classify(const Entry& e, Rule& r) {
@@ -300,16 +339,17 @@ bool BlobTable::Classify(const Entry& e, Rule& r) {
   } else if (VerdictByName(t, r.verdict)) {
     r.kind = Rule::Kind::kVerdict;
   } else {
-    Chain* c = Get(t);
-    if (!c || c->hook >= 0) return false;  // unknown target, or a jump to a built-in chain
+    int64_t i = Lookup(t);
+    // Unknown target, or a jump to a built-in chain.
+    if (i < 0 || chains_[static_cast<size_t>(i)].hook >= 0) return false;
     r.kind = Rule::Kind::kJump;
-    r.jump = c;
+    r.jump = static_cast<uint32_t>(i);
   }
   return true;
 }
 
-void BlobTable::Drop(Rule& r) {
-  if (r.kind == Rule::Kind::kJump) --r.jump->references;
+void BlobTable::Drop(const Rule& r) {
+  if (r.kind == Rule::Kind::kJump) --chains_[r.jump].references;
 }
 
 bool BlobTable::Declare(const std::string& chain, const std::string& policy,
@@ -328,34 +368,40 @@ bool BlobTable::NewChain(const std::string& chain) {
       VerdictByName(chain, v)) {
     return false;
   }
-  AddUserChain(chain);
+  added_names_.push_back(chain);
+  chains_.emplace_back();
+  Chain& c = chains_.back();
+  c.name = added_names_.back();
+  c.added = true;
+  c.edited = true;
+  added_.emplace(c.name, static_cast<uint32_t>(chains_.size() - 1));
   return true;
 }
 
 bool BlobTable::Flush(const std::string& chain) {
   Chain* c = Get(chain);
   if (!c) return false;
-  for (auto& r : c->rules) Drop(r);
+  for (const auto& r : RulesOf(*c)) Drop(r);
   c->rules.clear();
+  c->edited = true;
   return true;
 }
 
 bool BlobTable::FlushAll() {
   for (auto& c : chains_) {
-    for (auto& r : c.rules) Drop(r);
+    if (c.deleted) continue;
+    for (const auto& r : RulesOf(c)) Drop(r);
     c.rules.clear();
+    c.edited = true;
   }
   return true;
 }
 
 bool BlobTable::DeleteChain(const std::string& chain) {
-  auto it = by_name_.find(chain);
-  if (it == by_name_.end()) return false;
-  auto c = it->second;
-  if (c->hook >= 0 || c->references > 0 || !c->rules.empty()) return false;
-  users_.erase(chain);
-  by_name_.erase(it);
-  chains_.erase(c);
+  Chain* c = Get(chain);
+  if (!c || c->hook >= 0 || c->references > 0 || !RulesOf(*c).empty()) return false;
+  c->deleted = true;
+  if (c->added) added_.erase(c->name);
   return true;
 }
 
@@ -380,35 +426,39 @@ bool BlobTable::Append(const std::string& chain, const Entry& e) {
   Chain* c = Get(chain);
   Rule r;
   if (!c || !Classify(e, r)) return false;
-  if (r.kind == Rule::Kind::kJump) ++r.jump->references;
-  c->rules.push_back(r);
+  if (r.kind == Rule::Kind::kJump) ++chains_[r.jump].references;
+  Edit(*c).push_back(r);
   return true;
 }
 
 bool BlobTable::Insert(const std::string& chain, const Entry& e, unsigned num) {
   Chain* c = Get(chain);
   Rule r;
-  if (!c || num > c->rules.size() || !Classify(e, r)) return false;
-  if (r.kind == Rule::Kind::kJump) ++r.jump->references;
-  c->rules.insert(c->rules.begin() + num, r);
+  if (!c || num > RulesOf(*c).size() || !Classify(e, r)) return false;
+  if (r.kind == Rule::Kind::kJump) ++chains_[r.jump].references;
+  auto& rules = Edit(*c);
+  rules.insert(rules.begin() + num, r);
   return true;
 }
 
 bool BlobTable::DeleteNum(const std::string& chain, unsigned num) {
   Chain* c = Get(chain);
-  if (!c || num >= c->rules.size()) return false;
-  Drop(c->rules[num]);
-  c->rules.erase(c->rules.begin() + num);
+  if (!c || num >= RulesOf(*c).size()) return false;
+  auto& rules = Edit(*c);
+  Drop(rules[num]);
+  rules.erase(rules.begin() + num);
   return true;
 }
 
 bool BlobTable::Delete(const std::string& chain, const Entry& want) {
   Chain* c = Get(chain);
   if (!c) return false;
-  for (size_t i = 0; i < c->rules.size(); ++i) {
-    if (SameRule(c->rules[i].entry, TargetName(c->rules[i]), want)) {
-      Drop(c->rules[i]);
-      c->rules.erase(c->rules.begin() + static_cast<ptrdiff_t>(i));
+  auto rules = RulesOf(*c);
+  for (size_t i = 0; i < rules.size(); ++i) {
+    if (SameRule(rules[i].entry, TargetName(rules[i]), want)) {
+      auto& edit = Edit(*c);
+      Drop(edit[i]);
+      edit.erase(edit.begin() + static_cast<ptrdiff_t>(i));
       return true;
     }
   }
@@ -418,16 +468,19 @@ bool BlobTable::Delete(const std::string& chain, const Entry& want) {
 base::Result<> BlobTable::Commit(int sock, bool& replaced, Scratch& scratch) {
   replaced = false;
   // Offsets first: a jump's verdict is where its chain's first entry lands.
+  const std::vector<uint32_t> order = Order();
   uint64_t size = 0;
   uint32_t entries = 0;
-  for (auto& c : chains_) {
+  for (uint32_t i : order) {
+    Chain& c = chains_[i];
     if (c.hook < 0) {
       size += kHeadSize;
       ++entries;
     }
     c.first = static_cast<uint32_t>(size);
-    for (const auto& r : c.rules) size += r.entry->next_offset;
-    entries += static_cast<uint32_t>(c.rules.size());
+    auto rules = RulesOf(c);
+    for (const auto& r : rules) size += r.entry->next_offset;
+    entries += static_cast<uint32_t>(rules.size());
     size += kFootSize;
     ++entries;
   }
@@ -459,7 +512,7 @@ base::Result<> BlobTable::Commit(int sock, bool& replaced, Scratch& scratch) {
   auto* out = reinterpret_cast<unsigned char*>(repl->entries);
   uint32_t off = 0, idx = 0;
   uint32_t policy_index[NF_INET_NUMHOOKS] = {};
-  auto head = [&](const std::string& name) {
+  auto head = [&](std::string_view name) {
     memset(out + off, 0, kHeadSize);
     auto* e = reinterpret_cast<ipt_entry*>(out + off);
     e->target_offset = sizeof(ipt_entry);
@@ -483,13 +536,14 @@ base::Result<> BlobTable::Commit(int sock, bool& replaced, Scratch& scratch) {
     off += kFootSize;
     ++idx;
   };
-  for (const auto& c : chains_) {
+  for (uint32_t i : order) {
+    const Chain& c = chains_[i];
     if (c.hook >= 0) {
       repl->hook_entry[c.hook] = off;
     } else {
       head(c.name);
     }
-    for (const auto& r : c.rules) {
+    for (const auto& r : RulesOf(c)) {
       const uint16_t n = r.entry->next_offset;
       memcpy(out + off, r.entry, n);
       auto* e = reinterpret_cast<ipt_entry*>(out + off);
@@ -505,7 +559,7 @@ base::Result<> BlobTable::Commit(int sock, bool& replaced, Scratch& scratch) {
         } else if (r.kind == Rule::Kind::kFallThrough) {
           t->verdict = static_cast<int32_t>(off + n);
         } else {
-          t->verdict = static_cast<int32_t>(r.jump->first);
+          t->verdict = static_cast<int32_t>(chains_[r.jump].first);
         }
       }
       if (r.old_index >= 0) {
@@ -542,7 +596,7 @@ base::Result<> BlobTable::Commit(int sock, bool& replaced, Scratch& scratch) {
   // and the switch, i.e. every legacy iptables commit restarts the built-in chains' policy
   // counters; iptables-legacy-save shows the same whichever wrote the table.
   for (const auto& c : chains_) {
-    if (c.hook < 0 || c.policy_old_index < 0) continue;
+    if (c.deleted || c.hook < 0 || c.policy_old_index < 0) continue;
     xt_counters& a = add[policy_index[c.hook]];
     a.pcnt -= c.policy_counters.pcnt;
     a.bcnt -= c.policy_counters.bcnt;

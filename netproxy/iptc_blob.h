@@ -15,10 +15,11 @@
 #include <linux/netfilter/x_tables.h>
 
 #include <cstdint>
-#include <list>
-#include <map>
+#include <deque>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -62,39 +63,41 @@ class BlobTable {
   static base::Result<std::unique_ptr<BlobTable>> Read(int sock, const std::string& table,
                                                        Scratch& scratch);
 
-  struct Chain;
   struct Rule {
     enum class Kind : uint8_t { kExtension, kVerdict, kFallThrough, kJump };
     const ipt_entry* entry = nullptr;  // in the kernel's copy, or a new rule's Entry
     int32_t old_index = -1;            // the kernel's entry number (its counters are kept)
     Kind kind = Kind::kExtension;
-    int32_t verdict = 0;      // kVerdict
-    Chain* jump = nullptr;    // kJump
+    int32_t verdict = 0;  // kVerdict
+    uint32_t jump = 0;    // kJump: the chain's index
   };
   struct Chain {
-    std::string name;
-    int hook = -1;  // built-in: its NF_INET_* hook
-    std::vector<Rule> rules;
-    int references = 0;  // rules jumping here
+    std::string_view name;  // in the kernel's copy, or in added_names_
+    int hook = -1;          // built-in: its NF_INET_* hook
+    bool added = false;     // created by this commit
+    bool deleted = false;
+    // Until a command changes them, a chain's rules are old_rules_[old_begin, +old_count):
+    // chains nobody touches cost no allocation of their own.
+    bool edited = false;
+    uint32_t old_begin = 0, old_count = 0;
+    std::vector<Rule> rules;  // edited
+    int references = 0;       // rules jumping here
     // Built-in chains: the policy and its counters: policy_old_index >= 0, the kernel's entry
     // and policy_counters as read; else policy_counters as set.
     int32_t policy = 0;
     int32_t policy_old_index = -1;
     xt_counters policy_counters{};
-    // Layout: kernel copy (a jump's verdict there) and the table written back.
-    uint32_t old_first = 0;
-    uint32_t first = 0;
+    uint32_t first = 0;  // where its first entry lands in the table written back
   };
 
-  bool IsChain(const std::string& chain) const { return by_name_.count(chain) != 0; }
-  bool IsBuiltin(const std::string& chain) const;
-  size_t Chains() const { return chains_.size(); }
-  size_t Rules(const std::string& chain) const;
+  bool IsChain(std::string_view chain) const { return Lookup(chain) >= 0; }
+  bool IsBuiltin(std::string_view chain) const;
+  size_t Rules(std::string_view chain) const;
   // Chains in table order, as iptc_first_chain/iptc_next_chain list them.
   std::vector<const Chain*> ChainList() const;
-  const Chain* Find(const std::string& chain) const;
+  std::span<const Rule> RulesOf(const Chain& c) const;
   // The name iptc_get_target gives a rule's target ("" fall through, verdict, chain, extension).
-  static std::string TargetName(const Rule& r);
+  std::string TargetName(const Rule& r) const;
 
   // ":CHAIN POLICY [counters]": a user chain is flushed, or created; a built-in chain gets the
   // policy unless it is "-".
@@ -116,25 +119,28 @@ class BlobTable {
   // counters only, and the table must not be committed again).
   base::Result<> Commit(int sock, bool& replaced, Scratch& scratch);
 
-  // Bytes of the table read from the kernel and written back (for logs).
-  uint32_t old_size() const { return old_size_; }
-
  private:
   BlobTable() = default;
-  Chain* Get(const std::string& chain);
-  Chain* AddUserChain(const std::string& chain);
+  // The chain's index, -1 when there is none.
+  int64_t Lookup(std::string_view chain) const;
+  Chain* Get(std::string_view chain);
+  std::vector<Rule>& Edit(Chain& c);
+  // Chain indexes in table order: built-in chains, then the user chains of the kernel's copy
+  // with the added ones each inserted before the first whose name sorts after it (libiptc's
+  // iptc_insert_chain).
+  std::vector<uint32_t> Order() const;
   // Classifies a new rule's target; false when it names neither a verdict nor a chain.
   bool Classify(const Entry& e, Rule& r);
-  void Drop(Rule& r);
+  void Drop(const Rule& r);
 
   std::string table_;
   unsigned valid_hooks_ = 0;
   uint32_t old_entries_ = 0;
-  uint32_t old_size_ = 0;
-  Scratch* scratch_ = nullptr;  // its read buffer: ipt_get_entries + the kernel's entries
-  std::list<Chain> chains_;
-  std::unordered_map<std::string, std::list<Chain>::iterator> by_name_;
-  std::map<std::string, std::list<Chain>::iterator> users_;  // user chains by name
+  std::vector<Chain> chains_;    // the kernel's, in its order, then the added ones
+  std::vector<Rule> old_rules_;  // the kernel's rules, chain after chain
+  std::vector<std::pair<std::string_view, uint32_t>> old_by_name_;  // sorted
+  std::unordered_map<std::string_view, uint32_t> added_;
+  std::deque<std::string> added_names_;
 };
 
 }  // namespace netproxy::iptc

@@ -620,8 +620,8 @@ base::Result<> SnapshotBlob(int sock, const std::string& table, IptablesSnapshot
   for (const auto* c : (*b)->ChainList()) {
     t.chains.emplace(c->name);
     if (c->hook < 0) continue;
-    for (const auto& r : c->rules) {
-      std::string target = iptc::BlobTable::TargetName(r);
+    for (const auto& r : (*b)->RulesOf(*c)) {
+      std::string target = (*b)->TargetName(r);
       if (base::StartsWith(target, "KUBE-")) {
         t.kube_jumps.push_back(iptc::FormatRule(c->name, r.entry, target));
       }
