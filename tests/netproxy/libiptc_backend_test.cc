@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <libiptc/libiptc.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -472,10 +473,13 @@ struct Step {
 std::vector<Step> ApplyWith(IptcWriter writer, const std::vector<std::string>& buffers) {
   std::vector<Step> steps;
   InFreshNetns([&] {
-    IptablesRestoreBackend setup(IptablesVariant::kLegacy);
     std::string out;
-    REQUIRE(base::WriteFile("/tmp/cubelet_iptc_foreign.rules", kForeign));
-    REQUIRE(Run("iptables-legacy-restore -c < /tmp/cubelet_iptc_foreign.rules 2>&1", &out) == 0);
+    const std::string file = "/tmp/cubelet_iptc_foreign_" + std::to_string(getpid()) + ".rules";
+    REQUIRE(base::WriteFile(file, kForeign));
+    const int rc = Run("iptables-legacy-restore -c < " + file + " 2>&1", &out);
+    unlink(file.c_str());
+    INFO(out);
+    REQUIRE(rc == 0);
     LibiptcBackend b(/*fallback=*/false, std::chrono::seconds(5), writer);
     for (const auto& buf : buffers) {
       Step s;
