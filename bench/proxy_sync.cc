@@ -9,12 +9,16 @@
 // plain `iptables-restore` / `nft -f` into an empty namespace.
 //
 // Usage (root): proxy_sync [--sizes 1000,5000] [--endpoints 10] [--modes iptables,nftables]
-//                          [--iptables nft|legacy|libiptc] [--no-floor] [--in-process]
+//                          [--iptables nft|legacy|libiptc] [--iptc-writer blob|libiptc]
+//                          [--no-floor] [--in-process]
 // --in-process runs the proxy of the first mode and size in this process (its own netns, no
 // fork, no floor) so that heaptrack or perf see it.
 // --iptables legacy commits with iptables-legacy-restore, libiptc in-process through libiptc
 // (LibiptcBackend; its floor is still iptables-legacy-restore, and the same two buffers loaded
-// through LibiptcBackend are reported beside it).
+// through LibiptcBackend are reported beside it, with the same writer, and the kernel's own
+// cost: the loaded nat table read back with IPT_SO_GET_ENTRIES into a buffer already faulted in,
+// and replaced as it is with IPT_SO_SET_REPLACE, the fastest of three, each call timed alone). --iptc-writer: how LibiptcBackend writes a table
+// (IptcWriter; default blob).
 #include <malloc.h>
 #include <net/if.h>
 #include <sched.h>
@@ -22,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <libiptc/libiptc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,6 +59,7 @@ struct Args {
   std::vector<std::string> modes = {"iptables"};
   IptablesVariant variant = IptablesVariant::kNft;
   bool libiptc = false;  // legacy through LibiptcBackend
+  IptcWriter writer = IptcWriter::kBlob;
   bool floor = true;
   bool in_process = false;  // no forked child (for heaptrack/perf); one size, no floor
   int changes = 1;          // endpoint changes measured (the median is reported)
@@ -116,6 +122,12 @@ EndpointSlice MakeSlice(int i, int endpoints, int generation) {
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
+double CpuMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 long MaxRssKb(int who) {
   rusage ru{};
   getrusage(who, &ru);
@@ -124,9 +136,14 @@ long MaxRssKb(int who) {
 
 struct Result {
   double ingest_ms = 0, first_ms = 0, change_ms = 0;
+  // CPU time of the proxy's process (user + system, all threads) over the same spans: what a
+  // sync costs whatever else the host runs (wall times here move 2-3x with the load).
+  double first_cpu_ms = 0, change_cpu_ms = 0;
   long rss_kb = 0, child_rss_kb = 0;
   double floor_full_ms = 0, floor_change_ms = 0;
   double iptc_full_ms = 0, iptc_change_ms = 0;  // the floor's buffers through LibiptcBackend
+  double kernel_get_ms = 0, kernel_replace_ms = 0;  // nat: IPT_SO_GET_ENTRIES, IPT_SO_SET_REPLACE
+  size_t kernel_bytes = 0;
   size_t bytes = 0;
   bool ok = false;
 };
@@ -144,7 +161,7 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
   RulesBackendPtr backend;
   if (o.mode == ProxyMode::kIptables) {
     if (a.libiptc) {
-      backend = std::make_unique<LibiptcBackend>();
+      backend = std::make_unique<LibiptcBackend>(true, std::chrono::seconds(5), a.writer);
     } else {
       backend = std::make_unique<IptablesRestoreBackend>(a.variant);
     }
@@ -166,6 +183,7 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
     fprintf(stderr, "after ingest: heap in use %.1f MiB, rss %.1f MiB\n",
             mallinfo2().uordblks / 1048576.0, MaxRssKb(RUSAGE_SELF) / 1024.0);
   }
+  const double cpu1 = CpuMs();
   proxier->OnServicesSynced();
   proxier->OnEndpointSlicesSynced();
   if (!proxier->WaitForSync(std::chrono::minutes(10))) {
@@ -174,12 +192,13 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
   }
   auto t2 = Clock::now();
   r.first_ms = Ms(t2 - t1);
+  r.first_cpu_ms = CpuMs() - cpu1;
   if (getenv("PROXY_SYNC_MEM")) {
     fprintf(stderr, "after first sync: heap in use %.1f MiB, peak rss %.1f MiB\n",
             mallinfo2().uordblks / 1048576.0, MaxRssKb(RUSAGE_SELF) / 1024.0);
   }
   // One endpoint of one service replaced, `changes` times (different services).
-  std::vector<double> times;
+  std::vector<double> times, cpu_times;
   for (int c = 0; c < a.changes; ++c) {
     int k = (n / 2 + c * 7919) % n;
     auto old_slice = MakeSlice(k, a.endpoints, 0);
@@ -187,15 +206,19 @@ Result RunProxy(const Args& a, const std::string& mode, int n) {
     new_slice.endpoints[0].addresses[0] =
         "10.255." + std::to_string(c / 250) + "." + std::to_string(c % 250 + 1);
     auto t3 = Clock::now();
+    const double cpu3 = CpuMs();
     proxier->OnEndpointSliceUpdate(old_slice, new_slice);
     if (!proxier->WaitForSync(std::chrono::minutes(5))) {
       fprintf(stderr, "change sync failed: %s\n", proxier->Health().last_error.c_str());
       return r;
     }
     times.push_back(Ms(Clock::now() - t3));
+    cpu_times.push_back(CpuMs() - cpu3);
   }
   std::sort(times.begin(), times.end());
   r.change_ms = times[times.size() / 2];
+  std::sort(cpu_times.begin(), cpu_times.end());
+  r.change_cpu_ms = cpu_times[cpu_times.size() / 2];
   r.rss_kb = MaxRssKb(RUSAGE_SELF);
   r.child_rss_kb = MaxRssKb(RUSAGE_CHILDREN);
   r.ok = true;
@@ -256,6 +279,55 @@ Result RunNftFloor(const Args& a, int n) {
   return r;
 }
 
+// The kernel's part of a commit: the loaded nat table read back (IPT_SO_GET_ENTRIES) and
+// replaced by itself (IPT_SO_SET_REPLACE: copy in, checks, per-CPU copies, the old table's
+// counters out and freed), each call timed alone. No change is smaller than that on legacy
+// iptables: every commit replaces a whole table.
+void KernelFloor(Result& r) {
+  int sock = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (sock < 0) return;
+  ipt_getinfo info{};
+  strcpy(info.name, "nat");
+  socklen_t len = sizeof info;
+  if (getsockopt(sock, SOL_IP, IPT_SO_GET_INFO, &info, &len) != 0) {
+    close(sock);
+    return;
+  }
+  std::vector<uint64_t> get((sizeof(ipt_get_entries) + info.size + 7) / 8, 0);
+  auto* ge = reinterpret_cast<ipt_get_entries*>(get.data());
+  strcpy(ge->name, "nat");
+  ge->size = info.size;
+  len = static_cast<socklen_t>(sizeof(ipt_get_entries) + info.size);
+  // Twice: the first read also faults the buffer in; the proxy reuses its buffers.
+  bool ok = getsockopt(sock, SOL_IP, IPT_SO_GET_ENTRIES, ge, &len) == 0;
+  auto t0 = Clock::now();
+  ok = ok && getsockopt(sock, SOL_IP, IPT_SO_GET_ENTRIES, ge, &len) == 0;
+  r.kernel_get_ms = Ms(Clock::now() - t0);
+  std::vector<uint64_t> rep((sizeof(ipt_replace) + info.size + 7) / 8, 0);
+  auto* repl = reinterpret_cast<ipt_replace*>(rep.data());
+  strcpy(repl->name, "nat");
+  repl->valid_hooks = info.valid_hooks;
+  repl->num_entries = info.num_entries;
+  repl->size = info.size;
+  memcpy(repl->hook_entry, info.hook_entry, sizeof info.hook_entry);
+  memcpy(repl->underflow, info.underflow, sizeof info.underflow);
+  std::vector<xt_counters> counters(info.num_entries);
+  repl->num_counters = info.num_entries;
+  repl->counters = counters.data();
+  memcpy(repl->entries, ge->entrytable, info.size);
+  get = {};
+  // The fastest of three replaces (the same table each time: the entries are copied in).
+  r.kernel_replace_ms = 1e9;
+  for (int i = 0; i < 3 && ok; ++i) {
+    t0 = Clock::now();
+    ok = setsockopt(sock, SOL_IP, IPT_SO_SET_REPLACE, repl, sizeof(ipt_replace) + info.size) == 0;
+    r.kernel_replace_ms = std::min(r.kernel_replace_ms, Ms(Clock::now() - t0));
+  }
+  r.kernel_bytes = ok ? info.size : 0;
+  if (!ok) perror("kernel floor");
+  close(sock);
+}
+
 Result RunFloor(const Args& a, const std::string& mode, int n) {
   if (mode == "nftables") return RunNftFloor(a, n);
   Result r;
@@ -297,7 +369,7 @@ Result RunFloor(const Args& a, const std::string& mode, int n) {
     // The same two buffers through libiptc, in a fresh netns of their own.
     std::thread t([&] {
       if (unshare(CLONE_NEWNET) != 0) return;
-      LibiptcBackend lib;
+      LibiptcBackend lib(true, std::chrono::seconds(5), a.writer);
       auto t1 = Clock::now();
       auto ok = lib.Restore(full);
       r.iptc_full_ms = Ms(Clock::now() - t1);
@@ -309,6 +381,7 @@ Result RunFloor(const Args& a, const std::string& mode, int n) {
       ok = lib.Restore(partial);
       r.iptc_change_ms = Ms(Clock::now() - t1);
       if (!ok) fprintf(stderr, "libiptc change: %s\n", ok.error().message.c_str());
+      KernelFloor(r);
     });
     t.join();
   }
@@ -361,6 +434,8 @@ int main(int argc, char** argv) {
       std::string v = next();
       a.variant = v == "nft" ? IptablesVariant::kNft : IptablesVariant::kLegacy;
       a.libiptc = v == "libiptc";
+    } else if (k == "--iptc-writer") {
+      a.writer = next() == "libiptc" ? IptcWriter::kLibiptc : IptcWriter::kBlob;
     } else if (k == "--dump") {
       // Writes the full iptables ruleset for N services to stdout and exits.
       int n = std::stoi(next());
@@ -406,7 +481,9 @@ int main(int argc, char** argv) {
       Result f;
       if (a.floor) f = InChild([&] { return RunFloor(a, mode, n); });
       std::string backend = mode != "iptables" ? std::string("-")
-                            : a.libiptc        ? std::string("libiptc")
+                            : a.libiptc        ? std::string(a.writer == IptcWriter::kBlob
+                                                                 ? "iptc-blob"
+                                                                 : "libiptc")
                                                : std::string(IptablesVariantName(a.variant));
       if (!r.ok) {
         printf("%-10s %-8s %7d FAILED\n", mode.c_str(), backend.c_str(), n);
@@ -415,9 +492,13 @@ int main(int argc, char** argv) {
       printf("%-10s %-8s %7d %9.0f %10.0f %10.1f %9.1f %10.1f %11.0f %12.1f %8.1f\n", mode.c_str(),
              backend.c_str(), n, r.ingest_ms, r.first_ms, r.change_ms, r.rss_kb / 1024.0,
              r.child_rss_kb / 1024.0, f.floor_full_ms, f.floor_change_ms, f.bytes / 1e6);
+      printf("%-10s %-8s %7d proxy CPU time: first sync %.0f ms, one change %.1f ms (median)\n",
+             mode.c_str(), backend.c_str(), n, r.first_cpu_ms, r.change_cpu_ms);
       if (a.libiptc && mode == "iptables" && a.floor) {
-        printf("%-10s %-8s %7d floor buffers through libiptc: full %.0f ms, change %.1f ms\n",
-               mode.c_str(), backend.c_str(), n, f.iptc_full_ms, f.iptc_change_ms);
+        printf("%-10s %-8s %7d floor buffers through LibiptcBackend (%s): full %.0f ms, change "
+               "%.1f ms; kernel (nat, %.1f MB): get entries %.1f ms, replace %.1f ms\n",
+               mode.c_str(), backend.c_str(), n, backend.c_str(), f.iptc_full_ms,
+               f.iptc_change_ms, f.kernel_bytes / 1e6, f.kernel_get_ms, f.kernel_replace_ms);
       }
       fflush(stdout);
     }

@@ -75,6 +75,12 @@ class IptablesEngine final : public ProxyEngine {
     }
     IptablesRuleset rs =
         renderer_.Render(state, full ? nullptr : &update.updated_services, existing_nat_chains_);
+    EngineSyncStats stats;
+    stats.rules["filter"] = rs.filter.TotalRules();
+    stats.rules["nat"] = rs.nat.TotalRules();
+    // The canary goes into the same nat commit as the ruleset: a commit of its own would read
+    // and replace the whole nat table once more (at 5k services as long as the ruleset's own).
+    if (full) rs.nat.AddChain(kCanaryChain)->rules.emplace_back(kCanaryRule);
     std::vector<std::string> buffers;
     const size_t chunk = backend_->ChunkChains();
     if (chunk > 0 && rs.nat.chains.size() > 2 * chunk) {
@@ -83,8 +89,6 @@ class IptablesEngine final : public ProxyEngine {
       buffers.push_back(rs.Serialize(missing_jumps));
     }
     if (need_hint) buffers.back() += "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n";
-    if (full) buffers.back() += kCanaryRestore;
-    EngineSyncStats stats;
     for (auto& b : buffers) {
       stats.bytes += b.size();
       ++stats.commits;
@@ -93,8 +97,6 @@ class IptablesEngine final : public ProxyEngine {
       b = std::string();  // free as we go: the first sync of a large cluster is the peak
     }
     existing_nat_chains_ = std::move(rs.active_nat_chains);
-    stats.rules["filter"] = rs.filter.TotalRules();
-    stats.rules["nat"] = rs.nat.TotalRules();
     return stats;
   }
 

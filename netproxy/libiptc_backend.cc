@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <libiptc/libiptc.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -14,6 +16,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "netproxy/iptc_blob.h"
 #include "netproxy/iptc_rule.h"
 
 namespace netproxy {
@@ -84,8 +87,7 @@ bool ParseCounters(std::string_view s, xt_counters& c) {
 // Marks the errors of rules this file cannot encode (Restore falls back to the program).
 constexpr int kCannotEncode = ENOTSUP;
 
-// One table's commands applied to a libiptc handle; h == nullptr: only check that every rule
-// can be encoded (nothing is read or written).
+// One table's commands applied to a libiptc handle.
 class TableWriter {
  public:
   explicit TableWriter(xtc_handle* h) : h_(h) {}
@@ -95,7 +97,6 @@ class TableWriter {
     if (w.empty() || w[0].size() < 2) return base::Fail("chain name missing");
     std::string chain = w[0].substr(1);
     if (chain.size() >= sizeof(xt_chainlabel)) return base::Fail("chain name too long");
-    if (!h_) return {};
     if (iptc_builtin(chain.c_str(), h_)) {
       if (w.size() < 2 || w[1] == "-") return {};
       xt_counters c{};
@@ -122,7 +123,6 @@ class TableWriter {
     }
     const char* chain = w[1].c_str();
     if (w[1].size() >= sizeof(xt_chainlabel)) return base::Fail("chain name too long");
-    if (!h_) return Check(w);
     if (cmd == "-A" || cmd == "--append") {
       auto e = Build(w, 2, counters);
       if (!e) return tl::unexpected(e.error());
@@ -157,28 +157,6 @@ class TableWriter {
   }
 
  private:
-  // Dry run: the rule of -A/-I/-D encodes; the command is one Command() knows.
-  base::Result<> Check(const std::vector<std::string>& w) {
-    const std::string& cmd = w[0];
-    size_t first = 0;
-    if (cmd == "-A" || cmd == "--append") {
-      first = 2;
-    } else if (cmd == "-I" || cmd == "--insert") {
-      first = w.size() > 2 && IsNumber(w[2]) ? 3 : 2;
-    } else if (cmd == "-D" || cmd == "--delete") {
-      if (w.size() == 3 && IsNumber(w[2])) return {};
-      first = 2;
-    } else if (cmd == "-X" || cmd == "--delete-chain" || cmd == "-F" || cmd == "--flush" ||
-               cmd == "-N" || cmd == "--new-chain" || cmd == "-P" || cmd == "--policy") {
-      return {};
-    } else {
-      return base::Fail("unsupported command " + cmd, kCannotEncode);
-    }
-    auto e = iptc::BuildEntry(w, first);
-    if (!e) return base::Fail(e.error().message, kCannotEncode);
-    return {};
-  }
-
   base::Result<iptc::Entry> Build(const std::vector<std::string>& w, size_t first,
                                   const xt_counters* counters) {
     auto e = iptc::BuildEntry(w, first);
@@ -228,8 +206,9 @@ class TableWriter {
   xtc_handle* h_;
 };
 
-// Applies a restore buffer; dry_run: only checks that every rule can be encoded.
-base::Result<> Apply(const std::string& buffer, bool dry_run) {
+// Applies (part of) a restore buffer through libiptc, one iptc_commit per table; its first line
+// is line first_line of the whole buffer (for errors). Parse() has checked it.
+base::Result<> Apply(std::string_view buffer, int first_line) {
   // libiptc holds a whole table two or three times over while it works (the kernel's copy, its
   // cache, the blob it commits). No malloc_trim() afterwards: faulting those pages in again at
   // the next sync cost more than the commit itself (400 services: 106 ms per change with a trim,
@@ -239,12 +218,12 @@ base::Result<> Apply(const std::string& buffer, bool dry_run) {
   bool in_table = false;
   std::string table;
   std::vector<std::string> words;
-  int line_no = 0;
+  int line_no = first_line - 1;
   size_t pos = 0;
   while (pos < buffer.size()) {
     size_t end = buffer.find('\n', pos);
     if (end == std::string::npos) end = buffer.size();
-    std::string_view line = base::Trim(std::string_view(buffer).substr(pos, end - pos));
+    std::string_view line = base::Trim(buffer.substr(pos, end - pos));
     pos = end + 1;
     ++line_no;
     if (line.empty() || line[0] == '#') continue;
@@ -264,7 +243,6 @@ base::Result<> Apply(const std::string& buffer, bool dry_run) {
       if (in_table) return fail("*" + std::string(line.substr(1)) + " before COMMIT");
       table = std::string(line.substr(1));
       in_table = true;
-      if (dry_run) continue;
       auto h = Open(table);
       if (!h) return fail(h.error().message);
       handle = std::move(*h);
@@ -273,7 +251,6 @@ base::Result<> Apply(const std::string& buffer, bool dry_run) {
     if (!in_table) return fail("\"" + std::string(line) + "\" outside a table");
     if (line == "COMMIT") {
       in_table = false;
-      if (dry_run) continue;
       if (!iptc_commit(handle.get())) return fail("commit: " + IptcError());
       handle.reset();
       continue;
@@ -313,46 +290,364 @@ base::Result<> Apply(const std::string& buffer, bool dry_run) {
   return {};
 }
 
+// One command of a restore buffer, parsed and its rule encoded (Parse), for BlobTable.
+struct Cmd {
+  enum class Op : uint8_t {
+    kDeclare,      // chain, policy ("" none), counters_text
+    kAppend,       // chain, entry
+    kInsert,       // chain, num (0-based), entry
+    kDelete,       // chain, entry
+    kDeleteNum,    // chain, num (0-based)
+    kDeleteChain,  // chain
+    kFlush,        // chain
+    kFlushAll,
+    kNewChain,  // chain
+    kPolicy,    // chain, policy
+    kLibiptc,   // a form only libiptc's path handles (it names the error)
+  };
+  Op op = Op::kLibiptc;
+  std::string chain;
+  std::string policy;
+  std::string counters_text;
+  unsigned num = 0;
+  iptc::Entry entry;
+};
+
+// A table's part of the buffer: "*table" to COMMIT.
+struct Section {
+  std::string table;
+  int first_line = 0;
+  size_t begin = 0, end = 0;  // in the buffer
+  std::vector<Cmd> cmds;
+};
+
+// Parses a restore buffer and encodes every rule, without touching the kernel: what the
+// libiptc path checks before committing anything (structure errors, rules it cannot encode,
+// flagged kCannotEncode), with the same messages.
+base::Result<std::vector<Section>> Parse(const std::string& buffer) {
+  std::vector<Section> sections;
+  bool in_table = false;
+  std::string table;
+  std::vector<std::string> words;
+  int line_no = 0;
+  size_t pos = 0;
+  while (pos < buffer.size()) {
+    const size_t begin = pos;
+    size_t end = buffer.find('\n', pos);
+    if (end == std::string::npos) end = buffer.size();
+    std::string_view line = base::Trim(std::string_view(buffer).substr(pos, end - pos));
+    pos = end + 1;
+    ++line_no;
+    if (line.empty() || line[0] == '#') continue;
+
+    auto fail = [&](const std::string& cause, std::string_view chain = {},
+                    std::string_view rule = {}, int code = 0) {
+      std::string msg = "iptables (libiptc) line " + std::to_string(line_no) + ": table " +
+                        (table.empty() ? std::string("-") : table);
+      if (!chain.empty()) msg += ", chain " + std::string(chain);
+      if (!rule.empty()) msg += ", rule \"" + std::string(rule) + "\"";
+      msg += ": " + cause;
+      return base::Fail(msg, code);
+    };
+
+    if (line[0] == '*') {
+      if (in_table) return fail("*" + std::string(line.substr(1)) + " before COMMIT");
+      table = std::string(line.substr(1));
+      in_table = true;
+      Section s;
+      s.table = table;
+      s.first_line = line_no;
+      s.begin = begin;
+      // About one command a line up to the next COMMIT.
+      size_t commit = buffer.find("\nCOMMIT", pos);
+      if (commit == std::string::npos) commit = buffer.size();
+      s.cmds.reserve(static_cast<size_t>(
+          std::count(buffer.begin() + static_cast<ptrdiff_t>(begin),
+                     buffer.begin() + static_cast<ptrdiff_t>(commit), '\n')));
+      sections.push_back(std::move(s));
+      continue;
+    }
+    if (!in_table) return fail("\"" + std::string(line) + "\" outside a table");
+    Section& sec = sections.back();
+    if (line == "COMMIT") {
+      in_table = false;
+      sec.end = std::min(pos, buffer.size());
+      continue;
+    }
+    const xt_counters* with_counters = nullptr;
+    xt_counters counters{};
+    if (line[0] == '[') {
+      size_t close = line.find(']');
+      if (close == std::string_view::npos || !ParseCounters(line.substr(0, close + 1), counters)) {
+        return fail("bad counters");
+      }
+      with_counters = &counters;
+      line = base::Trim(line.substr(close + 1));
+    }
+    if (auto r = iptc::SplitWords(line, words); !r) return fail(r.error().message);
+    if (words.empty()) continue;
+    Cmd cmd;
+    if (line[0] == ':') {
+      if (words[0].size() < 2) return fail("chain name missing", words[0].substr(1));
+      cmd.chain = words[0].substr(1);
+      if (cmd.chain.size() >= sizeof(xt_chainlabel)) {
+        return fail("chain name too long", words[0].substr(1));
+      }
+      cmd.op = Cmd::Op::kDeclare;
+      if (words.size() > 1) cmd.policy = words[1];
+      if (words.size() > 2) cmd.counters_text = words[2];
+      sec.cmds.push_back(std::move(cmd));
+      continue;
+    }
+    const std::string& c = words[0];
+    std::string_view chain = words.size() > 1 ? std::string_view(words[1]) : std::string_view();
+    auto rule_text = [&] {
+      std::string_view rule;
+      if (words.size() > 2) {
+        size_t at = line.find(words[1]);
+        if (at != std::string_view::npos) rule = base::Trim(line.substr(at + words[1].size()));
+      }
+      return rule;
+    };
+    if (words.size() < 2) {
+      if (c == "-F" || c == "--flush") {
+        cmd.op = Cmd::Op::kFlushAll;
+        sec.cmds.push_back(std::move(cmd));
+        continue;
+      }
+      return fail(c + " needs a chain");
+    }
+    if (words[1].size() >= sizeof(xt_chainlabel)) return fail("chain name too long", chain);
+    cmd.chain = words[1];
+    size_t first = 0;  // where the rule's arguments start (0: no rule)
+    if (c == "-A" || c == "--append") {
+      cmd.op = Cmd::Op::kAppend;
+      first = 2;
+    } else if (c == "-I" || c == "--insert") {
+      cmd.op = Cmd::Op::kInsert;
+      first = 2;
+      if (words.size() > 2 && IsNumber(words[2])) {
+        first = 3;
+        unsigned long n = std::stoul(words[2]);
+        if (n == 0 || n > UINT32_MAX) {
+          cmd.op = Cmd::Op::kLibiptc;  // libiptc's path names the error
+        } else {
+          cmd.num = static_cast<unsigned>(n - 1);
+        }
+      }
+    } else if (c == "-D" || c == "--delete") {
+      if (words.size() == 3 && IsNumber(words[2])) {
+        unsigned long n = std::stoul(words[2]);
+        if (n == 0 || n > UINT32_MAX) {
+          cmd.op = Cmd::Op::kLibiptc;
+        } else {
+          cmd.op = Cmd::Op::kDeleteNum;
+          cmd.num = static_cast<unsigned>(n - 1);
+        }
+      } else {
+        cmd.op = Cmd::Op::kDelete;
+        first = 2;
+      }
+    } else if (c == "-X" || c == "--delete-chain") {
+      cmd.op = Cmd::Op::kDeleteChain;
+    } else if (c == "-F" || c == "--flush") {
+      cmd.op = Cmd::Op::kFlush;
+    } else if (c == "-N" || c == "--new-chain") {
+      cmd.op = Cmd::Op::kNewChain;
+    } else if (c == "-P" || c == "--policy") {
+      if (words.size() == 3) {
+        cmd.op = Cmd::Op::kPolicy;
+        cmd.policy = words[2];
+      }
+    } else {
+      return fail("unsupported command " + c, chain, rule_text(), kCannotEncode);
+    }
+    if (first > 0) {
+      auto e = iptc::BuildEntry(words, first);
+      if (!e) return fail(e.error().message, chain, rule_text(), kCannotEncode);
+      if (with_counters) e->get()->counters = *with_counters;
+      cmd.entry = std::move(*e);
+    }
+    sec.cmds.push_back(std::move(cmd));
+  }
+  if (in_table) {
+    return base::Fail("iptables (libiptc): table " + table +
+                      " has no COMMIT (table left unchanged)");
+  }
+  return sections;
+}
+
+// One command on a BlobTable; false: libiptc would refuse it (or may: its path decides).
+bool ApplyCmd(iptc::BlobTable& t, const Cmd& c) {
+  switch (c.op) {
+    case Cmd::Op::kDeclare: {
+      if (t.IsBuiltin(c.chain) && !c.policy.empty() && c.policy != "-") {
+        xt_counters counters{};
+        if (!c.counters_text.empty() && !ParseCounters(c.counters_text, counters)) return false;
+        return t.SetPolicy(c.chain, c.policy, c.counters_text.empty() ? nullptr : &counters);
+      }
+      return t.Declare(c.chain, "-", nullptr);
+    }
+    case Cmd::Op::kAppend:
+      return t.Append(c.chain, c.entry);
+    case Cmd::Op::kInsert:
+      return t.Insert(c.chain, c.entry, c.num);
+    case Cmd::Op::kDelete:
+      return t.Delete(c.chain, c.entry);
+    case Cmd::Op::kDeleteNum:
+      return t.DeleteNum(c.chain, c.num);
+    case Cmd::Op::kDeleteChain:
+      return t.DeleteChain(c.chain);
+    case Cmd::Op::kFlush:
+      return t.Flush(c.chain);
+    case Cmd::Op::kFlushAll:
+      return t.FlushAll();
+    case Cmd::Op::kNewChain:
+      return t.NewChain(c.chain);
+    case Cmd::Op::kPolicy:
+      return t.SetPolicy(c.chain, c.policy, nullptr);
+    case Cmd::Op::kLibiptc:
+      return false;
+  }
+  return false;
+}
+
+// Commits one table's section as one BlobTable. Returns "" when committed, else why it was
+// declined (nothing reached the kernel: the caller applies it through libiptc). An error only
+// once the kernel took the new table (restoring the counters failed).
+base::Result<std::string> CommitBlob(int sock, const Section& s, iptc::Scratch& scratch) {
+  auto t = iptc::BlobTable::Read(sock, s.table, scratch);
+  if (!t) return t.error().message;
+  for (const auto& c : s.cmds) {
+    if (!ApplyCmd(**t, c)) return "a command libiptc would refuse, or may (chain " + c.chain + ")";
+  }
+  bool replaced = false;
+  auto r = (*t)->Commit(sock, replaced, scratch);
+  if (!r) {
+    if (replaced) return tl::unexpected(r.error());
+    return r.error().message;
+  }
+  return std::string();
+}
+
 }  // namespace
+
+LibiptcBackend::LibiptcBackend(bool fallback, std::chrono::milliseconds lock_wait,
+                               IptcWriter writer)
+    : fallback_(fallback),
+      lock_wait_(lock_wait),
+      writer_(writer),
+      scratch_(std::make_unique<iptc::Scratch>()) {}
+
+LibiptcBackend::~LibiptcBackend() = default;
 
 base::Result<> LibiptcBackend::Restore(const std::string& buffer) {
   std::lock_guard guard(g_iptc_mu);
   // First every rule is encoded once without touching the kernel: a rule this backend cannot
   // encode (a match or target the proxy does not write today) goes, with the whole buffer, to
   // iptables-legacy-restore, before any table of it is committed here.
-  if (auto v = Apply(buffer, true); !v) {
-    if (v.error().code != kCannotEncode || !fallback_) return v;
+  auto sections = Parse(buffer);
+  if (!sections) {
+    const auto& v = sections.error();
+    if (v.code != kCannotEncode || !fallback_) return tl::unexpected(v);
     base::log::Warn(
         "libiptc backend cannot encode a rule: this commit goes through "
         "iptables-legacy-restore",
-        {{"cause", v.error().message}});
+        {{"cause", v.message}});
     IptablesRestoreBackend program(IptablesVariant::kLegacy);
     auto r = program.Restore(buffer);
-    if (!r) return base::Fail(v.error().message + "; " + r.error().message);
+    if (!r) return base::Fail(v.message + "; " + r.error().message);
     return {};
   }
   auto lock = XtablesLock(lock_wait_);
   if (!lock) return tl::unexpected(lock.error().Wrap("apply iptables rules (libiptc)"));
-  return Apply(buffer, false);
+  if (writer_ == IptcWriter::kLibiptc) {
+    stats_.libiptc_tables += sections->size();
+    return Apply(buffer, 1);
+  }
+  base::UniqueFd sock(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+  if (!sock) return base::Errno("apply iptables rules: raw socket");
+  for (const auto& s : *sections) {
+    auto declined = CommitBlob(sock.get(), s, *scratch_);
+    if (!declined) {
+      return tl::unexpected(declined.error().Wrap("iptables line " +
+                                                  std::to_string(s.first_line) + ": table " +
+                                                  s.table));
+    }
+    if (declined->empty()) {
+      ++stats_.blob_tables;
+      continue;
+    }
+    // libiptc names the error (or, were the direct writer wrong to decline, commits it).
+    ++stats_.libiptc_tables;
+    auto r = Apply(std::string_view(buffer).substr(s.begin, s.end - s.begin), s.first_line);
+    if (!r) return r;
+    base::log::Warn("iptables table committed through libiptc: the direct writer declined it",
+                    {{"table", s.table}, {"cause", *declined}});
+  }
+  return {};
 }
+
+LibiptcBackend::Stats LibiptcBackend::stats() const {
+  std::lock_guard guard(g_iptc_mu);
+  return stats_;
+}
+
+namespace {
+
+// Snapshot() of one table through libiptc.
+base::Result<> SnapshotLibiptc(const std::string& table, IptablesSnapshot::Table& t) {
+  auto h = Open(table);
+  if (!h) return tl::unexpected(h.error().Wrap("read iptables rules"));
+  for (const char* c = iptc_first_chain(h->get()); c; c = iptc_next_chain(h->get())) {
+    t.chains.emplace(c);
+    if (!iptc_builtin(c, h->get())) continue;
+    for (const ipt_entry* e = iptc_first_rule(c, h->get()); e; e = iptc_next_rule(e, h->get())) {
+      const char* target = iptc_get_target(e, h->get());
+      if (target && base::StartsWith(target, "KUBE-")) {
+        t.kube_jumps.push_back(iptc::FormatRule(c, e, target));
+      }
+    }
+  }
+  return {};
+}
+
+// The same from one IPT_SO_GET_ENTRIES (no libiptc cache built).
+base::Result<> SnapshotBlob(int sock, const std::string& table, IptablesSnapshot::Table& t,
+                            iptc::Scratch& scratch) {
+  auto b = iptc::BlobTable::Read(sock, table, scratch);
+  if (!b) return tl::unexpected(b.error());
+  for (const auto* c : (*b)->ChainList()) {
+    t.chains.emplace(c->name);
+    if (c->hook < 0) continue;
+    for (const auto& r : (*b)->RulesOf(*c)) {
+      std::string target = (*b)->TargetName(r);
+      if (base::StartsWith(target, "KUBE-")) {
+        t.kube_jumps.push_back(iptc::FormatRule(c->name, r.entry, target));
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace
 
 base::Result<IptablesSnapshot> LibiptcBackend::Snapshot() {
   std::lock_guard guard(g_iptc_mu);
   IptablesSnapshot snap;
+  base::UniqueFd sock;
+  if (writer_ == IptcWriter::kBlob) {
+    sock = base::UniqueFd(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    if (!sock) return base::Errno("read iptables rules: raw socket");
+  }
   for (const auto& table : LoadedTables()) {
-    auto h = Open(table);
-    if (!h) return tl::unexpected(h.error().Wrap("read iptables rules"));
     auto& t = snap.tables[table];
-    for (const char* c = iptc_first_chain(h->get()); c; c = iptc_next_chain(h->get())) {
-      t.chains.emplace(c);
-      if (!iptc_builtin(c, h->get())) continue;
-      for (const ipt_entry* e = iptc_first_rule(c, h->get()); e; e = iptc_next_rule(e, h->get())) {
-        const char* target = iptc_get_target(e, h->get());
-        if (target && base::StartsWith(target, "KUBE-")) {
-          t.kube_jumps.push_back(iptc::FormatRule(c, e, target));
-        }
-      }
+    if (sock) {
+      // A table libiptc would read but this reader not: read through libiptc.
+      if (SnapshotBlob(sock.get(), table, t, *scratch_)) continue;
+      t = {};
     }
+    if (auto r = SnapshotLibiptc(table, t); !r) return tl::unexpected(r.error());
   }
   return snap;
 }
@@ -361,10 +656,16 @@ base::Result<bool> LibiptcBackend::CanaryPresent() {
   std::lock_guard guard(g_iptc_mu);
   auto tables = LoadedTables();
   if (std::find(tables.begin(), tables.end(), "nat") == tables.end()) return false;
+  if (writer_ == IptcWriter::kBlob) {
+    base::UniqueFd sock(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    if (!sock) return base::Errno("check the proxy's canary chain: raw socket");
+    if (auto b = iptc::BlobTable::Read(sock.get(), "nat", *scratch_)) {
+      return (*b)->Rules(kCanaryChain) > 0;
+    }
+  }
   auto h = Open("nat");
   if (!h) return tl::unexpected(h.error().Wrap("check the proxy's canary chain"));
-  const char* canary = "KUBE-PROXY-CANARY";
-  return iptc_is_chain(canary, h->get()) && iptc_first_rule(canary, h->get()) != nullptr;
+  return iptc_is_chain(kCanaryChain, h->get()) && iptc_first_rule(kCanaryChain, h->get()) != nullptr;
 }
 
 RulesBackendPtr MakeIptablesBackend(IptablesVariant variant, IptablesCommit commit) {

@@ -3,11 +3,14 @@
 // (x_tables) backend: no iptables-legacy-restore child. Restore() reads the same restore buffer
 // (--noflush semantics: "*table", ":CHAIN" declares and flushes, -A/-I/-D/-X/-F/-N/-P, COMMIT),
 // builds the kernel's rule structures itself (netproxy/iptc_rule.h) and commits each table
-// with one iptc_commit (one atomic IPT_SO_SET_REPLACE), under the xtables lock as iptables -w
-// takes it. Snapshot() and CanaryPresent() read the tables through libiptc (no iptables-save).
+// with one atomic IPT_SO_SET_REPLACE, under the xtables lock as iptables -w takes it: by
+// default the table blob is built directly (IptcWriter::kBlob, netproxy/iptc_blob.h), else
+// through libiptc's iptc_commit. Snapshot() and CanaryPresent() read the tables the same way
+// (no iptables-save).
 // libiptc cannot reach nft tables: for iptables-nft hosts use IptablesRestoreBackend.
 // Works in whatever network namespace the calling thread is in.
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "netproxy/iptables_restore_backend.h"
@@ -15,14 +18,28 @@
 
 namespace netproxy {
 
+namespace iptc {
+struct Scratch;
+}
+
+// How LibiptcBackend writes a table.
+enum class IptcWriter {
+  // The kernel's table blob built directly (netproxy/iptc_blob.h): the table read once, the
+  // rules nobody changes copied as they are, one IPT_SO_SET_REPLACE. A table whose commands
+  // libiptc would refuse goes through libiptc instead (which names the error).
+  kBlob,
+  kLibiptc,  // iptc_init, libiptc's chain and rule cache, iptc_commit
+};
+
 class LibiptcBackend final : public RulesBackend {
  public:
   // lock_wait: how long to wait for the xtables lock (iptables -w 5). fallback: a buffer with a
   // rule this backend cannot encode (checked before anything is committed) is applied by
   // iptables-legacy-restore instead, with a warning; without it, that is an error.
   explicit LibiptcBackend(bool fallback = true,
-                          std::chrono::milliseconds lock_wait = std::chrono::seconds(5))
-      : fallback_(fallback), lock_wait_(lock_wait) {}
+                          std::chrono::milliseconds lock_wait = std::chrono::seconds(5),
+                          IptcWriter writer = IptcWriter::kBlob);
+  ~LibiptcBackend() override;
 
   std::string Name() const override { return "iptables-legacy-libiptc"; }
   base::Result<IptablesSnapshot> Snapshot() override;
@@ -33,9 +50,20 @@ class LibiptcBackend final : public RulesBackend {
   base::Result<> Restore(const std::string& buffer) override;
   base::Result<bool> CanaryPresent() override;
 
+  // Tables committed by each writer (kBlob: the ones it declined went to libiptc).
+  struct Stats {
+    size_t blob_tables = 0;
+    size_t libiptc_tables = 0;
+  };
+  Stats stats() const;
+
  private:
   bool fallback_;
   std::chrono::milliseconds lock_wait_;
+  IptcWriter writer_;
+  Stats stats_;
+  // kBlob: the table buffers, kept from one commit to the next (iptc_blob.h).
+  std::unique_ptr<iptc::Scratch> scratch_;
 };
 
 // How the iptables mode commits on legacy hosts.

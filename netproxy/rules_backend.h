@@ -46,7 +46,9 @@ class RulesBackend {
   virtual base::Result<bool> CanaryPresent() = 0;
 };
 
-// Written at each full sync; see RulesBackend::CanaryPresent.
+// Written at each full sync (in the nat commit of the ruleset); see RulesBackend::CanaryPresent.
+inline constexpr const char* kCanaryChain = "KUBE-PROXY-CANARY";
+inline constexpr const char* kCanaryRule = "-j RETURN";
 inline constexpr const char* kCanaryRestore =
     "*nat\n:KUBE-PROXY-CANARY - [0:0]\n-A KUBE-PROXY-CANARY -j RETURN\nCOMMIT\n";
 using RulesBackendPtr = std::unique_ptr<RulesBackend>;
