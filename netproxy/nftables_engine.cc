@@ -37,6 +37,8 @@ class LibNftablesBackend final : public NftScriptBackend {
   nft_ctx* ctx_ = nullptr;
 };
 
+constexpr size_t kNftPipelineMinTables = 8;
+
 class NftablesEngine final : public ProxyEngine {
  public:
   NftablesEngine(NftBackendPtr backend, NftRendererConfig config,
@@ -133,8 +135,15 @@ class NftablesEngine final : public ProxyEngine {
         }
       };
     };
+    // Pipelined (the next table built while the kernel applies this one) only from
+    // kNftPipelineMinTables service tables: it holds a second transaction (~4.7 MiB a table of
+    // 1000 service ports) for an overlap that saves ~15-25 ms a table; with few tables that
+    // memory is a large part of the proxy's (a third at 5k services), with many it is small
+    // beside the state and the time saved is what keeps a 30k-service sync near the kernel's.
+    const bool pipeline = shards.size() >= kNftPipelineMinTables;
     for (const auto& t : shards) {
       CUBELET_TRY(backend_->ReplaceTable(config_, t, source(t), elems));
+      if (!pipeline) CUBELET_TRY(backend_->Wait());
       ++stats.commits;
     }
     CUBELET_TRY(
