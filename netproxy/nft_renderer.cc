@@ -467,9 +467,7 @@ NftDiff ComputeNftDiff(
         continue;
       }
       if (e.map == kNftHairpinSet) {
-        auto it = hairpin_refs.find(NftHairpinKey(e.key));
-        if (it != hairpin_refs.end() && --it->second > 0) continue;
-        if (it != hairpin_refs.end()) hairpin_refs.erase(it);
+        if (hairpin_refs.Release(NftHairpinKey(e.key)) > 0) continue;
       }
       elems_del.push_back(e);
     }
@@ -477,7 +475,7 @@ NftDiff ComputeNftDiff(
       if (std::find(before.elements.begin(), before.elements.end(), e) != before.elements.end()) {
         continue;
       }
-      if (e.map == kNftHairpinSet && hairpin_refs[NftHairpinKey(e.key)]++ > 0) continue;
+      if (e.map == kNftHairpinSet && hairpin_refs.Add(NftHairpinKey(e.key)) > 0) continue;
       d.elems_add.push_back(e);
     }
   }

@@ -119,7 +119,7 @@ class NftablesEngine final : public ProxyEngine {
           chains_ += o.chains.size();
           for (auto& e : o.elements) {
             if (e.map == kNftHairpinSet) {
-              if (hairpin_refs_[NftHairpinKey(e.key)]++ == 0) ++elements_;
+              if (hairpin_refs_.Add(NftHairpinKey(e.key)) == 0) ++elements_;
               continue;
             }
             ++elements_;
