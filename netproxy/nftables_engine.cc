@@ -106,7 +106,11 @@ class NftablesEngine final : public ProxyEngine {
     for (const auto& [spn, svc] : state.service_ports()) {
       by_table[NftServiceTable(config_, spn.service)].push_back(&svc);
     }
-    hairpin_refs_.reserve(state.service_ports().size() * 4);
+    // One hairpin key per reachable endpoint at most: sized once, so that the table does not
+    // grow (two copies at once) in the middle of the sync.
+    size_t endpoints = 0;
+    for (const auto& [_, eps] : state.endpoints()) endpoints += eps.size();
+    hairpin_refs_.reserve(endpoints);
     std::vector<NftElement> main_elems;
     std::vector<NftElement> elems;
     // Renders one table's services one by one into the backend's sink; elements are moved to
