@@ -98,9 +98,13 @@ StateUpdateResult ProxyState::Update() {
       if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
       if (!change.current.count(spn)) service_ports_.erase(spn);
     }
-    for (auto& [spn, sp] : change.current) {
-      if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
-      service_ports_.insert_or_assign(spn, std::move(sp));
+    // The tracker's nodes move into the state as they are (no allocation and free per port:
+    // the informer thread allocated them, and freeing them here left its arena fragmented).
+    while (!change.current.empty()) {
+      auto node = change.current.extract(change.current.begin());
+      if (node.key().protocol == Protocol::kUDP) result.udp_changed = true;
+      auto ins = service_ports_.insert(std::move(node));
+      if (!ins.inserted) ins.position->second = std::move(ins.node.mapped());
     }
     result.previous_ports.emplace(name, std::move(change.previous));
   }
@@ -113,9 +117,11 @@ StateUpdateResult ProxyState::Update() {
       if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
       if (!change.current.count(spn)) endpoints_.erase(spn);
     }
-    for (auto& [spn, eps] : change.current) {
-      if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
-      endpoints_.insert_or_assign(spn, std::move(eps));
+    while (!change.current.empty()) {
+      auto node = change.current.extract(change.current.begin());
+      if (node.key().protocol == Protocol::kUDP) result.udp_changed = true;
+      auto ins = endpoints_.insert(std::move(node));
+      if (!ins.inserted) ins.position->second = std::move(ins.node.mapped());
     }
     result.previous_endpoints.emplace(name, std::move(change.previous));
   }
