@@ -69,6 +69,7 @@ bool EndpointsChangeTracker::EndpointSliceUpdate(const EndpointSlice& slice, boo
   }
   if (!changed) return false;
   if (tit == trackers_.end()) tit = trackers_.emplace(key, SliceTracker{}).first;
+  if (tit->second.pending.empty()) dirty_.push_back(tit);
   tit->second.pending[slice.name] = std::move(data);
   // A deletion's trigger time would be the time of the last update, not of the deletion, so it
   // is not measured (as kube-proxy).
@@ -84,12 +85,8 @@ bool EndpointsChangeTracker::EndpointSliceUpdate(const EndpointSlice& slice, boo
 EndpointsChangeTracker::Checkout EndpointsChangeTracker::CheckoutChanges() {
   Checkout out;
   std::lock_guard lock(mu_);
-  for (auto it = trackers_.begin(); it != trackers_.end();) {
+  for (auto it : std::exchange(dirty_, {})) {
     SliceTracker& t = it->second;
-    if (t.pending.empty()) {
-      ++it;
-      continue;
-    }
     Change change;
     change.previous = EndpointsOf(it->first, t.applied);
     for (auto& [name, data] : t.pending) {
@@ -102,11 +99,7 @@ EndpointsChangeTracker::Checkout EndpointsChangeTracker::CheckoutChanges() {
     t.pending.clear();
     change.current = EndpointsOf(it->first, t.applied);
     out.changes.emplace(it->first, std::move(change));
-    if (t.applied.empty()) {
-      it = trackers_.erase(it);
-    } else {
-      ++it;
-    }
+    if (t.applied.empty()) trackers_.erase(it);
   }
   out.trigger_times = std::exchange(trigger_times_, {});
   return out;
@@ -114,10 +107,7 @@ EndpointsChangeTracker::Checkout EndpointsChangeTracker::CheckoutChanges() {
 
 bool EndpointsChangeTracker::HasPending() const {
   std::lock_guard lock(mu_);
-  for (const auto& [_, t] : trackers_) {
-    if (!t.pending.empty()) return true;
-  }
-  return false;
+  return !dirty_.empty();
 }
 
 EndpointsChangeTracker::SliceData EndpointsChangeTracker::Compact(const EndpointSlice& slice,

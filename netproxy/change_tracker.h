@@ -95,6 +95,9 @@ class EndpointsChangeTracker {
   const WallTime start_time_;
   mutable std::mutex mu_;
   std::map<ServiceName, SliceTracker> trackers_;
+  // The trackers with pending slices, each once: a checkout and HasPending() look at these
+  // instead of every service (at 30k services walking the map took ~10 ms of each change).
+  std::vector<std::map<ServiceName, SliceTracker>::iterator> dirty_;
   std::map<ServiceName, std::vector<WallTime>> trigger_times_;
 };
 

@@ -311,3 +311,43 @@ TEST_CASE("endpoints are ordered by their ip:port text and deduplicated by addre
   }
   CHECK(found);
 }
+
+TEST_CASE("EndpointsChangeTracker checks out only the services with pending slices") {
+  EndpointsChangeTracker t("node-a", kStart);
+  auto now = kStart + std::chrono::seconds(5);
+  auto slice = [](const std::string& svc, const std::string& ip) {
+    return Slice("ns", svc, svc + "-1", {Ep(ip)}, {EpPort("http", 80)});
+  };
+  CHECK_FALSE(t.HasPending());
+  for (int i = 0; i < 50; ++i) {
+    CHECK(t.EndpointSliceUpdate(slice("s" + std::to_string(i), "10.0.0.1"), false, now));
+  }
+  // Two events for one service: it is checked out once.
+  CHECK(t.EndpointSliceUpdate(slice("s7", "10.0.0.2"), false, now));
+  CHECK(t.HasPending());
+  CHECK(t.CheckoutChanges().changes.size() == 50);
+  CHECK_FALSE(t.HasPending());
+  CHECK(t.CheckoutChanges().changes.empty());
+
+  CHECK(t.EndpointSliceUpdate(slice("s3", "10.0.0.9"), false, now));
+  CHECK(t.HasPending());
+  auto c = t.CheckoutChanges();
+  REQUIRE(c.changes.size() == 1);
+  const auto& change = c.changes.begin()->second;
+  CHECK(c.changes.begin()->first == ServiceName{"ns", "s3"});
+  CHECK(change.previous.begin()->second[0].Ip() == "10.0.0.1");
+  CHECK(change.current.begin()->second[0].Ip() == "10.0.0.9");
+
+  // A service whose last slice goes: checked out with no endpoints, then forgotten.
+  CHECK(t.EndpointSliceUpdate(slice("s3", "10.0.0.9"), true, now));
+  c = t.CheckoutChanges();
+  REQUIRE(c.changes.size() == 1);
+  CHECK(c.changes.begin()->second.current.empty());
+  CHECK_FALSE(t.HasPending());
+  // Deleting it again is no change; adding it back is.
+  CHECK_FALSE(t.EndpointSliceUpdate(slice("s3", "10.0.0.9"), true, now));
+  CHECK(t.EndpointSliceUpdate(slice("s3", "10.0.0.4"), false, now));
+  c = t.CheckoutChanges();
+  REQUIRE(c.changes.size() == 1);
+  CHECK(c.changes.begin()->second.previous.empty());
+}
