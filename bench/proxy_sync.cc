@@ -265,7 +265,7 @@ Result RunNftFloor(const Args& a, int n) {
   NftRefCounts refs;
   for (const auto& [_, o] : m) {
     for (const auto& e : o.elements) {
-      if (e.map == kNftHairpinSet) ++refs[NftHairpinKey(e.key)];
+      if (e.map == kNftHairpinSet) refs.Add(NftHairpinKey(e.key));
     }
   }
   std::string diff = NftDiffScript({{&m.at(spn), &after}}, refs);

@@ -1,6 +1,7 @@
 #include "netproxy/change_tracker.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "base/log.h"
@@ -68,6 +69,7 @@ bool EndpointsChangeTracker::EndpointSliceUpdate(const EndpointSlice& slice, boo
   }
   if (!changed) return false;
   if (tit == trackers_.end()) tit = trackers_.emplace(key, SliceTracker{}).first;
+  if (tit->second.pending.empty()) dirty_.push_back(tit);
   tit->second.pending[slice.name] = std::move(data);
   // A deletion's trigger time would be the time of the last update, not of the deletion, so it
   // is not measured (as kube-proxy).
@@ -83,12 +85,8 @@ bool EndpointsChangeTracker::EndpointSliceUpdate(const EndpointSlice& slice, boo
 EndpointsChangeTracker::Checkout EndpointsChangeTracker::CheckoutChanges() {
   Checkout out;
   std::lock_guard lock(mu_);
-  for (auto it = trackers_.begin(); it != trackers_.end();) {
+  for (auto it : std::exchange(dirty_, {})) {
     SliceTracker& t = it->second;
-    if (t.pending.empty()) {
-      ++it;
-      continue;
-    }
     Change change;
     change.previous = EndpointsOf(it->first, t.applied);
     for (auto& [name, data] : t.pending) {
@@ -101,11 +99,7 @@ EndpointsChangeTracker::Checkout EndpointsChangeTracker::CheckoutChanges() {
     t.pending.clear();
     change.current = EndpointsOf(it->first, t.applied);
     out.changes.emplace(it->first, std::move(change));
-    if (t.applied.empty()) {
-      it = trackers_.erase(it);
-    } else {
-      ++it;
-    }
+    if (t.applied.empty()) trackers_.erase(it);
   }
   out.trigger_times = std::exchange(trigger_times_, {});
   return out;
@@ -113,10 +107,7 @@ EndpointsChangeTracker::Checkout EndpointsChangeTracker::CheckoutChanges() {
 
 bool EndpointsChangeTracker::HasPending() const {
   std::lock_guard lock(mu_);
-  for (const auto& [_, t] : trackers_) {
-    if (!t.pending.empty()) return true;
-  }
-  return false;
+  return !dirty_.empty();
 }
 
 EndpointsChangeTracker::SliceData EndpointsChangeTracker::Compact(const EndpointSlice& slice,
@@ -125,20 +116,29 @@ EndpointsChangeTracker::SliceData EndpointsChangeTracker::Compact(const Endpoint
   d.remove = remove;
   if (remove) return d;  // a removal is identified by the slice name alone
   for (const auto& port : slice.ports) {
-    if (!port.name) continue;                     // kube-proxy: "Ignoring port with nil name"
-    if (!port.port || *port.port == 0) continue;  // "Ignoring invalid endpoint port"
-    d.ports.push_back({*port.name, *port.port, port.protocol});
+    if (!port.name) continue;  // kube-proxy: "Ignoring port with nil name"
+    // kube-proxy: "Ignoring invalid endpoint port" (nil or 0); the API allows 1-65535 only.
+    if (!port.port || *port.port <= 0 || *port.port > 65535) continue;
+    d.ports.push_back({*port.name, static_cast<uint16_t>(*port.port), port.protocol});
   }
+  d.endpoints.reserve(slice.endpoints.size());
   for (const auto& ep : slice.endpoints) {
     if (ep.addresses.empty()) continue;
+    // The API validates the addresses of an IPv4 slice; one that is not could not be programmed.
+    auto ip = ParseIPv4(ep.addresses.front());
+    if (!ip) {
+      base::log::Warn("ignoring an endpoint whose address is not IPv4",
+                      {{"slice", slice.ns + "/" + slice.name}, {"address", ep.addresses.front()}});
+      continue;
+    }
     CompactEndpoint c;
-    c.ip = ep.addresses.front();
+    c.ipv4 = *ip;
     c.is_local = !node_name_.empty() && ep.node_name && *ep.node_name == node_name_;
     c.ready = ep.conditions.ready.value_or(true);
     c.serving = ep.conditions.serving.value_or(true);
     c.terminating = ep.conditions.terminating.value_or(false);
-    c.zone_hints = ep.hints_for_zones;
-    d.endpoints.push_back(std::move(c));
+    c.zone_hints = InternZoneHints(ep.hints_for_zones);
+    d.endpoints.push_back(c);
   }
   return d;
 }
@@ -157,9 +157,8 @@ EndpointsMap EndpointsChangeTracker::EndpointsOf(
       list.reserve(list.size() + data.endpoints.size());
       for (const auto& ep : data.endpoints) {
         EndpointInfo& info = list.emplace_back();
-        info.ip = ep.ip;
+        info.ipv4 = ep.ipv4;
         info.port = port.port;
-        info.address = info.ip + ":" + std::to_string(info.port);
         info.is_local = ep.is_local;
         info.ready = ep.ready;
         info.serving = ep.serving;
@@ -168,28 +167,47 @@ EndpointsMap EndpointsChangeTracker::EndpointsOf(
       }
     }
   }
+  // The order is that of the "ip:port" texts (as kube-proxy sorts its endpoint strings), which
+  // is not the numeric one ("10.0.0.10:80" < "10.0.0.1:80"): sorted by the text, made once per
+  // endpoint, the original order breaking ties (a stable sort).
+  struct Key {
+    char text[kMaxAddressText];
+    uint32_t index;
+  };
+  std::vector<Key> keys;
+  std::vector<EndpointInfo> sorted;
   for (auto it = out.begin(); it != out.end();) {
     auto& list = it->second;
     if (list.empty()) {
       it = out.erase(it);
       continue;
     }
-    std::stable_sort(list.begin(), list.end(), [](const EndpointInfo& a, const EndpointInfo& b) {
-      return a.address < b.address;
+    keys.resize(list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      FormatAddress(list[i].ipv4, list[i].port, keys[i].text);
+      keys[i].index = static_cast<uint32_t>(i);
+    }
+    std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) {
+      int c = strcmp(a.text, b.text);
+      return c != 0 ? c < 0 : a.index < b.index;
     });
-    size_t w = 0;
-    for (size_t i = 0; i < list.size();) {
+    sorted.clear();
+    sorted.reserve(list.size());
+    for (size_t i = 0; i < keys.size();) {
       size_t j = i + 1;
-      while (j < list.size() && list[j].address == list[i].address) ++j;
+      const EndpointInfo& first = list[keys[i].index];
+      while (j < keys.size() && list[keys[j].index].ipv4 == first.ipv4 &&
+             list[keys[j].index].port == first.port) {
+        ++j;
+      }
       size_t keep = i;
       for (size_t k = i; k < j; ++k) {
-        if (!list[k].terminating) keep = k;
+        if (!list[keys[k].index].terminating) keep = k;
       }
-      if (w != keep) list[w] = std::move(list[keep]);
-      ++w;
+      sorted.push_back(list[keys[keep].index]);
       i = j;
     }
-    list.resize(w);
+    list.assign(sorted.begin(), sorted.end());
     ++it;
   }
   return out;

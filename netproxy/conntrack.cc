@@ -51,7 +51,7 @@ base::Result<size_t> CleanStaleUdpConntrack(const ProxyState& state) {
     if (spn.protocol != Protocol::kUDP) continue;
     std::set<uint32_t> serving;
     for (const auto& ep : state.EndpointsFor(spn)) {
-      if (ep.serving) serving.insert(Addr(ep.ip));
+      if (ep.serving) serving.insert(htonl(ep.ipv4));
     }
     // Without endpoints the packets are rejected, and no entry is confirmed.
     if (serving.empty()) continue;

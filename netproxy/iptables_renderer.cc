@@ -115,13 +115,13 @@ const std::string& IptablesRenderer::SepChain(const ServicePort& svc, const Endp
   key += '|';
   key += ProtocolLower(svc.name.protocol);
   key += '|';
-  key += ep.address;
+  key += ep.Address();
   auto it = sep_cache_.find(key);
   if (it != sep_cache_.end()) {
     ++sep_cache_hits_;
     return it->second;
   }
-  auto chain = EndpointChainName(svc.name_string, ProtocolLower(svc.name.protocol), ep.address);
+  auto chain = EndpointChainName(svc.name_string, ProtocolLower(svc.name.protocol), ep.Address());
   return sep_cache_.emplace(std::move(key), std::move(chain)).first->second;
 }
 
@@ -391,7 +391,7 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
           sink.Add(chain, [&] {
             const std::string& sep = SepChain(svc, *ep);
             Args a;
-            if (!large_cluster) a("-m comment --comment")(Quoted(name + " -> " + ep->address));
+            if (!large_cluster) a("-m comment --comment")(Quoted(name + " -> " + ep->Address()));
             a("-m recent --name")(sep)("--rcheck --seconds")(svc.sticky_max_age_seconds)(
                 "--reap -j")(sep);
             return a.s;
@@ -403,7 +403,7 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
         const EndpointInfo* ep = eps[i];
         sink.Add(chain, [&] {
           Args a;
-          if (!large_cluster) a("-m comment --comment")(Quoted(name + " -> " + ep->address));
+          if (!large_cluster) a("-m comment --comment")(Quoted(name + " -> " + ep->Address()));
           if (i + 1 < n) a("-m statistic --mode random --probability")(Probability(n - i));
           a("-j")(SepChain(svc, *ep));
           return a.s;
@@ -421,12 +421,12 @@ IptablesRuleset IptablesRenderer::Render(const ProxyState& state,
       std::string comment;
       if (!large_cluster) comment = Args()("-m comment --comment")(name).s;
       // Hairpin: a pod reaching itself through the service must be masqueraded.
-      sink.Add(chain, [&] { return Args()(comment)("-s")(ep->ip)("-j")(kMarkMasq).s; });
+      sink.Add(chain, [&] { return Args()(comment)("-s")(ep->Ip())("-j")(kMarkMasq).s; });
       sink.Add(chain, [&] {
         Args a;
         a(comment);
         if (svc.session_affinity == SessionAffinity::kClientIP) a("-m recent --name")(sep)("--set");
-        a("-m")(proto)("-p")(proto)("-j DNAT --to-destination")(ep->address);
+        a("-m")(proto)("-p")(proto)("-j DNAT --to-destination")(ep->Address());
         return a.s;
       });
     }

@@ -345,6 +345,8 @@ class NetlinkNftBackend final : public NftBackend {
     return SendAsync(std::move(bp));
   }
 
+  base::Result<> Wait() override { return WaitInflight(); }
+
   base::Result<> Flush() override {
     auto r = WaitInflight();
     // A full sync's buffers (MiBs) are not kept between full syncs; a change's 1 MiB is.

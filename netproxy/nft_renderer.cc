@@ -33,7 +33,7 @@ std::vector<NftRule> DnatRules(const std::string& proto,
   for (size_t i = 0; i < eps.size(); ++i) {
     NftRule r = Rule(NftRule::Kind::kDnat);
     r.proto = proto;
-    r.endpoints.emplace_back(eps[i]->ip, eps[i]->port);
+    r.endpoints.emplace_back(eps[i]->Ip(), eps[i]->port);
     r.mod = i + 1 < eps.size() ? static_cast<int>(eps.size() - i) : 0;
     out.push_back(std::move(r));
   }
@@ -192,7 +192,8 @@ NftServiceObjects RenderNftService(const NftRendererConfig& config, const Servic
     if (!has_external) out.elements.push_back({"no-endpoint-nodeports", np_key, no_ep_verdict});
   }
   for (const EndpointInfo* ep : cat.all_reachable) {
-    out.elements.push_back({kNftHairpinSet, ep->ip + " . " + ep->ip, ""});
+    const std::string ip = ep->Ip();
+    out.elements.push_back({kNftHairpinSet, ip + " . " + ip, ""});
   }
   for (auto& e : out.elements) {
     if (e.map == "service-ips" || e.map == "service-nodeports") e.table = out.table;
@@ -252,8 +253,8 @@ NftServiceObjects RenderNftService(const NftRendererConfig& config, const Servic
     // ClientIP affinity: a timeout set and a chain per endpoint, as kube-proxy.
     std::vector<std::string> ep_chains;
     for (const EndpointInfo* ep : eps) {
-      std::string ep_hash = PortProtoHash(svc.name_string, proto + ep->address).substr(0, 8);
-      std::string suffix = ep_hash + "-" + base + "__" + ep->ip + "/" + std::to_string(ep->port);
+      std::string ep_hash = PortProtoHash(svc.name_string, proto + ep->Address()).substr(0, 8);
+      std::string suffix = ep_hash + "-" + base + "__" + ep->Ip() + "/" + std::to_string(ep->port);
       std::string ep_chain = "endpoint-" + suffix;
       std::string set_name = "affinity-" + suffix;
       if (std::none_of(out.sets.begin(), out.sets.end(),
@@ -466,9 +467,7 @@ NftDiff ComputeNftDiff(
         continue;
       }
       if (e.map == kNftHairpinSet) {
-        auto it = hairpin_refs.find(NftHairpinKey(e.key));
-        if (it != hairpin_refs.end() && --it->second > 0) continue;
-        if (it != hairpin_refs.end()) hairpin_refs.erase(it);
+        if (hairpin_refs.Release(NftHairpinKey(e.key)) > 0) continue;
       }
       elems_del.push_back(e);
     }
@@ -476,7 +475,7 @@ NftDiff ComputeNftDiff(
       if (std::find(before.elements.begin(), before.elements.end(), e) != before.elements.end()) {
         continue;
       }
-      if (e.map == kNftHairpinSet && hairpin_refs[NftHairpinKey(e.key)]++ > 0) continue;
+      if (e.map == kNftHairpinSet && hairpin_refs.Add(NftHairpinKey(e.key)) > 0) continue;
       d.elems_add.push_back(e);
     }
   }

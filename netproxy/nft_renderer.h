@@ -17,9 +17,9 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "netproxy/ref_counts.h"
 #include "netproxy/proxy_state.h"
 
 namespace netproxy {
@@ -165,7 +165,7 @@ uint64_t NftHairpinKey(std::string_view key);
 std::string NftHairpinText(uint64_t key);
 
 // Users of each hairpin element, over all services.
-using NftRefCounts = std::unordered_map<uint64_t, int>;
+using NftRefCounts = RefCounts;
 
 // `changes` pairs (before, after) per service port (nullptr = absent). `hairpin_refs` counts,
 // over all services, the users of each hairpin element; it is updated, and hairpin elements are

@@ -37,8 +37,12 @@ class NftBackend {
                                       const std::vector<NftElement>& elements,
                                       const NftRefCounts* hairpin = nullptr) = 0;
   virtual base::Result<> ApplyDiff(const NftDiff& diff) = 0;
-  // Waits until every transaction sent is applied; its error if one failed.
+  // Waits until every transaction sent is applied; its error if one failed. Releases the
+  // buffers of a full sync.
   virtual base::Result<> Flush() { return {}; }
+  // The same wait, keeping the buffers for the next table: ReplaceTable then Wait sends tables
+  // one after the other, with one transaction's buffer resident instead of two.
+  virtual base::Result<> Wait() { return Flush(); }
   // Removes tables; no error for those that do not exist.
   virtual base::Result<> DeleteTables(const std::vector<std::string>& tables) = 0;
   // Removes the main table and every possible service table.

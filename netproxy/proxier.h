@@ -147,6 +147,10 @@ class Proxier {
   ProxyEnginePtr engine_;
   std::unique_ptr<HealthServer> health_server_;
   std::map<int, ServiceHealthInfo> health_checks_;  // sync thread only
+  bool health_checks_stale_ = false;  // the last SyncServices failed: recompute at the next sync
+  // Whether a service of `update` has, or had, a health check node port: only then can the
+  // checks differ from the last ones (a partial sync need not walk every service port).
+  bool TouchesHealthChecks(const StateUpdateResult& update) const;
   ProxyState state_;  // maps touched only by the sync thread; trackers by any thread
   ProxyMetrics metrics_;
 

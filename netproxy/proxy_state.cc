@@ -6,10 +6,6 @@ namespace netproxy {
 
 namespace {
 
-bool HasZoneHint(const EndpointInfo& ep, const std::string& zone) {
-  return std::find(ep.zone_hints.begin(), ep.zone_hints.end(), zone) != ep.zone_hints.end();
-}
-
 // kube-proxy's topologyModeFromHints, zone part: use hints only when every ready endpoint has
 // one and at least one is for this node's zone.
 bool UseZoneHints(const std::vector<EndpointInfo>& endpoints, const std::string& zone) {
@@ -17,8 +13,8 @@ bool UseZoneHints(const std::vector<EndpointInfo>& endpoints, const std::string&
   bool has_for_zone = false;
   for (const auto& ep : endpoints) {
     if (!ep.ready) continue;
-    if (ep.zone_hints.empty()) return false;
-    if (HasZoneHint(ep, zone)) has_for_zone = true;
+    if (!ep.zone_hints) return false;
+    if (ep.HasZoneHint(zone)) has_for_zone = true;
   }
   return has_for_zone;
 }
@@ -32,7 +28,7 @@ CategorizedEndpoints CategorizeEndpoints(const std::vector<EndpointInfo>& endpoi
   if (svc.UsesClusterEndpoints()) {
     zone_mode = UseZoneHints(endpoints, zone);
     for (const auto& ep : endpoints) {
-      if (ep.ready && (!zone_mode || HasZoneHint(ep, zone))) out.cluster.push_back(&ep);
+      if (ep.ready && (!zone_mode || ep.HasZoneHint(zone))) out.cluster.push_back(&ep);
     }
     // No ready endpoint anywhere: fall back to those still serving while terminating.
     if (out.cluster.empty()) {
@@ -102,9 +98,13 @@ StateUpdateResult ProxyState::Update() {
       if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
       if (!change.current.count(spn)) service_ports_.erase(spn);
     }
-    for (auto& [spn, sp] : change.current) {
-      if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
-      service_ports_.insert_or_assign(spn, std::move(sp));
+    // The tracker's nodes move into the state as they are (no allocation and free per port:
+    // the informer thread allocated them, and freeing them here left its arena fragmented).
+    while (!change.current.empty()) {
+      auto node = change.current.extract(change.current.begin());
+      if (node.key().protocol == Protocol::kUDP) result.udp_changed = true;
+      auto ins = service_ports_.insert(std::move(node));
+      if (!ins.inserted) ins.position->second = std::move(ins.node.mapped());
     }
     result.previous_ports.emplace(name, std::move(change.previous));
   }
@@ -117,9 +117,11 @@ StateUpdateResult ProxyState::Update() {
       if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
       if (!change.current.count(spn)) endpoints_.erase(spn);
     }
-    for (auto& [spn, eps] : change.current) {
-      if (spn.protocol == Protocol::kUDP) result.udp_changed = true;
-      endpoints_.insert_or_assign(spn, std::move(eps));
+    while (!change.current.empty()) {
+      auto node = change.current.extract(change.current.begin());
+      if (node.key().protocol == Protocol::kUDP) result.udp_changed = true;
+      auto ins = endpoints_.insert(std::move(node));
+      if (!ins.inserted) ins.position->second = std::move(ins.node.mapped());
     }
     result.previous_endpoints.emplace(name, std::move(change.previous));
   }

@@ -2,6 +2,10 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <mutex>
+#include <set>
+
 namespace netproxy {
 
 std::string_view ProtocolName(Protocol p) {
@@ -41,6 +45,69 @@ std::optional<ServiceType> ParseServiceType(std::string_view s) {
   if (s == "LoadBalancer") return ServiceType::kLoadBalancer;
   if (s == "ExternalName") return ServiceType::kExternalName;
   return std::nullopt;
+}
+
+const ZoneHints* InternZoneHints(const std::vector<std::string>& hints) {
+  if (hints.empty()) return nullptr;
+  static std::mutex mu;
+  static std::set<ZoneHints>* pool = new std::set<ZoneHints>;  // never freed: shared for good
+  std::lock_guard lock(mu);
+  return &*pool->insert(hints).first;
+}
+
+std::optional<uint32_t> ParseIPv4(std::string_view ip) {
+  char buf[INET_ADDRSTRLEN];
+  if (ip.size() >= sizeof buf) return std::nullopt;
+  std::copy(ip.begin(), ip.end(), buf);
+  buf[ip.size()] = 0;
+  in_addr a;
+  if (inet_pton(AF_INET, buf, &a) != 1) return std::nullopt;
+  return ntohl(a.s_addr);
+}
+
+namespace {
+
+char* PutDecimal(char* p, unsigned v) {
+  char tmp[10];
+  int n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+char* PutIPv4(char* p, uint32_t ip) {
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    p = PutDecimal(p, (ip >> shift) & 255);
+    if (shift) *p++ = '.';
+  }
+  return p;
+}
+
+}  // namespace
+
+std::string FormatIPv4(uint32_t ip) {
+  char buf[kMaxAddressText];
+  return std::string(buf, PutIPv4(buf, ip));
+}
+
+size_t FormatAddress(uint32_t ip, uint16_t port, char* out) {
+  char* p = PutIPv4(out, ip);
+  *p++ = ':';
+  p = PutDecimal(p, port);
+  *p = 0;
+  return static_cast<size_t>(p - out);
+}
+
+std::string EndpointInfo::Address() const {
+  char buf[kMaxAddressText];
+  return std::string(buf, FormatAddress(ipv4, port, buf));
+}
+
+bool EndpointInfo::HasZoneHint(const std::string& zone) const {
+  return zone_hints && std::find(zone_hints->begin(), zone_hints->end(), zone) != zone_hints->end();
 }
 
 bool IsIPv4(std::string_view ip) {

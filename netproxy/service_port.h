@@ -1,8 +1,11 @@
 #pragma once
 // The per-port view of a Service that the proxy programs (kube-proxy's ServicePortInfo) and the
 // per-endpoint view of EndpointSlices (kube-proxy's BaseEndpointInfo).
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "netproxy/model.h"
@@ -61,16 +64,35 @@ std::string IPv4ClusterIP(const Service& svc);
 // All ports of `svc` as ServicePorts (IPv4 family), or an empty map when it is skipped.
 ServicePortMap ServicePortsOf(const Service& svc);
 
-// One endpoint of one service port, merged from the slices.
+// hints.forZones of an endpoint, interned: every distinct list is stored once for the life of
+// the process (a cluster has a handful of zones), so endpoints share it through a pointer and
+// equal lists have equal pointers. nullptr = no hints. Thread-safe.
+using ZoneHints = std::vector<std::string>;
+const ZoneHints* InternZoneHints(const std::vector<std::string>& hints);
+
+// IPv4 text <-> number (host byte order); nullopt when `ip` is not a dotted-quad IPv4 address.
+std::optional<uint32_t> ParseIPv4(std::string_view ip);
+std::string FormatIPv4(uint32_t ip);
+// "ip:port" into `out` (at least kMaxAddressText bytes), NUL-terminated; returns its length.
+inline constexpr size_t kMaxAddressText = 24;  // "255.255.255.255:65535" and the NUL
+size_t FormatAddress(uint32_t ip, uint16_t port, char* out);
+
+// One endpoint of one service port, merged from the slices. 24 bytes and no allocation of its
+// own (the proxy keeps one per endpoint and port: 300k at 30k services): the address is packed
+// (this proxier programs the IPv4 family; the change tracker ignores other slices) and the text
+// forms are made when a renderer needs them.
 struct EndpointInfo {
-  std::string ip;
-  int32_t port = 0;
-  std::string address;  // "ip:port": sort key, DNAT target and chain-name hash input
+  uint32_t ipv4 = 0;  // host byte order
+  uint16_t port = 0;
   bool is_local = false;
   bool ready = false;
   bool serving = false;
   bool terminating = false;
-  std::vector<std::string> zone_hints;
+  const ZoneHints* zone_hints = nullptr;  // interned (InternZoneHints)
+  std::string Ip() const { return FormatIPv4(ipv4); }  // "10.0.0.1"
+  // "ip:port": sort key, DNAT target and chain-name hash input.
+  std::string Address() const;
+  bool HasZoneHint(const std::string& zone) const;
   bool operator==(const EndpointInfo&) const = default;
 };
 

@@ -452,7 +452,7 @@ class UserspaceEngine final : public ProxyEngine {
       UserspaceProxy::PortConfig cfg;
       cfg.protocol = spn.protocol;
       for (const EndpointInfo* ep : svc.InternalPolicyLocal() ? cat.local : cat.cluster) {
-        cfg.endpoints.push_back({ep->ip, ep->port});
+        cfg.endpoints.push_back({ep->Ip(), ep->port});
       }
       cfg.affinity = svc.session_affinity == SessionAffinity::kClientIP;
       cfg.affinity_timeout = std::chrono::seconds(svc.sticky_max_age_seconds);

@@ -103,7 +103,7 @@ TEST_CASE("EndpointsChangeTracker merges slices per service and resolves ports b
 
   const auto& eps = st.EndpointsFor(DemoHttp());
   REQUIRE(eps.size() == 2);
-  CHECK(eps[0].address == "10.244.1.1:8080");  // sorted by address
+  CHECK(eps[0].Address() == "10.244.1.1:8080");  // sorted by address
   CHECK(eps[0].ready);                         // ready nil = true
   CHECK(eps[0].serving);                       // serving nil = true
   CHECK_FALSE(eps[0].terminating);             // terminating nil = false
@@ -118,7 +118,7 @@ TEST_CASE("EndpointsChangeTracker merges slices per service and resolves ports b
   CHECK(st.endpoint_changes().EndpointSliceUpdate(a, true, now));
   st.Update();
   REQUIRE(st.EndpointsFor(DemoHttp()).size() == 1);
-  CHECK(st.EndpointsFor(DemoHttp())[0].ip == "10.244.1.1");
+  CHECK(st.EndpointsFor(DemoHttp())[0].Ip() == "10.244.1.1");
   // Deleting an unknown slice is no change.
   CHECK_FALSE(st.endpoint_changes().EndpointSliceUpdate(a, true, now));
 }
@@ -174,9 +174,8 @@ TEST_CASE("CategorizeEndpoints: ready first, then serving+terminating; Local use
   ServicePort sp = ServicePortsOf(Demo()).begin()->second;
   auto mk = [](std::string ip, bool ready, bool serving, bool terminating, bool local) {
     EndpointInfo e;
-    e.ip = ip;
+    e.ipv4 = *ParseIPv4(ip);
     e.port = 80;
-    e.address = ip + ":80";
     e.ready = ready;
     e.serving = serving;
     e.terminating = terminating;
@@ -188,7 +187,7 @@ TEST_CASE("CategorizeEndpoints: ready first, then serving+terminating; Local use
                                    mk("10.0.0.3", false, false, false, true)};
   auto c = CategorizeEndpoints(eps, sp, "");
   REQUIRE(c.cluster.size() == 1);
-  CHECK(c.cluster[0]->ip == "10.0.0.1");
+  CHECK(c.cluster[0]->Ip() == "10.0.0.1");
   CHECK(c.local.empty());
   CHECK(c.has_any);
 
@@ -197,7 +196,7 @@ TEST_CASE("CategorizeEndpoints: ready first, then serving+terminating; Local use
   c = CategorizeEndpoints(eps, sp, "");
   CHECK(c.cluster.empty());
   REQUIRE(c.local.size() == 1);
-  CHECK(c.local[0]->ip == "10.0.0.2");
+  CHECK(c.local[0]->Ip() == "10.0.0.2");
   CHECK(c.all_reachable.size() == 1);
   CHECK(c.has_any);
 
@@ -210,8 +209,8 @@ TEST_CASE("CategorizeEndpoints: ready first, then serving+terminating; Local use
   CHECK(c.cluster.size() == 1);
   CHECK(c.local.size() == 1);
   REQUIRE(c.all_reachable.size() == 2);
-  CHECK(c.all_reachable[0]->ip == "10.0.0.1");
-  CHECK(c.all_reachable[1]->ip == "10.0.0.2");
+  CHECK(c.all_reachable[0]->Ip() == "10.0.0.1");
+  CHECK(c.all_reachable[1]->Ip() == "10.0.0.2");
 
   // Nothing usable anywhere.
   std::vector<EndpointInfo> none = {mk("10.0.0.3", false, false, true, true)};
@@ -224,10 +223,10 @@ TEST_CASE("CategorizeEndpoints honours zone hints only when all ready endpoints 
   ServicePort sp = ServicePortsOf(Demo()).begin()->second;
   auto mk = [](std::string ip, std::vector<std::string> hints) {
     EndpointInfo e;
-    e.ip = ip;
-    e.address = ip + ":80";
+    e.ipv4 = *ParseIPv4(ip);
+    e.port = 80;
     e.ready = e.serving = true;
-    e.zone_hints = std::move(hints);
+    e.zone_hints = InternZoneHints(hints);
     return e;
   };
   std::vector<EndpointInfo> eps = {mk("10.0.0.1", {"zone-a"}), mk("10.0.0.2", {"zone-b"})};
@@ -236,4 +235,119 @@ TEST_CASE("CategorizeEndpoints honours zone hints only when all ready endpoints 
   CHECK(CategorizeEndpoints(eps, sp, "").cluster.size() == 2);
   eps.push_back(mk("10.0.0.3", {}));
   CHECK(CategorizeEndpoints(eps, sp, "zone-a").cluster.size() == 3);  // one without hints
+}
+
+TEST_CASE("packed endpoint addresses: parsing, text forms, interned zone hints") {
+  CHECK(ParseIPv4("10.244.1.2") == 0x0af40102u);
+  CHECK(ParseIPv4("255.255.255.255") == 0xffffffffu);
+  CHECK_FALSE(ParseIPv4("10.244.1"));
+  CHECK_FALSE(ParseIPv4("10.244.1.256"));
+  CHECK_FALSE(ParseIPv4("fd00::1"));
+  CHECK_FALSE(ParseIPv4("10.244.1.2.3.4.5.6.7"));  // longer than any address
+  CHECK_FALSE(ParseIPv4(""));
+  CHECK(FormatIPv4(0) == "0.0.0.0");
+  CHECK(FormatIPv4(0x0af40102u) == "10.244.1.2");
+  CHECK(FormatIPv4(0xffffffffu) == "255.255.255.255");
+  char buf[kMaxAddressText];
+  CHECK(FormatAddress(0xffffffffu, 65535, buf) == 21);
+  CHECK(std::string(buf) == "255.255.255.255:65535");
+  EndpointInfo e;
+  e.ipv4 = 0x0a000001u;
+  e.port = 8080;
+  CHECK(e.Ip() == "10.0.0.1");
+  CHECK(e.Address() == "10.0.0.1:8080");
+
+  CHECK(InternZoneHints({}) == nullptr);
+  const ZoneHints* a = InternZoneHints({"zone-a", "zone-b"});
+  REQUIRE(a != nullptr);
+  CHECK(*a == ZoneHints{"zone-a", "zone-b"});
+  CHECK(InternZoneHints({"zone-a", "zone-b"}) == a);  // shared
+  CHECK(InternZoneHints({"zone-b", "zone-a"}) != a);
+  e.zone_hints = a;
+  CHECK(e.HasZoneHint("zone-b"));
+  CHECK_FALSE(e.HasZoneHint("zone-c"));
+}
+
+TEST_CASE("endpoints are ordered by their ip:port text and deduplicated by address") {
+  ProxyState st("node-a", kStart);
+  auto now = kStart + std::chrono::seconds(5);
+  // Text order, not numeric: "10.0.0.10:80" < "10.0.0.1:80" < "10.0.0.1:9" < "10.0.0.2:80".
+  EndpointSlice a = Slice("samples", "demo", "demo-a",
+                          {Ep("10.0.0.2"), Ep("10.0.0.1"), Ep("10.0.0.10"), Ep("not-an-ip"),
+                           Ep("10.0.0.3", true, std::nullopt, true, true)},
+                          {EpPort("http", 80)});
+  // A second slice: a port 9 for the same name (while a rollout changes it), and 10.0.0.3 again,
+  // running this time (its successor, which wins over the terminating entry).
+  EndpointSlice b = Slice("samples", "demo", "demo-b",
+                          {Ep("10.0.0.3", true, "node-a", true, false)}, {EpPort("http", 80)});
+  EndpointSlice c = Slice("samples", "demo", "demo-c", {Ep("10.0.0.1")}, {EpPort("http", 9)});
+  // Ports outside 1-65535 are ignored.
+  EndpointSlice d = Slice("samples", "demo", "demo-d", {Ep("10.0.0.7")}, {EpPort("http", 70000)});
+  for (auto* s : {&a, &b, &c, &d}) st.endpoint_changes().EndpointSliceUpdate(*s, false, now);
+  st.Update();
+  const auto& eps = st.EndpointsFor(DemoHttp());
+  std::vector<std::string> got;
+  for (const auto& e : eps) got.push_back(e.Address());
+  CHECK(got == std::vector<std::string>{"10.0.0.10:80", "10.0.0.1:80", "10.0.0.1:9",
+                                        "10.0.0.2:80", "10.0.0.3:80"});
+  REQUIRE(eps.size() == 5);
+  CHECK_FALSE(eps[4].terminating);
+  CHECK(eps[4].is_local);
+
+  // Zone hints come through, shared.
+  Endpoint hinted = Ep("10.0.0.20");
+  hinted.hints_for_zones = {"zone-a"};
+  EndpointSlice e = Slice("samples", "demo", "demo-e", {hinted}, {EpPort("http", 80)});
+  st.endpoint_changes().EndpointSliceUpdate(e, false, now);
+  st.Update();
+  bool found = false;
+  for (const auto& ep : st.EndpointsFor(DemoHttp())) {
+    if (ep.Ip() == "10.0.0.20") {
+      found = true;
+      CHECK(ep.zone_hints == InternZoneHints({"zone-a"}));
+    } else {
+      CHECK(ep.zone_hints == nullptr);
+    }
+  }
+  CHECK(found);
+}
+
+TEST_CASE("EndpointsChangeTracker checks out only the services with pending slices") {
+  EndpointsChangeTracker t("node-a", kStart);
+  auto now = kStart + std::chrono::seconds(5);
+  auto slice = [](const std::string& svc, const std::string& ip) {
+    return Slice("ns", svc, svc + "-1", {Ep(ip)}, {EpPort("http", 80)});
+  };
+  CHECK_FALSE(t.HasPending());
+  for (int i = 0; i < 50; ++i) {
+    CHECK(t.EndpointSliceUpdate(slice("s" + std::to_string(i), "10.0.0.1"), false, now));
+  }
+  // Two events for one service: it is checked out once.
+  CHECK(t.EndpointSliceUpdate(slice("s7", "10.0.0.2"), false, now));
+  CHECK(t.HasPending());
+  CHECK(t.CheckoutChanges().changes.size() == 50);
+  CHECK_FALSE(t.HasPending());
+  CHECK(t.CheckoutChanges().changes.empty());
+
+  CHECK(t.EndpointSliceUpdate(slice("s3", "10.0.0.9"), false, now));
+  CHECK(t.HasPending());
+  auto c = t.CheckoutChanges();
+  REQUIRE(c.changes.size() == 1);
+  const auto& change = c.changes.begin()->second;
+  CHECK(c.changes.begin()->first == ServiceName{"ns", "s3"});
+  CHECK(change.previous.begin()->second[0].Ip() == "10.0.0.1");
+  CHECK(change.current.begin()->second[0].Ip() == "10.0.0.9");
+
+  // A service whose last slice goes: checked out with no endpoints, then forgotten.
+  CHECK(t.EndpointSliceUpdate(slice("s3", "10.0.0.9"), true, now));
+  c = t.CheckoutChanges();
+  REQUIRE(c.changes.size() == 1);
+  CHECK(c.changes.begin()->second.current.empty());
+  CHECK_FALSE(t.HasPending());
+  // Deleting it again is no change; adding it back is.
+  CHECK_FALSE(t.EndpointSliceUpdate(slice("s3", "10.0.0.9"), true, now));
+  CHECK(t.EndpointSliceUpdate(slice("s3", "10.0.0.4"), false, now));
+  c = t.CheckoutChanges();
+  REQUIRE(c.changes.size() == 1);
+  CHECK(c.changes.begin()->second.previous.empty());
 }

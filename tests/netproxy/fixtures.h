@@ -70,9 +70,8 @@ inline std::vector<EndpointInfo> Eps(std::vector<std::pair<std::string, bool>> i
   std::vector<EndpointInfo> out;
   for (auto& [ip, local] : ips) {
     EndpointInfo e;
-    e.ip = ip;
-    e.port = port;
-    e.address = ip + ":" + std::to_string(port);
+    e.ipv4 = *ParseIPv4(ip);
+    e.port = static_cast<uint16_t>(port);
     e.ready = e.serving = true;
     e.is_local = local;
     out.push_back(e);

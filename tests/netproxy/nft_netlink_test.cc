@@ -110,7 +110,7 @@ void FullSync(NftBackend& b, const NftRendererConfig& cfg,
   NftRefCounts hairpin;
   for (const auto& o : objs) {
     for (const auto& e : o.elements) {
-      if (e.map == kNftHairpinSet) ++hairpin[NftHairpinKey(e.key)];
+      if (e.map == kNftHairpinSet) hairpin.Add(NftHairpinKey(e.key));
     }
   }
   for (const auto& t : tables) {
@@ -144,7 +144,7 @@ std::string Apply(NftBackend& b, int shards) {
   NftRefCounts refs;
   for (const auto& o : before) {
     for (const auto& e : o.elements) {
-      if (e.map == kNftHairpinSet) ++refs[NftHairpinKey(e.key)];
+      if (e.map == kNftHairpinSet) refs.Add(NftHairpinKey(e.key));
     }
   }
   std::vector<std::pair<const NftServiceObjects*, const NftServiceObjects*>> changes;

@@ -147,7 +147,7 @@ TEST_CASE("nft: diffs touch only what changed, in an order the kernel accepts") 
   expected += "add element ip cubelet hairpin { 10.244.1.2 . 10.244.1.2 }\n";
   CHECK(d == expected);
   CHECK(Texts(v2.chains[0]).size() == 3);
-  CHECK(refs[NftHairpinKey("10.244.1.2 . 10.244.1.2")] == 1);
+  CHECK(refs.Count(NftHairpinKey("10.244.1.2 . 10.244.1.2")) == 1);
 
   // All endpoints gone: the map element moves to no-endpoint-services, the chain goes after
   // the element that pointed at it; the shared hairpin element stays (still referenced).
@@ -162,7 +162,7 @@ TEST_CASE("nft: diffs touch only what changed, in an order the kernel accepts") 
             "reject-chain }"));
   CHECK(Has(d, "delete element ip cubelet hairpin { 10.244.1.2 . 10.244.1.2 }"));
   CHECK_FALSE(Has(d, "10.244.1.1 . 10.244.1.1"));
-  CHECK(refs[NftHairpinKey("10.244.1.1 . 10.244.1.1")] == 1);
+  CHECK(refs.Count(NftHairpinKey("10.244.1.1 . 10.244.1.1")) == 1);
 
   // Back: the chain is created before the element that points at it.
   d = NftDiffScript({{&none, &v1}}, refs);
