@@ -1,3 +1,12 @@
+#include <fcntl.h>
+#include <cstring>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 // The embedded runtime on the real kernel, through cri::EmbeddedRuntime: sandboxes, containers
 // run by cubelet-monitor, logs, exits, stop, exec, security, re-adoption and cleanup.
 // Each test runs under its own testsupport::CgroupParent (the cgroup driver's root) inside the
@@ -26,6 +35,7 @@
 #include "tests/runtime/runtime_env.h"
 #include "tests/runtime/test_image.h"
 #include "tests/support/kernel_env.h"
+#include "runtime/port_forward.h"
 
 using namespace std::chrono_literals;
 
@@ -752,4 +762,56 @@ TEST_CASE("runtime: hostPID containers share the node's pid namespace") {
   CHECK(env.Status(id).exit_code == 143);
   REQUIRE(env.rt->RemovePodSandbox(*sb));
   env.CheckNoLeaks(*sb, {id}, "kubepods/pod-hostpid");
+}
+
+TEST_CASE("runtime: port forward connects to localhost inside the pod's network namespace") {
+  if (!testsupport::IsPrivileged()) {
+    WARN("skipped: needs root");
+    return;
+  }
+  // A "pod" network namespace with lo up and a listener on its 127.0.0.1, made by a thread.
+  base::UniqueFd ns, listener;
+  uint16_t port = 0;
+  std::thread([&] {
+    if (unshare(CLONE_NEWNET) != 0) return;
+    base::UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq ifr{};
+    strcpy(ifr.ifr_name, "lo");
+    ioctl(s.get(), SIOCGIFFLAGS, &ifr);
+    ifr.ifr_flags |= IFF_UP;
+    ioctl(s.get(), SIOCSIFFLAGS, &ifr);
+    listener.reset(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
+    listen(listener.get(), 4);
+    socklen_t len = sizeof a;
+    getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    ns.reset(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  }).join();
+  REQUIRE(ns);
+  REQUIRE(port != 0);
+  std::string path = "/proc/self/fd/" + std::to_string(ns.get());
+  auto c = runtime::DialLocalhostInNetns(path, port, "pod sandbox \"sb\"");
+  INFO((c ? std::string() : c.error().message));
+  REQUIRE(c);
+  base::UniqueFd peer(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  REQUIRE(peer);
+  REQUIRE(write(peer.get(), "hi", 2) == 2);
+  char buf[4] = {};
+  pollfd p{c->get(), POLLIN, 0};
+  REQUIRE(poll(&p, 1, 5000) == 1);
+  CHECK(read(c->get(), buf, sizeof buf) == 2);
+  CHECK(std::string(buf, 2) == "hi");
+  // The same port in our own namespace: nothing listens there.
+  auto here = runtime::DialLocalhostInNetns("", port, "pod sandbox \"sb\"");
+  REQUIRE(!here);
+  CHECK(here.error().message.find("failed to connect to localhost:" + std::to_string(port) +
+                                  " inside the network namespace of pod sandbox \"sb\", IPv4: "
+                                  "127.0.0.1:" + std::to_string(port)) == 0);
+  auto missing = runtime::DialLocalhostInNetns("/nonexistent/netns", port, "pod sandbox \"sb\"");
+  REQUIRE(!missing);
+  CHECK(missing.error().message.find("open /nonexistent/netns") != std::string::npos);
 }
