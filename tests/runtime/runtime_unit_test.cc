@@ -391,6 +391,43 @@ TEST_CASE("layers: whiteouts, links, path escapes and digests through an OCI lay
   testsupport::Run("rm -rf " + d);
 }
 
+TEST_CASE("image store: a found image's record is cached by id, its names are not") {
+  std::string d = TempDir("imgcache");
+  testsupport::Run("mkdir -p " + d + "/tree/bin && echo x > " + d + "/tree/bin/app");
+  auto store = ImageStore::Open(d + "/store");
+  REQUIRE(store);
+  ImageConfig cfg;
+  cfg.entrypoint = {"/bin/app"};
+  auto img = (*store)->ImportRootfs(d + "/tree", "example.com/app:v1", cfg);
+  REQUIRE(img);
+  auto a = (*store)->Find("example.com/app:v1");
+  REQUIRE(a);
+  CHECK(a->config.entrypoint == std::vector<std::string>{"/bin/app"});
+  // Served from memory: the files it was read from are not read again.
+  std::string meta = d + "/store/images/" + img->id + "/meta.json";
+  std::string saved = *base::ReadFile(meta);
+  REQUIRE(base::WriteFile(meta, "{\"diff_ids\": [], \"size\": 7}"));
+  auto b = (*store)->Find("example.com/app:v1");
+  REQUIRE(b);
+  CHECK(b->layers == a->layers);
+  CHECK(b->size == a->size);
+  REQUIRE(base::WriteFile(meta, saved));
+  // Names are current: a new tag shows at once.
+  REQUIRE((*store)->Tag(img->id, {"example.com/app:v2"}));
+  auto c = (*store)->Find("example.com/app:v1");
+  REQUIRE(c);
+  CHECK(c->repo_tags == std::vector<std::string>{"example.com/app:v1", "example.com/app:v2"});
+  // Removed: gone, cache included; the image's directory gone by other means: not found.
+  REQUIRE((*store)->Remove("example.com/app:v1", {}));
+  CHECK_FALSE((*store)->Find("sha256:" + img->id));
+  auto again = (*store)->ImportRootfs(d + "/tree", "example.com/app:v1", cfg);
+  REQUIRE(again);
+  REQUIRE((*store)->Find("example.com/app:v1"));
+  testsupport::Run("rm -rf " + d + "/store/images/" + again->id);
+  CHECK_FALSE((*store)->Find("example.com/app:v1"));
+  testsupport::Run("rm -rf " + d);
+}
+
 TEST_CASE("layers: entries escaping the root are refused, symlinks are not followed") {
   std::string d = TempDir("escape");
   testsupport::Run("mkdir -p " + d + "/src && echo x > " + d + "/src/f");
