@@ -68,6 +68,29 @@ std::vector<MountPoint> PreparableMountPoints(const cri::ContainerConfig& c) {
   return out;
 }
 
+// The container's directory on the disk (upper/ and work/ for its overlay) and its record,
+// container.json, written whole before it appears under its name (the record is what makes
+// the container exist after a restart: Runtime::Adopt).
+Result<> MakeContainerDir(ContainerDirPool& pool, const std::string& dir,
+                          const std::string& record) {
+  std::string what = "make the directory " + dir;
+  if (pool.TakeInto(dir)) {
+    // Made ahead, with an empty file to write the record into (no new inode).
+    std::string stage = dir + "/" + ContainerDirPool::kRecordStage;
+    CUBELET_TRY_CTX(base::WriteFile(stage, record), what);
+    if (rename(stage.c_str(), (dir + "/container.json").c_str()) != 0) {
+      return base::Errno(what + ": rename " + stage);
+    }
+    return {};
+  }
+  pool.Replenish();  // ran dry (starts replenish it)
+  for (const char* sub : {"/upper", "/work"}) CUBELET_TRY_CTX(base::MkdirAll(dir + sub, 0755), what);
+  if (!monitor::WriteFileAtomically(dir + "/container.json", record)) {
+    return base::Errno(what + ": write container.json");
+  }
+  return {};
+}
+
 base::Error NotFound(const std::string& id) {
   return {kErrNotFound, "container \"" + id + "\" not found"};
 }
@@ -282,7 +305,7 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   std::string state_dir = ContainerStateDir(rec.id);
   bool ok = false;
   std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
-  std::future<Result<>> disk_dirs_made;
+  std::future<Result<>> disk_made;  // the directory on the disk and container.json
   auto undo = base::Defer([&] {
     if (!ok) {
       if (rootfs_mount) rootfs_mount->get();  // done with dir/ (and unmounted) before removal
@@ -292,23 +315,21 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     }
   });
   if (UseOverlay(*image)) {
-    // The writable layer's directories on the disk (inodes there cost up to ~1 ms each on some
-    // hosts) and the overlay mount itself (which makes more in work/) are made on another
-    // thread while this one makes the cgroup and the spec.
+    // On another thread, while this one makes the cgroup and the spec: the container's
+    // directory on the disk with upper/ and work/ (taken from the pool: one rename; else made
+    // here, and inodes on the disk cost up to ~1 ms each on some hosts), its record, then the
+    // overlay mount (which makes more in work/), detached.
     OverlayLayout layout{OverlayLowers(*image), dir + "/upper", dir + "/work", overlay_volatile_};
     std::vector<MountPoint> points = PreparableMountPoints(c);
     auto made = std::make_shared<std::promise<Result<>>>();
-    disk_dirs_made = made->get_future();
-    rootfs_mount = std::make_shared<std::future<base::UniqueFd>>(
-        std::async(std::launch::async, [layout = std::move(layout), points = std::move(points),
-                                        made]() -> base::UniqueFd {
-          for (const auto& d : {layout.upper, layout.work}) {
-            if (auto r = base::MkdirAll(d, 0755); !r) {
-              made->set_value(tl::unexpected(r.error()));
-              return {};
-            }
-          }
-          made->set_value({});
+    disk_made = made->get_future();
+    rootfs_mount = std::make_shared<std::future<base::UniqueFd>>(tasks_->Run(
+        [pool = dirs_.get(), dir, record = EncodeContainerRecord(rec), layout = std::move(layout),
+         points = std::move(points), made]() -> base::UniqueFd {
+          auto r = MakeContainerDir(*pool, dir, record);
+          bool dir_made = r.has_value();
+          made->set_value(std::move(r));
+          if (!dir_made) return {};
           auto m = MountOverlayDetached(layout);
           if (!m) {
             // The init mounts it from the spec instead (and reports what fails there).
@@ -347,12 +368,13 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     return fail(r.error());
   }
   auto spec = BuildSpec(sb, rec, c, *image, dir, state_dir);
-  if (disk_dirs_made.valid()) {
-    if (auto r = disk_dirs_made.get(); !r) return fail(r.error());
-  }
   if (!spec) return fail(spec.error());
-  if (!monitor::WriteFileAtomically(state_dir + "/spec", monitor::EncodeSpec(*spec)) ||
-      !monitor::WriteFileAtomically(dir + "/container.json", EncodeContainerRecord(rec))) {
+  if (!monitor::WriteFileAtomically(state_dir + "/spec", monitor::EncodeSpec(*spec))) {
+    return fail(base::Errno("write the state of container " + rec.id).value());
+  }
+  if (disk_made.valid()) {
+    if (auto r = disk_made.get(); !r) return fail(r.error());
+  } else if (!monitor::WriteFileAtomically(dir + "/container.json", EncodeContainerRecord(rec))) {
     return fail(base::Errno("write the state of container " + rec.id).value());
   }
   {
@@ -430,7 +452,10 @@ Result<> Runtime::StartContainer(const std::string& id) {
   auto clear_volatile_marker = [&] { (void)base::RemoveAll(disk_dir + "/work/work"); };
   if (!rootfs_follows && !rootfs_fd) clear_volatile_marker();
   auto mon = monitors_->Run(dir, rootfs_fd.get(), rootfs_follows);
-  auto replenish = base::Defer([&] { monitors_->Replenish(); });
+  auto replenish = base::Defer([&] {
+    monitors_->Replenish();
+    dirs_->Replenish();
+  });
   rootfs_fd.reset();
   if (!mon) return fail(mon.error().message);
   // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,

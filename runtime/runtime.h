@@ -21,6 +21,7 @@
 #include "cgroups/driver.h"
 #include "cri/types.h"
 #include "runtime/exec_process.h"
+#include "runtime/dir_pool.h"
 #include "runtime/exit_watcher.h"
 #include "runtime/image_store.h"
 #include "runtime/monitor/spec.h"
@@ -28,6 +29,7 @@
 #include "runtime/network/pod_network.h"
 #include "runtime/registry_puller.h"
 #include "runtime/state.h"
+#include "runtime/task_runner.h"
 
 namespace runtime {
 
@@ -44,6 +46,7 @@ struct RuntimeOptions {
   RegistryOptions registry;                     // mirrors, plain-HTTP registries
   bool disable_overlay = false;                 // force the copy fallback (tests)
   int spare_monitors = 1;                       // warm monitors kept ready (0 = spawn each)
+  int spare_container_dirs = 2;                 // container directories made ahead (dir_pool.h)
 };
 
 // Error codes shared with cri/runtime_service.h (kept equal; runtime does not include cri's
@@ -169,6 +172,9 @@ class Runtime {
   std::function<void(const cri::ContainerEvent&)> handler_;
   std::unique_ptr<ExitWatcher> watcher_;
   std::unique_ptr<MonitorPool> monitors_;
+  std::unique_ptr<ContainerDirPool> dirs_;  // only with overlay rootfs
+  // CreateContainer's disk work and detached rootfs mount (uses dirs_).
+  std::unique_ptr<TaskRunner> tasks_ = std::make_unique<TaskRunner>(4);
 };
 
 // CRI resources -> cgroup driver resources (unset values left untouched).
