@@ -110,10 +110,14 @@ std::vector<std::string> Runtime::CgroupProcsFiles(const std::string& cgroup) co
   }
   std::vector<std::string> out;
   for (const auto& d : dirs) {
-    // A driver whose directories are not real (the fake one) keeps the pid/go protocol.
-    if (access(d.c_str(), F_OK) != 0) return {};
+    // A driver whose directories are not real (the fake one) keeps the pid/go protocol. Called
+    // after the cgroup was made: once its directories were there, the driver's are real.
+    if (!cgroup_dirs_real_.load(std::memory_order_relaxed) && access(d.c_str(), F_OK) != 0) {
+      return {};
+    }
     out.push_back(d + "/cgroup.procs");
   }
+  if (!out.empty()) cgroup_dirs_real_.store(true, std::memory_order_relaxed);
   return out;
 }
 

@@ -7,6 +7,7 @@
 // unpacking) runs without it. Container exits arrive on the ExitWatcher thread.
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <future>
@@ -159,12 +160,14 @@ class Runtime {
   bool UseOverlay(const ImageRecord& image) const { return overlay_ && image.overlay_ready; }
   // overlayfs lower directories of `image`, top layer first.
   std::vector<std::string> OverlayLowers(const ImageRecord& image) const;
+  // The cgroup.procs files of an existing (just made) cgroup, one per hierarchy.
   std::vector<std::string> CgroupProcsFiles(const std::string& cgroup) const;
 
   RuntimeOptions opts_;
   std::unique_ptr<ImageStore> images_;
   bool overlay_ = true;
   bool overlay_volatile_ = false;  // the kernel takes overlayfs "volatile" (5.10+)
+  mutable std::atomic<bool> cgroup_dirs_real_{false};  // CgroupProcsFiles found them once
   std::mutex mu_;
   std::map<std::string, Sandbox> sandboxes_;
   std::map<std::string, Container> containers_;
