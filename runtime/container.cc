@@ -465,9 +465,13 @@ Result<> Runtime::StartContainer(const std::string& id) {
   // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,
   // through the pidfd taken at spawn, while the pid could not have been reused.
   base::UniqueFd mon_pidfd = std::move(mon->pidfd);
+  const bool have_pidfd = static_cast<bool>(mon_pidfd);
   auto reap = base::Defer([&] {
     if (mon_pidfd) watcher_->Reap(std::move(mon_pidfd));
-    else std::thread([pid = mon->pid] { WaitChild(pid); }).detach();  // fd limit reached
+    // Without a pidfd (fd limit reached at spawn) a thread waits for it. A pidfd handed to
+    // Watch below is reaped by the watcher: nothing to do here (this used to start a thread
+    // per container, on the start path, that raced the watcher to reap the monitor).
+    else if (!have_pidfd) std::thread([pid = mon->pid] { WaitChild(pid); }).detach();
   });
   if (rootfs_follows) {
     rootfs_fd = rootfs_mount->get();
@@ -501,7 +505,10 @@ Result<> Runtime::StartContainer(const std::string& id) {
   finish(sr);
   // The status pipe stays open: the monitor says "exited" on it once the exit record is
   // written, before its own teardown (which costs ~1 ms of page-table work on small VMs).
-  if (!mon_pidfd || !watcher_->Watch(id, std::move(mon_pidfd), std::move(mon->status))) {
+  if (!mon_pidfd) {
+    OnMonitorExit(id);
+  } else if (!watcher_->Watch(id, std::move(mon_pidfd), std::move(mon->status))) {
+    std::thread([pid = mon->pid] { WaitChild(pid); }).detach();  // still ours to reap
     OnMonitorExit(id);
   }
   Emit(id, sandbox_id, cri::ContainerEvent::Type::kStarted);

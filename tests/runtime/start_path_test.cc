@@ -336,3 +336,30 @@ TEST_CASE("start path: container directories made ahead are renamed into place; 
   env.rt.reset();
   CHECK_FALSE(base::PathExists(pool));
 }
+
+TEST_CASE("start path: a start leaves no thread behind to reap its monitor (the watcher does)") {
+  Env env("rt-nothread");
+  auto pod = env.Pod("nothread");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto threads = [] { return base::ListDir("/proc/self/task").size(); };
+  auto first = env.Run(*sb, pod, env.Ctr("c0", {"sleep", "1000"}));
+  size_t before = threads();
+  std::vector<std::string> ids{first};
+  for (int i = 1; i <= 4; ++i) {
+    ids.push_back(env.Run(*sb, pod, env.Ctr("c" + std::to_string(i), {"sleep", "1000"})));
+  }
+  // (The runtime's task runner may add one thread; a waiter per running container would be 4.)
+  CHECK(threads() <= before + 1);
+  std::vector<pid_t> monitors;
+  for (const auto& id : ids) monitors.push_back(Started(env, id).monitor_pid);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  // Every monitor was reaped all the same (by the exit watcher): no zombie left.
+  CHECK(WaitFor([&] {
+    for (pid_t m : monitors) {
+      if (ProcState(m) != 0) return false;
+    }
+    return true;
+  }));
+  env.CheckNoLeaks(*sb, ids, "kubepods/pod-nothread");
+}
