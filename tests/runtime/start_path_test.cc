@@ -363,3 +363,42 @@ TEST_CASE("start path: a start leaves no thread behind to reap its monitor (the 
   }));
   env.CheckNoLeaks(*sb, ids, "kubepods/pod-nothread");
 }
+
+TEST_CASE("start path: a pod's spare container cgroup is renamed to the next container's; swept and never leaked") {
+  Env env("rt-cgspare");
+  auto pod = env.Pod("cgspare");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  // A driver of the test's own (the runtime's goes with it at the restart below).
+  auto own = cgroups::Detect(env.cg.path());
+  REQUIRE(own);
+  cgroups::Driver* drv = own->get();
+  std::string pod_cg = "kubepods/pod-cgspare";
+  std::string spare = pod_cg + "/cubelet-spare";
+  REQUIRE(WaitFor([&] { return drv->Exists(spare); }));
+  ino_t spare_ino = NsInode(drv->ControllerPath("memory", spare));
+  auto id = env.Run(*sb, pod, env.Ctr("c", {"sleep", "1000"}));
+  // The container's cgroup is the spare, renamed, and holds the container.
+  std::string ctr_cg = pod_cg + "/" + id;
+  CHECK(NsInode(drv->ControllerPath("memory", ctr_cg)) == spare_ino);
+  auto procs = drv->Procs(ctr_cg);
+  REQUIRE(procs);
+  CHECK(Contains(*procs, Started(env, id).init_pid));
+  // Made again after the start, and taken by the next one.
+  REQUIRE(WaitFor([&] { return drv->Exists(spare); }));
+  auto id2 = env.Run(*sb, pod, env.Ctr("d", {"true"}));
+  REQUIRE(env.WaitExited(id2));
+  CHECK(env.Status(id2).exit_code == 0);
+  REQUIRE(WaitFor([&] { return drv->Exists(spare); }));
+  // A crash leaves it: swept at start-up.
+  env.rt.reset();
+  CHECK_FALSE(drv->Exists(spare));  // a clean shutdown removes it
+  REQUIRE(drv->Create(spare));
+  env.Start();
+  CHECK_FALSE(drv->Exists(spare));
+  CHECK(env.Status(id).state == cri::ContainerState::kRunning);
+  // Removing the pod removes its spare with it.
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {id, id2}, pod_cg);
+  CHECK_FALSE(drv->Exists(spare));
+}
