@@ -68,14 +68,12 @@ std::vector<MountPoint> PreparableMountPoints(const cri::ContainerConfig& c) {
   return out;
 }
 
-// The container's directory on the disk (upper/ and work/ for its overlay) and its record,
-// container.json, written whole before it appears under its name (the record is what makes
-// the container exist after a restart: Runtime::Adopt).
-Result<> MakeContainerDir(ContainerDirPool& pool, const std::string& dir,
-                          const std::string& record) {
-  std::string what = "make the directory " + dir;
-  if (pool.TakeInto(dir)) {
-    // Made ahead, with an empty file to write the record into (no new inode).
+// The container's record, container.json, written whole before it appears under its name
+// (the record is what makes the container exist after a restart: Runtime::Adopt). A directory
+// from the pool has an empty file made ahead to write it into (no new inode on the disk).
+Result<> WriteContainerRecord(const std::string& dir, const std::string& record, bool pooled) {
+  std::string what = "write the state of the container in " + dir;
+  if (pooled) {
     std::string stage = dir + "/" + ContainerDirPool::kRecordStage;
     CUBELET_TRY_CTX(base::WriteFile(stage, record), what);
     if (rename(stage.c_str(), (dir + "/container.json").c_str()) != 0) {
@@ -83,11 +81,7 @@ Result<> MakeContainerDir(ContainerDirPool& pool, const std::string& dir,
     }
     return {};
   }
-  pool.Replenish();  // ran dry (starts replenish it)
-  for (const char* sub : {"/upper", "/work"}) CUBELET_TRY_CTX(base::MkdirAll(dir + sub, 0755), what);
-  if (!monitor::WriteFileAtomically(dir + "/container.json", record)) {
-    return base::Errno(what + ": write container.json");
-  }
+  if (!monitor::WriteFileAtomically(dir + "/container.json", record)) return base::Errno(what);
   return {};
 }
 
@@ -309,7 +303,7 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   std::string state_dir = ContainerStateDir(rec.id);
   bool ok = false;
   std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
-  std::future<Result<>> disk_made;  // the directory on the disk and container.json
+  std::future<Result<>> disk_made;  // upper/ and work/ made on the disk (not from the pool)
   auto undo = base::Defer([&] {
     if (!ok) {
       if (rootfs_mount) rootfs_mount->get();  // done with dir/ (and unmounted) before removal
@@ -318,22 +312,30 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
       (void)base::RemoveAll(state_dir);
     }
   });
+  // The container's directory with upper/ and work/ made ahead (dir_pool.h): one rename, here,
+  // so that the overlay mount below can start at once.
+  const bool pooled = UseOverlay(*image) && dirs_->TakeInto(dir);
   if (UseOverlay(*image)) {
-    // On another thread, while this one makes the cgroup and the spec: the container's
-    // directory on the disk with upper/ and work/ (taken from the pool: one rename; else made
-    // here, and inodes on the disk cost up to ~1 ms each on some hosts), its record, then the
-    // overlay mount (which makes more in work/), detached.
+    if (!pooled) dirs_->Replenish();  // ran dry (starts replenish it)
+    // On another thread, while this one makes the cgroup and the spec: the writable layer's
+    // directories unless taken from the pool (inodes on the disk cost up to ~1 ms each on some
+    // hosts), then the overlay mount (which makes more in work/), detached.
     OverlayLayout layout{OverlayLowers(*image), dir + "/upper", dir + "/work", overlay_volatile_};
     std::vector<MountPoint> points = PreparableMountPoints(c);
     auto made = std::make_shared<std::promise<Result<>>>();
-    disk_made = made->get_future();
+    if (!pooled) disk_made = made->get_future();
     rootfs_mount = std::make_shared<std::future<base::UniqueFd>>(tasks_->Run(
-        [pool = dirs_.get(), dir, record = EncodeContainerRecord(rec), layout = std::move(layout),
-         points = std::move(points), made]() -> base::UniqueFd {
-          auto r = MakeContainerDir(*pool, dir, record);
-          bool dir_made = r.has_value();
-          made->set_value(std::move(r));
-          if (!dir_made) return {};
+        [layout = std::move(layout), points = std::move(points), made,
+         pooled]() -> base::UniqueFd {
+          if (!pooled) {
+            for (const auto& d : {layout.upper, layout.work}) {
+              if (auto r = base::MkdirAll(d, 0755); !r) {
+                made->set_value(tl::unexpected(r.error()));
+                return {};
+              }
+            }
+            made->set_value({});
+          }
           auto m = MountOverlayDetached(layout);
           if (!m) {
             // The init mounts it from the spec instead (and reports what fails there).
@@ -382,8 +384,9 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   }
   if (disk_made.valid()) {
     if (auto r = disk_made.get(); !r) return fail(r.error());
-  } else if (!monitor::WriteFileAtomically(dir + "/container.json", EncodeContainerRecord(rec))) {
-    return fail(base::Errno("write the state of container " + rec.id).value());
+  }
+  if (auto r = WriteContainerRecord(dir, EncodeContainerRecord(rec), pooled); !r) {
+    return fail(r.error());
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
