@@ -61,9 +61,6 @@ base::Result<std::string> ContainerDirPool::Make() {
 }
 
 void ContainerDirPool::Loop() {
-  // Not at idle priority (as the spare monitor is made): a thread starved in the middle of an
-  // ext4 mkdir holds a journal handle, and a journal commit waiting for it stalls every writer
-  // of the filesystem.
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [&] { return stop_ || want_; });

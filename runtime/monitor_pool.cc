@@ -1,8 +1,6 @@
 #include "runtime/monitor_pool.h"
 
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 
 #include "base/log.h"
 #include "runtime/monitor/spec.h"
@@ -34,12 +32,6 @@ Result<MonitorProcess> MonitorPool::Spawn() {
 }
 
 void MonitorPool::Loop() {
-  // Spares are made, and start up (exec, dynamic linking: ~1.5 ms of CPU on small VMs), with
-  // CPU time nothing else wants: the monitor inherits this thread's SCHED_IDLE, and Run gives
-  // it the normal policy back before it runs a container. The start that took the previous
-  // spare, and the container's own first steps, come first.
-  sched_param sp{};
-  pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [&] { return stop_ || want_; });
@@ -80,10 +72,9 @@ Result<MonitorProcess> MonitorPool::Run(const std::string& state_dir, int rootfs
     }
   }
   if (m) {
-    // A spare that died (killed by someone) has hung up its status pipe. One that lives gets
-    // the normal policy back before it is woken (made at idle priority: Loop).
+    // A spare that died (killed by someone) has hung up its status pipe.
     pollfd p{m->status.get(), POLLIN, 0};
-    if (poll(&p, 1, 0) != 0 || !SetNormalPriority(m->pid)) {
+    if (poll(&p, 1, 0) != 0) {
       m->command.reset();
       WaitChild(m->pid);
       m.reset();

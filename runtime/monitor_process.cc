@@ -84,14 +84,6 @@ Result<MonitorProcess> SpawnMonitor(const std::string& binary, const std::vector
   return m;
 }
 
-Result<> SetNormalPriority(pid_t pid) {
-  sched_param sp{};
-  if (sched_setscheduler(pid, SCHED_OTHER, &sp) != 0) {
-    return base::Errno("set the scheduling policy of process " + std::to_string(pid));
-  }
-  return {};
-}
-
 Result<std::string> ReadStatusLine(int fd, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string line;

@@ -22,12 +22,9 @@ struct MonitorProcess {
   base::UniqueFd pidfd;     // of `pid`, taken before anyone could reap it (may be invalid)
 };
 
-// stdout_fd/stderr_fd become the monitor's fds 1 and 2 (-1 = /dev/null). The monitor inherits
-// the calling thread's scheduling policy.
+// stdout_fd/stderr_fd become the monitor's fds 1 and 2 (-1 = /dev/null).
 Result<MonitorProcess> SpawnMonitor(const std::string& binary, const std::vector<std::string>& args,
                                     int stdout_fd, int stderr_fd, bool new_session, int stdin_fd = -1);
-// SCHED_OTHER (the default policy) for `pid` (a spare monitor made at idle priority).
-Result<> SetNormalPriority(pid_t pid);
 
 // One status line (without "\n"); fails on EOF or timeout.
 Result<std::string> ReadStatusLine(int fd, std::chrono::milliseconds timeout);
