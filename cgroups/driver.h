@@ -69,14 +69,6 @@ class Driver {
 
   // mkdir -p in every hierarchy/controller this driver manages; enables controllers on v2.
   virtual Result<> Create(const std::string& path) = 0;
-  // Renames the cgroup `from` to `to`, a sibling (same parent), in every hierarchy: either all
-  // are renamed or none. ENOTSUP where the kernel cannot (cgroup v2 has no rename); EINVAL when
-  // the parents differ.
-  virtual Result<> Rename(const std::string& from, const std::string& to) {
-    (void)from;
-    (void)to;
-    return base::Fail("cgroup rename is not supported by this driver", ENOTSUP);
-  }
   virtual Result<> Apply(const std::string& path, const Resources& r) = 0;
   virtual Result<> AddProcess(const std::string& path, pid_t pid) = 0;
   virtual Result<std::vector<pid_t>> Procs(const std::string& path) = 0;

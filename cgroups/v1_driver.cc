@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <set>
 #include <thread>
 
@@ -181,31 +179,6 @@ Result<> V1Driver::Create(const std::string& path) {
       if (is_memory && *created) CUBELET_TRY(set_use_hierarchy(*cur, name));
       cur = std::move(child);
     }
-  }
-  return {};
-}
-
-Result<> V1Driver::Rename(const std::string& from, const std::string& to) {
-  auto rf = JoinCgroupPath(root_, from);
-  if (!rf) return tl::unexpected(rf.error());
-  auto rt = JoinCgroupPath(root_, to);
-  if (!rt) return tl::unexpected(rt.error());
-  auto parent = [](const std::string& p) {
-    size_t slash = p.rfind('/');
-    return slash == std::string::npos ? std::string() : p.substr(0, slash);
-  };
-  if (rf->empty() || rt->empty() || parent(*rf) != parent(*rt)) {
-    return base::Fail("rename cgroup '" + from + "' to '" + to + "': not siblings", EINVAL);
-  }
-  std::vector<std::string> done;
-  for (const auto& mount : MountPoints()) {
-    if (::rename(Abs(mount, *rf).c_str(), Abs(mount, *rt).c_str()) != 0) {
-      int err = errno;
-      for (const auto& m : done) (void)::rename(Abs(m, *rt).c_str(), Abs(m, *rf).c_str());
-      return base::Fail("rename cgroup " + Abs(mount, *rf) + " to '" + to + "': " + strerror(err),
-                        err);
-    }
-    done.push_back(mount);
   }
   return {};
 }

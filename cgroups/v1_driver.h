@@ -38,9 +38,6 @@ class V1Driver final : public Driver {
   Version version() const override { return Version::kV1; }
   std::string Describe(const std::string& path) const override;
   Result<> Create(const std::string& path) override;
-  // rename(2) in each hierarchy (v1 cgroupfs allows it within the same parent); rolled back
-  // when one fails.
-  Result<> Rename(const std::string& from, const std::string& to) override;
   Result<> Apply(const std::string& path, const Resources& r) override;
   Result<> AddProcess(const std::string& path, pid_t pid) override;
   // Processes directly in the cgroup (not descendants), in any hierarchy (sorted, unique).

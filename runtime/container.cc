@@ -355,11 +355,7 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
       return fail(r.error());
     }
   }
-  // The pod's spare container cgroup renamed (cgroup_spare.h), else made here.
-  if (!cgspare_->TakeInto(sb.cgroup, rec.cgroup)) {
-    if (auto r = opts_.cgroups->Create(rec.cgroup); !r) return fail(r.error());
-  }
-  cgspare_->Want(sb.cgroup);  // made again after the start
+  if (auto r = opts_.cgroups->Create(rec.cgroup); !r) return fail(r.error());
   cgroups::Resources res = ToCgroupResourcesForRuntime(c.linux.resources);
   // runc's default device allow-list: mknod of anything (CAP_MKNOD is in the default set) but
   // no read/write of devices other than the /dev set, so a node cannot reach the host's disks.
@@ -466,7 +462,6 @@ Result<> Runtime::StartContainer(const std::string& id) {
   auto replenish = base::Defer([&] {
     monitors_->Replenish();
     dirs_->Replenish();
-    cgspare_->Replenish();
   });
   rootfs_fd.reset();
   if (!mon) return fail(mon.error().message);

@@ -12,7 +12,6 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "base/time.h"
-#include "cgroups/v1_driver.h"
 #include "runtime/image_ref.h"
 #include <openssl/evp.h>
 
@@ -70,7 +69,6 @@ Runtime::~Runtime() {
   monitors_.reset();
   tasks_.reset();  // before dirs_, which its tasks use
   dirs_.reset();
-  cgspare_.reset();
   watcher_.reset();
 }
 
@@ -110,8 +108,6 @@ Result<> Runtime::Init() {
   // Next to containers/ (same filesystem: entries are renamed there).
   dirs_ = std::make_unique<ContainerDirPool>(opts_.root_dir + "/container-pool",
                                              overlay_ ? opts_.spare_container_dirs : 0);
-  cgspare_ = std::make_unique<CgroupSpare>(
-      opts_.cgroups, dynamic_cast<cgroups::V1Driver*>(opts_.cgroups) != nullptr);
   watcher_ = std::make_unique<ExitWatcher>([this](const std::string& id) { OnMonitorExit(id); });
   Adopt();
   if (opts_.network) {
@@ -153,7 +149,6 @@ void Runtime::Adopt() {
       base::log::Warn("unreadable sandbox state", {{"id", id}, {"error", rec.error().message}});
       continue;
     }
-    cgspare_->Sweep(rec->cgroup);  // one an earlier process made
     std::lock_guard<std::mutex> lock(mu_);
     sandboxes_[id] = Sandbox{*rec};
   }

@@ -22,7 +22,6 @@
 #include "cgroups/driver.h"
 #include "cri/types.h"
 #include "runtime/exec_process.h"
-#include "runtime/cgroup_spare.h"
 #include "runtime/dir_pool.h"
 #include "runtime/exit_watcher.h"
 #include "runtime/image_store.h"
@@ -177,7 +176,6 @@ class Runtime {
   std::unique_ptr<ExitWatcher> watcher_;
   std::unique_ptr<MonitorPool> monitors_;
   std::unique_ptr<ContainerDirPool> dirs_;  // only with overlay rootfs
-  std::unique_ptr<CgroupSpare> cgspare_;   // only on v1 (cgroupfs rename)
   // CreateContainer's disk work and detached rootfs mount (uses dirs_).
   std::unique_ptr<TaskRunner> tasks_ = std::make_unique<TaskRunner>(4);
 };

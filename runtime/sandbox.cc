@@ -176,7 +176,6 @@ Result<std::string> Runtime::RunPodSandbox(const cri::PodSandboxConfig& config) 
     sandboxes_[r.id] = Sandbox{r};
   }
   ok = true;
-  cgspare_->Want(r.cgroup, /*now=*/true);  // for its first container
   base::log::Info("pod sandbox ready", {{"id", r.id},
                                         {"pod", config.metadata.namespace_ + "/" + config.metadata.name},
                                         {"ip", r.ip}});
@@ -196,7 +195,6 @@ Result<> Runtime::CleanupSandboxResources(const SandboxRecord& r) {
     }
     if (rmdir(r.shm.c_str()) != 0 && errno != ENOENT) keep(base::Errno("remove '" + r.shm + "'"));
   }
-  cgspare_->Drop(r.cgroup);
   keep(opts_.cgroups->Remove(r.cgroup));
   return first;
 }

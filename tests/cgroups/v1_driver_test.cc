@@ -139,43 +139,6 @@ TEST_CASE("v1: Create under an existing parent, and cpusets left empty by others
   }
 }
 
-TEST_CASE("v1: Rename moves a cgroup in every hierarchy, siblings only, all or nothing",
-          "[cgroups][v1][privileged]") {
-  V1 t("v1-rename");
-  REQUIRE(t.driver->Create("pod/spare"));
-  struct stat before;
-  REQUIRE(stat(t.driver->ControllerPath("memory", "pod/spare").c_str(), &before) == 0);
-  REQUIRE(t.driver->Rename("pod/spare", "pod/c1"));
-  for (const auto& m : t.v1->MountPoints()) {
-    INFO(m);
-    CHECK(fs::is_directory(m + "/" + t.parent.path() + "/pod/c1"));
-    CHECK_FALSE(fs::exists(m + "/" + t.parent.path() + "/pod/spare"));
-  }
-  struct stat after;
-  REQUIRE(stat(t.driver->ControllerPath("memory", "pod/c1").c_str(), &after) == 0);
-  CHECK(after.st_ino == before.st_ino);  // the same cgroup, not a new one
-  CHECK(t.File("cpuset", "pod/c1", "cpuset.cpus") == Trimmed("/sys/fs/cgroup/cpuset/cpuset.cpus"));
-  {
-    TestChild child(SleepForever);
-    CHECK(t.driver->AddProcess("pod/c1", child.pid()));
-  }
-  // Not siblings: refused.
-  REQUIRE(t.driver->Create("other"));
-  auto cross = t.driver->Rename("pod/c1", "other/c1");
-  REQUIRE_FALSE(cross);
-  CHECK(cross.error().code == EINVAL);
-  // Missing in one hierarchy: the others are put back.
-  REQUIRE(t.driver->Create("pod/half"));
-  REQUIRE(rmdir(t.driver->ControllerPath("pids", "pod/half").c_str()) == 0);
-  REQUIRE_FALSE(t.driver->Rename("pod/half", "pod/c2"));
-  for (const char* ctrl : {"memory", "cpu", "freezer", "devices"}) {
-    INFO(ctrl);
-    CHECK(fs::is_directory(t.driver->ControllerPath(ctrl, "pod/half")));
-    CHECK_FALSE(fs::exists(t.driver->ControllerPath(ctrl, "pod/c2")));
-  }
-  CHECK(t.driver->Remove("pod"));
-}
-
 TEST_CASE("v1: Apply writes each controller's files", "[cgroups][v1][privileged]") {
   V1 t("v1-apply");
   REQUIRE(t.driver->Create("pod"));
