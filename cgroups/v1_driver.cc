@@ -90,6 +90,22 @@ CUBELET_V1_OPENER(Devices, DevicesController, "devices")
 CUBELET_V1_OPENER(Freezer, FreezerController, "freezer")
 #undef CUBELET_V1_OPENER
 
+bool V1Driver::MemoryHierarchical(const std::string& mount) {
+  int known = memory_hierarchical_.load(std::memory_order_relaxed);
+  if (known >= 0) return known == 1;
+  // A child takes its parent's use_hierarchy and cannot change it under a parent that has it:
+  // with the root's at 1 every cgroup of the hierarchy has it (kernels since 5.16 have no
+  // other value).
+  auto root = CgroupDir::Open(mount);
+  bool yes = false;
+  if (root) {
+    auto v = root->ReadU64("memory.use_hierarchy");
+    yes = v && *v == 1;
+  }
+  memory_hierarchical_.store(yes ? 1 : 0, std::memory_order_relaxed);
+  return yes;
+}
+
 Result<> V1Driver::Create(const std::string& path) {
   auto rel = JoinCgroupPath(root_, path);
   if (!rel) return tl::unexpected(rel.error());
@@ -100,24 +116,51 @@ Result<> V1Driver::Create(const std::string& path) {
   for (const auto& mount : MountPoints()) {
     bool is_cpuset = cpuset != hierarchies_.end() && cpuset->second == mount;
     bool is_memory = memory != hierarchies_.end() && memory->second == mount;
-    if (!is_cpuset && comps->size() > 1) {
+    auto set_use_hierarchy = [&](const CgroupDir& parent, const std::string& name) -> Result<> {
+      if (MemoryHierarchical(mount)) return {};  // inherited
+      auto mem = parent.OpenChild(name);
+      if (!mem) return tl::unexpected(mem.error());
+      auto r = v1::MemoryController(std::move(*mem)).SetUseHierarchy();
+      if (!r) base::log::Debug("memory.use_hierarchy not set", {{"error", r.error().message}});
+      return {};
+    };
+    if (comps->size() > 1) {
       // The parent levels usually exist (a container's pod cgroup): open the parent at once
-      // instead of a mkdir + open per level, in each of the hierarchies (~60 fewer cgroupfs
-      // calls per container on a v1 host). Only a missing parent takes the walk below.
+      // instead of a mkdir + open per level, in each of the hierarchies (~100 fewer cgroupfs
+      // calls per container on a v1 host). Only a missing parent takes the walk below, and in
+      // the cpuset hierarchy a parent without cpus or mems (whose ancestors might lack them:
+      // a cpuset with values has ancestors with values).
       std::vector<std::string> up(comps->begin(), comps->end() - 1);
       auto parent = CgroupDir::Open(Abs(mount, base::Join(up, "/")));
-      if (parent) {
+      if (!parent && parent.error().code != ENOENT) return tl::unexpected(parent.error());
+      std::string cpus, mems;
+      bool parent_ok = parent.has_value();
+      if (parent_ok && is_cpuset) {
+        for (auto [file, out] : {std::pair{"cpuset.cpus", &cpus}, std::pair{"cpuset.mems", &mems}}) {
+          auto v = parent->Read(file);
+          if (!v) return tl::unexpected(v.error());
+          *out = std::string(base::Trim(*v));
+        }
+        parent_ok = !cpus.empty() && !mems.empty();
+      }
+      if (parent_ok) {
         auto created = parent->MakeChild(comps->back());
         if (!created) return tl::unexpected(created.error());
-        if (is_memory && *created) {
-          auto mem = parent->OpenChild(comps->back());
-          if (!mem) return tl::unexpected(mem.error());
-          auto r = v1::MemoryController(std::move(*mem)).SetUseHierarchy();
-          if (!r) base::log::Debug("memory.use_hierarchy not set", {{"error", r.error().message}});
+        if (is_cpuset) {
+          auto child = parent->OpenChild(comps->back());
+          if (!child) return tl::unexpected(child.error());
+          v1::CpusetController cs(std::move(*child));
+          if (*created) {
+            // A new cpuset is empty (or a copy of its parent's with clone_children).
+            CUBELET_TRY(cs.SetCpus(cpus));
+            CUBELET_TRY(cs.SetMems(mems));
+          } else {
+            CUBELET_TRY(cs.InheritFrom(*parent));
+          }
         }
+        if (is_memory && *created) CUBELET_TRY(set_use_hierarchy(*parent, comps->back()));
         continue;
       }
-      if (parent.error().code != ENOENT) return tl::unexpected(parent.error());
     }
     auto cur = CgroupDir::Open(mount);
     if (!cur) return tl::unexpected(cur.error());
@@ -133,12 +176,7 @@ Result<> V1Driver::Create(const std::string& path) {
         if (!cs) return tl::unexpected(cs.error());
         CUBELET_TRY(v1::CpusetController(std::move(*cs)).InheritFrom(*cur));
       }
-      if (is_memory && *created) {
-        auto mem = cur->OpenChild(name);
-        if (!mem) return tl::unexpected(mem.error());
-        auto r = v1::MemoryController(std::move(*mem)).SetUseHierarchy();
-        if (!r) base::log::Debug("memory.use_hierarchy not set", {{"error", r.error().message}});
-      }
+      if (is_memory && *created) CUBELET_TRY(set_use_hierarchy(*cur, name));
       cur = std::move(child);
     }
   }

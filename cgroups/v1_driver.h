@@ -9,6 +9,7 @@
 // brings process-global state (cgroup_init() parses the mount table once) that goes stale when
 // hierarchies are mounted later, and for v2 it does not translate v1 setting names (it writes
 // "cpu.shares" literally), so it would not save the v1/v2 split either.
+#include <atomic>
 #include <map>
 #include <string>
 #include <vector>
@@ -75,11 +76,14 @@ class V1Driver final : public Driver {
   Result<CgroupDir> Open(const std::string& controller, const std::string& path) const;
   Result<std::vector<pid_t>> AllProcsRecursive(const std::string& rel) const;
   std::string Abs(const std::string& mount, const std::string& rel) const;
+  // memory.use_hierarchy is 1 at the root of the memory hierarchy `mount` (checked once).
+  bool MemoryHierarchical(const std::string& mount);
 
   std::map<std::string, std::string> hierarchies_;
   std::string root_;
   std::string mount_root_;
   DriverOptions options_;
+  std::atomic<int> memory_hierarchical_{-1};  // -1 unknown, 0 no, 1 yes
 };
 
 }  // namespace cgroups

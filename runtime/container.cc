@@ -68,6 +68,23 @@ std::vector<MountPoint> PreparableMountPoints(const cri::ContainerConfig& c) {
   return out;
 }
 
+// The container's record, container.json, written whole before it appears under its name
+// (the record is what makes the container exist after a restart: Runtime::Adopt). A directory
+// from the pool has an empty file made ahead to write it into (no new inode on the disk).
+Result<> WriteContainerRecord(const std::string& dir, const std::string& record, bool pooled) {
+  std::string what = "write the state of the container in " + dir;
+  if (pooled) {
+    std::string stage = dir + "/" + ContainerDirPool::kRecordStage;
+    CUBELET_TRY_CTX(base::WriteFile(stage, record), what);
+    if (rename(stage.c_str(), (dir + "/container.json").c_str()) != 0) {
+      return base::Errno(what + ": rename " + stage);
+    }
+    return {};
+  }
+  if (!monitor::WriteFileAtomically(dir + "/container.json", record)) return base::Errno(what);
+  return {};
+}
+
 base::Error NotFound(const std::string& id) {
   return {kErrNotFound, "container \"" + id + "\" not found"};
 }
@@ -87,10 +104,14 @@ std::vector<std::string> Runtime::CgroupProcsFiles(const std::string& cgroup) co
   }
   std::vector<std::string> out;
   for (const auto& d : dirs) {
-    // A driver whose directories are not real (the fake one) keeps the pid/go protocol.
-    if (access(d.c_str(), F_OK) != 0) return {};
+    // A driver whose directories are not real (the fake one) keeps the pid/go protocol. Called
+    // after the cgroup was made: once its directories were there, the driver's are real.
+    if (!cgroup_dirs_real_.load(std::memory_order_relaxed) && access(d.c_str(), F_OK) != 0) {
+      return {};
+    }
     out.push_back(d + "/cgroup.procs");
   }
+  if (!out.empty()) cgroup_dirs_real_.store(true, std::memory_order_relaxed);
   return out;
 }
 
@@ -282,7 +303,7 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
   std::string state_dir = ContainerStateDir(rec.id);
   bool ok = false;
   std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
-  std::future<Result<>> disk_dirs_made;
+  std::future<Result<>> disk_made;  // upper/ and work/ made on the disk (not from the pool)
   auto undo = base::Defer([&] {
     if (!ok) {
       if (rootfs_mount) rootfs_mount->get();  // done with dir/ (and unmounted) before removal
@@ -291,24 +312,30 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
       (void)base::RemoveAll(state_dir);
     }
   });
+  // The container's directory with upper/ and work/ made ahead (dir_pool.h): one rename, here,
+  // so that the overlay mount below can start at once.
+  const bool pooled = UseOverlay(*image) && dirs_->TakeInto(dir);
   if (UseOverlay(*image)) {
-    // The writable layer's directories on the disk (inodes there cost up to ~1 ms each on some
-    // hosts) and the overlay mount itself (which makes more in work/) are made on another
-    // thread while this one makes the cgroup and the spec.
+    if (!pooled) dirs_->Replenish();  // ran dry (starts replenish it)
+    // On another thread, while this one makes the cgroup and the spec: the writable layer's
+    // directories unless taken from the pool (inodes on the disk cost up to ~1 ms each on some
+    // hosts), then the overlay mount (which makes more in work/), detached.
     OverlayLayout layout{OverlayLowers(*image), dir + "/upper", dir + "/work", overlay_volatile_};
     std::vector<MountPoint> points = PreparableMountPoints(c);
     auto made = std::make_shared<std::promise<Result<>>>();
-    disk_dirs_made = made->get_future();
-    rootfs_mount = std::make_shared<std::future<base::UniqueFd>>(
-        std::async(std::launch::async, [layout = std::move(layout), points = std::move(points),
-                                        made]() -> base::UniqueFd {
-          for (const auto& d : {layout.upper, layout.work}) {
-            if (auto r = base::MkdirAll(d, 0755); !r) {
-              made->set_value(tl::unexpected(r.error()));
-              return {};
+    if (!pooled) disk_made = made->get_future();
+    rootfs_mount = std::make_shared<std::future<base::UniqueFd>>(tasks_->Run(
+        [layout = std::move(layout), points = std::move(points), made,
+         pooled]() -> base::UniqueFd {
+          if (!pooled) {
+            for (const auto& d : {layout.upper, layout.work}) {
+              if (auto r = base::MkdirAll(d, 0755); !r) {
+                made->set_value(tl::unexpected(r.error()));
+                return {};
+              }
             }
+            made->set_value({});
           }
-          made->set_value({});
           auto m = MountOverlayDetached(layout);
           if (!m) {
             // The init mounts it from the spec instead (and reports what fails there).
@@ -347,13 +374,15 @@ Result<std::string> Runtime::CreateContainer(const std::string& sandbox_id,
     return fail(r.error());
   }
   auto spec = BuildSpec(sb, rec, c, *image, dir, state_dir);
-  if (disk_dirs_made.valid()) {
-    if (auto r = disk_dirs_made.get(); !r) return fail(r.error());
-  }
   if (!spec) return fail(spec.error());
-  if (!monitor::WriteFileAtomically(state_dir + "/spec", monitor::EncodeSpec(*spec)) ||
-      !monitor::WriteFileAtomically(dir + "/container.json", EncodeContainerRecord(rec))) {
+  if (!monitor::WriteFileAtomically(state_dir + "/spec", monitor::EncodeSpec(*spec))) {
     return fail(base::Errno("write the state of container " + rec.id).value());
+  }
+  if (disk_made.valid()) {
+    if (auto r = disk_made.get(); !r) return fail(r.error());
+  }
+  if (auto r = WriteContainerRecord(dir, EncodeContainerRecord(rec), pooled); !r) {
+    return fail(r.error());
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -430,15 +459,22 @@ Result<> Runtime::StartContainer(const std::string& id) {
   auto clear_volatile_marker = [&] { (void)base::RemoveAll(disk_dir + "/work/work"); };
   if (!rootfs_follows && !rootfs_fd) clear_volatile_marker();
   auto mon = monitors_->Run(dir, rootfs_fd.get(), rootfs_follows);
-  auto replenish = base::Defer([&] { monitors_->Replenish(); });
+  auto replenish = base::Defer([&] {
+    monitors_->Replenish();
+    dirs_->Replenish();
+  });
   rootfs_fd.reset();
   if (!mon) return fail(mon.error().message);
   // The monitor is our child (no double fork: see monitor_main.cc): the exit watcher reaps it,
   // through the pidfd taken at spawn, while the pid could not have been reused.
   base::UniqueFd mon_pidfd = std::move(mon->pidfd);
+  const bool have_pidfd = static_cast<bool>(mon_pidfd);
   auto reap = base::Defer([&] {
     if (mon_pidfd) watcher_->Reap(std::move(mon_pidfd));
-    else std::thread([pid = mon->pid] { WaitChild(pid); }).detach();  // fd limit reached
+    // Without a pidfd (fd limit reached at spawn) a thread waits for it. A pidfd handed to
+    // Watch below is reaped by the watcher: nothing to do here (this used to start a thread
+    // per container, on the start path, that raced the watcher to reap the monitor).
+    else if (!have_pidfd) std::thread([pid = mon->pid] { WaitChild(pid); }).detach();
   });
   if (rootfs_follows) {
     rootfs_fd = rootfs_mount->get();
@@ -472,7 +508,10 @@ Result<> Runtime::StartContainer(const std::string& id) {
   finish(sr);
   // The status pipe stays open: the monitor says "exited" on it once the exit record is
   // written, before its own teardown (which costs ~1 ms of page-table work on small VMs).
-  if (!mon_pidfd || !watcher_->Watch(id, std::move(mon_pidfd), std::move(mon->status))) {
+  if (!mon_pidfd) {
+    OnMonitorExit(id);
+  } else if (!watcher_->Watch(id, std::move(mon_pidfd), std::move(mon->status))) {
+    std::thread([pid = mon->pid] { WaitChild(pid); }).detach();  // still ours to reap
     OnMonitorExit(id);
   }
   Emit(id, sandbox_id, cri::ContainerEvent::Type::kStarted);

@@ -206,23 +206,34 @@ Result<> ImageStore::SaveRefsLocked() {
 
 ImageRecord ImageStore::RecordLocked(const std::string& id) const {
   ImageRecord r;
-  r.id = id;
+  if (auto cached = records_.find(id); cached != records_.end()) {
+    r = cached->second;
+  } else {
+    r.id = id;
+    bool complete = false;
+    if (auto meta = ReadJson(dir_ + "/images/" + id + "/meta.json"); meta && meta->is_object()) {
+      complete = true;
+      r.size = meta->value("size", uint64_t{0});
+      for (const auto& d : Strings(meta->value("diff_ids", json::array()))) {
+        r.diff_ids.push_back(d);
+        r.layers.push_back(content_.LayerDir(d));
+        auto info = content_.Layer(d);
+        if (!info) complete = false;  // not cached: read again next time
+        if (!info || info->oci_markers) r.overlay_ready = false;
+      }
+    }
+    if (auto cfg = content_.ReadBlob("sha256:" + id)) {
+      if (auto c = ParseImageConfig(*cfg)) r.config = *c;
+      else complete = false;
+    } else {
+      complete = false;
+    }
+    if (complete) records_[id] = r;
+  }
   for (const auto& [name, rid] : refs_) {
     if (rid != id) continue;
     if (name.find('@') != std::string::npos) r.repo_digests.push_back(name);
     else r.repo_tags.push_back(name);
-  }
-  if (auto meta = ReadJson(dir_ + "/images/" + id + "/meta.json"); meta && meta->is_object()) {
-    r.size = meta->value("size", uint64_t{0});
-    for (const auto& d : Strings(meta->value("diff_ids", json::array()))) {
-      r.diff_ids.push_back(d);
-      r.layers.push_back(content_.LayerDir(d));
-      auto info = content_.Layer(d);
-      if (!info || info->oci_markers) r.overlay_ready = false;
-    }
-  }
-  if (auto cfg = content_.ReadBlob("sha256:" + id)) {
-    if (auto c = ParseImageConfig(*cfg)) r.config = *c;
   }
   return r;
 }
@@ -271,6 +282,7 @@ Result<> ImageStore::Remove(const std::string& ref, const std::set<std::string>&
       return base::Fail("image \"" + ref + "\" (sha256:" + id + ") is in use by a container");
     }
     std::erase_if(refs_, [&](const auto& p) { return p.second == id; });
+    records_.erase(id);
     CUBELET_TRY_CTX(SaveRefsLocked(), "remove image \"" + ref + "\"");
     // Rename first so that a half-removed image is never visible under its id.
     std::string trash = StagingDir() + "/removing-" + id + "-" + base::RandomAlnum(6);
@@ -336,6 +348,7 @@ Result<ImageRecord> ImageStore::Commit(const std::string& config_json,
   CUBELET_TRY_CTX(content_.PutBlob(config_json, "sha256:" + id), "store image sha256:" + id);
   std::lock_guard<std::mutex> lock(mu_);
   if (!HasImageLocked(id)) {
+    records_.erase(id);
     std::string stage = StagingDir() + "/image-" + base::RandomAlnum(12);
     CUBELET_TRY(base::MkdirAll(stage, 0700));
     json meta = {{"diff_ids", *diff_ids}, {"size", size}};

@@ -67,6 +67,8 @@ Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {}
 Runtime::~Runtime() {
   // Containers keep running (their monitors do not depend on us); a new Runtime re-adopts them.
   monitors_.reset();
+  tasks_.reset();  // before dirs_, which its tasks use
+  dirs_.reset();
   watcher_.reset();
 }
 
@@ -103,6 +105,9 @@ Result<> Runtime::Init() {
                     {{"root_dir", opts_.root_dir}});
   }
   monitors_ = std::make_unique<MonitorPool>(opts_.monitor_path, opts_.spare_monitors);
+  // Next to containers/ (same filesystem: entries are renamed there).
+  dirs_ = std::make_unique<ContainerDirPool>(opts_.root_dir + "/container-pool",
+                                             overlay_ ? opts_.spare_container_dirs : 0);
   watcher_ = std::make_unique<ExitWatcher>([this](const std::string& id) { OnMonitorExit(id); });
   Adopt();
   if (opts_.network) {
@@ -151,7 +156,15 @@ void Runtime::Adopt() {
   for (const auto& id : base::ListDir(opts_.root_dir + "/containers")) {
     std::string dir = ContainerDir(id);
     auto text = base::ReadFile(dir + "/container.json");
-    if (!text) continue;
+    if (!text) {
+      // A crash during CreateContainer, before the record was written: nobody knows the id.
+      if (!base::PathExists(dir + "/container.json")) {
+        base::log::Info("removing the directory of a container never created", {{"id", id}});
+        (void)base::RemoveAll(dir);
+        (void)base::RemoveAll(ContainerStateDir(id));
+      }
+      continue;
+    }
     auto rec = DecodeContainerRecord(*text);
     if (!rec) {
       base::log::Warn("unreadable container state", {{"id", id}, {"error", rec.error().message}});

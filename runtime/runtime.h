@@ -7,6 +7,7 @@
 // unpacking) runs without it. Container exits arrive on the ExitWatcher thread.
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <future>
@@ -21,6 +22,7 @@
 #include "cgroups/driver.h"
 #include "cri/types.h"
 #include "runtime/exec_process.h"
+#include "runtime/dir_pool.h"
 #include "runtime/exit_watcher.h"
 #include "runtime/image_store.h"
 #include "runtime/monitor/spec.h"
@@ -28,6 +30,7 @@
 #include "runtime/network/pod_network.h"
 #include "runtime/registry_puller.h"
 #include "runtime/state.h"
+#include "runtime/task_runner.h"
 
 namespace runtime {
 
@@ -44,6 +47,7 @@ struct RuntimeOptions {
   RegistryOptions registry;                     // mirrors, plain-HTTP registries
   bool disable_overlay = false;                 // force the copy fallback (tests)
   int spare_monitors = 1;                       // warm monitors kept ready (0 = spawn each)
+  int spare_container_dirs = 2;                 // container directories made ahead (dir_pool.h)
 };
 
 // Error codes shared with cri/runtime_service.h (kept equal; runtime does not include cri's
@@ -159,12 +163,14 @@ class Runtime {
   bool UseOverlay(const ImageRecord& image) const { return overlay_ && image.overlay_ready; }
   // overlayfs lower directories of `image`, top layer first.
   std::vector<std::string> OverlayLowers(const ImageRecord& image) const;
+  // The cgroup.procs files of an existing (just made) cgroup, one per hierarchy.
   std::vector<std::string> CgroupProcsFiles(const std::string& cgroup) const;
 
   RuntimeOptions opts_;
   std::unique_ptr<ImageStore> images_;
   bool overlay_ = true;
   bool overlay_volatile_ = false;  // the kernel takes overlayfs "volatile" (5.10+)
+  mutable std::atomic<bool> cgroup_dirs_real_{false};  // CgroupProcsFiles found them once
   std::mutex mu_;
   std::map<std::string, Sandbox> sandboxes_;
   std::map<std::string, Container> containers_;
@@ -172,6 +178,9 @@ class Runtime {
   std::function<void(const cri::ContainerEvent&)> handler_;
   std::unique_ptr<ExitWatcher> watcher_;
   std::unique_ptr<MonitorPool> monitors_;
+  std::unique_ptr<ContainerDirPool> dirs_;  // only with overlay rootfs
+  // CreateContainer's disk work and detached rootfs mount (uses dirs_).
+  std::unique_ptr<TaskRunner> tasks_ = std::make_unique<TaskRunner>(4);
 };
 
 // CRI resources -> cgroup driver resources (unset values left untouched).

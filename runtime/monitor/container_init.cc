@@ -257,6 +257,39 @@ void SetCapabilities(uint64_t caps, int err_fd) {
 bool ReadCommand(int fd, std::string* out, int* passed_fd) {
   out->clear();
   *passed_fd = -1;
+  // A socket: the line in one recvmsg (cubelet sends each with one sendmsg), located with a
+  // peek that takes no passed fd; a byte at a time cost ~110 syscalls per "run" on the start
+  // path. What the peek cannot settle (no newline yet) goes byte by byte below.
+  char buf[4097];
+  ssize_t peeked;
+  do {
+    peeked = recv(fd, buf, sizeof buf - 1, MSG_PEEK);
+  } while (peeked < 0 && errno == EINTR);
+  if (peeked == 0) return false;
+  const char* nl = peeked > 0 ? static_cast<const char*>(memchr(buf, '\n', static_cast<size_t>(peeked))) : nullptr;
+  if (nl != nullptr) {
+    size_t want = static_cast<size_t>(nl - buf) + 1;
+    struct iovec iov{buf, want};
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    struct msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n;
+    do {
+      n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0 && msg.msg_controllen > 0) {
+      for (struct cmsghdr* h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        memcpy(passed_fd, CMSG_DATA(h), sizeof(int));
+      }
+    }
+    if (n != static_cast<ssize_t>(want)) return false;
+    out->assign(buf, want - 1);
+    return true;
+  }
   while (true) {
     char c;
     struct iovec iov{&c, 1};

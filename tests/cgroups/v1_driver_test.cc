@@ -98,6 +98,47 @@ TEST_CASE("v1: Create makes the path in every hierarchy, cpuset filled in",
   CHECK(bad.error().code == EINVAL);
 }
 
+TEST_CASE("v1: Create under an existing parent, and cpusets left empty by others",
+          "[cgroups][v1][privileged]") {
+  V1 t("v1-create-fast");
+  std::string root_cpus = Trimmed("/sys/fs/cgroup/cpuset/cpuset.cpus");
+  std::string root_mems = Trimmed("/sys/fs/cgroup/cpuset/cpuset.mems");
+  REQUIRE(t.driver->Create("pod"));
+  // The parent exists with values: the child is made directly and gets them.
+  REQUIRE(t.driver->Create("pod/c1"));
+  for (const auto& m : t.v1->MountPoints()) {
+    INFO(m);
+    CHECK(fs::is_directory(m + "/" + t.parent.path() + "/pod/c1"));
+  }
+  CHECK(t.File("cpuset", "pod/c1", "cpuset.cpus") == root_cpus);
+  CHECK(t.File("cpuset", "pod/c1", "cpuset.mems") == root_mems);
+  CHECK(t.File("memory", "pod/c1", "memory.use_hierarchy") == "1");
+  // A child someone else made with empty cpuset values is filled in.
+  std::string cs = t.driver->ControllerPath("cpuset", "pod");
+  REQUIRE(mkdir((cs + "/c2").c_str(), 0755) == 0);
+  REQUIRE(Trimmed(cs + "/c2/cpuset.cpus").empty());
+  REQUIRE(t.driver->Create("pod/c2"));
+  CHECK(t.File("cpuset", "pod/c2", "cpuset.cpus") == root_cpus);
+  CHECK(t.File("cpuset", "pod/c2", "cpuset.mems") == root_mems);
+  // A parent level someone else made with empty values: every level gets filled (the walk).
+  std::string top = t.driver->ControllerPath("cpuset", "");
+  REQUIRE(mkdir((top + "/other").c_str(), 0755) == 0);
+  REQUIRE(Trimmed(top + "/other/cpuset.cpus").empty());
+  REQUIRE(t.driver->Create("other/c"));
+  for (const char* p : {"other", "other/c"}) {
+    INFO(p);
+    CHECK(t.File("cpuset", p, "cpuset.cpus") == root_cpus);
+    CHECK(t.File("cpuset", p, "cpuset.mems") == root_mems);
+  }
+  CHECK(t.driver->Exists("other/c"));
+  // And a process can join the new cgroups (an empty cpuset would refuse it with ENOSPC).
+  for (const char* p : {"pod/c1", "pod/c2", "other/c"}) {
+    INFO(p);
+    TestChild child(SleepForever);
+    CHECK(t.driver->AddProcess(p, child.pid()));
+  }
+}
+
 TEST_CASE("v1: Apply writes each controller's files", "[cgroups][v1][privileged]") {
   V1 t("v1-apply");
   REQUIRE(t.driver->Create("pod"));

@@ -5,8 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <thread>
+
 #include "base/file.h"
 #include "runtime/command.h"
+#include "runtime/dir_pool.h"
+#include "runtime/task_runner.h"
 #include "runtime/image_ref.h"
 #include "runtime/image_store.h"
 #include "runtime/layer.h"
@@ -391,6 +399,43 @@ TEST_CASE("layers: whiteouts, links, path escapes and digests through an OCI lay
   testsupport::Run("rm -rf " + d);
 }
 
+TEST_CASE("image store: a found image's record is cached by id, its names are not") {
+  std::string d = TempDir("imgcache");
+  testsupport::Run("mkdir -p " + d + "/tree/bin && echo x > " + d + "/tree/bin/app");
+  auto store = ImageStore::Open(d + "/store");
+  REQUIRE(store);
+  ImageConfig cfg;
+  cfg.entrypoint = {"/bin/app"};
+  auto img = (*store)->ImportRootfs(d + "/tree", "example.com/app:v1", cfg);
+  REQUIRE(img);
+  auto a = (*store)->Find("example.com/app:v1");
+  REQUIRE(a);
+  CHECK(a->config.entrypoint == std::vector<std::string>{"/bin/app"});
+  // Served from memory: the files it was read from are not read again.
+  std::string meta = d + "/store/images/" + img->id + "/meta.json";
+  std::string saved = *base::ReadFile(meta);
+  REQUIRE(base::WriteFile(meta, "{\"diff_ids\": [], \"size\": 7}"));
+  auto b = (*store)->Find("example.com/app:v1");
+  REQUIRE(b);
+  CHECK(b->layers == a->layers);
+  CHECK(b->size == a->size);
+  REQUIRE(base::WriteFile(meta, saved));
+  // Names are current: a new tag shows at once.
+  REQUIRE((*store)->Tag(img->id, {"example.com/app:v2"}));
+  auto c = (*store)->Find("example.com/app:v1");
+  REQUIRE(c);
+  CHECK(c->repo_tags == std::vector<std::string>{"example.com/app:v1", "example.com/app:v2"});
+  // Removed: gone, cache included; the image's directory gone by other means: not found.
+  REQUIRE((*store)->Remove("example.com/app:v1", {}));
+  CHECK_FALSE((*store)->Find("sha256:" + img->id));
+  auto again = (*store)->ImportRootfs(d + "/tree", "example.com/app:v1", cfg);
+  REQUIRE(again);
+  REQUIRE((*store)->Find("example.com/app:v1"));
+  testsupport::Run("rm -rf " + d + "/store/images/" + again->id);
+  CHECK_FALSE((*store)->Find("example.com/app:v1"));
+  testsupport::Run("rm -rf " + d);
+}
+
 TEST_CASE("layers: entries escaping the root are refused, symlinks are not followed") {
   std::string d = TempDir("escape");
   testsupport::Run("mkdir -p " + d + "/src && echo x > " + d + "/src/f");
@@ -446,4 +491,97 @@ TEST_CASE("tar: GNU long names and PAX paths over 100 bytes") {
     CHECK(std::string(buf, n > 0 ? n : 0) == deep + "/" + name);
   }
   testsupport::Run("rm -rf " + d);
+}
+
+TEST_CASE("dir pool: bounded ready entries, taken by rename, leftovers and itself removed") {
+  std::string d = TempDir("dirpool");
+  std::string pool = d + "/pool";
+  testsupport::Run("mkdir -p " + pool + "/old-entry/upper " + pool + "/.new-half");
+  auto wait_ready = [](ContainerDirPool& p, size_t n) {
+    for (int i = 0; i < 500 && p.ready() != n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return p.ready() == n;
+  };
+  auto entries = [&] {
+    size_t n = 0;
+    for (const auto& e : base::ListDir(pool)) n += e[0] != '.';
+    return n;
+  };
+  {
+    ContainerDirPool p(pool, 3);
+    CHECK_FALSE(base::PathExists(pool + "/old-entry"));
+    CHECK_FALSE(base::PathExists(pool + "/.new-half"));
+    REQUIRE(wait_ready(p, 3));
+    CHECK(entries() == 3);
+    REQUIRE(p.TakeInto(d + "/c1"));
+    CHECK(base::PathExists(d + "/c1/upper"));
+    CHECK(base::PathExists(d + "/c1/work"));
+    CHECK(base::PathExists(d + "/c1/" + std::string(ContainerDirPool::kRecordStage)));
+    CHECK(p.ready() == 2);
+    CHECK(entries() == 2);
+    // A destination that exists (not empty): refused, and that entry is dropped, not leaked.
+    testsupport::Run("mkdir -p " + d + "/busy/x");
+    CHECK_FALSE(p.TakeInto(d + "/busy"));
+    CHECK(p.ready() == 1);
+    CHECK(entries() == 1);
+    p.Replenish();
+    REQUIRE(wait_ready(p, 3));
+    p.Replenish();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(entries() == 3);  // never more than its size
+  }
+  CHECK_FALSE(base::PathExists(pool));  // removed with the pool
+  {
+    ContainerDirPool off(pool, 0);
+    CHECK_FALSE(off.TakeInto(d + "/c2"));
+    CHECK_FALSE(base::PathExists(d + "/c2"));
+  }
+  testsupport::Run("rm -rf " + d);
+}
+
+TEST_CASE("task runner: results through futures, threads kept and bounded, queue drained") {
+  std::atomic<int> ran{0};
+  std::vector<std::future<int>> results;
+  {
+    TaskRunner r(2);
+    auto wait_idle = [&](size_t n) {
+      for (int i = 0; i < 1000 && r.idle() != n; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      return r.idle() == n;
+    };
+    CHECK(r.Run([] { return 41 + 1; }).get() == 42);
+    CHECK(r.threads() == 1);
+    REQUIRE(wait_idle(1));
+    CHECK(r.Run([] { return 7; }).get() == 7);
+    CHECK(r.threads() == 1);  // the idle thread took it
+    // Blocked tasks: at most 2 threads; the rest wait their turn.
+    std::promise<void> gate;
+    std::shared_future<void> open = gate.get_future().share();
+    for (int i = 0; i < 6; ++i) {
+      results.push_back(r.Run([open, &ran, i] {
+        open.wait();
+        ++ran;
+        return i;
+      }));
+    }
+    CHECK(r.threads() == 2);
+    gate.set_value();
+    CHECK(results[5].get() == 5);
+    // More queued behind a blocked one still run before the runner is gone.
+    std::promise<void> gate2;
+    std::shared_future<void> open2 = gate2.get_future().share();
+    results.clear();
+    for (int i = 0; i < 3; ++i) {
+      results.push_back(r.Run([open2, &ran, i] {
+        open2.wait();
+        ++ran;
+        return i;
+      }));
+    }
+    gate2.set_value();
+  }
+  CHECK(ran == 9);
+  for (int i = 0; i < 3; ++i) CHECK(results[i].get() == i);
 }

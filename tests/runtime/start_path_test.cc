@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 
 #include "tests/runtime/runtime_env.h"
 
@@ -263,4 +264,97 @@ TEST_CASE("start path: a warm spare monitor runs the next container and is repla
   pid_t last = Spares()[0];
   env.rt.reset();
   CHECK(ProcState(last) == 0);
+}
+
+namespace {
+
+// Entries of the container directory pool (dir_pool.h), by name -> inode.
+std::map<std::string, ino_t> PoolEntries(const std::string& pool) {
+  std::map<std::string, ino_t> out;
+  for (const auto& name : base::ListDir(pool)) {
+    if (name[0] == '.') continue;
+    out[name] = NsInode(pool + "/" + name);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("start path: container directories made ahead are renamed into place; a crash's leftovers are swept") {
+  Env env("rt-dirpool");
+  std::string pool = env.root + "/state/container-pool";
+  REQUIRE(WaitFor([&] { return PoolEntries(pool).size() == 2; }));
+  auto before = PoolEntries(pool);
+  for (const auto& [name, ino] : before) {
+    CHECK(base::PathExists(pool + "/" + name + "/upper"));
+    CHECK(base::PathExists(pool + "/" + name + "/work"));
+    CHECK(base::PathExists(pool + "/" + name + "/container.json.tmp"));
+  }
+  auto pod = env.Pod("dirpool");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto id = env.rt->CreateContainer(*sb, env.Ctr("c", {"sh", "-c", "echo hi > /f; sleep 1000"}), pod);
+  REQUIRE(id);
+  // The container's directory is one of the entries (same inode), its record written in place.
+  std::string dir = env.root + "/state/containers/" + *id;
+  bool taken = false;
+  for (const auto& [name, ino] : before) taken |= ino == NsInode(dir);
+  CHECK(taken);
+  CHECK(PoolEntries(pool).size() == 1);
+  CHECK_FALSE(base::PathExists(dir + "/container.json.tmp"));
+  CHECK(Slurp(dir + "/container.json").find(*id) != std::string::npos);
+  REQUIRE(env.rt->StartContainer(*id));
+  // The container writes to its overlay's upper directory there.
+  REQUIRE(WaitFor([&] { return base::PathExists(dir + "/upper/f"); }));
+  // Replenished after the start, never beyond its size.
+  REQUIRE(WaitFor([&] { return PoolEntries(pool).size() == 2; }));
+  std::this_thread::sleep_for(100ms);
+  CHECK(PoolEntries(pool).size() == 2);
+
+  // A crash: the pool's entries and a half-made one stay, and a CreateContainer that died
+  // before its record left a directory in containers/.
+  env.rt.reset();
+  CHECK_FALSE(base::PathExists(pool));  // a clean shutdown removes the pool
+  REQUIRE(testsupport::Run("mkdir -p " + pool + "/leftover/upper " + pool + "/.new-half/work " +
+                           env.root + "/state/containers/0123dead/upper " + env.root +
+                           "/run/containers/0123dead") == 0);
+  env.Start();
+  CHECK_FALSE(base::PathExists(pool + "/leftover"));
+  CHECK_FALSE(base::PathExists(pool + "/.new-half"));
+  CHECK_FALSE(base::PathExists(env.root + "/state/containers/0123dead"));
+  CHECK_FALSE(base::PathExists(env.root + "/run/containers/0123dead"));
+  // The real container was re-adopted, running.
+  CHECK(env.Status(*id).state == cri::ContainerState::kRunning);
+  REQUIRE(WaitFor([&] { return PoolEntries(pool).size() == 2; }));
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  env.CheckNoLeaks(*sb, {*id}, "kubepods/pod-dirpool");
+  env.rt.reset();
+  CHECK_FALSE(base::PathExists(pool));
+}
+
+TEST_CASE("start path: a start leaves no thread behind to reap its monitor (the watcher does)") {
+  Env env("rt-nothread");
+  auto pod = env.Pod("nothread");
+  auto sb = env.rt->RunPodSandbox(pod);
+  REQUIRE(sb);
+  auto threads = [] { return base::ListDir("/proc/self/task").size(); };
+  auto first = env.Run(*sb, pod, env.Ctr("c0", {"sleep", "1000"}));
+  size_t before = threads();
+  std::vector<std::string> ids{first};
+  for (int i = 1; i <= 4; ++i) {
+    ids.push_back(env.Run(*sb, pod, env.Ctr("c" + std::to_string(i), {"sleep", "1000"})));
+  }
+  // (The runtime's task runner may add one thread; a waiter per running container would be 4.)
+  CHECK(threads() <= before + 1);
+  std::vector<pid_t> monitors;
+  for (const auto& id : ids) monitors.push_back(Started(env, id).monitor_pid);
+  REQUIRE(env.rt->RemovePodSandbox(*sb));
+  // Every monitor was reaped all the same (by the exit watcher): no zombie left.
+  CHECK(WaitFor([&] {
+    for (pid_t m : monitors) {
+      if (ProcState(m) != 0) return false;
+    }
+    return true;
+  }));
+  env.CheckNoLeaks(*sb, ids, "kubepods/pod-nothread");
 }
