@@ -23,6 +23,16 @@ namespace netproxy {
 
 namespace {
 
+// "iptables (libiptc) line 12: table nat, chain KUBE-SVC-X, rule \"-A ...\": <cause>"
+std::string LineError(int line_no, const std::string& table, std::string_view chain,
+                      std::string_view rule, const std::string& cause) {
+  std::string msg = "iptables (libiptc) line " + std::to_string(line_no) + ": table " +
+                    (table.empty() ? std::string("-") : table);
+  if (!chain.empty()) msg += ", chain " + std::string(chain);
+  if (!rule.empty()) msg += ", rule \"" + std::string(rule) + "\"";
+  return msg + ": " + cause;
+}
+
 // libiptc keeps the function of its last error in a global (for iptc_strerror): one caller at
 // a time in this process. Other processes are kept out by the xtables lock.
 std::mutex g_iptc_mu;
@@ -230,11 +240,7 @@ base::Result<> Apply(std::string_view buffer, int first_line) {
 
     auto fail = [&](const std::string& cause, std::string_view chain = {},
                     std::string_view rule = {}, int code = 0) {
-      std::string msg = "iptables (libiptc) line " + std::to_string(line_no) + ": table " +
-                        (table.empty() ? std::string("-") : table);
-      if (!chain.empty()) msg += ", chain " + std::string(chain);
-      if (!rule.empty()) msg += ", rule \"" + std::string(rule) + "\"";
-      msg += ": " + cause;
+      std::string msg = LineError(line_no, table, chain, rule, cause);
       if (handle) msg += " (table " + table + " left unchanged)";
       return base::Fail(msg, code);
     };
@@ -342,12 +348,7 @@ base::Result<std::vector<Section>> Parse(const std::string& buffer) {
 
     auto fail = [&](const std::string& cause, std::string_view chain = {},
                     std::string_view rule = {}, int code = 0) {
-      std::string msg = "iptables (libiptc) line " + std::to_string(line_no) + ": table " +
-                        (table.empty() ? std::string("-") : table);
-      if (!chain.empty()) msg += ", chain " + std::string(chain);
-      if (!rule.empty()) msg += ", rule \"" + std::string(rule) + "\"";
-      msg += ": " + cause;
-      return base::Fail(msg, code);
+      return base::Fail(LineError(line_no, table, chain, rule, cause), code);
     };
 
     if (line[0] == '*') {

@@ -252,6 +252,37 @@ void SetCapabilities(uint64_t caps, int err_fd) {
 
 }  // namespace
 
+namespace {
+
+// recvmsg of up to `len` bytes; an fd passed with them (SCM_RIGHTS) replaces *passed_fd (the
+// previous one is closed). ENOTSOCK (a pipe): a plain read.
+ssize_t RecvWithFd(int fd, char* buf, size_t len, int flags, int* passed_fd) {
+  struct iovec iov{buf, len};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | flags);
+    if (n < 0 && errno == ENOTSOCK) n = read(fd, buf, len);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0 && msg.msg_controllen > 0) {
+    for (struct cmsghdr* h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
+      if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+      int got;
+      memcpy(&got, CMSG_DATA(h), sizeof got);
+      if (*passed_fd >= 0) close(*passed_fd);
+      *passed_fd = got;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
 // One line from the command socket and the fd cubelet may send with it (SCM_RIGHTS; -1 when
 // none). A pipe (spawned by an older cubelet) carries no fds: plain reads.
 bool ReadCommand(int fd, std::string* out, int* passed_fd) {
@@ -269,48 +300,14 @@ bool ReadCommand(int fd, std::string* out, int* passed_fd) {
   const char* nl = peeked > 0 ? static_cast<const char*>(memchr(buf, '\n', static_cast<size_t>(peeked))) : nullptr;
   if (nl != nullptr) {
     size_t want = static_cast<size_t>(nl - buf) + 1;
-    struct iovec iov{buf, want};
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n;
-    do {
-      n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-    } while (n < 0 && errno == EINTR);
-    if (n > 0 && msg.msg_controllen > 0) {
-      for (struct cmsghdr* h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-        memcpy(passed_fd, CMSG_DATA(h), sizeof(int));
-      }
-    }
+    ssize_t n = RecvWithFd(fd, buf, want, MSG_WAITALL, passed_fd);
     if (n != static_cast<ssize_t>(want)) return false;
     out->assign(buf, want - 1);
     return true;
   }
   while (true) {
     char c;
-    struct iovec iov{&c, 1};
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == ENOTSOCK) n = read(fd, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n > 0 && msg.msg_controllen > 0) {
-      for (struct cmsghdr* h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-        int got;
-        memcpy(&got, CMSG_DATA(h), sizeof got);
-        if (*passed_fd >= 0) close(*passed_fd);
-        *passed_fd = got;
-      }
-    }
+    ssize_t n = RecvWithFd(fd, &c, 1, 0, passed_fd);
     if (n <= 0) return !out->empty();
     if (c == '\n') return true;
     out->push_back(c);
