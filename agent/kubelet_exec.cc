@@ -395,12 +395,6 @@ void SpdyExecPump::HandleFrame(spdy::Frame f) {
       if (it != channel_of_.end() && it->second == execproto::kStdin) StdinEof();
       return;
     }
-    case spdy::kPing:
-      if (f.value & 1) Write(spdy::EncodePing(f.value));  // the client's (odd) ids are echoed
-      return;
-    case spdy::kGoAway:
-      PeerDone();
-      return;
     default:
       return;  // SYN_REPLY, HEADERS, SETTINGS, WINDOW_UPDATE: nothing to do
   }
@@ -465,6 +459,14 @@ void StreamSession::FeedSpdy(spdy::FrameParser& parser, std::string_view data,
       return;
     }
     if (!*f) return;
+    if ((*f)->control && (*f)->type == spdy::kPing) {
+      if ((*f)->value & 1) Write(spdy::EncodePing((*f)->value));  // the client's (odd) ids
+      continue;
+    }
+    if ((*f)->control && (*f)->type == spdy::kGoAway) {
+      PeerDone();
+      return;
+    }
     handle(std::move(**f));
   }
 }

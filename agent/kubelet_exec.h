@@ -99,8 +99,9 @@ class StreamSession {
   void Linger(std::chrono::milliseconds timeout);
   void PeerDone() { peer_done_ = true; }  // the client ended the session
   void Broken() { gone_ = true; }         // protocol error: stop talking
-  // SPDY sessions: feeds `data` to `parser` and hands each complete frame to `handle`; a
-  // protocol error is logged under `what`, answered with GOAWAY and ends the session.
+  // SPDY sessions: feeds `data` to `parser`; pings are answered, the client's GOAWAY ends the
+  // session, other frames go to `handle`; a protocol error is logged under `what`, answered
+  // with GOAWAY and ends the session.
   void FeedSpdy(spdy::FrameParser& parser, std::string_view data, uint32_t last_stream_id,
                 const char* what, const std::function<void(spdy::Frame)>& handle);
 

@@ -406,12 +406,6 @@ void SpdyForwardPump::HandleFrame(spdy::Frame f) {
       if (pit != pairs_.end() && it->second.data) Close(pit->second, false);
       return;
     }
-    case spdy::kPing:
-      if (f.value & 1) Write(spdy::EncodePing(f.value));  // the client's (odd) ids are echoed
-      return;
-    case spdy::kGoAway:
-      PeerDone();
-      return;
     default:
       return;  // SYN_REPLY, HEADERS, SETTINGS, WINDOW_UPDATE: nothing to do
   }
