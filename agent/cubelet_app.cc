@@ -414,6 +414,13 @@ base::Result<> CubeletApp::Start() {
     if (!t) return tl::unexpected(t.error().Wrap("--eviction-hard"));
     thresholds = *t;
   }
+  if (!f.eviction_soft.empty()) {
+    auto t = eviction::ParseSoftThresholds(f.eviction_soft, f.eviction_soft_grace_period);
+    if (!t) return tl::unexpected(t.error().Wrap("--eviction-soft"));
+    thresholds.insert(thresholds.end(), t->begin(), t->end());
+  } else if (!f.eviction_soft_grace_period.empty()) {
+    return base::Fail("--eviction-soft-grace-period given without --eviction-soft");
+  }
   {
     Kubelet* kl = s_->kubelet.get();
     std::string root_dir = f.root_dir;
@@ -471,6 +478,7 @@ base::Result<> CubeletApp::Start() {
         c.name = p.name;
         c.priority = p.priority;
         c.critical = p.critical;
+        c.termination_grace_seconds = p.termination_grace_seconds;
         for (const auto& [name, request] : p.memory_requests) {
           auto u = use[p.uid][name];
           c.containers.push_back({name, u.first, request});
@@ -480,13 +488,13 @@ base::Result<> CubeletApp::Start() {
       }
       return out;
     };
-    d.evict = [kl](const eviction::Candidate& pod, const std::string& message) {
-      kl->FailPod(pod.uid, "Evicted", message, true, 0);
+    d.evict = [kl](const eviction::Candidate& pod, const std::string& message, int64_t grace) {
+      kl->FailPod(pod.uid, "Evicted", message, true, grace);
     };
     s_->eviction = std::make_unique<eviction::Manager>(
         thresholds,
         std::chrono::duration_cast<std::chrono::seconds>(f.eviction_pressure_transition_period),
-        std::move(d));
+        std::move(d), f.eviction_max_pod_grace_period);
     eviction::Manager* em = s_->eviction.get();
     s_->kubelet->SetAdmitFn([em](const Pod& pod, const json& api_pod)
                                 -> std::optional<std::pair<std::string, std::string>> {
@@ -525,6 +533,7 @@ base::Result<> CubeletApp::Start() {
   no.update_frequency = std::chrono::seconds(f.node_status_update_frequency);
   // Allocatable and the node's pressure follow the same thresholds as the eviction manager.
   for (const auto& t : thresholds) {
+    if (t.soft) continue;  // allocatable subtracts the hard thresholds
     if (t.signal == eviction::Signal::kMemoryAvailable) {
       no.node.eviction_hard_memory_bytes = eviction::ThresholdValue(t, ko.node.memory_capacity_bytes);
     }

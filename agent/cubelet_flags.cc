@@ -11,36 +11,6 @@
 
 namespace agent {
 
-bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out) {
-  if (text == "0") {
-    *out = std::chrono::milliseconds(0);
-    return true;
-  }
-  static const std::pair<const char*, double> kUnits[] = {
-      {"ns", 1e-6}, {"us", 1e-3}, {"µs", 1e-3}, {"ms", 1}, {"s", 1e3}, {"m", 6e4}, {"h", 3.6e6}};
-  double total_ms = 0;
-  size_t i = 0;
-  if (text.empty()) return false;
-  while (i < text.size()) {
-    size_t start = i;
-    while (i < text.size() && (isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-    if (i == start) return false;
-    double value = std::strtod(text.substr(start, i - start).c_str(), nullptr);
-    bool matched = false;
-    for (const auto& [unit, ms] : kUnits) {  // "ms" is tried before "m" and "s"
-      if (text.compare(i, strlen(unit), unit) == 0) {
-        total_ms += value * ms;
-        i += strlen(unit);
-        matched = true;
-        break;
-      }
-    }
-    if (!matched) return false;
-  }
-  *out = std::chrono::milliseconds(static_cast<int64_t>(total_ms));
-  return true;
-}
-
 CubeletFlags ParseFlags(int argc, char** argv) {
   CubeletFlags f;
   std::string minimum_image_gc_age = "2m0s";
@@ -92,6 +62,9 @@ CubeletFlags ParseFlags(int argc, char** argv) {
   app.add_option("--image-gc-high-threshold", f.image_gc_high_threshold, "Image filesystem usage percent at which image garbage collection runs (100 disables it)")->capture_default_str()->check(CLI::Range(0, 100));
   app.add_option("--image-gc-low-threshold", f.image_gc_low_threshold, "Image filesystem usage percent image garbage collection frees down to")->capture_default_str()->check(CLI::Range(0, 100));
   app.add_option("--eviction-hard", f.eviction_hard, "Hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10%,pid.available<5% (signals: memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree, pid.available; default: the kubelet's)");
+  app.add_option("--eviction-soft", f.eviction_soft, "Soft eviction thresholds (same signals as --eviction-hard): evict once met for their grace period");
+  app.add_option("--eviction-soft-grace-period", f.eviction_soft_grace_period, "Grace period of each soft threshold, e.g. memory.available=1m30s");
+  app.add_option("--eviction-max-pod-grace-period", f.eviction_max_pod_grace_period, "Longest pod grace period (seconds) of a soft eviction (the pod's terminationGracePeriodSeconds if shorter)")->capture_default_str()->check(CLI::Range(0, 1000000000));
   app.add_option("--eviction-pressure-transition-period", eviction_transition, "How long the node keeps reporting a pressure condition after its threshold was last met (Go duration)")->capture_default_str();
   app.add_option("--minimum-image-gc-age", minimum_image_gc_age, "Minimum age of an unused image before image garbage collection may remove it (Go duration)")->capture_default_str();
   // cubelet-specific

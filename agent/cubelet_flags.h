@@ -2,6 +2,8 @@
 // cubelet's command line: the kubelet's and kube-proxy's flag names for what cubelet supports.
 #include <chrono>
 #include <string>
+
+#include "base/time.h"
 #include <vector>
 
 namespace agent {
@@ -54,6 +56,9 @@ struct CubeletFlags {
   // --eviction-hard "memory.available<100Mi,..." ("" = the kubelet's defaults).
   std::string eviction_hard;
   std::chrono::milliseconds eviction_pressure_transition_period{300000};
+  std::string eviction_soft;               // --eviction-soft "memory.available<1.5Gi"
+  std::string eviction_soft_grace_period;  // --eviction-soft-grace-period "memory.available=1m30s"
+  int eviction_max_pod_grace_period = 0;   // seconds, for soft evictions
   std::string config;                    // --config: a KubeletConfiguration file
   std::vector<std::string> config_warnings;  // what --config had that cubelet ignores
   std::string registry_config;           // --registry-config: mirrors, insecure, credentials
@@ -76,7 +81,7 @@ struct CubeletFlags {
 
 // A Go time.Duration string ("2m0s", "90s", "1h30m", "1.5h", "0"); false when malformed or
 // negative.
-bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out);
+using base::ParseGoDuration;
 
 // Parses argv; on --help/--version prints and exits 0; on bad input prints the error and exits 2.
 CubeletFlags ParseFlags(int argc, char** argv);

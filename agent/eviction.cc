@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "base/quantity.h"
 #include "base/strings.h"
+#include "base/time.h"
 
 namespace agent::eviction {
 namespace {
@@ -112,6 +113,36 @@ base::Result<std::vector<Threshold>> ParseThresholdMap(
   return out;
 }
 
+base::Result<std::vector<Threshold>> ParseSoftThresholds(std::string_view soft,
+                                                         std::string_view grace_periods) {
+  auto t = ParseThresholds(soft);
+  if (!t) return tl::unexpected(t.error());
+  std::map<std::string, std::chrono::seconds> grace;
+  for (const auto& raw : base::Split(grace_periods, ',', true)) {
+    std::string st(base::Trim(raw));
+    if (st.empty()) continue;
+    size_t eq = st.find('=');
+    std::string name(base::Trim(st.substr(0, eq)));
+    std::string v = eq == std::string::npos ? "" : std::string(base::Trim(st.substr(eq + 1)));
+    std::chrono::milliseconds d{0};
+    if (eq == std::string::npos || !base::ParseGoDuration(v, &d)) {
+      return base::Fail("eviction soft grace period \"" + st +
+                        "\": want <signal>=<duration>, e.g. memory.available=1m30s");
+    }
+    grace[name] = std::chrono::duration_cast<std::chrono::seconds>(d);
+  }
+  for (auto& x : *t) {
+    auto it = grace.find(SignalName(x.signal));
+    if (it == grace.end()) {
+      return base::Fail("grace period must be specified for the soft eviction threshold " +
+                        SignalName(x.signal));
+    }
+    x.soft = true;
+    x.grace_period = it->second;
+  }
+  return t;
+}
+
 std::vector<Threshold> DefaultThresholds() {
   return *ParseThresholds(
       "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,"
@@ -216,8 +247,12 @@ std::optional<std::string> AdmissionRejection(const Pod& pod, bool tolerates_mem
   return "The node had condition: [" + base::Join(conditions, " ") + "]. ";
 }
 
-Manager::Manager(std::vector<Threshold> thresholds, std::chrono::seconds transition, Deps deps)
-    : thresholds_(std::move(thresholds)), transition_(transition), deps_(std::move(deps)) {}
+Manager::Manager(std::vector<Threshold> thresholds, std::chrono::seconds transition, Deps deps,
+                 int64_t max_pod_grace_seconds)
+    : thresholds_(std::move(thresholds)),
+      transition_(transition),
+      deps_(std::move(deps)),
+      max_pod_grace_(max_pod_grace_seconds) {}
 
 std::vector<std::string> Manager::Conditions() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -233,13 +268,26 @@ std::vector<std::string> Manager::Conditions() const {
 std::optional<std::string> Manager::Synchronize() {
   if (thresholds_.empty()) return std::nullopt;
   Observations obs = deps_.observe();
-  auto met = ThresholdsMet(thresholds_, obs);
+  // Conditions follow every threshold met now; eviction only those met for their grace period
+  // (K:pkg/kubelet/eviction thresholdsFirstObservedAt, thresholdsMetGracePeriod).
+  std::vector<Threshold> met;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto now = Now();
-    for (const auto& t : met) last_met_[ConditionName(t.signal)] = now;
+    for (size_t i = 0; i < thresholds_.size(); ++i) {
+      if (ThresholdsMet({thresholds_[i]}, obs).empty()) {
+        first_met_.erase(i);
+        continue;
+      }
+      last_met_[ConditionName(thresholds_[i].signal)] = now;
+      auto first = first_met_.emplace(i, now).first->second;
+      if (now - first >= thresholds_[i].grace_period) met.push_back(thresholds_[i]);
+    }
   }
-  // Memory first, then process ids (the kubelet reclaims the first threshold it can).
+  // Memory first, then process ids (the kubelet reclaims the first threshold it can); a hard
+  // threshold of a signal before its soft one.
+  std::stable_sort(met.begin(), met.end(),
+                   [](const Threshold& a, const Threshold& b) { return !a.soft && b.soft; });
   for (Signal s : {Signal::kMemoryAvailable, Signal::kPidAvailable}) {
     auto it = std::find_if(met.begin(), met.end(), [&](const Threshold& t) { return t.signal == s; });
     if (it == met.end()) continue;
@@ -256,7 +304,8 @@ std::optional<std::string> Manager::Synchronize() {
                      {"signal", SignalName(s)},
                      {"available", obs.at(s).available},
                      {"threshold", it->text}});
-    deps_.evict(victim, msg);
+    int64_t grace = it->soft ? std::min(max_pod_grace_, victim.termination_grace_seconds) : 0;
+    deps_.evict(victim, msg, grace);
     return victim.uid;  // one pod per cycle
   }
   return std::nullopt;

@@ -3,7 +3,8 @@
 // (--eviction-hard / evictionHard), checked every 10 s; when one is met the node reports the
 // pressure, refuses pods that would make it worse (admission) and fails one pod per cycle, picked
 // as the kubelet ranks them, with phase Failed, reason Evicted, a message naming the starved
-// resource, and a DisruptionTarget condition. Hard thresholds kill at once (grace period 0).
+// resource, and a DisruptionTarget condition. Hard thresholds kill at once (grace period 0);
+// soft ones (--eviction-soft) once met for their grace period, more gently (Threshold::soft).
 //
 // What is reclaimed by evicting pods here: memory (memory.available) and process ids
 // (pid.available). The disk signals (nodefs.*, imagefs.*) set DiskPressure and stop admission,
@@ -42,6 +43,11 @@ struct Threshold {
   std::optional<int64_t> quantity;   // bytes, inodes or pids
   std::optional<double> percentage;  // of the capacity, 0..1
   std::string text;                  // as configured: "100Mi", "10%"
+  // Soft thresholds (--eviction-soft): evict only once the signal has stayed below the
+  // threshold for `grace_period`, with a pod grace period of min(--eviction-max-pod-grace-period,
+  // the pod's terminationGracePeriodSeconds). Hard ones: at once, grace period 0.
+  bool soft = false;
+  std::chrono::seconds grace_period{0};
 };
 
 // "memory.available<100Mi,nodefs.available<10%" (the --eviction-hard flag). Errors name the
@@ -49,6 +55,11 @@ struct Threshold {
 base::Result<std::vector<Threshold>> ParseThresholds(std::string_view flag);
 // The KubeletConfiguration form: {"memory.available": "100Mi", ...}.
 base::Result<std::vector<Threshold>> ParseThresholdMap(const std::map<std::string, std::string>& m);
+// --eviction-soft with --eviction-soft-grace-period ("memory.available=1m30s,..."): every soft
+// threshold needs a grace period ("grace period must be specified for the soft eviction
+// threshold memory.available").
+base::Result<std::vector<Threshold>> ParseSoftThresholds(std::string_view soft,
+                                                         std::string_view grace_periods);
 // The kubelet's defaults on Linux: memory.available<100Mi, nodefs.available<10%,
 // nodefs.inodesFree<5%, imagefs.available<15%, imagefs.inodesFree<5%.
 std::vector<Threshold> DefaultThresholds();
@@ -78,6 +89,7 @@ struct Candidate {
   std::string uid;
   std::string ns, name;
   int32_t priority = 0;
+  int64_t termination_grace_seconds = 30;
   bool critical = false;  // system-node-critical/system-cluster-critical static pods: kept
   std::vector<ContainerUsage> containers;
   int64_t pids = 0;
@@ -107,12 +119,13 @@ class Manager {
   struct Deps {
     std::function<Observations()> observe;
     std::function<std::vector<Candidate>()> candidates;
-    // Fails the pod (reason Evicted, `message`) and kills it with grace period 0.
-    std::function<void(const Candidate& pod, const std::string& message)> evict;
+    // Fails the pod (reason Evicted, `message`) and kills it with `grace_seconds`.
+    std::function<void(const Candidate& pod, const std::string& message, int64_t grace_seconds)>
+        evict;
     std::function<std::chrono::steady_clock::time_point()> now;  // empty = steady_clock
   };
   Manager(std::vector<Threshold> thresholds, std::chrono::seconds pressure_transition_period,
-          Deps deps);
+          Deps deps, int64_t max_pod_grace_seconds = 0);
 
   // One cycle (the kubelet's synchronize). Returns the evicted pod's uid, if any.
   std::optional<std::string> Synchronize();
@@ -130,6 +143,8 @@ class Manager {
   Deps deps_;
   mutable std::mutex mu_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_met_;  // by condition
+  std::map<size_t, std::chrono::steady_clock::time_point> first_met_;       // by threshold index
+  int64_t max_pod_grace_ = 0;
 };
 
 }  // namespace agent::eviction

@@ -773,6 +773,7 @@ std::vector<Kubelet::EvictionCandidateInput> Kubelet::ActivePodsForEviction() co
     c.ns = rec.pod.ns;
     c.name = rec.pod.name;
     c.priority = rec.pod.priority.value_or(0);
+    c.termination_grace_seconds = rec.pod.termination_grace_period_seconds;
     // K:pkg/kubelet/types IsCriticalPod: static and mirror pods, or system-critical priority.
     c.critical = rec.is_static || c.priority >= 2000000000;
     for (const auto& ct : rec.pod.containers) {

@@ -97,6 +97,7 @@ class Kubelet {
     std::string uid, ns, name;
     int32_t priority = 0;
     bool critical = false;
+    int64_t termination_grace_seconds = 30;
     std::vector<std::pair<std::string, int64_t>> memory_requests;  // container -> bytes
   };
   std::vector<EvictionCandidateInput> ActivePodsForEviction() const;

@@ -165,19 +165,28 @@ const std::map<std::string, Field>& Fields() {
           f->node_status_update_frequency = static_cast<int>(d->count() / 1000);
           return {};
         }};
-    m["evictionHard"] = {
-        "eviction-hard",
-        [](const YAML::Node& n, const std::string& path, CubeletFlags* f) -> Result<> {
-          if (!n.IsMap()) return base::Fail(path + ": must be a map of signal to threshold");
-          std::vector<std::string> parts;
-          for (const auto& kv : n) {
-            auto v = Str(kv.second, path + "." + kv.first.as<std::string>());
-            if (!v) return tl::unexpected(v.error());
-            parts.push_back(kv.first.as<std::string>() + "<" + *v);
-          }
-          f->eviction_hard = base::Join(parts, ",");
-          return {};
-        }};
+    // evictionHard / evictionSoft: {signal: value} -> "signal<value,..."; evictionSoftGracePeriod:
+    // {signal: duration} -> "signal=duration,...".
+    auto map_field = [](const char* flag, const char* sep, std::string CubeletFlags::*member) {
+      return Field{flag, [sep, member](const YAML::Node& n, const std::string& path,
+                                       CubeletFlags* f) -> Result<> {
+                     if (!n.IsMap()) return base::Fail(path + ": must be a map of signal to value");
+                     std::vector<std::string> parts;
+                     for (const auto& kv : n) {
+                       auto v = Str(kv.second, path + "." + kv.first.as<std::string>());
+                       if (!v) return tl::unexpected(v.error());
+                       parts.push_back(kv.first.as<std::string>() + sep + *v);
+                     }
+                     f->*member = base::Join(parts, ",");
+                     return {};
+                   }};
+    };
+    m["evictionHard"] = map_field("eviction-hard", "<", &CubeletFlags::eviction_hard);
+    m["evictionSoft"] = map_field("eviction-soft", "<", &CubeletFlags::eviction_soft);
+    m["evictionSoftGracePeriod"] =
+        map_field("eviction-soft-grace-period", "=", &CubeletFlags::eviction_soft_grace_period);
+    m["evictionMaxPodGracePeriod"] =
+        Make("eviction-max-pod-grace-period", Int, &CubeletFlags::eviction_max_pod_grace_period);
     m["evictionPressureTransitionPeriod"] =
         Make("eviction-pressure-transition-period", Duration,
              &CubeletFlags::eviction_pressure_transition_period, Zero::kUnset);

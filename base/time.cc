@@ -1,5 +1,8 @@
 #include "base/time.h"
 
+#include <cstring>
+#include <string>
+
 #include <cstdio>
 #include <ctime>
 
@@ -107,6 +110,36 @@ int64_t ToUnixNanos(WallTime t) {
 
 WallTime FromUnixNanos(int64_t ns) {
   return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::nanoseconds(ns)));
+}
+
+bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out) {
+  if (text == "0") {
+    *out = std::chrono::milliseconds(0);
+    return true;
+  }
+  static const std::pair<const char*, double> kUnits[] = {
+      {"ns", 1e-6}, {"us", 1e-3}, {"µs", 1e-3}, {"ms", 1}, {"s", 1e3}, {"m", 6e4}, {"h", 3.6e6}};
+  double total_ms = 0;
+  size_t i = 0;
+  if (text.empty()) return false;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && (isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+    if (i == start) return false;
+    double value = std::strtod(text.substr(start, i - start).c_str(), nullptr);
+    bool matched = false;
+    for (const auto& [unit, ms] : kUnits) {  // "ms" is tried before "m" and "s"
+      if (text.compare(i, strlen(unit), unit) == 0) {
+        total_ms += value * ms;
+        i += strlen(unit);
+        matched = true;
+        break;
+      }
+    }
+    if (!matched) return false;
+  }
+  *out = std::chrono::milliseconds(static_cast<int64_t>(total_ms));
+  return true;
 }
 
 }  // namespace base

@@ -50,4 +50,7 @@ class FakeClock final : public Clock {
   WallTime now_;
 };
 
+// A Go duration ("1m30s", "90s", "1h", "250ms", "0") as the kubelet's flags take it.
+bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out);
+
 }  // namespace base

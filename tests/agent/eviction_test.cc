@@ -141,7 +141,8 @@ TEST_CASE("the manager evicts one pod per cycle and keeps the condition for the 
     return o;
   };
   d.candidates = [&] { return pods; };
-  d.evict = [&](const Candidate& c, const std::string& msg) {
+  d.evict = [&](const Candidate& c, const std::string& msg, int64_t grace) {
+    CHECK(grace == 0);  // hard threshold: at once
     evicted.emplace_back(c.name, msg);
     pods.erase(std::remove_if(pods.begin(), pods.end(),
                               [&](const Candidate& p) { return p.uid == c.uid; }),
@@ -162,6 +163,52 @@ TEST_CASE("the manager evicts one pod per cycle and keeps the condition for the 
   CHECK(m.Conditions() == std::vector<std::string>{"MemoryPressure"});  // within 5 min
   now += std::chrono::seconds(300);
   CHECK(m.Conditions().empty());
+}
+
+TEST_CASE("soft thresholds: parsed with their grace periods; evict only after it, gently") {
+  auto t = ParseSoftThresholds("memory.available<1Gi,pid.available<100",
+                               "memory.available=1m30s, pid.available=10s");
+  REQUIRE(t);
+  REQUIRE(t->size() == 2);
+  CHECK((*t)[0].soft);
+  CHECK((*t)[0].grace_period == std::chrono::seconds(90));
+  CHECK((*t)[1].grace_period == std::chrono::seconds(10));
+  auto missing = ParseSoftThresholds("memory.available<1Gi", "pid.available=10s");
+  REQUIRE(!missing);
+  CHECK(missing.error().message ==
+        "grace period must be specified for the soft eviction threshold memory.available");
+  CHECK(!ParseSoftThresholds("memory.available<1Gi", "memory.available=soon"));
+
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  int64_t available = 500 * Mi;
+  std::vector<Candidate> pods = {Pod_("a", 0, 10 * Mi, 0)};
+  pods[0].termination_grace_seconds = 45;
+  std::vector<int64_t> graces;
+  Manager::Deps d;
+  d.observe = [&] {
+    Observations o;
+    o[Signal::kMemoryAvailable] = {available, 4096 * Mi};
+    return o;
+  };
+  d.candidates = [&] { return pods; };
+  d.evict = [&](const Candidate&, const std::string&, int64_t grace) { graces.push_back(grace); };
+  d.now = [&] { return now; };
+  Manager m(*t, std::chrono::seconds(300), d, 30);
+  CHECK(!m.Synchronize());  // 500Mi < 1Gi: met, but not yet for 90 s
+  CHECK(m.Conditions() == std::vector<std::string>{"MemoryPressure"});  // reported at once
+  now += std::chrono::seconds(60);
+  CHECK(!m.Synchronize());
+  available = 2048 * Mi;  // recovers: the clock starts again
+  now += std::chrono::seconds(10);
+  CHECK(!m.Synchronize());
+  available = 500 * Mi;
+  now += std::chrono::seconds(10);
+  CHECK(!m.Synchronize());
+  now += std::chrono::seconds(89);
+  CHECK(!m.Synchronize());
+  now += std::chrono::seconds(1);
+  CHECK(m.Synchronize() == std::string("uid-a"));
+  CHECK(graces == std::vector<int64_t>{30});  // min(max pod grace 30, the pod's 45)
 }
 
 TEST_CASE("an evicted pod's status: Failed, Evicted, DisruptionTarget, kept on later syncs") {

@@ -124,6 +124,9 @@ evictionHard:
   memory.available: 500Mi
   nodefs.available: 5%
 evictionPressureTransitionPeriod: 30s
+evictionSoft: {memory.available: 1Gi}
+evictionSoftGracePeriod: {memory.available: 1m30s}
+evictionMaxPodGracePeriod: 60
 )",
                                      [&](const std::string& flag) { return given.count(flag) > 0; },
                                      &f);
@@ -154,6 +157,9 @@ evictionPressureTransitionPeriod: 30s
   CHECK(f.pod_logs_dir == "/srv/pod-logs");
   CHECK(f.eviction_hard == "memory.available<500Mi,nodefs.available<5%");
   CHECK(f.eviction_pressure_transition_period == std::chrono::seconds(30));
+  CHECK(f.eviction_soft == "memory.available<1Gi");
+  CHECK(f.eviction_soft_grace_period == "memory.available=1m30s");
+  CHECK(f.eviction_max_pod_grace_period == 60);
 }
 
 TEST_CASE("kubelet config: errors name the field") {

@@ -90,5 +90,30 @@ check "a refused pod never ran a container" test -z "$(pod_field late '{.status.
 wait_pod 40 guaranteed '{.status.reason}' Evicted
 wait_for 10 "its container is gone from the node" bash -c "! pgrep -f '^sleep 100017\$' >/dev/null"
 
-k delete pod deadline besteffort guaranteed late --wait=false >/dev/null
+# Soft thresholds: evict once met for their grace period, with a pod grace period of
+# min(--eviction-max-pod-grace-period, terminationGracePeriodSeconds).
+stop_node 1
+NODE_ARGS_1=$(printf '%q ' "--eviction-hard=memory.available<1Mi" \
+  "--eviction-soft=memory.available<$((total_kb / 1024 + 1024))Mi" \
+  "--eviction-soft-grace-period=memory.available=5s" "--eviction-max-pod-grace-period=2")
+run_cubelet 1
+cat <<YAML | k apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: soft, namespace: default}
+spec:
+  nodeName: node-a
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: app
+    image: busybox:e2e
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'sleep 1; exit 0' TERM; while true; do sleep 0.2; done"]
+    resources: {requests: {memory: 1Mi}}
+YAML
+wait_pod 60 soft '{.status.reason}' Evicted
+check "soft eviction: the kubelet's message" bash -c "grep -q '^The node was low on resource: memory. ' <<<'$(pod_field soft '{.status.message}')'"
+check "soft eviction: the container got its TERM (exit 0 within the 2 s grace)" test "$(pod_field soft '{.status.containerStatuses[0].state.terminated.exitCode}')" = 0
+
+k delete pod deadline besteffort guaranteed late soft --wait=false >/dev/null
 wait_for 60 "pods deleted" bash -c "[ -z \"\$($KUBECTL --kubeconfig $ADMIN_KUBECONFIG get pods -o name)\" ]"
