@@ -94,6 +94,20 @@ bool ParseCounters(std::string_view s, xt_counters& c) {
   return true;
 }
 
+// A restore line's leading "[packets:bytes]": parsed into *counters and taken off *line
+// (*with_counters then points at them). False when it is malformed.
+bool TakeCounters(std::string_view* line, xt_counters* counters,
+                  const xt_counters** with_counters) {
+  if (line->empty() || (*line)[0] != '[') return true;
+  size_t close = line->find(']');
+  if (close == std::string_view::npos || !ParseCounters(line->substr(0, close + 1), *counters)) {
+    return false;
+  }
+  *with_counters = counters;
+  *line = base::Trim(line->substr(close + 1));
+  return true;
+}
+
 // Marks the errors of rules this file cannot encode (Restore falls back to the program).
 constexpr int kCannotEncode = ENOTSUP;
 
@@ -263,14 +277,7 @@ base::Result<> Apply(std::string_view buffer, int first_line) {
     }
     xt_counters counters{};
     const xt_counters* with_counters = nullptr;
-    if (line[0] == '[') {
-      size_t close = line.find(']');
-      if (close == std::string_view::npos || !ParseCounters(line.substr(0, close + 1), counters)) {
-        return fail("bad counters");
-      }
-      with_counters = &counters;
-      line = base::Trim(line.substr(close + 1));
-    }
+    if (!TakeCounters(&line, &counters, &with_counters)) return fail("bad counters");
     if (auto r = iptc::SplitWords(line, words); !r) return fail(r.error().message);
     if (words.empty()) continue;
     TableWriter writer(handle.get());
@@ -375,16 +382,9 @@ base::Result<std::vector<Section>> Parse(const std::string& buffer) {
       sec.end = std::min(pos, buffer.size());
       continue;
     }
-    const xt_counters* with_counters = nullptr;
     xt_counters counters{};
-    if (line[0] == '[') {
-      size_t close = line.find(']');
-      if (close == std::string_view::npos || !ParseCounters(line.substr(0, close + 1), counters)) {
-        return fail("bad counters");
-      }
-      with_counters = &counters;
-      line = base::Trim(line.substr(close + 1));
-    }
+    const xt_counters* with_counters = nullptr;
+    if (!TakeCounters(&line, &counters, &with_counters)) return fail("bad counters");
     if (auto r = iptc::SplitWords(line, words); !r) return fail(r.error().message);
     if (words.empty()) continue;
     Cmd cmd;
