@@ -154,13 +154,17 @@ int64_t ThresholdValue(const Threshold& t, int64_t capacity) {
   return static_cast<int64_t>(std::llround(static_cast<double>(capacity) * t.percentage.value_or(0)));
 }
 
+bool Met(const Threshold& t, const Observations& obs) {
+  auto it = obs.find(t.signal);
+  return it != obs.end() && it->second.capacity > 0 &&
+         it->second.available < ThresholdValue(t, it->second.capacity);
+}
+
 std::vector<Threshold> ThresholdsMet(const std::vector<Threshold>& thresholds,
                                      const Observations& obs) {
   std::vector<Threshold> met;
   for (const auto& t : thresholds) {
-    auto it = obs.find(t.signal);
-    if (it == obs.end() || it->second.capacity <= 0) continue;
-    if (it->second.available < ThresholdValue(t, it->second.capacity)) met.push_back(t);
+    if (Met(t, obs)) met.push_back(t);
   }
   return met;
 }
@@ -275,7 +279,7 @@ std::optional<std::string> Manager::Synchronize() {
     std::lock_guard<std::mutex> lock(mu_);
     auto now = Now();
     for (size_t i = 0; i < thresholds_.size(); ++i) {
-      if (ThresholdsMet({thresholds_[i]}, obs).empty()) {
+      if (!Met(thresholds_[i], obs)) {
         first_met_.erase(i);
         continue;
       }

@@ -72,6 +72,8 @@ using Observations = std::map<Signal, Observation>;
 
 // The threshold in the signal's unit for this capacity.
 int64_t ThresholdValue(const Threshold& t, int64_t capacity);
+// Whether the signal was observed below the threshold (false when it was not observed).
+bool Met(const Threshold& t, const Observations& obs);
 // Thresholds whose signal was observed below them (signals not observed are skipped).
 std::vector<Threshold> ThresholdsMet(const std::vector<Threshold>& thresholds,
                                      const Observations& obs);
