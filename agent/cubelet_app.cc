@@ -441,12 +441,14 @@ base::Result<> CubeletApp::Start() {
       if (u.pid_max > 0 && u.pids_used >= 0) {
         obs[eviction::Signal::kPidAvailable] = {u.pid_max - u.pids_used, u.pid_max};
       }
-      mo.fs_path = image_dir;
-      ResourceUsage iu = MachineInfoReader(mo).Usage();
-      if (iu.fs_capacity_bytes > 0) {
-        obs[eviction::Signal::kImageFsAvailable] = {iu.fs_available_bytes, iu.fs_capacity_bytes};
+      FsUsage image_fs = ReadFsUsage(image_dir);
+      if (image_fs.capacity_bytes > 0) {
+        obs[eviction::Signal::kImageFsAvailable] = {image_fs.available_bytes,
+                                                    image_fs.capacity_bytes};
       }
-      if (iu.fs_inodes > 0) obs[eviction::Signal::kImageFsInodesFree] = {iu.fs_inodes_free, iu.fs_inodes};
+      if (image_fs.inodes > 0) {
+        obs[eviction::Signal::kImageFsInodesFree] = {image_fs.inodes_free, image_fs.inodes};
+      }
       return obs;
     };
     d.candidates = [kl, runtime] {

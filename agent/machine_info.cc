@@ -264,13 +264,9 @@ base::Result<MachineInfo> MachineInfoReader::Info() {
   return info;
 }
 
-ResourceUsage MachineInfoReader::Usage() {
-  ResourceUsage u;
-  if (auto meminfo = base::ReadFile(Path("/proc/meminfo"))) {
-    u.memory_available_bytes = ParseMeminfoBytes(*meminfo, "MemAvailable");
-    u.memory_capacity_bytes = ParseMeminfoBytes(*meminfo, "MemTotal");
-  }
-  std::string fs = options_.fs_path.empty() ? "/" : options_.fs_path;
+FsUsage ReadFsUsage(const std::string& path) {
+  FsUsage out;
+  std::string fs = path.empty() ? "/" : path;
   struct statvfs st {};
   while (statvfs(fs.c_str(), &st) != 0) {
     if (errno != ENOENT || fs == "/") break;
@@ -278,11 +274,25 @@ ResourceUsage MachineInfoReader::Usage() {
     fs = slash == 0 || slash == std::string::npos ? "/" : fs.substr(0, slash);
   }
   if (st.f_blocks > 0) {
-    u.fs_capacity_bytes = static_cast<int64_t>(st.f_blocks) * st.f_frsize;
-    u.fs_available_bytes = static_cast<int64_t>(st.f_bavail) * st.f_frsize;
-    u.fs_inodes = static_cast<int64_t>(st.f_files);
-    u.fs_inodes_free = static_cast<int64_t>(st.f_ffree);
+    out.capacity_bytes = static_cast<int64_t>(st.f_blocks) * st.f_frsize;
+    out.available_bytes = static_cast<int64_t>(st.f_bavail) * st.f_frsize;
+    out.inodes = static_cast<int64_t>(st.f_files);
+    out.inodes_free = static_cast<int64_t>(st.f_ffree);
   }
+  return out;
+}
+
+ResourceUsage MachineInfoReader::Usage() {
+  ResourceUsage u;
+  if (auto meminfo = base::ReadFile(Path("/proc/meminfo"))) {
+    u.memory_available_bytes = ParseMeminfoBytes(*meminfo, "MemAvailable");
+    u.memory_capacity_bytes = ParseMeminfoBytes(*meminfo, "MemTotal");
+  }
+  FsUsage fs = ReadFsUsage(options_.fs_path);
+  u.fs_capacity_bytes = fs.capacity_bytes;
+  u.fs_available_bytes = fs.available_bytes;
+  u.fs_inodes = fs.inodes;
+  u.fs_inodes_free = fs.inodes_free;
   // /proc/loadavg: "0.12 0.18 0.16 1/92 9428": the 4th field's denominator counts all tasks.
   if (auto load = base::ReadFile(Path("/proc/loadavg"))) {
     auto fields = base::Split(*load, ' ', true);

@@ -54,6 +54,16 @@ struct ResourceUsage {
   int64_t pid_max = -1;    // min(kernel.pid_max, kernel.threads-max)
 };
 
+// statvfs of the filesystem holding `path` (its nearest existing ancestor; "" = "/");
+// negative values when it could not be read.
+struct FsUsage {
+  int64_t capacity_bytes = -1;
+  int64_t available_bytes = -1;
+  int64_t inodes = -1;
+  int64_t inodes_free = -1;
+};
+FsUsage ReadFsUsage(const std::string& path);
+
 // The seam the node status manager reads through (a fake in unit tests).
 class MachineInfoSource {
  public:
