@@ -510,13 +510,12 @@ SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
     std::optional<std::pair<std::string, std::string>> refused;
     // Static pods are critical pods: always admitted (K:pkg/kubelet/types IsCriticalPod).
     if (admit_ && state.sandboxes.empty() && !rec.is_static) refused = admit_(pod, rec.api_pod);
-    std::lock_guard lk(mu_);
-    auto it = pods_.find(uid);
-    if (it == pods_.end()) return {};
     if (refused) {
-      it->second.fail_reason = rec.fail_reason = refused->first;
-      it->second.fail_message = rec.fail_message = refused->second;
+      if (!RecordFailure(uid, &rec, refused->first, refused->second, false, 0)) return {};
     } else {
+      std::lock_guard lk(mu_);
+      auto it = pods_.find(uid);
+      if (it == pods_.end()) return {};
       it->second.admitted = rec.admitted = true;
     }
   }
@@ -534,13 +533,11 @@ SyncResult Kubelet::SyncPod(const std::string& uid, PodRecord rec) {
     }
     auto left = start + std::chrono::seconds(*pod.active_deadline_seconds) - clock_->Now();
     if (left <= base::WallTime::duration::zero()) {
-      std::lock_guard lk(mu_);
-      auto it = pods_.find(uid);
-      if (it == pods_.end()) return {};
-      it->second.fail_reason = rec.fail_reason = "DeadlineExceeded";
-      it->second.fail_message = rec.fail_message =
-          "Pod was active on the node longer than the specified deadline";
-      it->second.fail_grace = rec.fail_grace = pod.termination_grace_period_seconds;
+      if (!RecordFailure(uid, &rec, "DeadlineExceeded",
+                         "Pod was active on the node longer than the specified deadline", false,
+                         pod.termination_grace_period_seconds)) {
+        return {};
+      }
     } else {
       deadline_left = std::chrono::duration_cast<std::chrono::steady_clock::duration>(left) +
                       std::chrono::milliseconds(100);
@@ -745,19 +742,23 @@ SyncResult Kubelet::FailedPod(const std::string& uid, PodRecord rec, PodRuntimeS
 
 void Kubelet::FailPod(const std::string& uid, const std::string& reason,
                       const std::string& message, bool disruption, int64_t grace_seconds) {
-  Pod pod;
-  {
-    std::lock_guard lk(mu_);
-    auto it = pods_.find(uid);
-    if (it == pods_.end() || !it->second.fail_reason.empty()) return;
-    it->second.fail_reason = reason;
-    it->second.fail_message = message;
-    it->second.fail_disruption = disruption;
-    it->second.fail_grace = grace_seconds;
-    pod = it->second.pod;
-  }
-  Event(pod, "Warning", reason, message);
+  PodRecord rec;
+  if (!RecordFailure(uid, &rec, reason, message, disruption, grace_seconds)) return;
+  Event(rec.pod, "Warning", reason, message);
   workers_->Update(uid);
+}
+
+bool Kubelet::RecordFailure(const std::string& uid, PodRecord* rec, const std::string& reason,
+                            const std::string& message, bool disruption, int64_t grace_seconds) {
+  std::lock_guard lk(mu_);
+  auto it = pods_.find(uid);
+  if (it == pods_.end() || !it->second.fail_reason.empty()) return false;
+  it->second.fail_reason = reason;
+  it->second.fail_message = message;
+  it->second.fail_disruption = disruption;
+  it->second.fail_grace = grace_seconds;
+  *rec = it->second;
+  return true;
 }
 
 std::vector<Kubelet::EvictionCandidateInput> Kubelet::ActivePodsForEviction() const {

@@ -128,6 +128,10 @@ class Kubelet {
   SyncResult Sync(const std::string& uid);
   SyncResult SyncPod(const std::string& uid, PodRecord rec);
   SyncResult TerminatePod(const std::string& uid, PodRecord rec);
+  // Records the kubelet's decision to fail the pod (FailPod, admission, activeDeadlineSeconds)
+  // and copies the record into *rec; false when the pod is gone or already failed.
+  bool RecordFailure(const std::string& uid, PodRecord* rec, const std::string& reason,
+                     const std::string& message, bool disruption, int64_t grace_seconds);
   // Static pods: creates the mirror pod, or replaces one that is stale or being deleted.
   void EnsureMirror(const std::string& uid, const PodRecord& rec);
   // The end of a pod the kubelet failed (rec.fail_*): killed, sandboxes stopped, status Failed.
