@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -147,6 +149,15 @@ std::vector<std::string> ListDir(const std::string& dir) {
   }
   closedir(d);
   return out;
+}
+
+bool SpreadSubdirectories(const std::string& dir) {
+  UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  int flags = 0;
+  if (!fd || ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) != 0) return false;
+  if (flags & FS_TOPDIR_FL) return true;
+  flags |= FS_TOPDIR_FL;
+  return ioctl(fd.get(), FS_IOC_SETFLAGS, &flags) == 0;
 }
 
 }  // namespace base

@@ -16,6 +16,10 @@ Result<> MkdirAll(const std::string& path, int mode = 0755);
 // rm -rf that does not cross mount points it finds (returns error on a busy mount).
 Result<> RemoveAll(const std::string& path);
 bool PathExists(const std::string& path);
+// Marks `dir` as the top of directory hierarchies for the filesystem's allocator (ext2/3/4's
+// Orlov allocator, `chattr +T`): its subdirectories are spread over the block groups instead
+// of packed next to it. False where the filesystem has no such flag (nothing changes there).
+bool SpreadSubdirectories(const std::string& dir);
 // Names in a directory ("." and ".." left out), in readdir order; empty when unreadable.
 std::vector<std::string> ListDir(const std::string& dir);
 

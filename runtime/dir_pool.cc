@@ -26,7 +26,14 @@ ContainerDirPool::ContainerDirPool(std::string dir, int size)
                     {{"dir", dir_}, {"error", r.error().message}});
     return;
   }
-  want_ = true;
+  // Each entry is the top of a container's writable layer. On ext4 without a journal, every
+  // new inode is allocated past the inodes of its block group freed in the last 60-300 s
+  // (`recently_deleted()`, so that a crash cannot reuse one whose deletion is not on the disk
+  // yet), and entries made next to each other share one group: with containers coming and
+  // going, the overlay mount's own inodes (work/work, its probes, the volatile marker) cost
+  // 3-4 ms instead of 0.2 (docs/BENCHMARKS.md). Spread, a group rarely holds many.
+  base::SpreadSubdirectories(dir_);
+  waker_.WakeNow();  // filled at once
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -35,7 +42,7 @@ ContainerDirPool::~ContainerDirPool() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  waker_.WakeNow();
   if (thread_.joinable()) thread_.join();
   if (size_ > 0) (void)base::RemoveAll(dir_);
 }
@@ -61,11 +68,10 @@ base::Result<std::string> ContainerDirPool::Make() {
 }
 
 void ContainerDirPool::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  EnterBackground();  // background.h: does not compete with the containers for the CPU
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || want_; });
-    if (stop_) return;
-    want_ = false;
+    waker_.Wait();
+    std::unique_lock<std::mutex> lock(mu_);
     while (!stop_ && ready_.size() < size_) {
       lock.unlock();
       auto e = Make();
@@ -77,24 +83,21 @@ void ContainerDirPool::Loop() {
       }
       ready_.push_back(std::move(*e));
     }
+    if (stop_) return;
   }
 }
 
 void ContainerDirPool::Replenish() {
   if (size_ == 0) return;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (ready_.size() >= size_) return;
-    want_ = true;
-  }
-  cv_.notify_one();
+  waker_.WakeAfter(kReplenishDelay);  // no context switch now (background.h)
 }
 
 bool ContainerDirPool::TakeInto(const std::string& dest) {
   std::string entry;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (ready_.empty()) return false;
+    // Never waits for the background thread (see MonitorPool::Run): the caller makes its own.
+    std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock() || ready_.empty()) return false;
     entry = std::move(ready_.back());
     ready_.pop_back();
   }

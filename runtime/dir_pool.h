@@ -12,13 +12,13 @@
 // (which is emptied when the pool is made, i.e. at every cubelet start, and when it is
 // destroyed) or renamed into a container's directory (removed with the container; one left by a
 // crash before its container.json was written is removed by Runtime::Adopt).
-#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/result.h"
+#include "runtime/background.h"
 
 namespace runtime {
 
@@ -51,9 +51,8 @@ class ContainerDirPool {
   const std::string dir_;
   const size_t size_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  BackgroundWaker waker_;
   std::vector<std::string> ready_;  // entry paths
-  bool want_ = false;
   bool stop_ = false;
   std::thread thread_;
 };

@@ -5,13 +5,13 @@
 // creating a process costs milliseconds. The spare is replaced in the background once the start
 // that took it is over (Replenish). It exits by itself when cubelet goes away (EOF on the
 // command fd).
-#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "base/result.h"
+#include "runtime/background.h"
 #include "runtime/monitor_process.h"
 
 namespace runtime {
@@ -34,7 +34,8 @@ class MonitorPool {
                              bool rootfs_follows = false);
   // Spawns a new spare in the background if there is none. Called by the user of Run once
   // its start is over: a spawn (posix_spawn + exec, ~1.5 ms of CPU on small VMs) running on
-  // the other core during the start slowed it down.
+  // the other core during the start slowed it down; it runs kReplenishDelay after this call,
+  // at the lowest priority (background.h).
   void Replenish();
 
  private:
@@ -43,10 +44,14 @@ class MonitorPool {
 
   const std::string path_;
   const bool enabled_;
+  // The scheduling of the thread that made the pool (cubelet's), given back to a spare when
+  // it is taken; spares are spawned in the background (lowest priority, background.h) only
+  // when that can be undone (root).
+  SchedPolicy foreground_;
+  bool background_spares_ = false;
   std::mutex mu_;
-  std::condition_variable cv_;
+  BackgroundWaker waker_;
   std::optional<MonitorProcess> spare_;
-  bool want_ = false;
   bool stop_ = false;
   std::thread thread_;
 };

@@ -90,6 +90,10 @@ Result<> Runtime::Init() {
   for (const auto& d : {opts_.root_dir + "/sandboxes", opts_.root_dir + "/containers"}) {
     CUBELET_TRY_CTX(base::MkdirAll(d, 0700), "runtime state directory");
   }
+  // Container directories spread over ext4's block groups (see ContainerDirPool, which makes
+  // most of them): each one's writable layer and overlay work files then allocate inodes
+  // where few were freed lately.
+  base::SpreadSubdirectories(opts_.root_dir + "/containers");
   for (const auto& d : {opts_.run_dir + "/netns", opts_.run_dir + "/ipcns", opts_.run_dir + "/utsns",
                         opts_.run_dir + "/shm", opts_.run_dir + "/containers"}) {
     CUBELET_TRY_CTX(base::MkdirAll(d, 0755), "runtime run directory");

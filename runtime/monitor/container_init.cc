@@ -506,6 +506,7 @@ void RunContainerInit(const ContainerSpec& spec, const InitFds& fds) {
   }
   // The monitor stays the parent; if it dies from here on the container keeps running (like conmon).
   prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  if (fds.start_ticks) *fds.start_ticks = ProcessStartTicks(getpid());  // our own /proc now
   FinishAndExec(spec, spec.args, seccomp, err);
 }
 

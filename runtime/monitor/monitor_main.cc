@@ -26,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -110,12 +111,20 @@ struct InitArgs {
   const sigset_t* mask = nullptr;
   std::vector<int> close_fds;  // the monitor's ends and fds the container must not inherit
   monitor::InitFds fds;
+  // With CLONE_FILES: the init opens its mount namespace in the shared fd table (the monitor's
+  // copy keeps it; see Run), then takes a table of its own.
+  bool hold_mount_ns = false;
+  int mount_ns_fd = -1;
 };
 
 // The container's init, on its own stack; with CLONE_VM it shares the (suspended) monitor's
 // memory until it execs, so it touches nothing the monitor uses afterwards besides the heap.
 int InitMain(void* p) {
   auto* a = static_cast<InitArgs*>(p);
+  if (a->hold_mount_ns) {
+    a->mount_ns_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (unshare(CLONE_FILES) != 0) _exit(127);  // never share the monitor's table past here
+  }
   sigprocmask(SIG_SETMASK, a->mask, nullptr);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   for (int fd : a->close_fds) close(fd);
@@ -182,6 +191,7 @@ int Run(const std::string& dir, int rootfs_mount_fd, bool rootfs_follows) {
     return 1;
   }
   uint64_t oom_before = ReadOomKills(spec.oom_counter);
+  const uint64_t own_start_ticks = monitor::ProcessStartTicks(getpid());
   LogFile log(spec.log_path);
 
   // With the init joining its cgroup itself, nothing has to happen between clone and exec on
@@ -197,6 +207,8 @@ int Run(const std::string& dir, int rootfs_mount_fd, bool rootfs_follows) {
   if (!rootfs_follows) args.close_fds.push_back(kCommandFd);
   args.fds = monitor::InitFds{sync[0], errp[1], out[1], err[1], rootfs_mount_fd,
                               rootfs_follows ? kCommandFd : -1};
+  uint64_t init_start_ticks = 0;
+  if (vfork) args.fds.start_ticks = &init_start_ticks;  // shared memory until the exec
   constexpr size_t kStack = 1 << 20;
   void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
@@ -204,8 +216,9 @@ int Run(const std::string& dir, int rootfs_mount_fd, bool rootfs_follows) {
     Status("error " + monitor::Escape(std::string("mmap: ") + strerror(errno)));
     return 1;
   }
+  args.hold_mount_ns = vfork;
   int clone_flags = CLONE_NEWNS | SIGCHLD | (spec.host_pid ? 0 : CLONE_NEWPID) |
-                    (vfork ? CLONE_VM | CLONE_VFORK : 0);
+                    (vfork ? CLONE_VM | CLONE_VFORK | CLONE_FILES : 0);
   int child = clone(InitMain, static_cast<char*>(stack) + kStack, clone_flags, &args);
   if (child < 0) {
     Status("error " + monitor::Escape(std::string("clone: ") + strerror(errno)));
@@ -255,9 +268,9 @@ int Run(const std::string& dir, int rootfs_mount_fd, bool rootfs_follows) {
   }
   monitor::StartRecord sr;
   sr.init_pid = init;
-  sr.init_start_ticks = monitor::ProcessStartTicks(init);
+  sr.init_start_ticks = init_start_ticks != 0 ? init_start_ticks : monitor::ProcessStartTicks(init);
   sr.monitor_pid = getpid();
-  sr.monitor_start_ticks = monitor::ProcessStartTicks(getpid());
+  sr.monitor_start_ticks = own_start_ticks;
   sr.started_at_ns = monitor::NowUnixNanos();
   if (!monitor::WriteFileAtomically(dir + "/started", monitor::EncodeStart(sr))) {
     Log("write " + dir + "/started: " + strerror(errno));
@@ -367,6 +380,13 @@ int Run(const std::string& dir, int rootfs_mount_fd, bool rootfs_follows) {
   // The exit record is final: cubelet may report the container exited without waiting for
   // this process to be torn down.
   Status("exited");
+  // What is left is teardown nobody waits for: the container's mounts (the last reference to
+  // its mount namespace, held since the clone, is ours) and this process. It must not take a
+  // core from cubelet handling the exit or from other containers: the lowest priority, as
+  // cubelet's own background work (runtime/background.h; not SCHED_IDLE, for the same reason:
+  // the unmounts hold the mount namespace lock).
+  setpriority(PRIO_PROCESS, 0, 19);
+  if (args.mount_ns_fd >= 0) close(args.mount_ns_fd);
   return 0;
 }
 

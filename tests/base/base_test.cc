@@ -1,6 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <string>
@@ -64,5 +70,31 @@ TEST_CASE("ListDir names a directory's entries, nothing when unreadable") {
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{"a", "sub"});
   CHECK(base::ListDir(d + "/missing").empty());
+  REQUIRE(base::RemoveAll(d));
+}
+
+TEST_CASE("SpreadSubdirectories sets ext4's top-of-hierarchy flag, and is false where there is none") {
+  char tmpl[] = "/var/tmp/cubelet-base-spread-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  std::string d = tmpl;
+  struct statfs fs {};
+  REQUIRE(statfs(d.c_str(), &fs) == 0);
+  auto flags = [](const std::string& path) {
+    int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int f = 0;
+    bool ok = fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &f) == 0;
+    if (fd >= 0) close(fd);
+    return ok ? f : -1;
+  };
+  if (fs.f_type == EXT4_SUPER_MAGIC) {  // ext2/3/4 share the magic
+    CHECK((flags(d) & FS_TOPDIR_FL) == 0);
+    CHECK(base::SpreadSubdirectories(d));
+    CHECK((flags(d) & FS_TOPDIR_FL) != 0);
+    CHECK(base::SpreadSubdirectories(d));  // already set
+  } else {
+    WARN("/var/tmp is not ext2/3/4 here: only the negative cases run");
+  }
+  CHECK_FALSE(base::SpreadSubdirectories("/proc"));
+  CHECK_FALSE(base::SpreadSubdirectories(d + "/missing"));
   REQUIRE(base::RemoveAll(d));
 }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "base/file.h"
+#include "runtime/background.h"
 #include "runtime/command.h"
 #include "runtime/dir_pool.h"
 #include "runtime/task_runner.h"
@@ -584,4 +585,43 @@ TEST_CASE("task runner: results through futures, threads kept and bounded, queue
   }
   CHECK(ran == 9);
   for (int i = 0; i < 3; ++i) CHECK(results[i].get() == i);
+}
+
+TEST_CASE("background waker: WakeAfter wakes no one before its delay and is not postponed; WakeNow wakes at once") {
+  using namespace std::chrono;
+  using runtime::BackgroundWaker;
+  BackgroundWaker w;
+  auto t0 = steady_clock::now();
+  w.WakeAfter(milliseconds(40));
+  w.Wait();
+  CHECK(steady_clock::now() - t0 >= milliseconds(40));
+  // An armed timer is not pushed back by a later request.
+  t0 = steady_clock::now();
+  w.WakeAfter(milliseconds(30));
+  std::this_thread::sleep_for(milliseconds(10));
+  w.WakeAfter(seconds(20));
+  w.Wait();
+  auto waited = steady_clock::now() - t0;
+  CHECK(waited >= milliseconds(30));
+  CHECK(waited < seconds(10));
+  // Wake-ups are consumed: the next Wait waits for the next one; WakeNow ends it.
+  std::atomic<bool> woke{false};
+  std::thread th([&] {
+    w.Wait();
+    woke = true;
+  });
+  std::this_thread::sleep_for(milliseconds(50));
+  CHECK_FALSE(woke.load());
+  w.WakeNow();
+  th.join();
+  CHECK(woke.load());
+  // Both at once (a timer that expired and a WakeNow): one Wait consumes both.
+  w.WakeAfter(milliseconds(1));
+  std::this_thread::sleep_for(milliseconds(20));
+  w.WakeNow();
+  w.Wait();
+  t0 = steady_clock::now();
+  w.WakeAfter(milliseconds(30));
+  w.Wait();
+  CHECK(steady_clock::now() - t0 >= milliseconds(30));
 }
