@@ -239,7 +239,9 @@ ImageRecord ImageStore::RecordLocked(const std::string& id) const {
 }
 
 std::optional<ImageRecord> ImageStore::LoadImageLocked(const std::string& id) const {
-  if (!HasImageLocked(id)) return std::nullopt;
+  // A record in memory stands for an image of this store (Remove forgets it first): no stat of
+  // its meta.json on every container create.
+  if (id.empty() || (!records_.count(id) && !HasImageLocked(id))) return std::nullopt;
   return RecordLocked(id);
 }
 
