@@ -239,9 +239,7 @@ ImageRecord ImageStore::RecordLocked(const std::string& id) const {
 }
 
 std::optional<ImageRecord> ImageStore::LoadImageLocked(const std::string& id) const {
-  // A record in memory stands for an image of this store (Remove forgets it first): no stat of
-  // its meta.json on every container create.
-  if (id.empty() || (!records_.count(id) && !HasImageLocked(id))) return std::nullopt;
+  if (!HasImageLocked(id)) return std::nullopt;
   return RecordLocked(id);
 }
 
