@@ -123,7 +123,12 @@ int InitMain(void* p) {
   auto* a = static_cast<InitArgs*>(p);
   if (a->hold_mount_ns) {
     a->mount_ns_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
-    if (unshare(CLONE_FILES) != 0) _exit(127);  // never share the monitor's table past here
+    if (unshare(CLONE_FILES) != 0) {  // never share the monitor's table past here
+      std::string msg = std::string("unshare the file table: ") + strerror(errno);
+      ssize_t n = write(a->fds.err_write, msg.data(), msg.size());  // a start error, not an exit
+      (void)n;
+      _exit(127);
+    }
   }
   sigprocmask(SIG_SETMASK, a->mask, nullptr);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
