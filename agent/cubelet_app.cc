@@ -1,5 +1,8 @@
 #include "agent/cubelet_app.h"
 
+#include "agent/kubelet_config_file.h"
+#include "agent/running_pods.h"
+
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -181,6 +184,18 @@ class Backend final : public KubeletServerBackend {
     return json{{"node", node}, {"pods", pods}}.dump();
   }
   std::string DebugPodsJson() override { return k_->DebugPods().dump(); }
+  std::string ConfigzJson() override { return configz_; }
+  std::string RunningPodsJson() override {
+    cri::PodSandboxFilter ready;
+    ready.state = cri::PodSandboxState::kReady;
+    cri::ContainerFilter running;
+    running.state = cri::ContainerState::kRunning;
+    auto sandboxes = rt_->ListPodSandbox(ready);
+    auto containers = rt_->ListContainers(running);
+    if (!sandboxes || !containers) return "";
+    return agent::RunningPodsJson(*sandboxes, *containers);
+  }
+  void SetConfigz(std::string json) { configz_ = std::move(json); }
   // As the kubelet's GetExec: the pod from the pods bound here, then its running container.
   base::Result<std::string> FindExecContainer(const std::string& ns, const std::string& pod,
                                               const std::string& container) override {
@@ -215,6 +230,7 @@ class Backend final : public KubeletServerBackend {
   netproxy::Proxier* p_;
   cri::RuntimeService* rt_;
   std::string node_name_;
+  std::string configz_;  // fixed at start-up (the effective flags and --config)
 };
 
 std::map<std::string, std::string> ParseLabels(const std::string& s) {
@@ -663,6 +679,7 @@ base::Result<> CubeletApp::Start() {
 
   // Kubelet HTTP API and debug socket.
   s_->backend = std::make_unique<Backend>(s_->kubelet.get(), s_->proxier.get(), runtime, node);
+  s_->backend->SetConfigz(KubeletConfigzJson(f));
   KubeletServerOptions so;
   so.node_name = node;
   so.address = f.address;

@@ -1,12 +1,15 @@
 #include "agent/kubelet_config_file.h"
 
+#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <map>
 #include <set>
 #include <type_traits>
 
+#include "agent/eviction.h"
 #include "base/strings.h"
+#include "base/time.h"
 
 namespace agent {
 namespace {
@@ -217,6 +220,7 @@ const std::map<std::string, std::set<std::string>>& Matching() {
       {"authentication.anonymous.enabled", {"false"}},  // anonymous requests are always 401
       {"failSwapOn", {"true", "false"}},
       {"rotateCertificates", {"false"}},
+      {"enableServer", {"true"}},  // cubelet always serves the kubelet API
   };
   return kMatching;
 }
@@ -299,6 +303,91 @@ Result<std::vector<std::string>> ApplyKubeletConfig(
                        base::Join(ignored, ", "));
   }
   return warnings;
+}
+
+std::string KubeletConfigzJson(const CubeletFlags& f) {
+  using nlohmann::json;
+  auto dur = [](std::chrono::milliseconds d) { return base::FormatGoDuration(d); };
+  // "signal<value,..." -> {signal: value}; unparsable parts are left out (the flags were
+  // validated at start-up).
+  auto thresholds = [](const std::vector<eviction::Threshold>& ts) {
+    json m = json::object();
+    for (const auto& t : ts) m[eviction::SignalName(t.signal)] = t.text;
+    return m;
+  };
+  json hard = json::object();
+  if (f.eviction_hard.empty()) {
+    hard = thresholds(eviction::DefaultThresholds());
+  } else if (auto ts = eviction::ParseThresholds(f.eviction_hard)) {
+    hard = thresholds(*ts);
+  }
+  json soft = json::object();
+  if (!f.eviction_soft.empty()) {
+    if (auto ts = eviction::ParseThresholds(f.eviction_soft)) soft = thresholds(*ts);
+  }
+  json soft_grace = json::object();
+  for (const auto& part : base::Split(f.eviction_soft_grace_period, ',')) {
+    auto eq = part.find('=');
+    if (eq != std::string::npos) soft_grace[std::string(part.substr(0, eq))] = part.substr(eq + 1);
+  }
+  json taints = json::array();
+  for (const auto& t : f.register_with_taints) {  // key[=value]:effect
+    auto colon = t.rfind(':');
+    std::string kv = t.substr(0, colon);
+    json o;
+    auto eq = kv.find('=');
+    o["key"] = kv.substr(0, eq);
+    if (eq != std::string::npos) o["value"] = kv.substr(eq + 1);
+    o["effect"] = colon == std::string::npos ? "" : t.substr(colon + 1);
+    taints.push_back(o);
+  }
+  json c;
+  c["enableServer"] = true;
+  if (!f.pod_manifest_path.empty()) c["staticPodPath"] = f.pod_manifest_path;
+  c["podLogsDir"] = f.pod_logs_dir;
+  c["address"] = f.address;
+  c["port"] = f.port;
+  if (!f.tls_cert_file.empty()) c["tlsCertFile"] = f.tls_cert_file;
+  if (!f.tls_private_key_file.empty()) c["tlsPrivateKeyFile"] = f.tls_private_key_file;
+  c["rotateCertificates"] = false;
+  json authn;
+  authn["x509"] = json::object();
+  if (!f.client_ca_file.empty()) authn["x509"]["clientCAFile"] = f.client_ca_file;
+  authn["webhook"] = {{"enabled", f.authentication_token_webhook},
+                      {"cacheTTL", dur(f.authentication_token_webhook_cache_ttl)}};
+  authn["anonymous"] = {{"enabled", false}};
+  c["authentication"] = authn;
+  c["authorization"] = {
+      {"mode", f.authorization_mode},
+      {"webhook",
+       {{"cacheAuthorizedTTL", dur(f.authorization_webhook_cache_authorized_ttl)},
+        {"cacheUnauthorizedTTL", dur(f.authorization_webhook_cache_unauthorized_ttl)}}}};
+  c["healthzPort"] = f.healthz_port;
+  c["healthzBindAddress"] = f.healthz_bind_address;
+  c["clusterDomain"] = f.cluster_domain;
+  if (!f.cluster_dns.empty()) c["clusterDNS"] = f.cluster_dns;
+  c["nodeStatusUpdateFrequency"] = dur(std::chrono::seconds(f.node_status_update_frequency));
+  c["imageMinimumGCAge"] = dur(f.minimum_image_gc_age);
+  c["imageMaximumGCAge"] = dur(f.image_maximum_gc_age);
+  c["imageGCHighThresholdPercent"] = f.image_gc_high_threshold;
+  c["imageGCLowThresholdPercent"] = f.image_gc_low_threshold;
+  c["cgroupRoot"] = f.cgroup_root.empty() ? "/" : f.cgroup_root;
+  c["cgroupsPerQOS"] = f.cgroups_per_qos;
+  c["cgroupDriver"] = "cgroupfs";
+  c["resolvConf"] = f.resolv_conf;
+  if (!f.pod_cidr.empty()) c["podCIDR"] = f.pod_cidr;
+  c["maxPods"] = f.max_pods;
+  c["podPidsLimit"] = f.pod_max_pids;
+  c["evictionHard"] = hard;
+  if (!soft.empty()) c["evictionSoft"] = soft;
+  if (!soft_grace.empty()) c["evictionSoftGracePeriod"] = soft_grace;
+  c["evictionPressureTransitionPeriod"] = dur(f.eviction_pressure_transition_period);
+  c["evictionMaxPodGracePeriod"] = f.eviction_max_pod_grace_period;
+  c["containerLogMaxSize"] = f.container_log_max_size;
+  c["containerLogMaxFiles"] = f.container_log_max_files;
+  c["registerNode"] = f.register_node;
+  if (!taints.empty()) c["registerWithTaints"] = taints;
+  return json{{"kubeletconfig", c}}.dump();
 }
 
 }  // namespace agent

@@ -18,4 +18,9 @@ base::Result<std::vector<std::string>> ApplyKubeletConfig(
     const std::string& yaml_text, const std::function<bool(const std::string& flag)>& given,
     CubeletFlags* flags);
 
+// The kubelet's /configz: {"kubeletconfig": {...}} with the KubeletConfiguration field names and
+// forms (durations as Go prints them, eviction thresholds as maps) of the effective settings
+// cubelet has, flags and --config merged, defaults filled in.
+std::string KubeletConfigzJson(const CubeletFlags& flags);
+
 }  // namespace agent

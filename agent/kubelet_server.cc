@@ -331,7 +331,9 @@ void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool 
   }
   bool known = req.path == "/healthz" || req.path == "/pods" || req.path == "/pods/" ||
                req.path == "/stats/summary" || req.path == "/metrics" ||
-               req.path == "/metrics/resource" || base::StartsWith(req.path, "/containerLogs/") ||
+               req.path == "/metrics/resource" || req.path == "/configz" ||
+               req.path == "/runningpods" || req.path == "/runningpods/" ||
+               base::StartsWith(req.path, "/containerLogs/") ||
                (debug && req.path == "/debug/pods");
   if (!known) {
     w.Reply(404, kText, "404 page not found\n");
@@ -351,6 +353,15 @@ void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool 
     w.Reply(200, kMetrics, backend_->MetricsText());
   } else if (req.path == "/metrics/resource") {
     w.Reply(200, kMetrics, ResourceMetricsText(backend_->StatsSummaryJson()));
+  } else if (req.path == "/configz" || req.path == "/runningpods" ||
+             req.path == "/runningpods/") {
+    std::string body =
+        req.path == "/configz" ? backend_->ConfigzJson() : backend_->RunningPodsJson();
+    if (body.empty()) {
+      w.Reply(404, kText, "404 page not found\n");
+    } else {
+      w.Reply(200, kJson, body);
+    }
   } else if (req.path == "/debug/pods") {
     w.Reply(200, kJson, backend_->DebugPodsJson());
   } else {

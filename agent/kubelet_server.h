@@ -71,6 +71,10 @@ class KubeletServerBackend {  // implemented by the agent core; called from serv
   virtual std::string MetricsText() = 0;          // Prometheus text format 0.0.4 for /metrics
   virtual std::string StatsSummaryJson() = 0;     // /stats/summary (stats/v1alpha1 Summary)
   virtual std::string DebugPodsJson() = 0;        // schema above; for cubectl
+  // /configz: {"kubeletconfig": {...}} ("" = not available: 404).
+  virtual std::string ConfigzJson() { return ""; }
+  // /runningpods/: the runtime's pods as a v1 PodList (agent/running_pods.h; "" = 404).
+  virtual std::string RunningPodsJson() { return ""; }
   // /exec: the runtime id of the running container `container` of pod ns/pod. Errors as the
   // kubelet's: code ENOENT -> 404 ("pod does not exist"); anything else -> 500, e.g.
   // 'container not found ("x")' when it is not running. Default: exec is not available.

@@ -142,4 +142,24 @@ bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out) {
   return true;
 }
 
+std::string FormatGoDuration(std::chrono::milliseconds d) {
+  int64_t ms = d.count();
+  if (ms == 0) return "0s";
+  std::string sign = ms < 0 ? "-" : "";
+  uint64_t u = ms < 0 ? static_cast<uint64_t>(-(ms + 1)) + 1 : static_cast<uint64_t>(ms);
+  if (u < 1000) return sign + std::to_string(u) + "ms";
+  uint64_t h = u / 3600000, m = u / 60000 % 60, s = u / 1000 % 60, frac = u % 1000;
+  std::string secs = std::to_string(s);
+  if (frac != 0) {
+    std::string f = std::to_string(frac);
+    f.insert(0, 3 - f.size(), '0');
+    while (f.back() == '0') f.pop_back();
+    secs += "." + f;
+  }
+  std::string out = sign;
+  if (h > 0) out += std::to_string(h) + "h";
+  if (h > 0 || m > 0) out += std::to_string(m) + "m";
+  return out + secs + "s";
+}
+
 }  // namespace base

@@ -52,5 +52,8 @@ class FakeClock final : public Clock {
 
 // A Go duration ("1m30s", "90s", "1h", "250ms", "0") as the kubelet's flags take it.
 bool ParseGoDuration(const std::string& text, std::chrono::milliseconds* out);
+// As Go's time.Duration.String() for a whole number of milliseconds: "0s", "250ms", "10s",
+// "1m30.5s", "2m0s", "1h0m0s" (what the kubelet's /configz shows).
+std::string FormatGoDuration(std::chrono::milliseconds d);
 
 }  // namespace base

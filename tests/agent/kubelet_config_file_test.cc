@@ -2,6 +2,7 @@
 #include "agent/kubelet_config_file.h"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <set>
 
 namespace {
@@ -186,4 +187,52 @@ TEST_CASE("kubelet config: errors name the field") {
   auto broken = agent::ApplyKubeletConfig("a: [", None, &f);
   REQUIRE_FALSE(broken);
   CHECK(broken.error().message.rfind("not YAML: ", 0) == 0);
+}
+
+TEST_CASE("kubelet config: /configz shows the effective settings as the kubelet does, and reads back") {
+  agent::CubeletFlags f;
+  f.max_pods = 50;  // --max-pods=50 on the command line
+  REQUIRE(agent::ApplyKubeletConfig(kKubeadm, [](const std::string& flag) { return flag == "max-pods"; }, &f));
+  f.register_with_taints = {"dedicated=infra:NoSchedule", "gpu:NoExecute"};
+  f.eviction_soft = "memory.available<1Gi";
+  f.eviction_soft_grace_period = "memory.available=1m30s";
+  auto j = nlohmann::json::parse(agent::KubeletConfigzJson(f));
+  REQUIRE(j.contains("kubeletconfig"));
+  const auto& c = j["kubeletconfig"];
+  CHECK_FALSE(c.contains("kind"));  // as the kubelet's: the object alone
+  CHECK(c["staticPodPath"] == "/etc/kubernetes/manifests");
+  CHECK(c["authentication"]["x509"]["clientCAFile"] == "/etc/kubernetes/pki/ca.crt");
+  CHECK(c["authentication"]["webhook"]["cacheTTL"] == "2m0s");
+  CHECK(c["authentication"]["anonymous"]["enabled"] == false);
+  CHECK(c["authorization"]["mode"] == "Webhook");
+  CHECK(c["authorization"]["webhook"]["cacheAuthorizedTTL"] == "5m0s");
+  CHECK(c["authorization"]["webhook"]["cacheUnauthorizedTTL"] == "30s");
+  CHECK(c["nodeStatusUpdateFrequency"] == "10s");
+  CHECK(c["imageMinimumGCAge"] == "2m0s");
+  CHECK(c["evictionPressureTransitionPeriod"] == "5m0s");
+  CHECK(c["clusterDNS"] == nlohmann::json::array({"10.96.0.10"}));
+  CHECK(c["resolvConf"] == "/run/systemd/resolve/resolv.conf");
+  CHECK(c["maxPods"] == 50);
+  CHECK(c["cgroupDriver"] == "cgroupfs");  // what cubelet does, not what the file asked
+  CHECK(c["evictionHard"]["memory.available"] == "100Mi");  // the kubelet's defaults
+  CHECK(c["evictionHard"]["nodefs.available"] == "10%");
+  CHECK(c["evictionSoft"]["memory.available"] == "1Gi");
+  CHECK(c["evictionSoftGracePeriod"]["memory.available"] == "1m30s");
+  REQUIRE(c["registerWithTaints"].size() == 2);
+  CHECK(c["registerWithTaints"][0] ==
+        nlohmann::json({{"key", "dedicated"}, {"value", "infra"}, {"effect", "NoSchedule"}}));
+  CHECK(c["registerWithTaints"][1] == nlohmann::json({{"key", "gpu"}, {"effect", "NoExecute"}}));
+  // As a config file (kind and apiVersion added), it gives the same settings back, with
+  // nothing cubelet would ignore.
+  auto file = c;
+  file["kind"] = "KubeletConfiguration";
+  file["apiVersion"] = "kubelet.config.k8s.io/v1beta1";
+  agent::CubeletFlags g;
+  auto r = agent::ApplyKubeletConfig(file.dump(), None, &g);
+  REQUIRE(r);
+  CHECK(r->empty());
+  CHECK(agent::KubeletConfigzJson(g) == agent::KubeletConfigzJson(f));
+  CHECK(g.max_pods == 50);
+  CHECK(g.register_with_taints == f.register_with_taints);
+  CHECK(g.authorization_webhook_cache_unauthorized_ttl == std::chrono::seconds(30));
 }

@@ -97,7 +97,10 @@ class FakeBackend : public agent::KubeletServerBackend {
   std::string MetricsText() override { return "# TYPE cubelet_up gauge\ncubelet_up 1\n"; }
   std::string StatsSummaryJson() override { return R"({"node":{"nodeName":"node1"},"pods":[]})"; }
   std::string DebugPodsJson() override { return kDebugPods; }
+  std::string ConfigzJson() override { return configz; }
+  std::string RunningPodsJson() override { return R"({"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]})"; }
 
+  std::string configz = R"({"kubeletconfig":{"port":10250}})";
   std::mutex mu;
   std::string log_path;
   std::atomic<bool> running{true};
@@ -354,6 +357,19 @@ TEST_CASE("kubelet server: routes") {
   auto stats = f.Curl("/stats/summary");
   CHECK(stats.code == 200);
   CHECK(stats.body == f.backend.StatsSummaryJson());
+
+  auto configz = f.Curl("/configz");
+  CHECK(configz.code == 200);
+  CHECK(configz.content_type == "application/json");
+  CHECK(configz.body == f.backend.configz);
+  CHECK(f.Curl("/configz", "client", "-X POST").code == 405);
+  f.backend.configz.clear();  // a backend without it
+  CHECK(f.Curl("/configz").code == 404);
+  for (const char* path : {"/runningpods/", "/runningpods"}) {
+    auto running = f.Curl(path);
+    CHECK(running.code == 200);
+    CHECK(running.body == f.backend.RunningPodsJson());
+  }
 
   CHECK(f.Curl("/nope").code == 404);
   CHECK(f.Curl("/debug/pods").code == 404);  // debug view only on the local socket

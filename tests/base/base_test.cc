@@ -98,3 +98,21 @@ TEST_CASE("SpreadSubdirectories sets ext4's top-of-hierarchy flag, and is false 
   CHECK_FALSE(base::SpreadSubdirectories(d + "/missing"));
   REQUIRE(base::RemoveAll(d));
 }
+
+TEST_CASE("FormatGoDuration prints as Go's time.Duration.String, and parses back") {
+  using ms = std::chrono::milliseconds;
+  CHECK(base::FormatGoDuration(ms(0)) == "0s");
+  CHECK(base::FormatGoDuration(ms(250)) == "250ms");
+  CHECK(base::FormatGoDuration(ms(10000)) == "10s");
+  CHECK(base::FormatGoDuration(ms(90500)) == "1m30.5s");
+  CHECK(base::FormatGoDuration(ms(120000)) == "2m0s");
+  CHECK(base::FormatGoDuration(ms(1050)) == "1.05s");
+  CHECK(base::FormatGoDuration(ms(3600000)) == "1h0m0s");
+  CHECK(base::FormatGoDuration(ms(14400000)) == "4h0m0s");
+  CHECK(base::FormatGoDuration(ms(-1500)) == "-1.5s");
+  for (int64_t v : {0L, 7L, 999L, 1000L, 61001L, 3723004L}) {
+    ms back{};
+    REQUIRE(base::ParseGoDuration(base::FormatGoDuration(ms(v)), &back));
+    CHECK(back.count() == v);
+  }
+}

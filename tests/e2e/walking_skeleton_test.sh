@@ -125,6 +125,13 @@ nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer $ADMIN_TOKEN" ht
 check "/metrics/resource: the node's CPU and memory" bash -c "grep -qE '^node_cpu_usage_seconds_total [0-9.e+]+ [0-9]{13}$' $TMP/resource.prom && grep -qE '^node_memory_working_set_bytes [1-9][0-9.e+]* [0-9]{13}$' $TMP/resource.prom"
 check "/metrics/resource: web-1's container and pod" bash -c "grep -qE '^container_memory_working_set_bytes\{container=\"httpd\",namespace=\"default\",pod=\"web-1\"\} [1-9]' $TMP/resource.prom && grep -qE '^pod_cpu_usage_seconds_total\{namespace=\"default\",pod=\"web-1\"\} ' $TMP/resource.prom && grep -q '^resource_scrape_error 0$' $TMP/resource.prom"
 check "cubelet runs the kubelet API in Webhook authorization mode (the default)" grep -q 'kubelet API authorization.*mode=Webhook' "$TMP/node-a/cubelet.log"
+# What an operator reads with `kubectl get --raw /api/v1/nodes/<node>/proxy/configz` and the
+# kubelet's /runningpods/ (the runtime's own view of the pods).
+nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer $ADMIN_TOKEN" https://10.123.0.11:10250/configz >"$TMP/configz.json"
+check "/configz: the effective settings in KubeletConfiguration form (--node-status-update-frequency 2: \"2s\")" bash -c "jq -e '.kubeletconfig.port == 10250 and .kubeletconfig.authorization.mode == \"Webhook\" and .kubeletconfig.nodeStatusUpdateFrequency == \"2s\" and .kubeletconfig.evictionHard[\"memory.available\"] == \"100Mi\"' $TMP/configz.json >/dev/null"
+nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer $ADMIN_TOKEN" https://10.123.0.11:10250/runningpods/ >"$TMP/runningpods.json"
+WEB1_UID=$(k get pod web-1 -o jsonpath='{.metadata.uid}')
+check "/runningpods/: web-1 with its running container, by the runtime" bash -c "jq -e --arg uid $WEB1_UID '.kind == \"PodList\" and ([.items[] | select(.metadata.name == \"web-1\" and .metadata.namespace == \"default\" and .metadata.uid == \$uid) | .spec.containers[].name] == [\"httpd\"])' $TMP/runningpods.json >/dev/null"
 
 # --- the ClusterIP service load-balances over both pods -------------------------------------
 SVC_IP=$(k get svc web -o jsonpath='{.spec.clusterIP}')
