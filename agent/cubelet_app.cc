@@ -1,8 +1,5 @@
 #include "agent/cubelet_app.h"
 
-#include "agent/kubelet_config_file.h"
-#include "agent/running_pods.h"
-
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -14,13 +11,16 @@
 #include <set>
 #include <sstream>
 
+#include "agent/cadvisor_metrics.h"
 #include "agent/event_recorder.h"
 #include "agent/eviction.h"
 #include "agent/https_api_client.h"
 #include "agent/informer.h"
 #include "agent/kubeconfig.h"
 #include "agent/kubelet.h"
+#include "agent/kubelet_config_file.h"
 #include "agent/kubelet_server.h"
+#include "agent/running_pods.h"
 #include "agent/node_setters.h"
 #include "agent/webhook_authorizer.h"
 #include "agent/machine_info.h"
@@ -185,6 +185,39 @@ class Backend final : public KubeletServerBackend {
   }
   std::string DebugPodsJson() override { return k_->DebugPods().dump(); }
   std::string ConfigzJson() override { return configz_; }
+  std::string CadvisorMetricsText() override {
+    cri::ContainerFilter running;
+    running.state = cri::ContainerState::kRunning;
+    auto cs = rt_->ListContainers(running);
+    auto stats = rt_->ListContainerStats(running);
+    if (!cs || !stats) return "";
+    std::map<std::string, cri::ContainerStats> stats_of;
+    for (auto& st : *stats) stats_of[st.id] = std::move(st);
+    std::vector<CadvisorContainer> out;
+    for (const auto& c : *cs) {
+      auto st = stats_of.find(c.id);
+      auto pod = c.labels.find(kLabelPodName);
+      auto ns = c.labels.find(kLabelPodNamespace);
+      if (st == stats_of.end() || pod == c.labels.end() || ns == c.labels.end()) continue;
+      CadvisorContainer m;
+      m.pod = pod->second;
+      m.ns = ns->second;
+      m.container = c.metadata.name;
+      m.name = c.id;
+      m.image = c.image.image;
+      if (auto status = rt_->ContainerStatus(c.id)) {
+        m.started_at_unix_ns = status->started_at;
+        std::string text;
+        if (status->pid > 0) {
+          if (auto t = base::ReadFile("/proc/" + std::to_string(status->pid) + "/cgroup")) text = *t;
+        }
+        m.id = CgroupPathFromProcText(text);
+      }
+      m.stats = std::move(st->second);
+      out.push_back(std::move(m));
+    }
+    return agent::CadvisorMetricsText(out);
+  }
   std::string RunningPodsJson() override {
     cri::PodSandboxFilter ready;
     ready.state = cri::PodSandboxState::kReady;

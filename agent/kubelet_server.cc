@@ -331,7 +331,8 @@ void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool 
   }
   bool known = req.path == "/healthz" || req.path == "/pods" || req.path == "/pods/" ||
                req.path == "/stats/summary" || req.path == "/metrics" ||
-               req.path == "/metrics/resource" || req.path == "/configz" ||
+               req.path == "/metrics/resource" || req.path == "/metrics/cadvisor" ||
+               req.path == "/configz" ||
                req.path == "/runningpods" || req.path == "/runningpods/" ||
                base::StartsWith(req.path, "/containerLogs/") ||
                (debug && req.path == "/debug/pods");
@@ -353,6 +354,13 @@ void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool 
     w.Reply(200, kMetrics, backend_->MetricsText());
   } else if (req.path == "/metrics/resource") {
     w.Reply(200, kMetrics, ResourceMetricsText(backend_->StatsSummaryJson()));
+  } else if (req.path == "/metrics/cadvisor") {
+    std::string body = backend_->CadvisorMetricsText();
+    if (body.empty()) {
+      w.Reply(404, kText, "404 page not found\n");
+    } else {
+      w.Reply(200, kMetrics, body);
+    }
   } else if (req.path == "/configz" || req.path == "/runningpods" ||
              req.path == "/runningpods/") {
     std::string body =

@@ -75,6 +75,8 @@ class KubeletServerBackend {  // implemented by the agent core; called from serv
   virtual std::string ConfigzJson() { return ""; }
   // /runningpods/: the runtime's pods as a v1 PodList (agent/running_pods.h; "" = 404).
   virtual std::string RunningPodsJson() { return ""; }
+  // /metrics/cadvisor: Prometheus text (agent/cadvisor_metrics.h; "" = 404).
+  virtual std::string CadvisorMetricsText() { return ""; }
   // /exec: the runtime id of the running container `container` of pod ns/pod. Errors as the
   // kubelet's: code ENOENT -> 404 ("pod does not exist"); anything else -> 500, e.g.
   // 'container not found ("x")' when it is not running. Default: exec is not available.

@@ -99,6 +99,7 @@ class FakeBackend : public agent::KubeletServerBackend {
   std::string DebugPodsJson() override { return kDebugPods; }
   std::string ConfigzJson() override { return configz; }
   std::string RunningPodsJson() override { return R"({"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]})"; }
+  std::string CadvisorMetricsText() override { return "# TYPE container_processes gauge\n"; }
 
   std::string configz = R"({"kubeletconfig":{"port":10250}})";
   std::mutex mu;
@@ -365,6 +366,10 @@ TEST_CASE("kubelet server: routes") {
   CHECK(f.Curl("/configz", "client", "-X POST").code == 405);
   f.backend.configz.clear();  // a backend without it
   CHECK(f.Curl("/configz").code == 404);
+  auto cadvisor = f.Curl("/metrics/cadvisor");
+  CHECK(cadvisor.code == 200);
+  CHECK(cadvisor.content_type == "text/plain; version=0.0.4; charset=utf-8");
+  CHECK(cadvisor.body == f.backend.CadvisorMetricsText());
   for (const char* path : {"/runningpods/", "/runningpods"}) {
     auto running = f.Curl(path);
     CHECK(running.code == 200);

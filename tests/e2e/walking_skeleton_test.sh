@@ -124,6 +124,9 @@ check "an unknown bearer token is 401 ($out)" test "$out" = 401
 nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer $ADMIN_TOKEN" https://10.123.0.11:10250/metrics/resource >"$TMP/resource.prom"
 check "/metrics/resource: the node's CPU and memory" bash -c "grep -qE '^node_cpu_usage_seconds_total [0-9.e+]+ [0-9]{13}$' $TMP/resource.prom && grep -qE '^node_memory_working_set_bytes [1-9][0-9.e+]* [0-9]{13}$' $TMP/resource.prom"
 check "/metrics/resource: web-1's container and pod" bash -c "grep -qE '^container_memory_working_set_bytes\{container=\"httpd\",namespace=\"default\",pod=\"web-1\"\} [1-9]' $TMP/resource.prom && grep -qE '^pod_cpu_usage_seconds_total\{namespace=\"default\",pod=\"web-1\"\} ' $TMP/resource.prom && grep -q '^resource_scrape_error 0$' $TMP/resource.prom"
+# What Prometheus (kube-prometheus) scrapes for per-container dashboards: /metrics/cadvisor.
+nsenter --net="$(node_ns 1)" curl -sk -H "Authorization: Bearer $ADMIN_TOKEN" https://10.123.0.11:10250/metrics/cadvisor >"$TMP/cadvisor.prom"
+check "/metrics/cadvisor: web-1's httpd with cAdvisor's labels (its cgroup as id)" bash -c "grep -qE '^container_memory_working_set_bytes\{container=\"httpd\",id=\"/[^\"]+\",image=\"[^\"]+\",name=\"[0-9a-f]{64}\",namespace=\"default\",pod=\"web-1\"\} [1-9][0-9.e+]* [0-9]{13}$' $TMP/cadvisor.prom && grep -qE '^container_cpu_usage_seconds_total\{container=\"httpd\",cpu=\"total\",.*pod=\"web-1\"\} ' $TMP/cadvisor.prom"
 check "cubelet runs the kubelet API in Webhook authorization mode (the default)" grep -q 'kubelet API authorization.*mode=Webhook' "$TMP/node-a/cubelet.log"
 # What an operator reads with `kubectl get --raw /api/v1/nodes/<node>/proxy/configz` and the
 # kubelet's /runningpods/ (the runtime's own view of the pods).
