@@ -1,6 +1,5 @@
 #include "agent/cadvisor_metrics.h"
 
-#include <cstdio>
 #include <sstream>
 
 #include "base/strings.h"
@@ -8,24 +7,8 @@
 namespace agent {
 namespace {
 
-std::string Num(double v) {
-  char buf[64];
-  snprintf(buf, sizeof buf, "%.15g", v);
-  return buf;
-}
-
-std::string Escape(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
+std::string Num(double v) { return base::PromValue(v); }
+std::string Escape(const std::string& v) { return base::PromLabelValue(v); }
 
 std::string Ms(int64_t unix_ns) { return unix_ns > 0 ? " " + std::to_string(unix_ns / 1000000) : ""; }
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "base/strings.h"
 #include "base/time.h"
 
 namespace agent {
@@ -10,24 +11,8 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string Num(double v) {
-  char buf[64];
-  snprintf(buf, sizeof buf, "%.15g", v);
-  return buf;
-}
-
-std::string Label(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
+std::string Num(double v) { return base::PromValue(v); }
+std::string Label(const std::string& v) { return base::PromLabelValue(v); }
 
 // The sample time of a stats block ("time": RFC 3339), as Prometheus milliseconds; "" = none.
 std::string TimestampMs(const json& block) {

@@ -1,5 +1,7 @@
 #include "base/strings.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <random>
 
@@ -86,6 +88,25 @@ std::string RandomHexId() {
       out += kHex[v & 0xf];
       v >>= 4;
     }
+  }
+  return out;
+}
+
+std::string PromValue(double v) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
+
+std::string PromLabelValue(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
   }
   return out;
 }

@@ -18,5 +18,9 @@ std::string PercentEncode(std::string_view s);
 std::string RandomAlnum(size_t n);
 // 64 hex chars of random data (container and sandbox ids, like containerd's).
 std::string RandomHexId();
+// Prometheus text format: a sample value ("%.15g": 1.5, 4096, 1e+21) and a label value with
+// backslash, double quote and newline escaped.
+std::string PromValue(double v);
+std::string PromLabelValue(std::string_view v);
 
 }  // namespace base

@@ -116,3 +116,11 @@ TEST_CASE("FormatGoDuration prints as Go's time.Duration.String, and parses back
     CHECK(back.count() == v);
   }
 }
+
+TEST_CASE("Prometheus text: sample values and escaped label values") {
+  CHECK(base::PromValue(1.5) == "1.5");
+  CHECK(base::PromValue(4096) == "4096");
+  CHECK(base::PromValue(1700000000.123) == "1700000000.123");
+  CHECK(base::PromLabelValue("plain") == "plain");
+  CHECK(base::PromLabelValue("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
+}
