@@ -194,6 +194,7 @@ class Backend final : public KubeletServerBackend {
     std::map<std::string, cri::ContainerStats> stats_of;
     for (auto& st : *stats) stats_of[st.id] = std::move(st);
     std::vector<CadvisorContainer> out;
+    std::map<std::string, size_t> pod_of_sandbox;  // sandbox id -> one of its containers in out
     for (const auto& c : *cs) {
       auto st = stats_of.find(c.id);
       auto pod = c.labels.find(kLabelPodName);
@@ -215,6 +216,23 @@ class Backend final : public KubeletServerBackend {
       }
       m.stats = std::move(st->second);
       out.push_back(std::move(m));
+      pod_of_sandbox.emplace(c.pod_sandbox_id, out.size() - 1);
+    }
+    // The pods' own cgroups (cAdvisor's series with container=""): the parent of a running
+    // container's cgroup, with the pod sandbox's stats.
+    for (const auto& [sandbox, i] : pod_of_sandbox) {
+      const CadvisorContainer& first = out[i];
+      auto slash = first.id.rfind('/');
+      auto ps = rt_->PodSandboxStats(sandbox);
+      if (!ps || slash == std::string::npos || slash == 0) continue;
+      CadvisorContainer p;
+      p.pod = first.pod;
+      p.ns = first.ns;
+      p.id = first.id.substr(0, slash);
+      p.stats.cpu = ps->cpu;
+      p.stats.memory = ps->memory;
+      p.stats.pids = ps->pids;
+      out.push_back(std::move(p));
     }
     return agent::CadvisorMetricsText(out);
   }

@@ -30,6 +30,15 @@ TEST_CASE("cadvisor metrics: cAdvisor's families and labels for each running con
   CHECK(text.find("container_processes{" + l + "} 3 1700000005000\n") != std::string::npos);
   CHECK(text.find("container_start_time_seconds{" + l + "} 1700000000.123 1700000005000\n") != std::string::npos);
   CHECK(text.find("# TYPE container_memory_working_set_bytes gauge\n") != std::string::npos);
+  // A pod's cgroup: container, image and name empty, no start time.
+  agent::CadvisorContainer pod;
+  pod.pod = "web-1";
+  pod.ns = "default";
+  pod.id = "/kubepods/besteffort/pod1234";
+  pod.stats.memory.working_set_bytes = 5000;
+  std::string both = agent::CadvisorMetricsText({c, pod});
+  CHECK(both.find(R"(container_memory_working_set_bytes{container="",id="/kubepods/besteffort/pod1234",image="",name="",namespace="default",pod="web-1"} 5000)") != std::string::npos);
+  CHECK(both.find(R"(container_start_time_seconds{container="",)") == std::string::npos);
   // Label values are escaped; no containers: only the HELP/TYPE lines.
   c.pod = "we\"ird";
   CHECK(agent::CadvisorMetricsText({c}).find(R"(pod="we\"ird")") != std::string::npos);
