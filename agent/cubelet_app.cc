@@ -154,6 +154,7 @@ class Backend final : public KubeletServerBackend {
       }
     }
     json pods = json::array();
+    FsUsage image_fs = ReadFsUsage(image_fs_);
     auto list = k_->PodList();
     for (const auto& p : list["items"]) {
       std::string uid = p["metadata"].value("uid", "");
@@ -165,14 +166,38 @@ class Backend final : public KubeletServerBackend {
       for (const auto& s : stats_of[uid]) {
         std::string cpu_time = ns_time(s.cpu.timestamp);
         std::string mem_time = ns_time(s.memory.timestamp);
-        containers.push_back({{"name", s.metadata.name},
-                              {"startTime", ns_time(pod_of[s.id].second)},
-                              {"cpu", {{"time", cpu_time},
-                                       {"usageCoreNanoSeconds", s.cpu.usage_core_nano_seconds}}},
-                              {"memory", {{"time", mem_time},
-                                          {"workingSetBytes", s.memory.working_set_bytes},
-                                          {"rssBytes", s.memory.rss_bytes},
-                                          {"usageBytes", s.memory.usage_bytes}}}});
+        json ctr = {{"name", s.metadata.name},
+                    {"startTime", ns_time(pod_of[s.id].second)},
+                    {"cpu", {{"time", cpu_time},
+                             {"usageCoreNanoSeconds", s.cpu.usage_core_nano_seconds}}},
+                    {"memory", {{"time", mem_time},
+                                {"workingSetBytes", s.memory.working_set_bytes},
+                                {"rssBytes", s.memory.rss_bytes},
+                                {"usageBytes", s.memory.usage_bytes}}}};
+        // The writable layer (rootfs) and the container's log directory (logs), on their
+        // filesystems, as the kubelet's FsStats.
+        auto fs_block = [&](const FsUsage& fs, std::string time, uint64_t used, uint64_t inodes) {
+          json b = {{"time", std::move(time)}, {"usedBytes", used}, {"inodesUsed", inodes}};
+          if (fs.capacity_bytes >= 0) {
+            b["capacityBytes"] = fs.capacity_bytes;
+            b["availableBytes"] = fs.available_bytes;
+          }
+          if (fs.inodes >= 0) {
+            b["inodes"] = fs.inodes;
+            b["inodesFree"] = fs.inodes_free;
+          }
+          return b;
+        };
+        if (s.writable_layer_timestamp > 0) {
+          ctr["rootfs"] = fs_block(image_fs, ns_time(s.writable_layer_timestamp),
+                                   s.writable_layer_bytes, s.writable_layer_inodes);
+        }
+        if (auto st = rt_->ContainerStatus(s.id); st && !st->log_path.empty()) {
+          std::string dir = st->log_path.substr(0, st->log_path.rfind('/'));
+          auto u = base::DirDiskUsage(dir);
+          ctr["logs"] = fs_block(ReadFsUsage(dir), now_text, u.bytes, u.inodes);
+        }
+        containers.push_back(std::move(ctr));
         cpu += s.cpu.usage_core_nano_seconds;
         mem += s.memory.working_set_bytes;
       }
@@ -247,6 +272,7 @@ class Backend final : public KubeletServerBackend {
     return agent::RunningPodsJson(*sandboxes, *containers);
   }
   void SetConfigz(std::string json) { configz_ = std::move(json); }
+  void SetImageFs(std::string path) { image_fs_ = std::move(path); }
   // As the kubelet's GetExec: the pod from the pods bound here, then its running container.
   base::Result<std::string> FindExecContainer(const std::string& ns, const std::string& pod,
                                               const std::string& container) override {
@@ -282,6 +308,7 @@ class Backend final : public KubeletServerBackend {
   cri::RuntimeService* rt_;
   std::string node_name_;
   std::string configz_;  // fixed at start-up (the effective flags and --config)
+  std::string image_fs_;  // a path on the filesystem of the images and writable layers
 };
 
 std::map<std::string, std::string> ParseLabels(const std::string& s) {
@@ -730,6 +757,7 @@ base::Result<> CubeletApp::Start() {
 
   // Kubelet HTTP API and debug socket.
   s_->backend = std::make_unique<Backend>(s_->kubelet.get(), s_->proxier.get(), runtime, node);
+  s_->backend->SetImageFs(f.image_dir.empty() ? f.root_dir + "/images" : f.image_dir);
   s_->backend->SetConfigz(KubeletConfigzJson(f));
   KubeletServerOptions so;
   so.node_name = node;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -158,6 +159,50 @@ bool SpreadSubdirectories(const std::string& dir) {
   if (flags & FS_TOPDIR_FL) return true;
   flags |= FS_TOPDIR_FL;
   return ioctl(fd.get(), FS_IOC_SETFLAGS, &flags) == 0;
+}
+
+namespace {
+
+void AddUsage(int dirfd, dev_t dev, std::set<std::pair<dev_t, ino_t>>* links, DiskUsage* u) {
+  DIR* d = fdopendir(dirfd);
+  if (!d) {
+    close(dirfd);
+    return;
+  }
+  while (dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    struct stat st;
+    if (fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (st.st_dev != dev) continue;  // a mount point
+    if (!S_ISDIR(st.st_mode) && st.st_nlink > 1 && !links->insert({st.st_dev, st.st_ino}).second) {
+      continue;  // another name of a file already counted
+    }
+    u->bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+    u->inodes += 1;
+    if (S_ISDIR(st.st_mode)) {
+      int fd = openat(::dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0) AddUsage(fd, dev, links, u);
+    }
+  }
+  closedir(d);
+}
+
+}  // namespace
+
+DiskUsage DirDiskUsage(const std::string& dir) {
+  DiskUsage u;
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return u;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return u;
+  }
+  u.bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+  u.inodes = 1;
+  std::set<std::pair<dev_t, ino_t>> links;
+  AddUsage(fd, st.st_dev, &links, &u);
+  return u;
 }
 
 }  // namespace base

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,14 @@ bool PathExists(const std::string& path);
 // Orlov allocator, `chattr +T`): its subdirectories are spread over the block groups instead
 // of packed next to it. False where the filesystem has no such flag (nothing changes there).
 bool SpreadSubdirectories(const std::string& dir);
+// What a directory tree holds on its filesystem (du): allocated bytes (st_blocks) and inodes,
+// hard links counted once, other filesystems mounted inside not entered. Unreadable entries are
+// skipped.
+struct DiskUsage {
+  uint64_t bytes = 0;
+  uint64_t inodes = 0;
+};
+DiskUsage DirDiskUsage(const std::string& dir);
 // Names in a directory ("." and ".." left out), in readdir order; empty when unreadable.
 std::vector<std::string> ListDir(const std::string& dir);
 

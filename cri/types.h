@@ -286,7 +286,11 @@ struct ContainerStats {
   CpuUsage cpu;
   MemoryUsage memory;
   uint64_t pids = 0;
+  // The container's writable layer (overlay upper directory) on the image filesystem, measured
+  // at writable_layer_timestamp (unix ns; 0 = not measured).
+  int64_t writable_layer_timestamp = 0;
   uint64_t writable_layer_bytes = 0;
+  uint64_t writable_layer_inodes = 0;
 };
 
 struct PodSandboxStats {

@@ -362,7 +362,9 @@ Result<std::string> Runtime::PullImage(const std::string& ref, const cri::AuthCo
 
 Result<cri::ContainerStats> Runtime::ContainerStats(const std::string& id) {
   cri::ContainerStats s;
-  std::string cgroup;
+  std::string cgroup, layer;
+  bool measure = false;
+  auto steady = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = containers_.find(id);
@@ -372,6 +374,26 @@ Result<cri::ContainerStats> Runtime::ContainerStats(const std::string& id) {
     s.id = id;
     s.metadata = it->second.rec.metadata;
     cgroup = it->second.rec.cgroup;
+    const Container& c = it->second;
+    measure = c.usage_unix_ns == 0 || steady - c.usage_at >= kWritableLayerUsagePeriod;
+    s.writable_layer_timestamp = c.usage_unix_ns;
+    s.writable_layer_bytes = c.usage_bytes;
+    s.writable_layer_inodes = c.usage_inodes;
+    // The overlay's upper directory, or the private copy of the image on hosts without overlay.
+    layer = base::PathExists(c.dir + "/upper") ? c.dir + "/upper" : c.dir + "/rootfs-copy";
+  }
+  if (measure) {
+    auto u = base::DirDiskUsage(layer);
+    s.writable_layer_timestamp = base::ToUnixNanos(std::chrono::system_clock::now());
+    s.writable_layer_bytes = u.bytes;
+    s.writable_layer_inodes = u.inodes;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = containers_.find(id); it != containers_.end()) {
+      it->second.usage_at = steady;
+      it->second.usage_unix_ns = s.writable_layer_timestamp;
+      it->second.usage_bytes = u.bytes;
+      it->second.usage_inodes = u.inodes;
+    }
   }
   int64_t now = base::ToUnixNanos(std::chrono::system_clock::now());
   s.cpu.timestamp = s.memory.timestamp = now;

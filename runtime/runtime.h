@@ -119,7 +119,13 @@ class Runtime {
     // The overlay rootfs being mounted detached since CreateContainer (rootfs_mount.h); taken
     // by StartContainer (an invalid fd: the init mounts it). Null after a cubelet restart.
     std::shared_ptr<std::future<base::UniqueFd>> rootfs_mount;
+    // The writable layer's usage, measured at most every kWritableLayerUsagePeriod (a walk of
+    // the directory tree, as cAdvisor's du of a container's layer).
+    std::chrono::steady_clock::time_point usage_at{};
+    int64_t usage_unix_ns = 0;
+    uint64_t usage_bytes = 0, usage_inodes = 0;
   };
+  static constexpr std::chrono::seconds kWritableLayerUsagePeriod{10};
 
   explicit Runtime(RuntimeOptions opts);
   Result<> Init();

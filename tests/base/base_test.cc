@@ -124,3 +124,20 @@ TEST_CASE("Prometheus text: sample values and escaped label values") {
   CHECK(base::PromLabelValue("plain") == "plain");
   CHECK(base::PromLabelValue("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
 }
+
+TEST_CASE("DirDiskUsage: allocated bytes and inodes of a tree, hard links once") {
+  char tmpl[] = "/var/tmp/cubelet-base-du-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  std::string d = tmpl;
+  REQUIRE(base::MkdirAll(d + "/sub/deeper"));
+  REQUIRE(base::WriteFile(d + "/sub/deeper/big", std::string(1 << 20, 'x')));
+  REQUIRE(link((d + "/sub/deeper/big").c_str(), (d + "/again").c_str()) == 0);
+  REQUIRE(base::WriteFile(d + "/small", "1"));
+  REQUIRE(symlink("small", (d + "/ln").c_str()) == 0);
+  auto u = base::DirDiskUsage(d);
+  CHECK(u.inodes == 6);  // d, sub, deeper, big (= again), small, ln
+  CHECK(u.bytes >= (1u << 20));
+  CHECK(u.bytes < 2u * (1u << 20));  // the hard link not counted twice
+  CHECK(base::DirDiskUsage(d + "/missing").inodes == 0);
+  REQUIRE(base::RemoveAll(d));
+}

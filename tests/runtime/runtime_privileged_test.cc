@@ -173,10 +173,17 @@ TEST_CASE("runtime: a running container is in its cgroup, pod namespaces, with l
   auto slow = env.rt->ExecSync(id, {"sleep", "30"}, 1s);
   REQUIRE_FALSE(slow);
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
-  // Stats from the cgroup.
+  // Stats from the cgroup, and the writable layer's usage (a 2 MiB file written now).
+  auto ddw = env.rt->ExecSync(id, {"dd", "if=/dev/zero", "of=/big", "bs=1024", "count=2048"}, 10s);
+  REQUIRE(ddw);
+  REQUIRE(ddw->exit_code == 0);
   auto stats = env.rt->ContainerStats(id);
   REQUIRE(stats);
   CHECK(stats->memory.usage_bytes > 0);
+  CHECK(stats->writable_layer_timestamp > 0);
+  CHECK(stats->writable_layer_bytes >= 2 * 1024 * 1024);
+  CHECK(stats->writable_layer_bytes < 64 * 1024 * 1024);
+  CHECK(stats->writable_layer_inodes >= 2);  // the layer's root and /big at least
   // `sleep` as pid 1 has no SIGTERM handler, so the kernel drops SIGTERM: the stop escalates to
   // SIGKILL after the timeout.
   t0 = std::chrono::steady_clock::now();
