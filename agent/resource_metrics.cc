@@ -11,7 +11,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string Num(double v) { return base::PromValue(v); }
 std::string Label(const std::string& v) { return base::PromLabelValue(v); }
 
 // The sample time of a stats block ("time": RFC 3339), as Prometheus milliseconds; "" = none.
@@ -29,12 +28,7 @@ bool Has(const json& j, const char* block, const char* field) {
          j[block].contains(field) && j[block][field].is_number();
 }
 
-struct Family {
-  const char* name;
-  const char* type;
-  const char* help;
-  std::string samples;
-};
+using Family = base::PromFamily;
 
 }  // namespace
 
@@ -62,14 +56,10 @@ std::string ResourceMetricsText(const std::string& summary_json) {
   // One object's cpu and memory samples (node, pod or container) with the given labels.
   auto usage = [](const json& of, const std::string& labels, Family* cpu, Family* mem) {
     if (Has(of, "cpu", "usageCoreNanoSeconds")) {
-      cpu->samples += std::string(cpu->name) + labels + " " +
-                      Num(of["cpu"]["usageCoreNanoSeconds"].get<double>() / 1e9) +
-                      TimestampMs(of["cpu"]) + "\n";
+      cpu->Add(labels, of["cpu"]["usageCoreNanoSeconds"].get<double>() / 1e9, TimestampMs(of["cpu"]));
     }
     if (Has(of, "memory", "workingSetBytes")) {
-      mem->samples += std::string(mem->name) + labels + " " +
-                      Num(of["memory"]["workingSetBytes"].get<double>()) +
-                      TimestampMs(of["memory"]) + "\n";
+      mem->Add(labels, of["memory"]["workingSetBytes"].get<double>(), TimestampMs(of["memory"]));
     }
   };
   usage(s.value("node", json::object()), "", &node_cpu, &node_mem);
@@ -85,7 +75,7 @@ std::string ResourceMetricsText(const std::string& summary_json) {
       if (c.contains("startTime") && c["startTime"].is_string()) {
         if (auto t = base::ParseRfc3339(c["startTime"].get<std::string>())) {
           double secs = std::chrono::duration<double>(t->time_since_epoch()).count();
-          ctr_start.samples += std::string(ctr_start.name) + cl + " " + Num(secs) + "\n";
+          ctr_start.Add(cl, secs);
         }
       }
     }
@@ -93,9 +83,7 @@ std::string ResourceMetricsText(const std::string& summary_json) {
   std::string out;
   for (const Family* f : {&ctr_cpu, &ctr_mem, &ctr_start, &node_cpu, &node_mem, &pod_cpu,
                           &pod_mem}) {
-    if (f->samples.empty()) continue;
-    out += std::string("# HELP ") + f->name + " " + f->help + "\n# TYPE " + f->name + " " +
-           f->type + "\n" + f->samples;
+    if (!f->samples.empty()) out += f->Render();
   }
   out += "# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container "
          "metrics, 0 otherwise\n# TYPE resource_scrape_error gauge\nresource_scrape_error " +

@@ -111,4 +111,14 @@ std::string PromLabelValue(std::string_view v) {
   return out;
 }
 
+void PromFamily::Add(std::string_view labels, double value, std::string_view suffix) {
+  samples.append(name).append(labels).append(" ").append(PromValue(value)).append(suffix);
+  samples += '\n';
+}
+
+std::string PromFamily::Render() const {
+  return std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+         samples;
+}
+
 }  // namespace base

@@ -22,5 +22,15 @@ std::string RandomHexId();
 // backslash, double quote and newline escaped.
 std::string PromValue(double v);
 std::string PromLabelValue(std::string_view v);
+// One metric family: its samples, then Render() = "# HELP", "# TYPE" and the samples.
+struct PromFamily {
+  const char* name;
+  const char* type;  // "counter", "gauge"
+  const char* help;
+  std::string samples;
+  // `labels` is "{...}" or empty; `suffix` a " <timestamp ms>" or empty.
+  void Add(std::string_view labels, double value, std::string_view suffix = {});
+  std::string Render() const;
+};
 
 }  // namespace base
