@@ -154,7 +154,22 @@ class Backend final : public KubeletServerBackend {
       }
     }
     json pods = json::array();
-    FsUsage image_fs = ReadFsUsage(image_fs_);
+    // Container filesystem stats as the kubelet's FsStats, with their filesystems' totals
+    // (read once per summary: every writable layer is on the image filesystem, every log
+    // directory under the pod logs directory).
+    FsUsage image_fs = ReadFsUsage(image_fs_), logs_fs = ReadFsUsage(logs_fs_);
+    auto fs_block = [](const FsUsage& fs, std::string time, uint64_t used, uint64_t inodes) {
+      json b = {{"time", std::move(time)}, {"usedBytes", used}, {"inodesUsed", inodes}};
+      if (fs.capacity_bytes >= 0) {
+        b["capacityBytes"] = fs.capacity_bytes;
+        b["availableBytes"] = fs.available_bytes;
+      }
+      if (fs.inodes >= 0) {
+        b["inodes"] = fs.inodes;
+        b["inodesFree"] = fs.inodes_free;
+      }
+      return b;
+    };
     auto list = k_->PodList();
     for (const auto& p : list["items"]) {
       std::string uid = p["metadata"].value("uid", "");
@@ -174,20 +189,7 @@ class Backend final : public KubeletServerBackend {
                                 {"workingSetBytes", s.memory.working_set_bytes},
                                 {"rssBytes", s.memory.rss_bytes},
                                 {"usageBytes", s.memory.usage_bytes}}}};
-        // The writable layer (rootfs) and the container's log directory (logs), on their
-        // filesystems, as the kubelet's FsStats.
-        auto fs_block = [&](const FsUsage& fs, std::string time, uint64_t used, uint64_t inodes) {
-          json b = {{"time", std::move(time)}, {"usedBytes", used}, {"inodesUsed", inodes}};
-          if (fs.capacity_bytes >= 0) {
-            b["capacityBytes"] = fs.capacity_bytes;
-            b["availableBytes"] = fs.available_bytes;
-          }
-          if (fs.inodes >= 0) {
-            b["inodes"] = fs.inodes;
-            b["inodesFree"] = fs.inodes_free;
-          }
-          return b;
-        };
+        // The writable layer (rootfs) and the container's log directory (logs).
         if (s.writable_layer_timestamp > 0) {
           ctr["rootfs"] = fs_block(image_fs, ns_time(s.writable_layer_timestamp),
                                    s.writable_layer_bytes, s.writable_layer_inodes);
@@ -195,7 +197,7 @@ class Backend final : public KubeletServerBackend {
         if (auto st = rt_->ContainerStatus(s.id); st && !st->log_path.empty()) {
           std::string dir = st->log_path.substr(0, st->log_path.rfind('/'));
           auto u = base::DirDiskUsage(dir);
-          ctr["logs"] = fs_block(ReadFsUsage(dir), now_text, u.bytes, u.inodes);
+          ctr["logs"] = fs_block(logs_fs, now_text, u.bytes, u.inodes);
         }
         containers.push_back(std::move(ctr));
         cpu += s.cpu.usage_core_nano_seconds;
@@ -272,7 +274,10 @@ class Backend final : public KubeletServerBackend {
     return agent::RunningPodsJson(*sandboxes, *containers);
   }
   void SetConfigz(std::string json) { configz_ = std::move(json); }
-  void SetImageFs(std::string path) { image_fs_ = std::move(path); }
+  void SetFilesystems(std::string image_fs, std::string logs_fs) {
+    image_fs_ = std::move(image_fs);
+    logs_fs_ = std::move(logs_fs);
+  }
   // As the kubelet's GetExec: the pod from the pods bound here, then its running container.
   base::Result<std::string> FindExecContainer(const std::string& ns, const std::string& pod,
                                               const std::string& container) override {
@@ -309,6 +314,7 @@ class Backend final : public KubeletServerBackend {
   std::string node_name_;
   std::string configz_;  // fixed at start-up (the effective flags and --config)
   std::string image_fs_;  // a path on the filesystem of the images and writable layers
+  std::string logs_fs_;   // the pod logs directory
 };
 
 std::map<std::string, std::string> ParseLabels(const std::string& s) {
@@ -757,7 +763,8 @@ base::Result<> CubeletApp::Start() {
 
   // Kubelet HTTP API and debug socket.
   s_->backend = std::make_unique<Backend>(s_->kubelet.get(), s_->proxier.get(), runtime, node);
-  s_->backend->SetImageFs(f.image_dir.empty() ? f.root_dir + "/images" : f.image_dir);
+  s_->backend->SetFilesystems(f.image_dir.empty() ? f.root_dir + "/images" : f.image_dir,
+                              f.pod_logs_dir);
   s_->backend->SetConfigz(KubeletConfigzJson(f));
   KubeletServerOptions so;
   so.node_name = node;

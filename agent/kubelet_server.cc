@@ -33,6 +33,15 @@ constexpr std::string_view kMetrics = "text/plain; version=0.0.4; charset=utf-8"
 // logForceCheckPeriod is 1 s as well).
 constexpr auto kFollowStatusPeriod = std::chrono::seconds(1);
 
+// What a backend may not provide ("" = not here): 404 as for an unknown path.
+void ReplyOr404(ResponseWriter& w, std::string_view content_type, const std::string& body) {
+  if (body.empty()) {
+    w.Reply(404, kText, "404 page not found\n");
+  } else {
+    w.Reply(200, content_type, body);
+  }
+}
+
 bool IsSubpath(std::string_view path, std::string_view prefix) {
   while (prefix.size() > 1 && prefix.back() == '/') prefix.remove_suffix(1);
   return path == prefix || base::StartsWith(path, std::string(prefix) + "/");
@@ -355,21 +364,11 @@ void KubeletServer::Impl::Route(const HttpRequest& req, ResponseWriter& w, bool 
   } else if (req.path == "/metrics/resource") {
     w.Reply(200, kMetrics, ResourceMetricsText(backend_->StatsSummaryJson()));
   } else if (req.path == "/metrics/cadvisor") {
-    std::string body = backend_->CadvisorMetricsText();
-    if (body.empty()) {
-      w.Reply(404, kText, "404 page not found\n");
-    } else {
-      w.Reply(200, kMetrics, body);
-    }
-  } else if (req.path == "/configz" || req.path == "/runningpods" ||
-             req.path == "/runningpods/") {
-    std::string body =
-        req.path == "/configz" ? backend_->ConfigzJson() : backend_->RunningPodsJson();
-    if (body.empty()) {
-      w.Reply(404, kText, "404 page not found\n");
-    } else {
-      w.Reply(200, kJson, body);
-    }
+    ReplyOr404(w, kMetrics, backend_->CadvisorMetricsText());
+  } else if (req.path == "/configz") {
+    ReplyOr404(w, kJson, backend_->ConfigzJson());
+  } else if (req.path == "/runningpods" || req.path == "/runningpods/") {
+    ReplyOr404(w, kJson, backend_->RunningPodsJson());
   } else if (req.path == "/debug/pods") {
     w.Reply(200, kJson, backend_->DebugPodsJson());
   } else {
