@@ -362,7 +362,7 @@ Result<std::string> Runtime::PullImage(const std::string& ref, const cri::AuthCo
 
 Result<cri::ContainerStats> Runtime::ContainerStats(const std::string& id) {
   cri::ContainerStats s;
-  std::string cgroup, layer;
+  std::string cgroup, dir;
   bool measure = false;
   auto steady = std::chrono::steady_clock::now();
   {
@@ -379,11 +379,12 @@ Result<cri::ContainerStats> Runtime::ContainerStats(const std::string& id) {
     s.writable_layer_timestamp = c.usage_unix_ns;
     s.writable_layer_bytes = c.usage_bytes;
     s.writable_layer_inodes = c.usage_inodes;
-    // The overlay's upper directory, or the private copy of the image on hosts without overlay.
-    layer = base::PathExists(c.dir + "/upper") ? c.dir + "/upper" : c.dir + "/rootfs-copy";
+    dir = c.dir;
   }
   if (measure) {
-    auto u = base::DirDiskUsage(layer);
+    // The overlay's upper directory, or the private copy of the image on hosts without overlay.
+    auto u = base::DirDiskUsage(base::PathExists(dir + "/upper") ? dir + "/upper"
+                                                                 : dir + "/rootfs-copy");
     s.writable_layer_timestamp = base::ToUnixNanos(std::chrono::system_clock::now());
     s.writable_layer_bytes = u.bytes;
     s.writable_layer_inodes = u.inodes;
